@@ -1,0 +1,199 @@
+"""Real connection checks: connect to PostgreSQL with a client certificate and say what happened.
+
+A probe is the lockout guard's evidence and the demo's proof, so it must tell apart the failures
+an operator fixes differently. libpq connection errors carry no SQLSTATE and their wording depends
+on the OpenSSL version, so the classification matches the stable substrings measured in
+`docs/postgres-client-cert-behaviour.md` §9, never whole messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ProbeOutcome(str, enum.Enum):
+    """What a connection attempt showed, phrased as the fix an operator would look for."""
+
+    OK = "ok"
+    REVOKED = "revoked"  # the certificate is on the instance's CRL
+    UNKNOWN_CA = "unknown-ca"  # untrusted CA, or no CRL for this CA on the instance
+    EXPIRED = "expired"  # the client certificate OR the instance's CRL has expired
+    NOT_YET_VALID = "not-yet-valid"  # certificate or CRL not valid yet (clock skew?)
+    CN_MISMATCH = "cn-mismatch"  # `cert` ACL: CN differs from the database user
+    AUTH_FAILED = "auth-failed"  # wrong password, or verify-full with a CN mismatch
+    NO_PASSWORD = "no-password"  # the ACL wants a password and none was given
+    NO_CERTIFICATE = "no-certificate"  # the ACL wants a client certificate
+    NO_ENCRYPTION = "no-encryption"  # a non-SSL connection was refused
+    KEY_PERMISSIONS = "key-permissions"  # libpq refuses a key readable by others
+    SERVER_UNTRUSTED = "server-untrusted"  # the server certificate did not verify
+    UNREACHABLE = "unreachable"  # nothing answered at host:port
+    ERROR = "error"  # anything else; see detail
+
+
+# Ordered: the first substring found wins. Lower-case, matched against the lower-cased message.
+_SUBSTRINGS: tuple[tuple[str, ProbeOutcome], ...] = (
+    ("certificate revoked", ProbeOutcome.REVOKED),
+    ("alert certificate expired", ProbeOutcome.EXPIRED),
+    ("alert unknown ca", ProbeOutcome.UNKNOWN_CA),
+    ("alert bad certificate", ProbeOutcome.NOT_YET_VALID),
+    ("has group or world access", ProbeOutcome.KEY_PERMISSIONS),
+    ("connection requires a valid client certificate", ProbeOutcome.NO_CERTIFICATE),
+    ("certificate authentication failed for user", ProbeOutcome.CN_MISMATCH),
+    ("password authentication failed for user", ProbeOutcome.AUTH_FAILED),
+    ("no password supplied", ProbeOutcome.NO_PASSWORD),
+    ("no encryption", ProbeOutcome.NO_ENCRYPTION),
+    ("server does not support ssl", ProbeOutcome.NO_ENCRYPTION),
+    ("certificate verify failed", ProbeOutcome.SERVER_UNTRUSTED),
+    ("does not match host name", ProbeOutcome.SERVER_UNTRUSTED),
+    ("connection refused", ProbeOutcome.UNREACHABLE),
+    ("could not translate host name", ProbeOutcome.UNREACHABLE),
+    ("timeout expired", ProbeOutcome.UNREACHABLE),
+)
+
+_HINTS: dict[ProbeOutcome, str] = {
+    ProbeOutcome.REVOKED: "the certificate is revoked; issue a new one (rdsssl cert issue)",
+    ProbeOutcome.UNKNOWN_CA: (
+        "the instance does not trust this certificate's CA, or its CRL does not cover that CA"
+    ),
+    ProbeOutcome.EXPIRED: (
+        "the client certificate or the instance's CRL has expired (an expired CRL locks out "
+        "every certificate of its CA): check `rdsssl instance show` and `rdsssl crl refresh`"
+    ),
+    ProbeOutcome.NOT_YET_VALID: "a certificate or CRL is not valid yet; check the clocks",
+    ProbeOutcome.CN_MISMATCH: "the certificate's CN is not the database user name",
+    ProbeOutcome.AUTH_FAILED: "wrong password, or (verify-full) the CN is not the user name",
+    ProbeOutcome.NO_PASSWORD: "this ACL needs a password: pass --password-env VAR",
+    ProbeOutcome.NO_CERTIFICATE: "this ACL needs a client certificate",
+    ProbeOutcome.NO_ENCRYPTION: "non-SSL connections are refused (or SSL is off on the server)",
+    ProbeOutcome.KEY_PERMISSIONS: "chmod 600 the client key file",
+    ProbeOutcome.SERVER_UNTRUSTED: (
+        "the server certificate did not verify against --root-cert (`rdsssl instance server-ca`)"
+    ),
+    ProbeOutcome.UNREACHABLE: "nothing answered: check the host, port and network access",
+}
+
+
+# libpq skips a client certificate whose file does not exist; /dev/null would be read and fail.
+_NO_FILE = "/nonexistent/rdsssl-no-client-certificate"
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Where to connect. `hostaddr` skips DNS while `host` is still checked against the server
+    certificate (verify-full), as when an endpoint name resolves only inside a VPC."""
+
+    host: str
+    port: int
+    hostaddr: str | None = None
+    dbname: str = "postgres"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One connection attempt. `detail` is the server's or libpq's message: never a secret."""
+
+    outcome: ProbeOutcome
+    target: ProbeTarget
+    user: str
+    detail: str
+    elapsed: float
+    sslmode: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the connection was established and a query ran."""
+        return self.outcome is ProbeOutcome.OK
+
+    @property
+    def hint(self) -> str:
+        """What to do about this outcome, for people."""
+        return _HINTS.get(self.outcome, "")
+
+
+def classify(message: str) -> ProbeOutcome:
+    """Map a libpq connection error to an outcome by its stable substrings."""
+    lowered = message.lower()
+    for needle, outcome in _SUBSTRINGS:
+        if needle in lowered:
+            return outcome
+    return ProbeOutcome.ERROR
+
+
+def _key_permission_problem(key: Path) -> str | None:
+    """libpq refuses group/world-readable keys; say so before connecting, with the fix."""
+    try:
+        st = key.stat()
+    except OSError as exc:
+        return f"cannot read client key {key}: {exc.strerror}"
+    mode = stat.S_IMODE(st.st_mode)
+    limit = 0o640 if st.st_uid == 0 else 0o600  # libpq's own rule
+    if mode & ~limit:
+        return (
+            f'private key file "{key}" has group or world access (mode {mode:04o}); '
+            "run chmod 600 on it"
+        )
+    return None
+
+
+def probe(
+    target: ProbeTarget,
+    *,
+    user: str,
+    cert: Path | None = None,
+    key: Path | None = None,
+    root_cert: Path | None = None,
+    password: str | None = None,
+    sslmode: str = "verify-full",
+    timeout: float = 10.0,
+) -> ProbeResult:
+    """Connect once as `user`, run `SELECT 1`, and classify the result.
+
+    Certificate, key and root certificate are always passed explicitly (a missing one as the
+    libpq value that disables it) so `~/.postgresql/` defaults never change the answer.
+    `sslmode="disable"` probes what a client without SSL gets.
+    """
+    import psycopg  # imported here: local PKI commands never pay for it
+
+    started = time.monotonic()
+    if key is not None:
+        problem = _key_permission_problem(key)
+        if problem is not None:
+            outcome = classify(problem)
+            if outcome is ProbeOutcome.ERROR:
+                outcome = ProbeOutcome.KEY_PERMISSIONS
+            return ProbeResult(outcome, target, user, problem, 0.0, sslmode)
+    params: dict[str, str | int] = {
+        "host": target.host,
+        "port": target.port,
+        "dbname": target.dbname,
+        "user": user,
+        "sslmode": sslmode,
+        "connect_timeout": max(1, int(timeout)),
+        "application_name": "rdsssl-probe",
+    }
+    if target.hostaddr:
+        params["hostaddr"] = target.hostaddr
+    if sslmode != "disable":
+        params["sslrootcert"] = str(root_cert) if root_cert else "system"
+        params["sslcert"] = str(cert) if cert else _NO_FILE
+        params["sslkey"] = str(key) if key else _NO_FILE
+    if password is not None:
+        params["password"] = password
+    else:
+        params["passfile"] = os.devnull  # never pick up ~/.pgpass silently
+    try:
+        with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
+            conn.execute("SELECT 1")
+            detail = f"connected as {user} (ssl={'on' if conn.info.pgconn.ssl_in_use else 'off'})"
+        outcome = ProbeOutcome.OK
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        if password:
+            detail = detail.replace(password, "***")
+        outcome = classify(detail)
+    return ProbeResult(outcome, target, user, detail, time.monotonic() - started, sslmode)

@@ -1,0 +1,475 @@
+"""Use cases over one instance: describe, plan (desired vs observed), apply with one call, wait.
+
+Every change follows SPEC section 3: read first, compare by parsed fingerprints, call
+ModifyDBInstanceSSL only when something differs and then exactly once with every differing field
+(one restart instead of the manual procedure's two restarts and a lock), validate locally before
+sending anything, refuse changes that could lock users out unless a probe proves otherwise, and
+wait until the read-back equals what was sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+from rdsssl import crypto
+from rdsssl.api import RdsApi
+from rdsssl.errors import ApiError, ApiUnreachable, ConfigError, CryptoError, LockoutGuard
+from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, SslState
+from rdsssl.probe import ProbeResult
+from rdsssl.waiters import Progress, instance_ready, ssl_applied, wait_until
+
+CERT_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_CA, AclMode.VERIFY_FULL})
+DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
+DEFAULT_TIMEOUT = 1800.0  # Terraform's update timeout; a restart takes ~3 min
+_MODIFY_ATTEMPTS = 3
+
+
+class Effect(str, enum.Enum):
+    """What a change costs the instance, in the order of severity."""
+
+    NONE = "none"
+    ACL_LOCK = "acl-lock"  # ~1 min during which the instance refuses other operations
+    RESTART = "restart"  # ~3 min restart; open sessions are dropped
+
+
+_SEVERITY = {Effect.NONE: 0, Effect.ACL_LOCK: 1, Effect.RESTART: 2}
+
+
+@dataclass(frozen=True, eq=False)
+class CrlFromStore:
+    """A CRL requirement rather than a fixed PEM: the instance's CRL is current when, for every
+    CA in the bundle, it holds a CRL signed by that CA that lists exactly `revoked` and stays
+    valid for at least `min_remaining`. Only then is no upload needed; otherwise `build()` signs
+    a fresh one (which bumps the store's CRL number, so it is never called on a dry run)."""
+
+    revoked: frozenset[int]
+    build: Callable[[], str]
+    min_remaining: timedelta = DEFAULT_MIN_CRL_REMAINING
+
+
+@dataclass(frozen=True)
+class DesiredSsl:
+    """What an instance should hold; None leaves a field as it is on the instance."""
+
+    client_ca_pem: str | None = None
+    crl: str | CrlFromStore | None = None
+    acl: AclMode | None = None
+    replication_acl: AclMode | None = None
+    disable_client_ca: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """One differing field, shown to the user before anything is sent."""
+
+    field: str
+    before: str
+    after: str
+    effect: Effect
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes for one instance and the single request that realises them."""
+
+    instance_id: str
+    changes: tuple[Change, ...]
+    request: SslModifyRequest | None
+    warnings: tuple[str, ...] = ()
+    crl_source: CrlFromStore | None = None  # a CRL to sign at apply time
+
+    @property
+    def noop(self) -> bool:
+        """True when the instance already holds the desired configuration."""
+        return not self.changes
+
+    @property
+    def effect(self) -> Effect:
+        """The most severe effect of all changes (what the user must plan for)."""
+        worst = Effect.NONE
+        for change in self.changes:
+            if _SEVERITY[change.effect] > _SEVERITY[worst]:
+                worst = change.effect
+        return worst
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary; PEM text never appears, only fingerprints."""
+        return {
+            "instance": self.instance_id,
+            "effect": self.effect.value,
+            "changes": [vars(c) | {"effect": c.effect.value} for c in self.changes],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What apply did: nothing (noop / dry run) or one Modify call, and what it observed."""
+
+    plan: Plan
+    applied: bool
+    dry_run: bool
+    request_id: str | None = None
+    final: SslState | None = None
+    guard: ProbeResult | None = None
+    elapsed: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------- comparing
+
+
+def _fps(pem: str | None, what: str) -> frozenset[str]:
+    if not pem or not pem.strip():
+        return frozenset()
+    return crypto.pem_fingerprints(pem.encode(), source=what)
+
+
+def _short(fps: frozenset[str]) -> str:
+    return ", ".join(sorted(f[:16] for f in fps)) if fps else "(none)"
+
+
+def crl_is_current(
+    crl_pem: str | None, ca_pem: str, req: CrlFromStore, *, now: datetime
+) -> tuple[bool, str]:
+    """Whether the instance's CRL satisfies `req` for every CA in `ca_pem`; and why not."""
+    if not crl_pem or not crl_pem.strip():
+        return False, "no CRL on the instance"
+    crls = crypto.load_crls(crl_pem.encode(), source="the instance's CRL")
+    cas = crypto.load_certificates(ca_pem.encode(), source="the CA bundle")
+    for ca in cas:
+        mine = [c for c in crls if crypto.crl_signed_by(c, ca)]
+        if not mine:
+            return False, f"no CRL signed by {ca.subject.rfc4514_string()}"
+        newest = max(mine, key=lambda c: crypto.inspect_crl(c).last_update)
+        info = crypto.inspect_crl(newest)
+        if info.next_update is None or info.next_update - now < req.min_remaining:
+            days = req.min_remaining.days
+            return False, f"its nextUpdate {info.next_update} is under {days} days away"
+    listed = set().union(*(crypto.inspect_crl(c).revoked_serials for c in crls))
+    missing = req.revoked - listed
+    if missing:
+        return False, f"{len(missing)} local revocation(s) not yet on the instance"
+    return True, "current"
+
+
+def plan(
+    desired: DesiredSsl, ssl: SslState, *, instance_id: str, now: datetime | None = None
+) -> Plan:
+    """Compare desired with observed and build the one request that realises the difference."""
+    now = now or datetime.now(timezone.utc)
+    changes: list[Change] = []
+    fields: dict[str, object] = {}
+    source: CrlFromStore | None = None
+    observed_ca = _fps(ssl.client_ca_pem, "the instance's client CA")
+    if desired.disable_client_ca:
+        if observed_ca:
+            changes.append(Change("client_ca", _short(observed_ca), "(disabled)", Effect.RESTART))
+            fields["client_ca_enabled"] = False
+        return _plan(instance_id, ssl, changes, fields, None)
+    ca_pem = desired.client_ca_pem
+    if ca_pem is not None:
+        wanted = _fps(ca_pem, "the desired client CA")
+        if wanted != observed_ca:
+            changes.append(Change("client_ca", _short(observed_ca), _short(wanted), Effect.RESTART))
+            fields.update(client_ca_enabled=True, client_ca_pem=ca_pem)
+    effective_ca = ca_pem if ca_pem is not None else (ssl.client_ca_pem or "")
+    observed_crl = _fps(ssl.crl_pem, "the instance's CRL")
+    if isinstance(desired.crl, CrlFromStore):
+        ok, why = crl_is_current(ssl.crl_pem, effective_ca, desired.crl, now=now)
+        if not ok:
+            changes.append(
+                Change("crl", _short(observed_crl), f"a fresh CRL ({why})", Effect.RESTART)
+            )
+            source = desired.crl  # signed in apply(), so a dry run leaves the store untouched
+    elif desired.crl is not None:
+        wanted = _fps(desired.crl, "the desired CRL")
+        if wanted != observed_crl:
+            changes.append(Change("crl", _short(observed_crl), _short(wanted), Effect.RESTART))
+            fields.update(crl_enabled=True, crl_pem=desired.crl)
+    for name, want, have in (
+        ("acl", desired.acl, ssl.acl),
+        ("replication_acl", desired.replication_acl, ssl.replication_acl),
+    ):
+        if want is not None and want != have:
+            changes.append(
+                Change(name, have.value if have else "(none)", want.value, Effect.ACL_LOCK)
+            )
+            fields[name] = want
+    return _plan(instance_id, ssl, changes, fields, source)
+
+
+def _plan(
+    instance_id: str,
+    ssl: SslState,
+    changes: list[Change],
+    fields: dict[str, object],
+    source: CrlFromStore | None,
+) -> Plan:
+    if not changes:
+        return Plan(instance_id, (), None)
+    request = SslModifyRequest(
+        instance_id=instance_id,
+        connection_string=ssl.connection_string,
+        **fields,  # type: ignore[arg-type]
+    )
+    return Plan(instance_id, tuple(changes), request, crl_source=source)
+
+
+# ---------------------------------------------------------------- validating
+
+
+def validate(
+    plan_: Plan,
+    desired: DesiredSsl,
+    instance: InstanceInfo,
+    ssl: SslState,
+    *,
+    now: datetime,
+    crl_pem: str | None = None,
+) -> list[str]:
+    """SPEC section 3's local checks; raises on anything the service would refuse or that
+    would lock users out. Returns warnings (CRL size, ...)."""
+    warnings: list[str] = []
+    request = plan_.request
+    if request is None:
+        return warnings
+    ca_enabled_after = (
+        bool(ssl.client_ca_pem)
+        if request.client_ca_enabled is None
+        else (request.client_ca_enabled)
+    )
+    ca_pem_after = request.client_ca_pem if request.client_ca_pem else (ssl.client_ca_pem or "")
+    if request.client_ca_pem:
+        crypto.load_ca_certificates(
+            request.client_ca_pem.encode(), source="the client CA bundle", now=now
+        )
+    for name, acl in (("ACL", request.acl), ("ReplicationACL", request.replication_acl)):
+        if acl is None:
+            continue
+        if not ca_enabled_after:
+            raise ConfigError(
+                f"{name} {acl.value} needs the client CA enabled: set a client CA "
+                "in the same apply (ca_dir / ca_bundle) or first"
+            )
+        if acl is AclMode.VERIFY_FULL and instance.major_version < 12:
+            raise ConfigError(
+                f"{name} verify-full needs PostgreSQL >= 12; {instance.instance_id} "
+                f"runs {instance.engine_version}: use verify-ca"
+            )
+    crl_after = crl_pem if crl_pem is not None else (request.crl_pem or None)
+    if (request.crl_enabled or plan_.crl_source) and not ca_enabled_after:
+        raise ConfigError("a CRL needs the client CA enabled: set a client CA first or together")
+    if crl_after is None and ssl.crl_pem and request.client_ca_pem:
+        crl_after = ssl.crl_pem  # a CA change keeps the old CRL: it must still cover the bundle
+    if crl_after and ca_enabled_after:
+        warnings += _check_crl(crl_after, ca_pem_after, now=now)
+    return warnings
+
+
+CRL_SIZE_BUDGET = 32 * 1024
+
+
+def _check_crl(crl_pem: str, ca_pem: str, *, now: datetime) -> list[str]:
+    crls = crypto.load_crls(crl_pem.encode(), source="the CRL")
+    cas = crypto.load_certificates(ca_pem.encode(), source="the client CA bundle")
+    for ca in cas:
+        mine = [c for c in crls if crypto.crl_signed_by(c, ca)]
+        if not mine:
+            raise CryptoError(
+                f"no CRL covers CA {ca.subject.rfc4514_string()}: PostgreSQL would "
+                "refuse its certificates as 'unknown ca'; add that CA's CRL"
+            )
+        best = max(
+            (crypto.inspect_crl(c) for c in mine),
+            key=lambda i: i.next_update or datetime.min.replace(tzinfo=timezone.utc),
+        )
+        if best.next_update is None or best.next_update <= now + timedelta(days=1):
+            raise CryptoError(
+                f"the CRL of {ca.subject.rfc4514_string()} expires at "
+                f"{best.next_update}: an expired CRL locks out every certificate "
+                "user; build a fresh one (rdsssl crl build)"
+            )
+    for crl in crls:
+        if not any(crypto.crl_signed_by(crl, ca) for ca in cas):
+            info = crypto.inspect_crl(crl)
+            raise CryptoError(
+                f"the CRL issued by {info.issuer} is not signed by any CA in the "
+                "client CA bundle; build it from the same CA store"
+            )
+    size = len(crl_pem.encode())
+    if size > CRL_SIZE_BUDGET:
+        return [
+            f"the CRL is {size} bytes, above the {CRL_SIZE_BUDGET}-byte budget: the API "
+            "request may be refused as too long"
+        ]
+    return []
+
+
+def guard_reason(plan_: Plan, ssl: SslState) -> str | None:
+    """Why this plan could lock users out, or None when it cannot."""
+    request = plan_.request
+    if request is None:
+        return None
+    if request.acl in CERT_ACLS and ssl.acl != request.acl:
+        return f"ACL becomes {request.acl.value}: clients without a valid certificate are refused"
+    if request.client_ca_pem and ssl.client_ca_pem:
+        dropped = _fps(ssl.client_ca_pem, "ca") - _fps(request.client_ca_pem, "ca")
+        if dropped and (ssl.acl in CERT_ACLS or request.acl in CERT_ACLS):
+            return "the client CA change drops a CA: its certificates stop working"
+    return None
+
+
+# ---------------------------------------------------------------- applying
+
+
+def observe(api: RdsApi, instance_id: str) -> Observation:
+    """One poll: instance attributes and SSL state, errors kept as data for the waiters."""
+    try:
+        info = api.describe_instance(instance_id)
+        ssl = api.describe_ssl(instance_id)
+    except ApiError as exc:
+        if exc.retryable:
+            return Observation(None, None, exc.code or type(exc).__name__, time.time())
+        raise
+    return Observation(info, ssl, None, time.time())
+
+
+def _read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
+    """The waiter's success test: the read-back equals what was sent (by fingerprint)."""
+
+    def matches(ssl: SslState) -> bool:
+        if request.client_ca_enabled is False:
+            return not (ssl.client_ca_pem or "").strip()
+        if request.client_ca_pem is not None and _fps(ssl.client_ca_pem, "ca") != _fps(
+            request.client_ca_pem, "ca"
+        ):
+            return False
+        if request.crl_pem is not None and _fps(ssl.crl_pem, "crl") != _fps(request.crl_pem, "crl"):
+            return False
+        if request.acl is not None and ssl.acl != request.acl:
+            return False
+        return request.replication_acl is None or ssl.replication_acl == request.replication_acl
+
+    return matches
+
+
+def _send(api: RdsApi, request: SslModifyRequest, sleep: Callable[[float], None]) -> str:
+    """One Modify call. After an ambiguous failure (5xx, timeout) the state is re-read: if the
+    change is in progress or done it is never sent again; otherwise it is retried."""
+    matches = _read_back_matches(request)
+    for attempt in range(1, _MODIFY_ATTEMPTS + 1):
+        try:
+            return api.modify_ssl(request)
+        except ApiError as exc:
+            ambiguous = isinstance(exc, ApiUnreachable) or exc.retryable
+            if not ambiguous or attempt == _MODIFY_ATTEMPTS:
+                raise
+            sleep(2.0 * attempt)
+            ssl = api.describe_ssl(request.instance_id)
+            if ssl.last_modify_status == "setting" or matches(ssl):
+                return exc.request_id or "(accepted before the error)"
+    raise AssertionError("unreachable")
+
+
+def apply(
+    api: RdsApi,
+    instance_id: str,
+    desired: DesiredSsl,
+    *,
+    dry_run: bool = False,
+    wait: bool = True,
+    force: bool = False,
+    guard_probe: Callable[[], ProbeResult] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_progress: Callable[[Progress], None] | None = None,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ApplyResult:
+    """Read, plan, validate, guard, then at most ONE ModifyDBInstanceSSL call and a wait.
+
+    A busy instance (not Running, or a change still `setting`) is waited for first. A dry run
+    makes only Describe calls and never signs a CRL.
+    """
+    started = clock()
+    now = now or datetime.now(timezone.utc)
+    info = api.describe_instance(instance_id)
+    ssl = api.describe_ssl(instance_id)
+    notes: list[str] = []
+    if not dry_run and (info.status != "Running" or ssl.last_modify_status == "setting"):
+        notes.append(f"waited for {instance_id} to be ready (was {info.status})")
+        wait_until(
+            instance_ready(),
+            lambda: observe(api, instance_id),
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
+            on_progress=on_progress,
+        )
+        info = api.describe_instance(instance_id)
+        ssl = api.describe_ssl(instance_id)
+    if info.lock_mode and info.lock_mode != "Unlock":
+        raise ApiError(
+            f"{instance_id} is locked ({info.lock_mode}); unlock it first",
+            code="IncorrectDBInstanceLockMode",
+        )
+    the_plan = plan(desired, ssl, instance_id=instance_id, now=now)
+    if the_plan.noop:
+        return ApplyResult(the_plan, False, dry_run, elapsed=clock() - started, final=ssl)
+    source = the_plan.crl_source
+    warnings = validate(the_plan, desired, info, ssl, now=now)
+    guard: ProbeResult | None = None
+    reason = guard_reason(the_plan, ssl)
+    if reason and not force:
+        if guard_probe is None:
+            raise LockoutGuard(
+                f"{instance_id}: {reason}. Prove a certificate works first "
+                "(--probe-user/--probe-cert/--probe-key) or pass --force"
+            )
+        guard = guard_probe()
+        if not guard.ok:
+            raise LockoutGuard(
+                f"{instance_id}: {reason}, and the probe as {guard.user} failed "
+                f"({guard.outcome.value}: {guard.detail}); fix that or pass --force"
+            )
+    the_plan = replace(the_plan, warnings=tuple(warnings))
+    if dry_run:
+        return ApplyResult(
+            the_plan, False, True, guard=guard, elapsed=clock() - started, notes=tuple(notes)
+        )
+    request = the_plan.request
+    assert request is not None
+    if source is not None:
+        crl_pem = source.build()
+        request = replace(request, crl_enabled=True, crl_pem=crl_pem)
+        extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
+        the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
+    stale_failure = ssl.last_modify_status == "failed"  # an earlier change's verdict
+    request_id = _send(api, request, sleep)
+    final: SslState | None = None
+    if wait:
+        spec = ssl_applied(_read_back_matches(request), stale_failure=stale_failure)
+        obs = wait_until(
+            spec,
+            lambda: observe(api, instance_id),
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
+            on_progress=on_progress,
+        )
+        final = obs.ssl
+    return ApplyResult(
+        the_plan,
+        True,
+        False,
+        request_id=request_id,
+        final=final,
+        guard=guard,
+        elapsed=clock() - started,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,365 @@
+"""service.plan / apply against an in-memory RdsApi: diffs, no-ops, dry runs, guard rails.
+
+The fake applies a Modify instantly (no status machine): the waiter paths are covered by
+tests/unit/test_waiters.py and, with a real status machine, by the emulator tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from rdsssl import crypto
+from rdsssl.errors import ApiError, ConfigError, CryptoError, LockoutGuard
+from rdsssl.models import (
+    AclMode,
+    InstanceInfo,
+    KeyType,
+    NetInfo,
+    RevocationReason,
+    SslModifyRequest,
+    SslState,
+)
+from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget
+from rdsssl.service import CrlFromStore, DesiredSsl, Effect, apply, plan
+
+from .conftest import make_pki
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+CA = make_pki(KeyType.EC_P256, cn="root-ca1")
+CA2 = make_pki(KeyType.RSA_2048, cn="root-ca2", role="ca2")
+
+
+def _ca(pki: object = CA) -> str:
+    return crypto.cert_pem(pki.cert).decode()  # type: ignore[attr-defined]
+
+
+def _crl(
+    pki: object = CA, serials: tuple[int, ...] = (), days: int = 90, at: datetime = NOW
+) -> str:
+    revs = [
+        crypto.Revocation(s, at - timedelta(hours=1), RevocationReason.KEY_COMPROMISE)
+        for s in serials
+    ]
+    crl = crypto.build_crl(pki.cert, pki.key, revs, number=1, now=at, days=days)  # type: ignore[attr-defined]
+    return crypto.crl_pem(crl).decode()
+
+
+def _ssl(**kw: object) -> SslState:
+    base = dict(
+        ssl_enabled=True,
+        ca_type="aliyun",
+        connection_string="pgm-x.pg.rds.aliyuncs.com",
+        server_cert_pem="",
+        server_ca_url="",
+        ssl_expire_time=None,
+        require_update=False,
+        client_ca_pem=None,
+        crl_pem=None,
+        acl=None,
+        replication_acl=None,
+        last_modify_status="success",
+        modify_status_reason="",
+    )
+    base.update(kw)
+    return SslState(**base)  # type: ignore[arg-type]
+
+
+def _info(**kw: object) -> InstanceInfo:
+    base = dict(
+        instance_id="pgm-x",
+        region="cn-hangzhou",
+        status="Running",
+        lock_mode="Unlock",
+        engine="PostgreSQL",
+        engine_version="15.0",
+        storage_type="cloud_essd",
+        connection_string="pgm-x.pg.rds.aliyuncs.com",
+        port=5432,
+        pay_type="Postpaid",
+    )
+    base.update(kw)
+    return InstanceInfo(**base)  # type: ignore[arg-type]
+
+
+class FakeApi:
+    """Applies Modify calls at once and counts them; optionally fails the first calls."""
+
+    def __init__(self, ssl: SslState, info: InstanceInfo | None = None) -> None:
+        self.ssl = ssl
+        self.info = info or _info()
+        self.modify_calls: list[SslModifyRequest] = []
+        self.describe_calls = 0
+        self.fail_modify: list[ApiError] = []
+
+    def describe_instance(self, instance_id: str) -> InstanceInfo:
+        self.describe_calls += 1
+        return self.info
+
+    def describe_ssl(self, instance_id: str) -> SslState:
+        self.describe_calls += 1
+        return self.ssl
+
+    def describe_net_info(self, instance_id: str) -> list[NetInfo]:
+        return [NetInfo(self.info.connection_string, "127.0.0.1", "Public", 5432, "Normal")]
+
+    def list_instances(
+        self, *, region: str, tags: Mapping[str, str] | None = None, engine: str = "PostgreSQL"
+    ) -> list[InstanceInfo]:
+        return [self.info]
+
+    def create_account(self, instance_id: str, name: str, password: str) -> str:
+        return "req-account"
+
+    def server_ca_pem(self, url: str) -> bytes:
+        return b""
+
+    def modify_ssl(self, request: SslModifyRequest) -> str:
+        self.modify_calls.append(request)
+        if self.fail_modify:
+            raise self.fail_modify.pop(0)
+        changes: dict[str, object] = {}
+        if request.client_ca_enabled is False:
+            changes.update(client_ca_pem=None, crl_pem=None, acl=None, replication_acl=None)
+        if request.client_ca_pem is not None:
+            changes["client_ca_pem"] = request.client_ca_pem
+        if request.crl_pem is not None:
+            changes["crl_pem"] = request.crl_pem
+        if request.acl is not None:
+            changes["acl"] = request.acl
+        if request.replication_acl is not None:
+            changes["replication_acl"] = request.replication_acl
+        self.ssl = dataclasses.replace(self.ssl, **changes)  # type: ignore[arg-type]
+        return f"req-{len(self.modify_calls)}"
+
+
+def _ok_probe() -> ProbeResult:
+    return ProbeResult(
+        ProbeOutcome.OK, ProbeTarget("h", 1), "alice", "connected", 0.0, "verify-full"
+    )
+
+
+def _bad_probe() -> ProbeResult:
+    return ProbeResult(
+        ProbeOutcome.REVOKED,
+        ProbeTarget("h", 1),
+        "alice",
+        "certificate revoked",
+        0.0,
+        "verify-full",
+    )
+
+
+# ------------------------------------------------------------------ plan
+
+
+def test_plan_full_configuration_is_one_request_with_every_field() -> None:
+    desired = DesiredSsl(
+        client_ca_pem=_ca(), crl=_crl(), acl=AclMode.CERT, replication_acl=AclMode.VERIFY_CA
+    )
+    p = plan(desired, _ssl(), instance_id="pgm-x")
+    assert [c.field for c in p.changes] == ["client_ca", "crl", "acl", "replication_acl"]
+    assert p.effect is Effect.RESTART
+    assert p.request is not None
+    assert p.request.client_ca_enabled and p.request.crl_enabled
+    assert p.request.acl is AclMode.CERT and p.request.replication_acl is AclMode.VERIFY_CA
+    assert p.request.connection_string == "pgm-x.pg.rds.aliyuncs.com"
+
+
+def test_plan_is_noop_when_everything_holds() -> None:
+    ca, crl = _ca(), _crl()
+    observed = _ssl(client_ca_pem=ca, crl_pem=crl, acl=AclMode.CERT)
+    p = plan(DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.CERT), observed, instance_id="x")
+    assert p.noop and p.request is None and p.effect is Effect.NONE
+
+
+def test_plan_ignores_pem_formatting_differences() -> None:
+    ca = _ca()
+    reformatted = "some prose before the block\r\n" + ca.replace("\n", "\r\n") + "\n\n"
+    p = plan(DesiredSsl(client_ca_pem=reformatted), _ssl(client_ca_pem=ca), instance_id="x")
+    assert p.noop
+
+
+@pytest.mark.parametrize("field", ["acl", "replication_acl"])
+def test_plan_acl_only_change_is_an_acl_lock_not_a_restart(field: str) -> None:
+    observed = _ssl(client_ca_pem=_ca(), acl=AclMode.PREFER, replication_acl=AclMode.PREFER)
+    p = plan(DesiredSsl(**{field: AclMode.VERIFY_FULL}), observed, instance_id="x")  # type: ignore[arg-type]
+    assert [c.field for c in p.changes] == [field]
+    assert p.effect is Effect.ACL_LOCK
+    assert p.request is not None and not p.request.restarts
+
+
+def test_plan_ca_change_only_sends_the_ca() -> None:
+    observed = _ssl(client_ca_pem=_ca(CA), acl=AclMode.CERT)
+    p = plan(DesiredSsl(client_ca_pem=_ca(CA2), acl=AclMode.CERT), observed, instance_id="x")
+    assert [c.field for c in p.changes] == ["client_ca"]
+    assert p.request is not None and p.request.acl is None and p.request.crl_pem is None
+
+
+def test_plan_disable_client_ca() -> None:
+    p = plan(DesiredSsl(disable_client_ca=True), _ssl(client_ca_pem=_ca()), instance_id="x")
+    assert p.request is not None and p.request.client_ca_enabled is False
+    assert plan(DesiredSsl(disable_client_ca=True), _ssl(), instance_id="x").noop
+
+
+def test_plan_crl_from_store_is_noop_when_current_and_uploads_when_not() -> None:
+    ca = _ca()
+    built: list[int] = []
+
+    def build() -> str:
+        built.append(1)
+        return _crl(serials=(7,))
+
+    req = CrlFromStore(revoked=frozenset({7}), build=build, min_remaining=timedelta(days=30))
+    current = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=90))
+    assert plan(DesiredSsl(client_ca_pem=ca, crl=req), current, instance_id="x", now=NOW).noop
+    missing_revocation = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(), days=90))
+    p = plan(DesiredSsl(client_ca_pem=ca, crl=req), missing_revocation, instance_id="x", now=NOW)
+    assert [c.field for c in p.changes] == ["crl"] and "not yet on the instance" in p.changes[
+        0
+    ].after
+    nearly_expired = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=10))
+    p = plan(DesiredSsl(client_ca_pem=ca, crl=req), nearly_expired, instance_id="x", now=NOW)
+    assert [c.field for c in p.changes] == ["crl"] and "nextUpdate" in p.changes[0].after
+    assert built == []  # planning never signs a CRL
+
+
+# ------------------------------------------------------------------ apply
+
+
+def test_apply_sends_one_call_then_a_rerun_sends_none() -> None:
+    api = FakeApi(_ssl())
+    desired = DesiredSsl(client_ca_pem=_ca(), crl=_crl(), acl=AclMode.PREFER)
+    first = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    assert first.applied and len(api.modify_calls) == 1
+    second = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    assert not second.applied and second.plan.noop and len(api.modify_calls) == 1
+
+
+def test_dry_run_makes_no_modify_call_and_signs_no_crl() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    built: list[int] = []
+
+    def build() -> str:
+        built.append(1)
+        return _crl()
+
+    desired = DesiredSsl(crl=CrlFromStore(revoked=frozenset(), build=build))
+    result = apply(api, "pgm-x", desired, dry_run=True)
+    assert result.dry_run and not result.applied and not result.plan.noop
+    assert api.modify_calls == [] and built == []
+
+
+def test_apply_signs_the_store_crl_once_and_uploads_it() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    desired = DesiredSsl(crl=CrlFromStore(revoked=frozenset({9}), build=lambda: _crl(serials=(9,))))
+    result = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    assert result.applied and len(api.modify_calls) == 1
+    sent = api.modify_calls[0].crl_pem
+    assert (
+        sent is not None
+        and 9 in crypto.inspect_crl(crypto.load_crls(sent.encode(), source="x")[0]).revoked_serials
+    )
+
+
+def test_acl_without_client_ca_is_refused_locally() -> None:
+    api = FakeApi(_ssl())
+    with pytest.raises(ConfigError, match="needs the client CA"):
+        apply(api, "pgm-x", DesiredSsl(acl=AclMode.PREFER))
+    assert api.modify_calls == []
+
+
+def test_verify_full_needs_pg12() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca()), _info(engine_version="11.0"))
+    with pytest.raises(ConfigError, match="PostgreSQL >= 12"):
+        apply(api, "pgm-x", DesiredSsl(replication_acl=AclMode.VERIFY_FULL), force=True)
+    assert api.modify_calls == []
+
+
+def test_crl_that_does_not_cover_every_ca_is_refused() -> None:
+    bundle = _ca(CA) + _ca(CA2)
+    api = FakeApi(_ssl())
+    with pytest.raises(CryptoError, match="no CRL covers CA"):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=bundle, crl=_crl(CA)))
+    assert api.modify_calls == []
+
+
+def test_crl_close_to_expiry_is_refused() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    with pytest.raises(CryptoError, match="locks out"):
+        apply(api, "pgm-x", DesiredSsl(crl=_crl(days=30, at=NOW - timedelta(days=29, hours=12))))
+    assert api.modify_calls == []
+
+
+def test_ca_change_that_keeps_an_old_crl_not_covering_it_is_refused() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca(CA), crl_pem=_crl(CA)))
+    with pytest.raises(CryptoError, match="no CRL covers CA"):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca(CA2)), force=True)
+
+
+def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.PREFER))
+    with pytest.raises(LockoutGuard, match="--force"):
+        apply(api, "pgm-x", DesiredSsl(acl=AclMode.CERT))
+    with pytest.raises(LockoutGuard, match="revoked"):
+        apply(api, "pgm-x", DesiredSsl(acl=AclMode.CERT), guard_probe=_bad_probe)
+    assert api.modify_calls == []
+    ok = apply(
+        api, "pgm-x", DesiredSsl(acl=AclMode.CERT), guard_probe=_ok_probe, sleep=lambda s: None
+    )
+    assert ok.applied and ok.guard is not None and ok.guard.ok
+
+
+def test_force_skips_the_guard() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.PREFER))
+    result = apply(
+        api, "pgm-x", DesiredSsl(acl=AclMode.VERIFY_CA), force=True, sleep=lambda s: None
+    )
+    assert result.applied and result.guard is None
+
+
+def test_loosening_the_acl_needs_no_guard() -> None:
+    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.CERT))
+    assert apply(api, "pgm-x", DesiredSsl(acl=AclMode.PREFER), sleep=lambda s: None).applied
+
+
+def test_locked_instance_is_refused() -> None:
+    api = FakeApi(_ssl(), _info(lock_mode="LockByExpiration"))
+    with pytest.raises(ApiError, match="locked"):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()))
+    assert api.modify_calls == []
+
+
+def test_ambiguous_modify_failure_is_not_resent_when_the_change_is_underway() -> None:
+    api = FakeApi(_ssl())
+    api.fail_modify = [ApiError("boom", code="InternalError", retryable=True)]
+    original = api.describe_ssl
+
+    def describe_ssl(instance_id: str) -> SslState:
+        # After the 500 the service re-reads: the change is in progress on the instance.
+        if len(api.modify_calls) == 1 and api.ssl.client_ca_pem is None:
+            api.ssl = dataclasses.replace(api.ssl, last_modify_status="setting")
+        return original(instance_id)
+
+    api.describe_ssl = describe_ssl  # type: ignore[method-assign]
+    result = apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), wait=False, sleep=lambda s: None)
+    assert result.applied and len(api.modify_calls) == 1
+
+
+def test_ambiguous_modify_failure_is_resent_when_nothing_happened() -> None:
+    api = FakeApi(_ssl())
+    api.fail_modify = [ApiError("boom", code="ServiceUnavailable", retryable=True)]
+    result = apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
+    assert result.applied and len(api.modify_calls) == 2
+    assert api.ssl.client_ca_pem == _ca()
+
+
+def test_permanent_modify_error_surfaces_unchanged() -> None:
+    api = FakeApi(_ssl())
+    api.fail_modify = [ApiError("bad", code="InvalidClientCACert")]
+    with pytest.raises(ApiError, match="InvalidClientCACert"):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
+    assert len(api.modify_calls) == 1
