@@ -1,0 +1,157 @@
+"""The rdsssl command line: the root group, lazy sub-command loading, and ``main()``.
+
+Sub-commands live in one module each and are imported only when invoked (``COMMANDS``), so the
+local PKI commands start fast and never import the Alibaba Cloud SDK or psycopg; ``--help``
+lists them from the table without importing anything. ``main()`` is the only place where
+exceptions become exit codes (``rdsssl.errors.ExitCode``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from rdsssl import __version__
+from rdsssl.cli.app import App
+from rdsssl.errors import ExitCode, RdsSslError
+
+__all__ = ["COMMANDS", "App", "cli", "main", "run"]
+
+# name -> ("module:attribute", one-line help). Later issues add "instance", "probe", "plan" and
+# "apply" here; each module imports its heavy dependencies itself.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ca": ("rdsssl.cli.ca:ca", "Create, import and show the client CA store (local)."),
+    "cert": ("rdsssl.cli.cert:cert", "Issue, sign, list, revoke and renew client certificates."),
+    "crl": ("rdsssl.cli.crl:crl", "Build and show certificate revocation lists (local)."),
+    "emulator": ("rdsssl.cli.emulator:emulator", "Run the local RDS OpenAPI emulator."),
+}
+
+
+def _available(target: str) -> bool:
+    """True when the module behind a table entry is installed (checked without importing it)."""
+    return importlib.util.find_spec(target.partition(":")[0]) is not None
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use, from ``COMMANDS``."""
+
+    def __init__(self, *args: object, lazy: dict[str, tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = {n for n, (target, _) in self.lazy.items() if _available(target)}
+        return sorted(names | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        target = self.lazy[cmd_name][0]
+        if not _available(target):
+            return None
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):  # pragma: no cover - a wiring bug
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.lazy[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--region",
+    envvar="ALIBABA_CLOUD_REGION_ID",
+    metavar="REGION",
+    help="Alibaba Cloud region id (env ALIBABA_CLOUD_REGION_ID).",
+)
+@click.option(
+    "--endpoint",
+    envvar="RDSSSL_ENDPOINT",
+    metavar="URL",
+    help="RDS API endpoint, e.g. the emulator's http://127.0.0.1:PORT (env RDSSSL_ENDPOINT).",
+)
+@click.option(
+    "--profile",
+    envvar="ALIBABA_CLOUD_PROFILE",
+    metavar="NAME",
+    help="Credentials profile (env ALIBABA_CLOUD_PROFILE).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print exactly one JSON document on stdout; messages go to stderr.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: tracebacks).")
+@click.option("-q", "--quiet", count=True, help="Less on stderr (-q: nothing on success).")
+@click.version_option(__version__, prog_name="rdsssl")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    region: str | None,
+    endpoint: str | None,
+    profile: str | None,
+    as_json: bool,
+    verbose: int,
+    quiet: int,
+) -> None:
+    """rdsssl: client-certificate authentication for ApsaraDB RDS for PostgreSQL.
+
+    Exit codes: 0 ok, 1 unexpected, 2 usage, 3 bad local input, 4 API error, 5 wait failed,
+    6 verification failed, 7 lock held, 10 check needs action, 130 interrupted.
+    """
+    app = ctx.ensure_object(App)
+    app.region, app.endpoint, app.profile = region, endpoint, profile
+    app.json = app.json or as_json
+    app.verbosity = verbose - quiet
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    """``--json`` anywhere before ``--``: known before parsing, so even a usage error can
+    answer with a JSON document."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
+    """Run the command line and return the exit code (``main`` exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = app if app is not None else App()
+    app.json = _wants_json(args)
+    try:
+        rv = cli.main(args, prog_name="rdsssl", standalone_mode=False, obj=app)
+    except RdsSslError as exc:
+        return app.fail(exc)
+    except click.exceptions.Abort as exc:  # Ctrl-C (or end of input) at a prompt or anywhere
+        return app.fail(exc, code=int(ExitCode.INTERRUPTED), message="interrupted")
+    except click.ClickException as exc:
+        return app.fail_usage(exc)
+    except KeyboardInterrupt as exc:
+        return app.fail(exc, code=int(ExitCode.INTERRUPTED), message="interrupted")
+    except BrokenPipeError:  # `rdsssl cert list | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
+        return int(ExitCode.UNEXPECTED)
+    except Exception as exc:  # the last door: a bug, reported briefly
+        return app.fail(exc)
+    return rv if isinstance(rv, int) else int(ExitCode.OK)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point (``rdsssl``, ``python -m rdsssl``)."""
+    sys.exit(run(argv))

@@ -1,0 +1,129 @@
+"""The application object every command receives: output, verbosity, clock, and the one door
+through which errors leave.
+
+Rules it enforces (hatch's terminal, httpie's environment): data a user asked for goes to
+stdout; messages, warnings and errors go to stderr and respect ``-v/-q``; with ``--json`` stdout
+carries exactly one JSON document and nothing else, success or failure. Tests build an ``App``
+with their own clock and TTY answer instead of patching globals.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from rdsssl.errors import ExitCode, RdsSslError
+
+__all__ = ["App"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class App:
+    """Global state of one rdsssl invocation (``ctx.obj``)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        interactive: bool | None = None,
+    ) -> None:
+        self.json = False
+        self.verbosity = 0
+        self.region: str | None = None
+        self.endpoint: str | None = None
+        self.profile: str | None = None
+        self._clock = clock
+        self._interactive = interactive
+        self._emitted = False
+
+    # -- environment ------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC (the one clock read of a command)."""
+        return self._clock()
+
+    @property
+    def interactive(self) -> bool:
+        """True when we may prompt: stdin is a terminal (tests can say so explicitly)."""
+        if self._interactive is not None:
+            return self._interactive
+        return sys.stdin.isatty()
+
+    # -- messages (stderr) ------------------------------------------------------------------
+
+    def info(self, message: str) -> None:
+        """A progress or result message; hidden by -q."""
+        if self.verbosity >= 0:
+            click.echo(message, err=True)
+
+    def debug(self, message: str) -> None:
+        """Detail shown with -v."""
+        if self.verbosity >= 1:
+            click.echo(message, err=True)
+
+    def warn(self, message: str) -> None:
+        """Something the user should know even in a cron mail; hidden only by -qq."""
+        if self.verbosity >= -1:
+            click.echo(f"rdsssl: warning: {message}", err=True)
+
+    # -- results (stdout) -------------------------------------------------------------------
+
+    def out(self, text: str = "") -> None:
+        """Human-readable data on stdout; suppressed under --json (the document carries it)."""
+        if not self.json:
+            click.echo(text)
+
+    def result(self, data: dict[str, Any]) -> None:
+        """The command's result: with --json, the one document ``{"ok": true, ...}``."""
+        if self.json:
+            self._emit({"ok": True, **data})
+
+    def _emit(self, document: dict[str, Any]) -> None:
+        if self._emitted:  # a bug, not a user error: two documents would break every parser
+            raise RuntimeError("a command tried to print a second JSON document")
+        self._emitted = True
+        click.echo(json.dumps(document, indent=2, sort_keys=False))
+
+    # -- the one door out ---------------------------------------------------------------------
+
+    def fail(self, exc: BaseException, *, code: int | None = None, message: str = "") -> int:
+        """Report ``exc`` (one line on stderr; a JSON document under --json) and return the
+        exit code. Known errors print their message; anything else a short line, with the
+        traceback only at -vv. Never prints more than the exception's message."""
+        if isinstance(exc, RdsSslError):
+            exit_code = int(exc.exit_code)
+            text = str(exc)
+        else:
+            exit_code = int(ExitCode.UNEXPECTED) if code is None else code
+            text = message or f"unexpected {type(exc).__name__}: {exc}"
+            if code is None and self.verbosity >= 2:
+                traceback.print_exception(exc, file=sys.stderr)
+            elif code is None:
+                text += " (run again with -vv for the traceback)"
+        text = " ".join(text.split("\n"))
+        click.echo(f"rdsssl: error: {text}", err=True)
+        if self.json and not self._emitted:
+            error = {"type": type(exc).__name__, "message": text, "exit_code": exit_code}
+            self._emit({"ok": False, "error": error})
+        return exit_code
+
+    def fail_usage(self, exc: click.ClickException) -> int:
+        """A click usage error: click's own usage hint on stderr, exit 2 (and JSON if asked)."""
+        exc.show()
+        if self.json and not self._emitted:
+            error = {
+                "type": "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__,
+                "message": exc.format_message(),
+                "exit_code": exc.exit_code,
+            }
+            self._emit({"ok": False, "error": error})
+        return exc.exit_code

@@ -1,0 +1,236 @@
+"""Options and helpers shared by the local commands: the CA directory, the lock wait, the CA
+passphrase, durations like ``30d``, input files, and the JSON shapes of common objects.
+
+Passphrase sources, in order: ``--passphrase-file FILE`` (first line), the environment variable
+``RDSSSL_CA_PASSPHRASE``, a hidden prompt when stdin is a terminal. A cron run with none of them
+gets an error saying how to provide one instead of hanging on a prompt. The passphrase is never
+printed, logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import click
+
+from rdsssl import crypto
+from rdsssl.cli.app import App
+from rdsssl.errors import ConfigError, InputError, StoreError, UsageError
+from rdsssl.models import KeyType
+from rdsssl.store import CaStore
+from rdsssl.store_db import format_time
+
+__all__ = [
+    "PASSPHRASE_ENV",
+    "Duration",
+    "ca_dir_option",
+    "cert_json",
+    "get_app",
+    "iso",
+    "json_option",
+    "key_type_option",
+    "new_passphrase",
+    "open_store",
+    "passphrase_file_option",
+    "read_input",
+    "unlock",
+    "wait_lock_option",
+]
+
+PASSPHRASE_ENV = "RDSSSL_CA_PASSPHRASE"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_app() -> App:
+    """The App of the running command."""
+    return click.get_current_context().ensure_object(App)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(App).json = True
+
+
+def json_option(f: F) -> F:
+    """``--json`` on a sub-command, equivalent to the global flag."""
+    return click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Print exactly one JSON document on stdout.",
+    )(f)
+
+
+def ca_dir_option(f: F) -> F:
+    """``--ca-dir DIR`` (env RDSSSL_CA_DIR)."""
+    return click.option(
+        "--ca-dir",
+        envvar="RDSSSL_CA_DIR",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="The CA store directory (env RDSSSL_CA_DIR).",
+    )(f)
+
+
+def wait_lock_option(f: F) -> F:
+    """``--wait-lock SECONDS``: wait for another run instead of failing with exit 7."""
+    return click.option(
+        "--wait-lock",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Wait this long for a run holding the store lock (else exit 7 at once).",
+    )(f)
+
+
+def passphrase_file_option(f: F) -> F:
+    """``--passphrase-file FILE`` for the CA key."""
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=f"Read the CA key passphrase from FILE (first line); else ${PASSPHRASE_ENV}, "
+        "else a prompt on a terminal.",
+    )(f)
+
+
+def key_type_option(default: KeyType | None) -> Callable[[F], F]:
+    """``--key-type`` with the KeyType values."""
+    return click.option(
+        "--key-type",
+        type=click.Choice([k.value for k in KeyType]),
+        default=None if default is None else default.value,
+        show_default=default is not None,
+        help="Private key algorithm.",
+    )
+
+
+if TYPE_CHECKING:  # click >= 8.3 types ParamType as a generic; older clicks do not subscript
+    _DurationBase = click.ParamType[timedelta, Any]
+else:
+    _DurationBase = click.ParamType
+
+
+class Duration(_DurationBase):
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w``; a bare number means days."""
+
+    name = "duration"
+    _UNITS: ClassVar[dict[str, str]] = {
+        "s": "seconds",
+        "m": "minutes",
+        "h": "hours",
+        "d": "days",
+        "w": "weeks",
+    }
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration like 30d, 12h, 90m or 2w", param, ctx)
+        unit = self._UNITS[match.group(2) or "d"]
+        return timedelta(**{unit: int(match.group(1))})
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """The bytes of an input file, or InputError naming it (exit 3, not a traceback)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file ({what})") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def _from_file(path: Path) -> bytes:
+    lines = read_input(path, "a passphrase file").splitlines()
+    value = lines[0] if lines else b""
+    if not value:
+        raise ConfigError(f"{path}: the passphrase file is empty")
+    return value
+
+
+def _from_env() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode("utf-8") if value else None
+
+
+def new_passphrase(
+    app: App, *, key_path: Path, no_passphrase: bool, passphrase_file: Path | None
+) -> bytes | None:
+    """The passphrase that will encrypt a new CA key (``ca init`` / ``ca import``)."""
+    if no_passphrase:
+        if passphrase_file is not None:
+            raise UsageError("--no-passphrase and --passphrase-file contradict each other")
+        return None
+    if passphrase_file is not None:
+        return _from_file(passphrase_file)
+    env = _from_env()
+    if env is not None:
+        return env
+    if app.interactive:
+        value: str = click.prompt(
+            f"Passphrase for {key_path}",
+            hide_input=True,
+            confirmation_prompt=True,
+            err=True,
+        )
+        if not value:
+            raise ConfigError("an empty passphrase would not protect the CA key")
+        return value.encode("utf-8")
+    raise ConfigError(
+        f"{key_path} needs a passphrase: set {PASSPHRASE_ENV}, pass --passphrase-file FILE, "
+        "run on a terminal to be asked, or pass --no-passphrase for an unencrypted key"
+    )
+
+
+def open_store(ca_dir: Path, *, wait_lock: float = 0.0) -> CaStore:
+    """Open the CA store (ownership and mode checks included)."""
+    return CaStore.open(ca_dir, wait_lock=wait_lock)
+
+
+def unlock(app: App, store: CaStore, passphrase_file: Path | None) -> None:
+    """Decrypt the CA key with the first available passphrase source."""
+    if not store.key_encrypted:
+        store.unlock(None)
+        return
+    passphrase = _from_file(passphrase_file) if passphrase_file is not None else _from_env()
+    if passphrase is None and app.interactive:
+        value: str = click.prompt(f"Passphrase for {store.key_path}", hide_input=True, err=True)
+        passphrase = value.encode("utf-8")
+    if passphrase is None:
+        raise StoreError(
+            f"{store.key_path} is encrypted and no passphrase was given: set {PASSPHRASE_ENV}, "
+            "pass --passphrase-file FILE, or run on a terminal to be asked"
+        )
+    store.unlock(passphrase)
+
+
+def iso(value: datetime | None) -> str | None:
+    """Timestamps in output: ISO 8601 UTC with a Z."""
+    return None if value is None else format_time(value)
+
+
+def cert_json(cert: crypto.CertInfo) -> dict[str, Any]:
+    """The JSON shape of a certificate that is not an inventory row (the CA itself)."""
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial_hex,
+        "not_before": iso(cert.not_before),
+        "not_after": iso(cert.not_after),
+        "fingerprint": cert.fingerprint,
+        "key_type": cert.key_type,
+        "is_ca": cert.is_ca,
+    }

@@ -1,0 +1,84 @@
+"""Crash-safe file writing for the CA store and the files rdsssl hands out.
+
+Two rules from certbot: a file holding a secret is *born* with its final mode (``O_CREAT|O_EXCL``
+with ``mode``, never ``chmod`` afterwards, so there is no window in which another user can open
+it), and a file is never visible half-written (temp file in the same directory, ``fsync``, then
+``rename``, then ``fsync`` of the directory so the rename itself survives a power cut).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+__all__ = [
+    "atomic_write",
+    "fsync_dir",
+    "make_private_dir",
+]
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (create, rename, unlink) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The temp file is created with ``O_EXCL`` and ``mode`` (then narrowed by the umask, never
+    widened), so a private key is 0600 from its first byte. With ``overwrite=False`` the final step
+    is ``link(2)``, which fails when ``path`` exists: "never overwrite" holds even against a file
+    created by someone else between a check and the write. Raises ``FileExistsError`` then.
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def make_private_dir(path: Path) -> bool:
+    """Create ``path`` with mode 0700 (missing parents get the usual mode); False if it existed.
+
+    The mode is given to ``mkdir`` itself rather than set afterwards, for the same reason keys are
+    created with ``O_EXCL``: the directory is never briefly open to other users.
+    """
+    if path.is_dir():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if path.is_dir():
+            return False
+        raise
+    fsync_dir(path.parent)
+    return True

@@ -1,0 +1,540 @@
+"""The local CA store (SPEC section 4): one directory that cron jobs can trust.
+
+Layout of ``DIR`` (0700, owned by the user running rdsssl)::
+
+    ca.crt            the CA certificate (0644)
+    ca.key            the CA private key, PKCS#8 PEM, encrypted unless --no-passphrase (0600)
+    inventory.sqlite  every certificate issued, signed or adopted, keyed by serial; CRL numbers
+    .lock             flock'ed by every mutation; records who holds it
+
+Crash safety follows from three rules: a new store is built in a private temp directory and
+renamed into place in one step; every inventory change is one sqlite transaction; and a
+certificate is recorded in the inventory *before* it is written anywhere else, so every
+certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from rdsssl import crypto
+from rdsssl.errors import CryptoError, InputError, NotFoundError, StoreError, UsageError
+from rdsssl.fsutil import atomic_write
+from rdsssl.lock import LOCK_NAME, FileLock, current_command
+from rdsssl.models import CertStatus, KeyType, RevocationReason
+from rdsssl.store_db import (
+    BuiltCrl,
+    CaSummary,
+    CertRecord,
+    CrlRecord,
+    Inventory,
+    IssuedCert,
+    RevokeResult,
+    SignedCert,
+    format_time,
+    utc_seconds,
+)
+from rdsssl.store_files import (
+    CA_CERT,
+    CA_KEY,
+    INVENTORY,
+    check_client_files_absent,
+    check_key_file,
+    check_store_dir,
+    client_file_names,
+    create_store_dir,
+    user_dir,
+    write_client_files,
+)
+from rdsssl.store_import import index_records, parse_crlnumber, parse_index_txt
+
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "INVENTORY",
+    "BuiltCrl",
+    "CaStore",
+    "CaSummary",
+    "CertRecord",
+    "IssuedCert",
+    "RevokeResult",
+    "SignedCert",
+    "check_client_files_absent",
+    "client_file_names",
+    "user_dir",
+    "write_client_files",
+]
+
+
+_SERIAL_ATTEMPTS = 5  # a 159-bit collision is ~impossible; the loop only keeps the code honest
+
+
+def _verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate, source: str) -> None:
+    """CryptoError unless ``ca_cert`` signed ``cert`` (name chaining + signature)."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CryptoError(
+            f"{source}: not issued by this CA ({crypto.name_of(ca_cert)}); the certificate's "
+            f"issuer is {cert.issuer.rfc4514_string() or 'empty'}"
+        ) from None
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class CaStore:
+    """An opened CA store. Create one with ``init``, ``import_ca`` or ``open``; ``close`` it."""
+
+    def __init__(
+        self, path: Path, *, inventory: Inventory, ca_cert: x509.Certificate, wait_lock: float
+    ) -> None:
+        self.path = path
+        self._inv = inventory
+        self._ca_cert = ca_cert
+        self._ca_fp = crypto.fingerprint(ca_cert)
+        self._key: crypto.PrivateKey | None = None
+        self._lock = FileLock(
+            path / LOCK_NAME, command=current_command(), wait=wait_lock, label=f"CA store {path}"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        path: Path,
+        *,
+        cn: str,
+        key_type: KeyType,
+        days: int,
+        passphrase: bytes | None,
+        now: datetime,
+    ) -> CaStore:
+        """Create a store with a new self-signed CA (``ca init``)."""
+        key = crypto.generate_key(key_type)
+        cert = crypto.make_ca(key, cn=cn, now=now, days=days)
+        return cls._create(
+            path, cert=cert, key=key, passphrase=passphrase, rows=[], crl_number=1, now=now
+        )
+
+    @classmethod
+    def import_ca(
+        cls,
+        path: Path,
+        *,
+        cert_pem: bytes,
+        key_pem: bytes,
+        key_passphrase: bytes | None,
+        passphrase: bytes | None,
+        index_txt: bytes | None,
+        crlnumber: bytes | None,
+        now: datetime,
+        cert_source: str = "CA certificate",
+        key_source: str = "CA key",
+        index_source: str = "index.txt",
+        crlnumber_source: str = "crlnumber",
+    ) -> CaStore:
+        """Adopt a CA made by hand (``ca import``), keeping an ``openssl ca`` history if given."""
+        certs = crypto.load_ca_certificates(
+            cert_pem, source=cert_source, now=now, what="a CA certificate file"
+        )
+        if len(certs) != 1:
+            raise CryptoError(f"{cert_source}: holds {len(certs)} certificates; import one CA")
+        cert = certs[0]
+        key = crypto.load_private_key(key_pem, source=key_source, passphrase=key_passphrase)
+        crypto.check_key_matches(cert, key, source=key_source)
+        entries = parse_index_txt(index_txt, source=index_source) if index_txt else []
+        rows = index_records(entries, issuer_fingerprint=crypto.fingerprint(cert), now=now)
+        number = parse_crlnumber(crlnumber, source=crlnumber_source) if crlnumber else 1
+        return cls._create(
+            path, cert=cert, key=key, passphrase=passphrase, rows=rows, crl_number=number, now=now
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        path: Path,
+        *,
+        cert: x509.Certificate,
+        key: crypto.PrivateKey,
+        passphrase: bytes | None,
+        rows: list[CertRecord],
+        crl_number: int,
+        now: datetime,
+    ) -> CaStore:
+        meta = {
+            "crl_number": str(crl_number),
+            "ca_fingerprint": crypto.fingerprint(cert),
+            "created_at": format_time(now),
+        }
+        create_store_dir(
+            path,
+            key_pem=crypto.key_pem(key, passphrase),
+            cert_pem=crypto.cert_pem(cert),
+            meta=meta,
+            rows=rows,
+        )
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: Path, *, wait_lock: float = 0) -> CaStore:
+        """Open an existing store after checking ownership and permissions."""
+        check_store_dir(path, marker=CA_CERT)
+        check_key_file(path / CA_KEY)
+        source = str(path / CA_CERT)
+        try:
+            data = (path / CA_CERT).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {source}: {exc.strerror}") from None
+        certs = crypto.load_certificates(data, source=source, what="the CA certificate file")
+        if len(certs) != 1:
+            raise StoreError(f"{source}: holds {len(certs)} certificates; expected one")
+        inv = Inventory.open(path / INVENTORY)
+        if inv.get_meta("ca_fingerprint") != crypto.fingerprint(certs[0]):
+            inv.close()
+            raise StoreError(
+                f"{source} is not the CA this store was created with (its inventory records "
+                "another fingerprint); restore the original ca.crt"
+            )
+        return cls(path, inventory=inv, ca_cert=certs[0], wait_lock=wait_lock)
+
+    def close(self) -> None:
+        """Release the inventory and any lock still held."""
+        self._lock.release()
+        self._inv.close()
+
+    def __enter__(self) -> CaStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the CA -----------------------------------------------------------------------------
+
+    @property
+    def ca_cert(self) -> x509.Certificate:
+        """The CA certificate."""
+        return self._ca_cert
+
+    @property
+    def key_path(self) -> Path:
+        """Where the CA key lives (for messages)."""
+        return self.path / CA_KEY
+
+    @property
+    def key_encrypted(self) -> bool:
+        """True when ca.key needs a passphrase (read from the PEM label, without decrypting)."""
+        return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in self.key_path.read_bytes()
+
+    def unlock(self, passphrase: bytes | None) -> None:
+        """Load and decrypt ca.key; StoreError for a wrong or missing passphrase."""
+        if self.key_encrypted and passphrase is None:
+            raise StoreError(
+                f"{self.key_path} is encrypted: set RDSSSL_CA_PASSPHRASE, pass "
+                "--passphrase-file FILE, or run on a terminal to be asked"
+            )
+        try:
+            key = crypto.load_private_key(
+                self.key_path.read_bytes(), source=str(self.key_path), passphrase=passphrase
+            )
+        except CryptoError:
+            if self.key_encrypted:
+                raise StoreError(f"wrong passphrase for {self.key_path}") from None
+            raise
+        crypto.check_key_matches(self._ca_cert, key, source=str(self.key_path))
+        self._key = key
+
+    def _ca_key(self) -> crypto.PrivateKey:
+        if self._key is None:
+            raise StoreError(f"the CA key of {self.path} is not loaded; unlock the store first")
+        return self._key
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store lock (re-entrant) around several mutations, e.g. a renewal run."""
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # -- issuing ----------------------------------------------------------------------------
+
+    def _record_for(
+        self,
+        cert: x509.Certificate,
+        *,
+        origin: str,
+        now: datetime,
+    ) -> CertRecord:
+        info = crypto.inspect_cert(cert)
+        return CertRecord(
+            serial=info.serial,
+            cn=info.cn or "",
+            not_before=info.not_before,
+            not_after=info.not_after,
+            status=CertStatus.VALID,
+            revoked_at=None,
+            reason=None,
+            fingerprint=info.fingerprint,
+            issuer_fingerprint=self._ca_fp,
+            key_type=info.key_type,
+            origin=origin,
+            created_at=utc_seconds(now),
+            cert_der=cert.public_bytes(Encoding.DER),
+        )
+
+    def _sign_and_record(
+        self, sign: Callable[[int], crypto.Issued], *, origin: str, now: datetime
+    ) -> tuple[crypto.Issued, CertRecord]:
+        """Sign with a fresh serial and INSERT the row in one transaction, under the lock."""
+        with self.locked():
+            for _ in range(_SERIAL_ATTEMPTS):
+                issued = sign(crypto.new_serial())
+                record = self._record_for(issued.cert, origin=origin, now=now)
+                try:
+                    with self._inv.transaction():
+                        self._inv.insert(record)
+                except sqlite3.IntegrityError:
+                    continue
+                return issued, record
+        raise StoreError(f"could not find a free serial in {self._inv.path}")  # pragma: no cover
+
+    def issue(self, *, user: str, key_type: KeyType, days: int, now: datetime) -> IssuedCert:
+        """A new key and client certificate for ``user``, recorded before anyone sees it."""
+        crypto.validate_role_name(user)
+        key = crypto.generate_key(key_type)  # slow for RSA: outside the lock
+
+        def sign(serial: int) -> crypto.Issued:
+            return crypto.issue_client_cert(
+                self._ca_cert,
+                self._ca_key(),
+                key.public_key(),
+                user=user,
+                now=now,
+                days=days,
+                serial=serial,
+            )
+
+        issued, record = self._sign_and_record(sign, origin="issued", now=now)
+        return IssuedCert(record=record, cert=issued.cert, key=key, truncated=issued.truncated)
+
+    def sign_csr(
+        self, csr_pem: bytes, *, source: str, user: str | None, days: int, now: datetime
+    ) -> SignedCert:
+        """Sign an external CSR (its signature verified); the certificate is recorded first."""
+        csr = crypto.load_csr(csr_pem, source=source)
+
+        def sign(serial: int) -> crypto.Issued:
+            return crypto.sign_csr(
+                self._ca_cert,
+                self._ca_key(),
+                csr,
+                user=user,
+                now=now,
+                days=days,
+                serial=serial,
+                source=source,
+            )
+
+        issued, record = self._sign_and_record(sign, origin="signed", now=now)
+        return SignedCert(record=record, cert=issued.cert, truncated=issued.truncated)
+
+    # -- revocation -------------------------------------------------------------------------
+
+    def revoke(
+        self,
+        *,
+        serial: int | None = None,
+        cert_pem: bytes | None = None,
+        cert_source: str = "certificate",
+        user: str | None = None,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        now: datetime,
+    ) -> RevokeResult:
+        """Mark one certificate revoked, selected by serial, by the certificate itself, or by
+        a user name that matches exactly one valid certificate. Already revoked: no change."""
+        if sum(x is not None for x in (serial, cert_pem, user)) != 1:
+            raise UsageError("select the certificate with exactly one of --serial, --cert, --user")
+        with self.locked(), self._inv.transaction():
+            if cert_pem is not None:
+                record = self._adopt(cert_pem, cert_source, now)
+            elif user is not None:
+                record = self._only_valid_for(user, now)
+            else:
+                assert serial is not None
+                found = self._inv.get(serial)
+                if found is None:
+                    raise NotFoundError(
+                        f"no certificate with serial {crypto.serial_hex(serial)} in "
+                        f"{self._inv.path}; see rdsssl cert list"
+                    )
+                record = found
+            if record.status is CertStatus.REVOKED:
+                return RevokeResult(record=record, changed=False)
+            revoked = dataclasses.replace(
+                record, status=CertStatus.REVOKED, revoked_at=utc_seconds(now), reason=reason
+            )
+            self._inv.replace(revoked)
+        return RevokeResult(record=revoked, changed=True)
+
+    def _only_valid_for(self, user: str, now: datetime) -> CertRecord:
+        rows = [r for r in self._inv.all(cn=user) if r.state(now) == "valid"]
+        if not rows:
+            raise NotFoundError(f"no valid certificate for user {user!r} in {self._inv.path}")
+        if len(rows) > 1:
+            listed = "; ".join(
+                f"{r.serial_hex} (not after {format_time(r.not_after)})" for r in rows
+            )
+            raise InputError(
+                f"user {user!r} has {len(rows)} valid certificates: {listed}; "
+                "choose one with --serial HEX"
+            )
+        return rows[0]
+
+    def _adopt(self, cert_pem: bytes, source: str, now: datetime) -> CertRecord:
+        """The inventory row for a certificate file, adding it when it was issued outside
+        rdsssl (by this CA, e.g. with ``openssl ca``) so that it can be revoked."""
+        certs = crypto.load_certificates(cert_pem, source=source, what="a certificate file")
+        if len(certs) != 1:
+            raise CryptoError(f"{source}: holds {len(certs)} certificates; give exactly one")
+        cert = certs[0]
+        _verify_issued_by(cert, self._ca_cert, source)
+        found = self._inv.get(cert.serial_number)
+        fresh = self._record_for(cert, origin="external", now=now)
+        if found is None:
+            self._inv.insert(fresh)
+            return fresh
+        if found.fingerprint and found.fingerprint != fresh.fingerprint:
+            raise StoreError(
+                f"{source}: serial {found.serial_hex} is already in {self._inv.path} for a "
+                "different certificate; refusing to guess which one to revoke"
+            )
+        if not found.fingerprint:  # a row from index.txt: now we know the certificate
+            found = dataclasses.replace(
+                fresh,
+                status=found.status,
+                revoked_at=found.revoked_at,
+                reason=found.reason,
+                origin=found.origin,
+                created_at=found.created_at,
+            )
+            self._inv.replace(found)
+        return found
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def certificates(self, *, user: str | None = None) -> list[CertRecord]:
+        """Every inventory row (or one user's), oldest first."""
+        return self._inv.all(cn=user)
+
+    def get(self, serial: int) -> CertRecord | None:
+        """One row by serial."""
+        return self._inv.get(serial)
+
+    def next_crl_number(self) -> int:
+        """The number the next CRL will carry."""
+        return int(self._inv.get_meta("crl_number") or "1")
+
+    def summary(self, *, now: datetime) -> CaSummary:
+        """Everything ``ca show`` prints."""
+        states = [r.state(now) for r in self._inv.all()]
+        return CaSummary(
+            path=self.path,
+            info=crypto.inspect_cert(self._ca_cert),
+            key_encrypted=self.key_encrypted,
+            valid=states.count("valid"),
+            revoked=states.count("revoked"),
+            expired=states.count("expired"),
+            next_crl_number=self.next_crl_number(),
+            last_crl=self._inv.last_crl(),
+        )
+
+    # -- CRLs -------------------------------------------------------------------------------
+
+    def build_crl(
+        self, *, now: datetime, days: int = crypto.DEFAULT_CRL_DAYS, out: Path | None = None
+    ) -> BuiltCrl:
+        """Sign a CRL of every revoked certificate with the next CRL number, advancing the
+        number in the same transaction that records the CRL; ``out`` is written (atomically)
+        while the lock is still held, so two runs never leave an older CRL in place."""
+        with self.locked():
+            with self._inv.transaction():
+                number = self.next_crl_number()
+                revocations = [
+                    crypto.Revocation(
+                        serial=r.serial,
+                        revoked_at=r.revoked_at,
+                        reason=r.reason or RevocationReason.UNSPECIFIED,
+                        not_after=r.not_after,
+                    )
+                    for r in self._inv.all()
+                    if r.revoked_at is not None
+                ]
+                crl = crypto.build_crl(
+                    self._ca_cert, self._ca_key(), revocations, number=number, now=now, days=days
+                )
+                pem = crypto.crl_pem(crl)
+                built = BuiltCrl(
+                    crl=crl,
+                    pem=pem,
+                    number=number,
+                    entries=len(crl),
+                    last_update=crl.last_update_utc,
+                    next_update=crl.next_update_utc,
+                )
+                self._inv.add_crl(
+                    CrlRecord(
+                        number,
+                        built.last_update,
+                        built.next_update,
+                        built.entries,
+                        crypto.fingerprint(crl),
+                        len(pem),
+                    )
+                )
+                self._inv.set_meta("crl_number", str(number + 1))
+            if out is not None:
+                atomic_write(out, pem, mode=0o644)
+        return built
+
+    # -- consistency ------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Every inconsistency found (empty when the store is sound): sqlite's integrity check,
+        each recorded certificate against its row, and the CRL number against built CRLs."""
+        found = self._inv.integrity_problems()
+        for row in self._inv.all():
+            if row.issuer_fingerprint != self._ca_fp:
+                found.append(f"serial {row.serial_hex}: issued by another CA")
+            if row.cert_der is None:
+                continue
+            cert = x509.load_der_x509_certificate(row.cert_der)
+            info = crypto.inspect_cert(cert)
+            if (info.serial, info.cn or "", info.fingerprint, info.not_after) != (
+                row.serial,
+                row.cn,
+                row.fingerprint,
+                row.not_after,
+            ):
+                found.append(f"serial {row.serial_hex}: row does not match its certificate")
+        last = self._inv.last_crl()
+        if last is not None and self.next_crl_number() <= last.number:
+            found.append(f"crl_number {self.next_crl_number()} is not above CRL {last.number}")
+        return found

@@ -1,0 +1,407 @@
+"""The certificate inventory of a CA store (one sqlite3 file, serial-first) and the value
+types the store returns. Import these names from ``rdsssl.store``.
+
+Why sqlite with a rollback journal (not WAL): a SIGKILL or power cut at any point leaves either the
+old or the new state after the next open, reads never write to the directory (so a failed command
+leaves the store byte-identical), and there are no -wal/-shm side files to copy or lose.
+``synchronous=FULL`` makes each COMMIT durable before rdsssl writes any file that depends on it.
+
+Serials are up to 159 bits, beyond sqlite's INTEGER, so they are stored as lowercase hex TEXT
+(the format used everywhere in rdsssl). Timestamps are ISO 8601 UTC text, which sorts correctly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from rdsssl import crypto
+from rdsssl.errors import StoreError
+from rdsssl.models import CertStatus, RevocationReason
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BuiltCrl",
+    "CaSummary",
+    "CertRecord",
+    "CrlRecord",
+    "Inventory",
+    "IssuedCert",
+    "RevokeResult",
+    "SignedCert",
+    "format_time",
+    "parse_time",
+    "utc_seconds",
+]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE certs (
+    serial             TEXT PRIMARY KEY
+                       CHECK (serial <> '' AND serial NOT GLOB '*[^0-9a-f]*'),
+    cn                 TEXT NOT NULL,
+    not_before         TEXT,               -- NULL for rows adopted from an openssl index.txt
+    not_after          TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+    revoked_at         TEXT,
+    reason             TEXT,
+    fingerprint        TEXT NOT NULL,      -- '' when the certificate itself was never seen
+    issuer_fingerprint TEXT NOT NULL,
+    key_type           TEXT NOT NULL,      -- '' when unknown
+    origin             TEXT NOT NULL,      -- issued | signed | imported | external
+    created_at         TEXT NOT NULL,
+    cert_der           BLOB,
+    seq                INTEGER NOT NULL UNIQUE,  -- insertion order (ties in time are common)
+    CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
+);
+CREATE INDEX certs_by_cn ON certs (cn);
+CREATE TABLE crls (
+    number      INTEGER PRIMARY KEY,
+    last_update TEXT NOT NULL,
+    next_update TEXT,
+    entries     INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    size        INTEGER NOT NULL
+);
+"""
+
+_COLUMNS = (
+    "serial, cn, not_before, not_after, status, revoked_at, reason, fingerprint,"
+    " issuer_fingerprint, key_type, origin, created_at, cert_der"
+)
+
+
+def format_time(value: datetime) -> str:
+    """UTC ISO 8601 with a Z, seconds precision: how every timestamp is stored and printed."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_seconds(value: datetime) -> datetime:
+    """``value`` in UTC without microseconds: what a stored timestamp reads back as."""
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time``."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _opt_time(text: str | None) -> datetime | None:
+    return None if text is None else parse_time(text)
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One inventory row. ``status`` is what was recorded; ``state(now)`` adds "expired"."""
+
+    serial: int
+    cn: str
+    not_before: datetime | None
+    not_after: datetime
+    status: CertStatus
+    revoked_at: datetime | None
+    reason: RevocationReason | None
+    fingerprint: str
+    issuer_fingerprint: str
+    key_type: str
+    origin: str
+    created_at: datetime
+    cert_der: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def serial_hex(self) -> str:
+        """The serial as printed everywhere: lowercase hex, no colons."""
+        return format(self.serial, "x")
+
+    def state(self, now: datetime) -> str:
+        """valid, revoked or expired: revocation wins, expiry is derived from not_after."""
+        if self.status is CertStatus.REVOKED:
+            return "revoked"
+        return "expired" if self.not_after <= now else "valid"
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        """The JSON shape of a certificate in every ``--json`` document."""
+        return {
+            "serial": self.serial_hex,
+            "cn": self.cn,
+            "status": self.state(now),
+            "not_before": None if self.not_before is None else format_time(self.not_before),
+            "not_after": format_time(self.not_after),
+            "revoked_at": None if self.revoked_at is None else format_time(self.revoked_at),
+            "reason": None if self.reason is None else self.reason.value,
+            "fingerprint": self.fingerprint,
+            "issuer_fingerprint": self.issuer_fingerprint,
+            "key_type": self.key_type,
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def _from_row(cls, row: tuple[Any, ...]) -> CertRecord:
+        return cls(
+            serial=int(row[0], 16),
+            cn=row[1],
+            not_before=_opt_time(row[2]),
+            not_after=parse_time(row[3]),
+            status=CertStatus(row[4]),
+            revoked_at=_opt_time(row[5]),
+            reason=None if row[6] is None else RevocationReason(row[6]),
+            fingerprint=row[7],
+            issuer_fingerprint=row[8],
+            key_type=row[9],
+            origin=row[10],
+            created_at=parse_time(row[11]),
+            cert_der=row[12],
+        )
+
+    def _to_row(self) -> tuple[Any, ...]:
+        return (
+            self.serial_hex,
+            self.cn,
+            None if self.not_before is None else format_time(self.not_before),
+            format_time(self.not_after),
+            self.status.value,
+            None if self.revoked_at is None else format_time(self.revoked_at),
+            None if self.reason is None else self.reason.value,
+            self.fingerprint,
+            self.issuer_fingerprint,
+            self.key_type,
+            self.origin,
+            format_time(self.created_at),
+            self.cert_der,
+        )
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    """A CRL the store has built (the CRL itself is not kept, only what identifies it)."""
+
+    number: int
+    last_update: datetime
+    next_update: datetime | None
+    entries: int
+    fingerprint: str
+    size: int
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """A certificate issued with a fresh key (``cert issue``, ``cert renew``)."""
+
+    record: CertRecord
+    cert: x509.Certificate
+    key: crypto.PrivateKey = field(repr=False)
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class SignedCert:
+    """A certificate signed for an external CSR (``cert sign``); the key stays with the user."""
+
+    record: CertRecord
+    cert: x509.Certificate
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    """``changed`` is False when the certificate was already revoked (re-running is safe)."""
+
+    record: CertRecord
+    changed: bool
+
+
+@dataclass(frozen=True)
+class BuiltCrl:
+    """A CRL built (and recorded) by the store, with what ``crl build`` reports."""
+
+    crl: x509.CertificateRevocationList
+    pem: bytes = field(repr=False)
+    number: int
+    entries: int
+    last_update: datetime
+    next_update: datetime | None
+
+
+@dataclass(frozen=True)
+class CaSummary:
+    """What ``ca show`` reports."""
+
+    path: Path
+    info: crypto.CertInfo
+    key_encrypted: bool
+    valid: int
+    revoked: int
+    expired: int
+    next_crl_number: int
+    last_crl: CrlRecord | None
+
+
+class Inventory:
+    """Thin typed access to ``inventory.sqlite``; the caller holds the store lock for writes."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def create(cls, path: Path, *, meta: dict[str, str]) -> Inventory:
+        """Create a new inventory file, born 0600, with the schema and the given meta values."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        inv = cls._connect(path)
+        # One script, one transaction: a new store is built in a private temp directory anyway.
+        inv._conn.executescript(f"BEGIN;\n{_SCHEMA}\nCOMMIT;")
+        with inv.transaction():
+            for key, value in {"schema_version": str(SCHEMA_VERSION), **meta}.items():
+                inv.set_meta(key, value)
+        return inv
+
+    @classmethod
+    def open(cls, path: Path) -> Inventory:
+        """Open an existing inventory; StoreError naming the file when it is missing or corrupt."""
+        if not path.is_file():
+            raise StoreError(f"{path} is missing: the CA store is incomplete")
+        inv = cls._connect(path)
+        try:
+            version = inv.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            inv.close()
+            raise StoreError(f"{path} is not a usable inventory ({exc})") from None
+        if version != str(SCHEMA_VERSION):
+            inv.close()
+            raise StoreError(
+                f"{path} has schema version {version!r}; this rdsssl reads {SCHEMA_VERSION}"
+            )
+        return inv
+
+    @classmethod
+    def _connect(cls, path: Path) -> Inventory:
+        uri = f"file:{path.absolute()}?mode=rw"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        conn.execute("PRAGMA synchronous = FULL")
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A meta value, or None."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Insert or replace a meta value (inside a transaction)."""
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- certs ------------------------------------------------------------------------------
+
+    def insert(self, record: CertRecord) -> None:
+        """Add a row; sqlite3.IntegrityError when the serial is already there."""
+        self._conn.execute(
+            f"INSERT INTO certs ({_COLUMNS}, seq) VALUES ({', '.join('?' * 13)},"
+            " (SELECT coalesce(max(seq), 0) + 1 FROM certs))",
+            record._to_row(),
+        )
+
+    def replace(self, record: CertRecord) -> None:
+        """Overwrite the row with the same serial (keeping its place in insertion order)."""
+        cols = [c.strip() for c in _COLUMNS.split(",")]
+        values = record._to_row()
+        assignments = ", ".join(f"{c} = ?" for c in cols[1:])
+        cur = self._conn.execute(
+            f"UPDATE certs SET {assignments} WHERE serial = ?", (*values[1:], values[0])
+        )
+        if cur.rowcount != 1:
+            raise StoreError(f"{self.path}: serial {values[0]} vanished during an update")
+
+    def get(self, serial: int) -> CertRecord | None:
+        """The row for a serial, or None."""
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM certs WHERE serial = ?", (format(serial, "x"),)
+        ).fetchone()
+        return None if row is None else CertRecord._from_row(row)
+
+    def all(self, *, cn: str | None = None) -> list[CertRecord]:
+        """Every row (or those of one CN), in the order they were added."""
+        sql = f"SELECT {_COLUMNS} FROM certs"
+        args: tuple[str, ...] = ()
+        if cn is not None:
+            sql += " WHERE cn = ?"
+            args = (cn,)
+        rows = self._conn.execute(sql + " ORDER BY seq", args)
+        return [CertRecord._from_row(r) for r in rows.fetchall()]
+
+    def count(self) -> int:
+        """Number of rows."""
+        return int(self._conn.execute("SELECT count(*) FROM certs").fetchone()[0])
+
+    # -- CRLs -------------------------------------------------------------------------------
+
+    def add_crl(self, crl: CrlRecord) -> None:
+        """Record a built CRL (inside the transaction that also advances crl_number)."""
+        self._conn.execute(
+            "INSERT INTO crls (number, last_update, next_update, entries, fingerprint, size)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                crl.number,
+                format_time(crl.last_update),
+                None if crl.next_update is None else format_time(crl.next_update),
+                crl.entries,
+                crl.fingerprint,
+                crl.size,
+            ),
+        )
+
+    def last_crl(self) -> CrlRecord | None:
+        """The CRL with the highest number, or None."""
+        row = self._conn.execute(
+            "SELECT number, last_update, next_update, entries, fingerprint, size"
+            " FROM crls ORDER BY number DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return CrlRecord(row[0], parse_time(row[1]), _opt_time(row[2]), row[3], row[4], row[5])
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        """sqlite's own integrity check; empty when the file is sound."""
+        rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found

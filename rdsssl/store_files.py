@@ -1,0 +1,206 @@
+"""Files around the CA store: checks that the store directory can be trusted, and the client
+files (``root.crt``, ``client.crt``, ``client.key``, ``.pk8``, ``.p12``) handed to users.
+
+Split from ``store.py`` to keep modules small; import these names from ``rdsssl.store``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+from cryptography import x509
+
+from rdsssl import crypto
+from rdsssl.errors import InputError, StoreError
+from rdsssl.fsutil import atomic_write, fsync_dir, make_private_dir
+from rdsssl.lock import LOCK_NAME
+from rdsssl.store_db import CertRecord, Inventory, IssuedCert
+
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "INVENTORY",
+    "check_client_files_absent",
+    "check_key_file",
+    "check_store_dir",
+    "check_store_target",
+    "client_file_names",
+    "create_store_dir",
+    "user_dir",
+    "write_client_files",
+]
+
+CA_CERT = "ca.crt"
+CA_KEY = "ca.key"
+INVENTORY = "inventory.sqlite"
+
+
+def check_store_dir(path: Path, *, marker: str) -> None:
+    """Refuse a directory rdsssl should not trust or cannot use, saying how to fix it.
+
+    Trust needs: a directory owned by the effective user, readable by it, writable by nobody
+    else (anyone who can write there can swap ca.crt or the inventory), holding ``marker``.
+    Modes are checked from the bits rather than with ``os.access`` so that root, which bypasses
+    permissions, gets the same verdict as everyone else.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise StoreError(
+            f"not a CA store: {path} does not exist; run rdsssl ca init --ca-dir {path}"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"cannot access the CA directory {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"not a CA store: {path} is not a directory")
+    mode = stat.S_IMODE(st.st_mode)
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise StoreError(
+            f"the CA directory {path} is owned by uid {st.st_uid}, not by you (uid {me}); "
+            f"run rdsssl as its owner, or fix it: chown -R {me} {path}"
+        )
+    if mode & 0o500 != 0o500:
+        raise StoreError(
+            f"the CA directory {path} is not readable (mode {mode:04o}); fix it: chmod 700 {path}"
+        )
+    if mode & 0o022:
+        raise StoreError(
+            f"the CA directory {path} is writable by others (mode {mode:04o}); "
+            f"fix it: chmod 700 {path}"
+        )
+    if not (path / marker).is_file():
+        raise StoreError(
+            f"not a CA store: {path} has no {marker}; run rdsssl ca init --ca-dir {path}"
+            " (or rdsssl ca import)"
+        )
+
+
+def check_key_file(path: Path) -> None:
+    """The CA key must exist, belong to us and be private (like ssh's rule for identity files)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing: the CA store is incomplete") from None
+    mode = stat.S_IMODE(st.st_mode)
+    me = os.geteuid()
+    if st.st_uid != me or mode & 0o077:
+        raise StoreError(
+            f"{path} must be private to its owner (mode {mode:04o}, uid {st.st_uid}); "
+            f"fix it: chown {me} {path} && chmod 600 {path}"
+        )
+
+
+def check_store_target(path: Path) -> None:
+    """A new store goes into a missing or empty directory only: never over someone's files."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise StoreError(f"{path} already exists and is not empty; choose a new --ca-dir")
+
+
+def create_store_dir(
+    path: Path, *, key_pem: bytes, cert_pem: bytes, meta: dict[str, str], rows: list[CertRecord]
+) -> None:
+    """Build a complete store in a private sibling directory, then rename it into place.
+
+    ``rename(2)`` of a directory is atomic and replaces only a missing or empty directory, so a
+    crash leaves either no store or a whole one (plus, at worst, a ``.NAME.new-*`` leftover that
+    nobody reads), and two concurrent inits cannot both win.
+    """
+    check_store_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.new-{secrets.token_hex(4)}"
+    os.mkdir(tmp, 0o700)
+    try:
+        atomic_write(tmp / CA_KEY, key_pem, mode=0o600)
+        atomic_write(tmp / CA_CERT, cert_pem, mode=0o644)
+        os.close(os.open(tmp / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        inv = Inventory.create(tmp / INVENTORY, meta=meta)
+        try:
+            with inv.transaction():
+                for row in rows:
+                    inv.insert(row)
+        finally:
+            inv.close()
+        fsync_dir(tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)
+
+
+_CLIENT_FILES = {
+    "pem": ("root.crt", "client.crt", "client.key"),
+    "pk8": ("root.crt", "client.crt", "client.key", "client.pk8"),
+    "p12": ("root.crt", "client.crt", "client.key", "client.p12"),
+}
+
+
+def client_file_names(fmt: str) -> tuple[str, ...]:
+    """The files ``cert issue --format fmt`` writes."""
+    return _CLIENT_FILES[fmt]
+
+
+def user_dir(root: Path, user: str) -> Path:
+    """``root/user``, refusing user names that would escape ``root`` or name no directory
+    (PostgreSQL allows ``/`` and ``..`` in quoted role names; a path must not)."""
+    if not user or "/" in user or "\x00" in user or user in (".", ".."):
+        raise InputError(
+            f"user {user!r} cannot be used as a directory name under {root}; "
+            "pass an explicit output directory"
+        )
+    return root / user
+
+
+def check_client_files_absent(out_dir: Path, fmt: str) -> None:
+    """InputError naming the first client file that already exists in ``out_dir``."""
+    for name in client_file_names(fmt):
+        if (out_dir / name).exists():
+            raise InputError(f"{out_dir / name} already exists; pass --force to overwrite it")
+
+
+def write_client_files(
+    out_dir: Path,
+    issued: IssuedCert,
+    ca_cert: x509.Certificate,
+    *,
+    fmt: str = "pem",
+    overwrite: bool = False,
+    p12_passphrase: bytes | None = None,
+) -> list[Path]:
+    """Write the files a client needs into ``out_dir`` (created 0700): ``root.crt`` (the CA
+    that issued the certificate), ``client.crt``, ``client.key`` (0600) and, for ``pk8`` /
+    ``p12``, ``client.pk8`` / ``client.p12`` (0600). Each file is atomic; without
+    ``overwrite`` an existing file is an InputError naming it (nothing is replaced)."""
+    if not overwrite:
+        check_client_files_absent(out_dir, fmt)
+    make_private_dir(out_dir)
+    contents: dict[str, tuple[bytes, int]] = {
+        "root.crt": (crypto.cert_pem(ca_cert), 0o644),
+        "client.crt": (crypto.cert_pem(issued.cert), 0o644),
+        "client.key": (crypto.key_pem(issued.key), 0o600),
+    }
+    if fmt == "pk8":
+        contents["client.pk8"] = (crypto.key_pk8_der(issued.key), 0o600)
+    elif fmt == "p12":
+        blob = crypto.pkcs12(
+            issued.cert, issued.key, ca_cert, name=issued.record.cn, passphrase=p12_passphrase
+        )
+        contents["client.p12"] = (blob, 0o600)
+    written: list[Path] = []
+    for name in client_file_names(fmt):
+        data, mode = contents[name]
+        target = out_dir / name
+        try:
+            atomic_write(target, data, mode=mode, overwrite=overwrite)
+        except FileExistsError:
+            raise InputError(f"{target} already exists; pass --force to overwrite it") from None
+        written.append(target)
+    return written

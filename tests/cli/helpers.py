@@ -1,0 +1,95 @@
+"""Helpers for the CLI tests: run `rdsssl` in-process through `rdsssl.cli.run` (the same door
+`main()` uses, so exit codes and error output are the real ones), and snapshot a CA store to
+prove that a refused command left it byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from rdsssl.cli import App, run
+
+# Variables that would leak the developer's environment into a test.
+_CLEAN_ENV: dict[str, str | None] = {
+    "RDSSSL_CA_PASSPHRASE": None,
+    "RDSSSL_CA_DIR": None,
+    "RDSSSL_ENDPOINT": None,
+    "ALIBABA_CLOUD_REGION_ID": None,
+    "ALIBABA_CLOUD_PROFILE": None,
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one invocation produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """stdout parsed as exactly one JSON document."""
+        return json.loads(self.stdout)
+
+
+Invoke = Callable[..., Result]
+
+
+def invoke(
+    *args: str | os.PathLike[str],
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    interactive: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    cwd: Path | None = None,
+    app: App | None = None,
+) -> Result:
+    """Run `rdsssl ARGS` in-process; stdin is not a terminal unless `interactive`."""
+    runner = CliRunner()
+    if app is None:
+        app = App(interactive=interactive, clock=clock or (lambda: datetime.now(timezone.utc)))
+    old_cwd = Path.cwd()
+    with runner.isolation(input=input, env={**_CLEAN_ENV, **(env or {})}) as streams:
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            code = run([str(a) for a in args], app=app)
+        finally:
+            os.chdir(old_cwd)
+        out, err = streams[0].getvalue(), streams[1].getvalue()
+    return Result(code, out.decode(), err.decode())
+
+
+def snapshot(directory: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `directory`: SHA-256 of its bytes and its mode."""
+    found: dict[str, tuple[str, int]] = {}
+    for path in sorted(directory.rglob("*")):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        found[str(path.relative_to(directory))] = (digest, stat.S_IMODE(st.st_mode))
+    found["."] = ("dir", stat.S_IMODE(directory.stat().st_mode))
+    return found
+
+
+def mode(path: Path) -> int:
+    """Permission bits of a path."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def issue(ca_dir: Path, user: str, out: Path, *extra: str) -> dict[str, Any]:
+    """`cert issue --json` that must succeed; returns the certificate's JSON."""
+    result = invoke(
+        "--json", "cert", "issue", "--ca-dir", ca_dir, "--user", user, "--out", out, *extra
+    )
+    assert result.exit_code == 0, result.stderr
+    cert: dict[str, Any] = result.json()["certificate"]
+    return cert

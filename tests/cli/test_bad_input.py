@@ -1,0 +1,243 @@
+"""Bad input, one test per case: exit 3, one line naming the file and the problem, and the CA
+store (or the would-be store) byte-identical afterwards."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from rdsssl import crypto
+from rdsssl.models import KeyType
+from tests.cli.helpers import Result, invoke, issue, snapshot
+
+
+def error_line(result: Result) -> str:
+    """The single error line; anything else on stderr is a failure of the one-line rule."""
+    assert result.exit_code == 3, (result.exit_code, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("rdsssl: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    """An empty directory that `ca import` would turn into a store."""
+    path = tmp_path / "new-ca"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def pem_files(tmp_path: Path, *, ca: bool = True, expired: bool = False) -> tuple[Path, Path]:
+    """A CA (or leaf) certificate and its key, written as PEM files."""
+    key = crypto.generate_key(KeyType.EC_P256)
+    now = datetime.now(timezone.utc)
+    if ca:
+        made = now - timedelta(days=30) if expired else now
+        cert = crypto.make_ca(key, cn="root-ca1", now=made, days=10 if expired else 100)
+    else:
+        ca_key = crypto.generate_key(KeyType.EC_P256)
+        ca_cert = crypto.make_ca(ca_key, cn="other", now=now)
+        cert = crypto.issue_client_cert(
+            ca_cert, ca_key, key.public_key(), user="leaf", now=now
+        ).cert
+    cert_path, key_path = tmp_path / "ca1.crt", tmp_path / "ca1.key"
+    cert_path.write_bytes(crypto.cert_pem(cert))
+    key_path.write_bytes(crypto.key_pem(key))
+    return cert_path, key_path
+
+
+def test_not_pem(ca_dir: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("this is not a certificate\n")
+    before = snapshot(ca_dir)
+    line = error_line(invoke("cert", "revoke", "--ca-dir", ca_dir, "--cert", garbage))
+    assert f"{garbage}: not PEM" in line
+    assert snapshot(ca_dir) == before
+
+
+def test_import_not_pem(target: Path, tmp_path: Path) -> None:
+    _, key = pem_files(tmp_path)
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_bytes(b"\x00\x01binary junk")
+    before = snapshot(target)
+    line = error_line(
+        invoke(
+            "ca", "import", "--ca-dir", target, "--cert", garbage, "--key", key, "--no-passphrase"
+        )
+    )
+    assert f"{garbage}: not PEM" in line
+    assert snapshot(target) == before
+
+
+def test_ca_without_ca_true(target: Path, tmp_path: Path) -> None:
+    cert, key = pem_files(tmp_path, ca=False)
+    before = snapshot(target)
+    line = error_line(
+        invoke("ca", "import", "--ca-dir", target, "--cert", cert, "--key", key, "--no-passphrase")
+    )
+    assert str(cert) in line and "CA:TRUE" in line
+    assert snapshot(target) == before
+
+
+def test_key_not_matching_the_certificate(target: Path, tmp_path: Path) -> None:
+    cert, _ = pem_files(tmp_path)
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(crypto.key_pem(crypto.generate_key(KeyType.EC_P256)))
+    before = snapshot(target)
+    line = error_line(
+        invoke(
+            "ca",
+            "import",
+            "--ca-dir",
+            target,
+            "--cert",
+            cert,
+            "--key",
+            other_key,
+            "--no-passphrase",
+        )
+    )
+    assert f"{other_key}: the private key does not match" in line
+    assert snapshot(target) == before
+
+
+def test_expired_ca(target: Path, tmp_path: Path) -> None:
+    cert, key = pem_files(tmp_path, expired=True)
+    before = snapshot(target)
+    line = error_line(
+        invoke("ca", "import", "--ca-dir", target, "--cert", cert, "--key", key, "--no-passphrase")
+    )
+    assert str(cert) in line and "expired" in line
+    assert snapshot(target) == before
+
+
+def test_wrong_passphrase(enc_ca_dir: Path, tmp_path: Path) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke(
+        "cert",
+        "issue",
+        "--ca-dir",
+        enc_ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        tmp_path / "alice",
+        env={"RDSSSL_CA_PASSPHRASE": "wrong horse"},
+    )
+    assert error_line(result) == f"rdsssl: error: wrong passphrase for {enc_ca_dir}/ca.key"
+    assert "wrong horse" not in result.stdout + result.stderr
+    assert snapshot(enc_ca_dir) == before
+    assert not (tmp_path / "alice").exists()
+
+
+def test_wrong_passphrase_from_a_prompt(enc_ca_dir: Path, tmp_path: Path) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke(
+        "crl",
+        "build",
+        "--ca-dir",
+        enc_ca_dir,
+        "--out",
+        tmp_path / "crl.pem",
+        interactive=True,
+        input="typo\n",
+    )
+    assert result.exit_code == 3
+    assert f"wrong passphrase for {enc_ca_dir}/ca.key" in result.stderr
+    assert "typo" not in result.stdout + result.stderr
+    assert snapshot(enc_ca_dir) == before
+
+
+@pytest.mark.parametrize("user", ["pg_monitor", "", "x" * 64, "public"])
+def test_invalid_role_name(ca_dir: Path, tmp_path: Path, user: str) -> None:
+    before = snapshot(ca_dir)
+    line = error_line(
+        invoke("cert", "issue", "--ca-dir", ca_dir, "--user", user, "--out", tmp_path / "out")
+    )
+    assert f"invalid database user name {user!r}" in line
+    assert snapshot(ca_dir) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_csr_with_a_bad_signature(ca_dir: Path, tmp_path: Path) -> None:
+    key = crypto.generate_key(KeyType.EC_P256)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mallory")]))
+        .sign(key, crypto.hash_for(key))
+    )
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # last byte of the signature
+    bad = tmp_path / "mallory.csr"
+    bad.write_bytes(x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM))
+    before = snapshot(ca_dir)
+    line = error_line(invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", bad))
+    assert f"{bad}: the CSR signature does not verify" in line
+    assert snapshot(ca_dir) == before
+
+
+def test_revoking_an_unknown_serial(ca_dir: Path, tmp_path: Path) -> None:
+    issue(ca_dir, "alice", tmp_path / "alice")
+    before = snapshot(ca_dir)
+    line = error_line(invoke("cert", "revoke", "--ca-dir", ca_dir, "--serial", "deadbeef"))
+    assert f"no certificate with serial deadbeef in {ca_dir}/inventory.sqlite" in line
+    assert snapshot(ca_dir) == before
+
+
+def test_crl_file_containing_a_certificate(ca_dir: Path, tmp_path: Path) -> None:
+    crl = tmp_path / "crl.pem"
+    assert invoke("crl", "build", "--ca-dir", ca_dir, "--out", crl).exit_code == 0
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes(crl.read_bytes() + (ca_dir / "ca.crt").read_bytes())
+    before = snapshot(tmp_path)
+    line = error_line(invoke("crl", "show", mixed))
+    assert f"{mixed}: block 2 is a certificate" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_unreadable_ca_directory(ca_dir: Path) -> None:
+    before = snapshot(ca_dir)
+    ca_dir.chmod(0o000)
+    try:
+        line = error_line(invoke("cert", "list", "--ca-dir", ca_dir))
+    finally:
+        ca_dir.chmod(0o700)
+    assert f"the CA directory {ca_dir} is not readable" in line
+    assert f"chmod 700 {ca_dir}" in line
+    assert snapshot(ca_dir) == before
+
+
+def test_group_writable_ca_directory(ca_dir: Path, tmp_path: Path) -> None:
+    before = snapshot(ca_dir)
+    ca_dir.chmod(0o770)
+    line = error_line(
+        invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", tmp_path / "alice")
+    )
+    assert f"{ca_dir} is writable by others (mode 0770)" in line and "chmod 700" in line
+    ca_dir.chmod(0o700)
+    assert snapshot(ca_dir) == before
+
+
+def test_readable_ca_key(ca_dir: Path, tmp_path: Path) -> None:
+    (ca_dir / "ca.key").chmod(0o644)
+    line = error_line(invoke("crl", "build", "--ca-dir", ca_dir, "--out", tmp_path / "c.pem"))
+    assert f"{ca_dir}/ca.key must be private" in line and "chmod 600" in line
+
+
+def test_foreign_owned_ca_directory(ca_dir: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(ca_dir, 65534, -1)
+        store = ca_dir
+    else:  # without root we cannot give a directory away; any root-owned one will do
+        store = Path("/var")
+    before = snapshot(ca_dir)
+    line = error_line(invoke("cert", "revoke", "--ca-dir", store, "--serial", "1"))
+    assert f"the CA directory {store} is owned by uid" in line
+    assert f"chown -R {os.geteuid()} {store}" in line
+    assert snapshot(ca_dir) == before

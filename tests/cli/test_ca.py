@@ -1,0 +1,451 @@
+"""`rdsssl ca init | import | show`, including a CA made by hand with the openssl CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import invoke, mode, snapshot
+
+OPENSSL_CNF = """\
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = ./demoCA
+database = $dir/index.txt
+new_certs_dir = $dir/newcerts
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_days = 365
+default_crl_days = 30
+policy = policy_any
+unique_subject = no
+[ policy_any ]
+commonName = supplied
+[ usr_cert ]
+basicConstraints = CA:FALSE
+extendedKeyUsage = clientAuth
+"""
+
+
+@dataclass(frozen=True)
+class HandMadeCa:
+    """The manual procedure's CA plus an `openssl ca` history: carol revoked, dave valid."""
+
+    root: Path
+    cert: Path
+    key: Path
+    index: Path
+    crlnumber: Path
+    carol: Path
+    dave: Path
+
+
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def hand_made(tmp_path_factory: pytest.TempPathFactory) -> HandMadeCa:
+    """Built once with the exact commands of the manual procedure; copy before mutating."""
+    d = tmp_path_factory.mktemp("openssl-ca")
+    (d / "ca.cnf").write_text(OPENSSL_CNF)
+    (d / "demoCA" / "newcerts").mkdir(parents=True)
+    (d / "demoCA" / "index.txt").write_text("")
+    (d / "demoCA" / "serial").write_text("1000\n")
+    (d / "demoCA" / "crlnumber").write_text("1000\n")
+    openssl(
+        d,
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "3650",
+        "-nodes",
+        "-out",
+        "ca1.crt",
+        "-keyout",
+        "ca1.key",
+        "-subj",
+        "/CN=root-ca1",
+    )
+    ca_args = ["-config", "ca.cnf", "-cert", "ca1.crt", "-keyfile", "ca1.key"]
+    for user in ("carol", "dave"):
+        openssl(
+            d,
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            f"{user}.key",
+            "-out",
+            f"{user}.csr",
+            "-subj",
+            f"/CN={user}",
+        )
+        openssl(
+            d,
+            "ca",
+            "-batch",
+            *ca_args,
+            "-extensions",
+            "usr_cert",
+            "-in",
+            f"{user}.csr",
+            "-out",
+            f"{user}.crt",
+        )
+    openssl(d, "ca", *ca_args, "-revoke", "carol.crt", "-crl_reason", "keyCompromise")
+    openssl(d, "ca", *ca_args, "-gencrl", "-out", "crl0.pem")  # advances crlnumber to 1001
+    return HandMadeCa(
+        d,
+        d / "ca1.crt",
+        d / "ca1.key",
+        d / "demoCA" / "index.txt",
+        d / "demoCA" / "crlnumber",
+        d / "carol.crt",
+        d / "dave.crt",
+    )
+
+
+# --- init -------------------------------------------------------------------------------------
+
+
+def test_init_creates_private_store_and_reports_json(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke(
+        "--json",
+        "ca",
+        "init",
+        "--ca-dir",
+        ca,
+        "--cn",
+        "root-ca1",
+        "--key-type",
+        "ec-p384",
+        "--days",
+        "100",
+        "--no-passphrase",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["ok"] is True
+    assert doc["ca"]["subject"] == "CN=root-ca1"
+    assert doc["ca"]["key_type"] == "ec-p384"
+    assert doc["ca"]["is_ca"] is True
+    assert doc["key_encrypted"] is False
+    assert doc["next_crl_number"] == 1
+    assert mode(ca) == 0o700
+    assert mode(ca / "ca.key") == 0o600
+    assert mode(ca / "inventory.sqlite") == 0o600
+    assert sorted(p.name for p in ca.iterdir()) == [".lock", "ca.crt", "ca.key", "inventory.sqlite"]
+    assert not list(tmp_path.glob(".ca.new-*"))  # the build directory was renamed, not left
+
+
+def test_init_uses_an_existing_empty_directory(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    ca.mkdir(mode=0o755)
+    assert invoke("ca", "init", "--ca-dir", ca, "--no-passphrase").exit_code == 0
+    assert mode(ca) == 0o700
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    (ca / "notes.txt").write_text("mine")
+    result = invoke("ca", "init", "--ca-dir", ca, "--no-passphrase")
+    assert result.exit_code == 3
+    assert f"{ca} already exists and is not empty" in result.stderr
+    assert [p.name for p in ca.iterdir()] == ["notes.txt"]
+
+
+def test_init_encrypts_the_key_with_the_env_passphrase(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke("ca", "init", "--ca-dir", ca, env={"RDSSSL_CA_PASSPHRASE": "s3cret pw"})
+    assert result.exit_code == 0, result.stderr
+    assert b"BEGIN ENCRYPTED PRIVATE KEY" in (ca / "ca.key").read_bytes()
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_init_reads_the_passphrase_file(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("from-a-file\n")
+    ca = tmp_path / "ca"
+    assert invoke("ca", "init", "--ca-dir", ca, "--passphrase-file", pw).exit_code == 0
+    # the same file unlocks it (trailing newline ignored) and wins over the environment
+    ok = invoke(
+        "crl",
+        "build",
+        "--ca-dir",
+        ca,
+        "--out",
+        tmp_path / "crl.pem",
+        "--passphrase-file",
+        pw,
+        env={"RDSSSL_CA_PASSPHRASE": "not-this-one"},
+    )
+    assert ok.exit_code == 0, ok.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    refused = invoke(
+        "crl", "build", "--ca-dir", ca, "--out", tmp_path / "crl.pem", "--passphrase-file", empty
+    )
+    assert refused.exit_code == 3
+    assert f"{empty}: the passphrase file is empty" in refused.stderr
+
+
+def test_init_prompts_with_confirmation_on_a_terminal(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke("ca", "init", "--ca-dir", ca, interactive=True, input="typed-pw\ntyped-pw\n")
+    assert result.exit_code == 0, result.stderr
+    assert "typed-pw" not in result.stdout + result.stderr
+    unlocked = invoke(
+        "crl",
+        "build",
+        "--ca-dir",
+        ca,
+        "--out",
+        tmp_path / "crl.pem",
+        interactive=True,
+        input="typed-pw\n",
+    )
+    assert unlocked.exit_code == 0, unlocked.stderr
+
+
+def test_init_without_a_passphrase_source_says_how_to_give_one(tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke("ca", "init", "--ca-dir", ca)
+    assert result.exit_code == 3
+    assert "RDSSSL_CA_PASSPHRASE" in result.stderr
+    assert "--no-passphrase" in result.stderr
+    assert not ca.exists()
+
+
+def test_no_passphrase_and_passphrase_file_contradict(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    result = invoke(
+        "ca", "init", "--ca-dir", tmp_path / "ca", "--no-passphrase", "--passphrase-file", pw
+    )
+    assert result.exit_code == 2
+    assert "contradict" in result.stderr
+
+
+# --- show -------------------------------------------------------------------------------------
+
+
+def test_show_prints_the_ca_and_counts(ca_dir: Path, tmp_path: Path) -> None:
+    for user in ("alice", "bob"):
+        assert (
+            invoke(
+                "cert", "issue", "--ca-dir", ca_dir, "--user", user, "--out", tmp_path / user
+            ).exit_code
+            == 0
+        )
+    assert invoke("cert", "revoke", "--ca-dir", ca_dir, "--user", "bob").exit_code == 0
+    human = invoke("ca", "show", "--ca-dir", ca_dir)
+    assert human.exit_code == 0
+    assert "Subject:         CN=root-ca1" in human.stdout
+    assert "Certificates:    1 valid, 1 revoked, 0 expired" in human.stdout
+    assert "Next CRL number: 1" in human.stdout
+    doc = invoke("ca", "show", "--ca-dir", ca_dir, "--json").json()
+    assert doc["certificates"] == {"valid": 1, "revoked": 1, "expired": 0}
+    assert doc["key_encrypted"] is False
+    assert len(doc["ca"]["fingerprint"]) == 64
+
+
+def test_show_of_a_missing_store_says_run_ca_init(tmp_path: Path) -> None:
+    result = invoke("ca", "show", "--ca-dir", tmp_path / "nope")
+    assert result.exit_code == 3
+    assert "not a CA store" in result.stderr and "rdsssl ca init" in result.stderr
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def test_import_keeps_the_openssl_history(hand_made: HandMadeCa, tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke(
+        "--json",
+        "ca",
+        "import",
+        "--ca-dir",
+        ca,
+        "--cert",
+        hand_made.cert,
+        "--key",
+        hand_made.key,
+        "--index",
+        hand_made.index,
+        "--crlnumber",
+        hand_made.crlnumber,
+        "--no-passphrase",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["ca"]["subject"] == "CN=root-ca1"
+    assert doc["imported_certificates"] == 2
+    assert doc["next_crl_number"] == 0x1001
+    assert mode(ca / "ca.key") == 0o600
+
+    rows = {
+        c["cn"]: c for c in invoke("cert", "list", "--ca-dir", ca, "--json").json()["certificates"]
+    }
+    assert rows["carol"]["status"] == "revoked"
+    assert rows["carol"]["reason"] == "keyCompromise"
+    assert rows["carol"]["serial"] == "1000"
+    assert rows["dave"]["status"] == "valid"
+    assert rows["dave"]["fingerprint"] == ""  # not seen yet
+
+
+def test_import_then_revoke_a_certificate_issued_by_openssl(
+    hand_made: HandMadeCa, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca"
+    assert (
+        invoke(
+            "ca",
+            "import",
+            "--ca-dir",
+            ca,
+            "--cert",
+            hand_made.cert,
+            "--key",
+            hand_made.key,
+            "--index",
+            hand_made.index,
+            "--crlnumber",
+            hand_made.crlnumber,
+            "--no-passphrase",
+        ).exit_code
+        == 0
+    )
+    revoked = invoke(
+        "--json",
+        "cert",
+        "revoke",
+        "--ca-dir",
+        ca,
+        "--cert",
+        hand_made.dave,
+        "--reason",
+        "superseded",
+    )
+    assert revoked.exit_code == 0, revoked.stderr
+    row = revoked.json()["certificate"]
+    assert (row["cn"], row["serial"], row["status"]) == ("dave", "1001", "revoked")
+    assert len(row["fingerprint"]) == 64  # learnt from the certificate file
+
+    crl = tmp_path / "crl.pem"
+    built = invoke("--json", "crl", "build", "--ca-dir", ca, "--out", crl)
+    assert built.json()["number"] == 0x1001  # continues openssl's numbering
+    shown = invoke("--json", "crl", "show", crl).json()["crls"][0]
+    assert shown["revoked_serials"] == ["1000", "1001"]
+    for leaf in (hand_made.carol, hand_made.dave):
+        check = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-CAfile",
+                str(hand_made.cert),
+                "-crl_check",
+                "-CRLfile",
+                str(crl),
+                str(leaf),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode != 0 and "certificate revoked" in check.stdout + check.stderr
+
+
+def test_revoke_cert_adds_a_certificate_missing_from_the_inventory(
+    hand_made: HandMadeCa, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca"  # imported without index.txt: dave is unknown to the inventory
+    assert (
+        invoke(
+            "ca",
+            "import",
+            "--ca-dir",
+            ca,
+            "--cert",
+            hand_made.cert,
+            "--key",
+            hand_made.key,
+            "--no-passphrase",
+        ).exit_code
+        == 0
+    )
+    result = invoke("--json", "cert", "revoke", "--ca-dir", ca, "--cert", hand_made.dave)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["certificate"]["origin"] == "external"
+    rows = invoke("--json", "cert", "list", "--ca-dir", ca).json()["certificates"]
+    assert [(r["cn"], r["status"]) for r in rows] == [("dave", "revoked")]
+
+
+def test_import_encrypts_the_adopted_key(hand_made: HandMadeCa, tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    result = invoke(
+        "ca",
+        "import",
+        "--ca-dir",
+        ca,
+        "--cert",
+        hand_made.cert,
+        "--key",
+        hand_made.key,
+        env={"RDSSSL_CA_PASSPHRASE": "pw-for-import"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert b"ENCRYPTED PRIVATE KEY" in (ca / "ca.key").read_bytes()
+
+
+def test_import_a_bad_index_line_names_file_and_line(hand_made: HandMadeCa, tmp_path: Path) -> None:
+    index = tmp_path / "index.txt"
+    index.write_text(hand_made.index.read_text() + "X\tgarbage\n")
+    result = invoke(
+        "ca",
+        "import",
+        "--ca-dir",
+        tmp_path / "ca",
+        "--cert",
+        hand_made.cert,
+        "--key",
+        hand_made.key,
+        "--index",
+        index,
+        "--no-passphrase",
+    )
+    assert result.exit_code == 3
+    assert f"{index}, line 3" in result.stderr
+    assert not (tmp_path / "ca").exists()
+
+
+def test_import_does_not_touch_the_source_files(hand_made: HandMadeCa, tmp_path: Path) -> None:
+    before = snapshot(hand_made.root)
+    assert (
+        invoke(
+            "ca",
+            "import",
+            "--ca-dir",
+            tmp_path / "ca",
+            "--cert",
+            hand_made.cert,
+            "--key",
+            hand_made.key,
+            "--no-passphrase",
+        ).exit_code
+        == 0
+    )
+    assert snapshot(hand_made.root) == before
+    shutil.rmtree(tmp_path / "ca")

@@ -1,0 +1,487 @@
+"""`rdsssl cert issue | sign | list | revoke | renew`."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from tests.cli.helpers import invoke, issue, mode, snapshot
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+# --- issue ------------------------------------------------------------------------------------
+
+
+def test_issue_writes_the_client_files_with_private_modes(ca_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "alice"
+    result = invoke(
+        "--json",
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        out,
+        "--days",
+        "30",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["ok"] is True
+    assert doc["certificate"]["cn"] == "alice"
+    assert doc["certificate"]["status"] == "valid"
+    assert doc["truncated"] is False
+    assert sorted(doc["files"]) == sorted(
+        str(out / n) for n in ("client.crt", "client.key", "root.crt")
+    )
+    assert mode(out) == 0o700
+    assert mode(out / "client.key") == 0o600
+    cert = load_cert(out / "client.crt")
+    assert format(cert.serial_number, "x") == doc["certificate"]["serial"]
+    assert (out / "root.crt").read_bytes() == (ca_dir / "ca.crt").read_bytes()
+    # the stdout document is all there is on stdout; messages went to stderr
+    assert "issued certificate" in result.stderr
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(out / "root.crt"), str(out / "client.crt")],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_issue_defaults_to_a_directory_named_after_the_user(ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "bob", cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "bob" / "client.key").is_file()
+
+
+def test_issue_never_overwrites_without_force(ca_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "alice"
+    first = issue(ca_dir, "alice", out)
+    before = snapshot(out)
+    again = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", out)
+    assert again.exit_code == 3
+    assert f"{out / 'root.crt'} already exists; pass --force" in again.stderr
+    assert snapshot(out) == before
+    # the refusal came before anything was issued
+    listed = invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"]
+    assert [c["serial"] for c in listed] == [first["serial"]]
+
+    forced = invoke(
+        "--json", "cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", out, "--force"
+    )
+    assert forced.exit_code == 0, forced.stderr
+    new_serial = forced.json()["certificate"]["serial"]
+    assert format(load_cert(out / "client.crt").serial_number, "x") == new_serial
+    assert mode(out / "client.key") == 0o600
+
+
+def test_issue_pk8_adds_the_jdbc_key(ca_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jdbc"
+    issue(ca_dir, "alice", out, "--format", "pk8")
+    assert mode(out / "client.pk8") == 0o600
+    der = subprocess.run(
+        ["openssl", "pkey", "-inform", "DER", "-in", str(out / "client.pk8"), "-noout"],
+        capture_output=True,
+    )
+    assert der.returncode == 0
+
+
+def test_issue_p12_with_a_passphrase_from_the_environment(ca_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "java"
+    result = invoke(
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        out,
+        "--format",
+        "p12",
+        "--p12-passphrase-env",
+        "P12_PW",
+        env={"P12_PW": "changeit"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert mode(out / "client.p12") == 0o600
+    key, cert, extra = pkcs12.load_key_and_certificates(
+        (out / "client.p12").read_bytes(), b"changeit"
+    )
+    assert key is not None and cert is not None and len(extra) == 1
+
+
+def test_issue_p12_passphrase_variable_must_be_set(ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        tmp_path / "x",
+        "--format",
+        "p12",
+        "--p12-passphrase-env",
+        "UNSET_VAR_X",
+    )
+    assert result.exit_code == 3
+    assert "UNSET_VAR_X" in result.stderr
+
+
+def test_issue_with_an_encrypted_key_and_no_passphrase_source(
+    enc_ca_dir: Path, tmp_path: Path
+) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke(
+        "cert", "issue", "--ca-dir", enc_ca_dir, "--user", "alice", "--out", tmp_path / "alice"
+    )
+    assert result.exit_code == 3
+    assert "RDSSSL_CA_PASSPHRASE" in result.stderr and "--passphrase-file" in result.stderr
+    assert snapshot(enc_ca_dir) == before
+
+
+def test_issue_with_the_right_passphrase(enc_ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "cert",
+        "issue",
+        "--ca-dir",
+        enc_ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        tmp_path / "alice",
+        env={"RDSSSL_CA_PASSPHRASE": "correct horse"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "correct horse" not in result.stdout + result.stderr
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+
+def make_csr(directory: Path, cn: str) -> Path:
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            str(directory / f"{cn}.key"),
+            "-out",
+            str(directory / f"{cn}.csr"),
+            "-subj",
+            f"/CN={cn}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return directory / f"{cn}.csr"
+
+
+def test_sign_prints_the_certificate_on_stdout(ca_dir: Path, tmp_path: Path) -> None:
+    csr = make_csr(tmp_path, "bob")
+    result = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", csr)
+    assert result.exit_code == 0, result.stderr
+    cert = x509.load_pem_x509_certificate(result.stdout.encode())
+    assert cert.subject.rfc4514_string() == "CN=bob"
+    assert "signed certificate" in result.stderr
+
+
+def test_sign_to_a_file_and_json(ca_dir: Path, tmp_path: Path) -> None:
+    csr = make_csr(tmp_path, "bob")
+    out = tmp_path / "bob.crt"
+    result = invoke(
+        "--json", "cert", "sign", "--ca-dir", ca_dir, "--csr", csr, "--out", out, "--user", "bob"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["out"] == str(out) and "certificate_pem" not in doc
+    assert format(load_cert(out).serial_number, "x") == doc["certificate"]["serial"]
+    assert doc["certificate"]["origin"] == "signed"
+    again = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", csr, "--out", out)
+    assert again.exit_code == 3 and f"{out} already exists" in again.stderr
+
+
+def test_sign_with_json_and_no_out_carries_the_pem(ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "cert", "sign", "--ca-dir", ca_dir, "--csr", make_csr(tmp_path, "bob"), "--json"
+    )
+    doc = result.json()
+    assert doc["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_sign_refuses_a_user_other_than_the_csr_cn(ca_dir: Path, tmp_path: Path) -> None:
+    csr = make_csr(tmp_path, "bob")
+    result = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", csr, "--user", "alice")
+    assert result.exit_code == 3
+    assert str(csr) in result.stderr and "'bob'" in result.stderr
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+def test_list_computes_valid_revoked_and_expired(ca_dir: Path, tmp_path: Path) -> None:
+    a = issue(ca_dir, "alice", tmp_path / "a", "--days", "10")
+    b = issue(ca_dir, "bob", tmp_path / "b", "--days", "100")
+    c = issue(ca_dir, "carol", tmp_path / "c", "--days", "100")
+    assert invoke("cert", "revoke", "--ca-dir", ca_dir, "--serial", c["serial"]).exit_code == 0
+    later = datetime.now(timezone.utc) + timedelta(days=20)
+    doc = invoke("--json", "cert", "list", "--ca-dir", ca_dir, clock=lambda: later).json()
+    states = {r["serial"]: r["status"] for r in doc["certificates"]}
+    assert states == {a["serial"]: "expired", b["serial"]: "valid", c["serial"]: "revoked"}
+
+    only_valid = invoke(
+        "--json", "cert", "list", "--ca-dir", ca_dir, "--status", "valid", clock=lambda: later
+    ).json()["certificates"]
+    assert [r["cn"] for r in only_valid] == ["bob"]
+
+    human = invoke("cert", "list", "--ca-dir", ca_dir, clock=lambda: later)
+    lines = human.stdout.splitlines()
+    assert lines[0].split() == [
+        "SERIAL",
+        "CN",
+        "STATUS",
+        "NOT",
+        "AFTER",
+        "FINGERPRINT",
+        "(SHA-256)",
+    ]
+    assert any(
+        a["serial"] in line and "expired" in line and a["fingerprint"] in line for line in lines[1:]
+    )
+
+
+def test_list_of_an_empty_store(ca_dir: Path) -> None:
+    assert invoke("--json", "cert", "list", "--ca-dir", ca_dir).json() == {
+        "ok": True,
+        "certificates": [],
+    }
+
+
+# --- revoke -----------------------------------------------------------------------------------
+
+
+def test_revoke_by_serial_with_reason(ca_dir: Path, tmp_path: Path) -> None:
+    a = issue(ca_dir, "alice", tmp_path / "a")
+    colons = ":".join(a["serial"][i : i + 2] for i in range(0, len(a["serial"]), 2)).upper()
+    result = invoke(
+        "--json",
+        "cert",
+        "revoke",
+        "--ca-dir",
+        ca_dir,
+        "--serial",
+        colons,
+        "--reason",
+        "keyCompromise",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["changed"] is True
+    assert doc["certificate"]["status"] == "revoked"
+    assert doc["certificate"]["reason"] == "keyCompromise"
+    again = invoke("--json", "cert", "revoke", "--ca-dir", ca_dir, "--serial", a["serial"])
+    assert again.exit_code == 0
+    assert again.json()["changed"] is False
+    assert again.json()["certificate"]["reason"] == "keyCompromise"  # first revocation kept
+
+
+def test_revoke_by_user_refuses_when_ambiguous_and_lists_candidates(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    a1 = issue(ca_dir, "alice", tmp_path / "a1")
+    a2 = issue(ca_dir, "alice", tmp_path / "a2")
+    before = snapshot(ca_dir)
+    result = invoke("--json", "cert", "revoke", "--ca-dir", ca_dir, "--user", "alice")
+    assert result.exit_code == 3
+    message = result.json()["error"]["message"]
+    assert a1["serial"] in message and a2["serial"] in message
+    assert "--serial" in message
+    assert a1["serial"] in result.stderr
+    assert snapshot(ca_dir) == before
+
+    # once one is revoked, --user selects the other unambiguously
+    assert invoke("cert", "revoke", "--ca-dir", ca_dir, "--serial", a1["serial"]).exit_code == 0
+    by_user = invoke("--json", "cert", "revoke", "--ca-dir", ca_dir, "--user", "alice")
+    assert by_user.exit_code == 0
+    assert by_user.json()["certificate"]["serial"] == a2["serial"]
+
+
+def test_revoke_by_user_without_valid_certificates(ca_dir: Path) -> None:
+    result = invoke("cert", "revoke", "--ca-dir", ca_dir, "--user", "nobody")
+    assert result.exit_code == 3
+    assert "no valid certificate for user 'nobody'" in result.stderr
+
+
+def test_revoke_by_cert_file(ca_dir: Path, tmp_path: Path) -> None:
+    a = issue(ca_dir, "alice", tmp_path / "a")
+    result = invoke(
+        "--json", "cert", "revoke", "--ca-dir", ca_dir, "--cert", tmp_path / "a" / "client.crt"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["certificate"]["serial"] == a["serial"]
+    assert result.json()["certificate"]["origin"] == "issued"
+
+
+def test_revoke_needs_exactly_one_selector(ca_dir: Path) -> None:
+    result = invoke("cert", "revoke", "--ca-dir", ca_dir, "--serial", "1", "--user", "x")
+    assert result.exit_code == 2
+    assert "exactly one of --serial, --cert, --user" in result.stderr
+
+
+def test_revoke_refuses_a_certificate_from_another_ca(ca_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-ca"
+    assert (
+        invoke("ca", "init", "--ca-dir", other, "--cn", "root-ca1", "--no-passphrase").exit_code
+        == 0
+    )
+    issue(other, "alice", tmp_path / "foreign")
+    before = snapshot(ca_dir)
+    foreign = tmp_path / "foreign" / "client.crt"
+    result = invoke("cert", "revoke", "--ca-dir", ca_dir, "--cert", foreign)
+    assert result.exit_code == 3
+    assert f"{foreign}: not issued by this CA" in result.stderr
+    assert snapshot(ca_dir) == before
+
+
+def test_revoke_does_not_need_the_ca_passphrase(enc_ca_dir: Path, tmp_path: Path) -> None:
+    pw = {"RDSSSL_CA_PASSPHRASE": "correct horse"}
+    r = invoke(
+        "--json",
+        "cert",
+        "issue",
+        "--ca-dir",
+        enc_ca_dir,
+        "--user",
+        "alice",
+        "--out",
+        tmp_path / "a",
+        env=pw,
+    )
+    serial = r.json()["certificate"]["serial"]
+    assert invoke("cert", "revoke", "--ca-dir", enc_ca_dir, "--serial", serial).exit_code == 0
+
+
+# --- renew ------------------------------------------------------------------------------------
+
+
+def test_renew_reissues_only_what_is_due(ca_dir: Path, tmp_path: Path) -> None:
+    short = issue(ca_dir, "alice", tmp_path / "a", "--days", "10", "--key-type", "ec-p384")
+    issue(ca_dir, "bob", tmp_path / "b", "--days", "300")
+    out_root = tmp_path / "renewed"
+
+    dry = invoke(
+        "--json",
+        "cert",
+        "renew",
+        "--ca-dir",
+        ca_dir,
+        "--before",
+        "30d",
+        "--out-root",
+        out_root,
+        "--dry-run",
+    )
+    assert dry.exit_code == 0, dry.stderr
+    assert [c["cn"] for c in dry.json()["due"]] == ["alice"]
+    assert dry.json()["renewed"] == []
+    assert not out_root.exists()
+
+    result = invoke(
+        "--json", "cert", "renew", "--ca-dir", ca_dir, "--before", "30d", "--out-root", out_root
+    )
+    assert result.exit_code == 0, result.stderr
+    (renewed,) = result.json()["renewed"]
+    assert renewed["user"] == "alice" and renewed["old_serial"] == short["serial"]
+    assert renewed["certificate"]["key_type"] == "ec-p384"  # same key type as before
+    cert = load_cert(out_root / "alice" / "client.crt")
+    assert format(cert.serial_number, "x") == renewed["certificate"]["serial"]
+    assert mode(out_root / "alice" / "client.key") == 0o600
+
+    # re-running is a no-op: alice's newest certificate is no longer due
+    rerun = invoke(
+        "--json", "cert", "renew", "--ca-dir", ca_dir, "--before", "30d", "--out-root", out_root
+    )
+    assert rerun.exit_code == 0
+    assert rerun.json()["renewed"] == [] and rerun.json()["due"] == []
+    assert "nothing to renew" in rerun.stderr
+
+
+def test_renew_for_one_user(ca_dir: Path, tmp_path: Path) -> None:
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    issue(ca_dir, "bob", tmp_path / "b", "--days", "5")
+    result = invoke(
+        "--json", "cert", "renew", "--ca-dir", ca_dir, "--user", "bob", "--out-root", tmp_path / "r"
+    )
+    assert [r["user"] for r in result.json()["renewed"]] == ["bob"]
+
+
+def test_renew_rejects_a_bad_duration(ca_dir: Path) -> None:
+    result = invoke("cert", "renew", "--ca-dir", ca_dir, "--before", "soon")
+    assert result.exit_code == 2
+    assert "not a duration" in result.stderr
+
+
+@pytest.mark.parametrize("text,days", [("30d", 30), ("2w", 14), ("48h", 2), ("7", 7)])
+def test_renew_durations(ca_dir: Path, tmp_path: Path, text: str, days: int) -> None:
+    issue(ca_dir, "alice", tmp_path / "a", "--days", str(days + 1))
+    just_outside = invoke(
+        "--json", "cert", "renew", "--ca-dir", ca_dir, "--before", text, "--dry-run"
+    ).json()
+    assert just_outside["due"] == []
+    later = datetime.now(timezone.utc) + timedelta(days=2)
+    inside = invoke(
+        "--json",
+        "cert",
+        "renew",
+        "--ca-dir",
+        ca_dir,
+        "--before",
+        text,
+        "--dry-run",
+        clock=lambda: later,
+    ).json()
+    assert [c["cn"] for c in inside["due"]] == ["alice"]
+
+
+def test_a_user_name_that_is_no_directory_name_needs_out(ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "../evil", cwd=tmp_path)
+    assert result.exit_code == 3
+    assert "'../evil' cannot be used as a directory name" in result.stderr
+    assert invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"] == []
+    with_out = invoke(
+        "cert", "issue", "--ca-dir", ca_dir, "--user", "../evil", "--out", tmp_path / "evil"
+    )
+    assert with_out.exit_code == 0, with_out.stderr
+
+
+def test_issue_reports_the_recorded_serial_when_files_cannot_be_written(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should be")
+    result = invoke(
+        "cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", blocker / "alice"
+    )
+    assert result.exit_code == 3
+    (row,) = invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"]
+    assert f"certificate {row['serial']} for alice is recorded" in result.stderr
+    assert f"rdsssl cert revoke --serial {row['serial']}" in result.stderr

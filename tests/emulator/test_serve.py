@@ -1,0 +1,137 @@
+"""`rdsssl emulator serve` as users run it: a subprocess, its output, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from alibabacloud_rds20140815 import models as rds
+from alibabacloud_rds20140815.client import Client
+from alibabacloud_tea_openapi.models import Config
+
+TIMEOUT = 60.0
+
+
+class Server:
+    """A serve subprocess whose stdout lines arrive on a queue (no blocking reads in tests)."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def read_lines(self, n: int) -> list[str]:
+        try:
+            return [self.lines.get(timeout=TIMEOUT).rstrip("\n") for _ in range(n)]
+        except queue.Empty:
+            self.proc.terminate()
+            stderr = self.proc.communicate(timeout=TIMEOUT)[1]
+            raise AssertionError(f"no output; stderr: {stderr}") from None
+
+    def read_until(self, last: str) -> str:
+        lines: list[str] = []
+        while not lines or lines[-1] != last:
+            lines += self.read_lines(1)
+        return "\n".join(lines)
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=TIMEOUT)
+
+    def close(self) -> None:
+        """SIGTERM first (so PostgreSQL is stopped), SIGKILL only as a last resort."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.close()
+
+
+def _postmasters(instance_id: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", f"{instance_id}/data"], capture_output=True, text=True)
+    return [ln for ln in out.stdout.splitlines() if "postgres" in ln and "pgrep" not in ln]
+
+
+def test_serve_env_exports_work_and_sigterm_stops_postgresql(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    env_file = tmp_path / "emulator.env"
+    server = Server(
+        "-m", "rdsssl", "emulator", "serve", "--env", "--env-file", str(env_file),
+        "--restart-seconds", "0.2", "--acl-lock-seconds", "0.1",
+    )  # fmt: skip
+    servers.append(server)
+    lines = server.read_lines(6)
+    exports = dict(shlex.split(ln.removeprefix("export "))[0].split("=", 1) for ln in lines)
+    assert all(ln.startswith("export ") for ln in lines)
+    assert exports["ALIBABA_CLOUD_REGION_ID"] == "cn-hangzhou"
+    assert exports["RDSSSL_ENDPOINT"].startswith("http://127.0.0.1:")
+    assert env_file.read_text() == "\n".join(lines) + "\n"
+    [instance_id] = exports["RDSSSL_EMULATOR_INSTANCES"].split()
+
+    client = Client(
+        Config(
+            access_key_id=exports["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+            access_key_secret=exports["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+            endpoint=exports["RDSSSL_ENDPOINT"].removeprefix("http://"),
+            protocol="http",
+            region_id=exports["ALIBABA_CLOUD_REGION_ID"],
+        )
+    )
+    body = client.describe_dbinstances(rds.DescribeDBInstancesRequest(region_id="cn-hangzhou")).body
+    assert [i.dbinstance_id for i in body.items.dbinstance] == [instance_id]
+    assert _postmasters(instance_id), "the instance's PostgreSQL should be running"
+
+    assert server.stop(signal.SIGTERM) == 0
+    assert _postmasters(instance_id) == []
+    assert not env_file.exists()
+
+
+def test_python_m_emulator_json_with_state_only_instances(servers: list[Server]) -> None:
+    server = Server("-m", "rdsssl.emulator", "--backend", "none", "--instances", "3", "--json")
+    servers.append(server)
+    doc = json.loads(server.read_until("}"))
+    assert doc["ok"] is True and doc["backend"] == "none"
+    assert len(doc["instances"]) == 3
+    assert {i["engine_version"] for i in doc["instances"]} == {"15.0"}
+    assert doc["server_ca_url"] == f"{doc['endpoint']}/_emulator/server-ca.pem"
+    assert server.stop(signal.SIGINT) == 0
+
+
+def test_a_taken_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from rdsssl.cli import run
+    from rdsssl.emulator.server import Emulator
+
+    with Emulator(instances=0, backend="none") as taken:
+        code = run(["emulator", "serve", "--backend", "none", "--port", str(taken.port)])
+    assert code == 3
+    assert f"cannot serve on 127.0.0.1:{taken.port}" in capsys.readouterr().err

@@ -1,0 +1,373 @@
+"""The CA store library: atomic writes, modes, the lock, the inventory, imports, renewal plans."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rdsssl import crypto
+from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
+from rdsssl.fsutil import atomic_write, make_private_dir
+from rdsssl.lock import FileLock
+from rdsssl.models import CertStatus, KeyType, RevocationReason
+from rdsssl.store import CaStore, write_client_files
+from rdsssl.store_import import parse_crlnumber, parse_index_txt
+from rdsssl.store_renew import plan_renewal, renew_due
+
+NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CaStore]:
+    s = CaStore.init(
+        tmp_path / "ca",
+        cn="root-ca1",
+        key_type=KeyType.EC_P256,
+        days=3650,
+        passphrase=None,
+        now=NOW,
+    )
+    s.unlock(None)
+    yield s
+    s.close()
+
+
+# --- fsutil -----------------------------------------------------------------------------------
+
+
+def test_atomic_write_creates_with_the_final_mode_even_with_umask_0(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        atomic_write(tmp_path / "secret", b"key", mode=0o600)
+        make_private_dir(tmp_path / "private")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "secret").read_bytes() == b"key"
+    assert mode(tmp_path / "secret") == 0o600
+    assert mode(tmp_path / "private") == 0o700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private", "secret"]  # no temp left
+
+
+def test_atomic_write_replaces_and_narrows_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "client.key"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    atomic_write(target, b"new", mode=0o600)
+    assert target.read_bytes() == b"new" and mode(target) == 0o600
+
+
+def test_atomic_write_without_overwrite_keeps_the_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "client.crt"
+    target.write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        atomic_write(target, b"theirs", overwrite=False)
+    assert target.read_bytes() == b"mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["client.crt"]
+
+
+def test_atomic_write_failure_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "crl.pem"
+    target.write_bytes(b"old crl")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new crl")
+    assert target.read_bytes() == b"old crl"
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+
+
+# --- the lock ---------------------------------------------------------------------------------
+
+
+def test_lock_contention_names_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    holder = FileLock(path, command="rdsssl cert renew --ca-dir /srv/ca")
+    with holder, pytest.raises(LockHeld) as info:
+        FileLock(path, command="second", label="CA store X").acquire()
+    message = str(info.value)
+    assert message.startswith("CA store X is locked by pid ")
+    assert f"pid {os.getpid()} on " in message
+    assert "(rdsssl cert renew --ca-dir /srv/ca)" in message
+    assert "--wait-lock" in message
+    assert info.value.exit_code == 7
+    assert path.read_bytes() == b""  # released: the record is cleared
+
+
+def test_lock_held_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from rdsssl.lock import FileLock\n"
+            f"l = FileLock(pathlib.Path({str(path)!r}), command='other-process')\n"
+            "l.acquire(); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(LockHeld, match=f"pid {holder.pid} .*other-process"):
+            FileLock(path, command="me").acquire()
+    finally:
+        holder.communicate("")  # EOF: it exits, and the kernel drops its lock
+    with FileLock(path, command="me"):
+        pass
+
+
+def test_lock_is_reentrant_for_one_owner(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / ".lock", command="x")
+    with lock, lock:
+        assert lock.held
+    assert not lock.held
+
+
+def test_wait_lock_acquires_once_released(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    first = FileLock(path, command="first")
+    first.acquire()
+    timer = threading.Timer(0.2, first.release)
+    timer.start()
+    second = FileLock(path, command="second", wait=30)
+    try:
+        second.acquire()
+        assert second.held
+    finally:
+        timer.join()
+        second.release()
+
+
+def test_store_mutations_take_the_lock(store: CaStore) -> None:
+    with (
+        FileLock(store.path / ".lock", command="cron job"),
+        pytest.raises(LockHeld, match="cron job"),
+    ):
+        store.issue(user="alice", key_type=KeyType.EC_P256, days=30, now=NOW)
+    assert store.certificates() == []
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def test_init_modes_and_layout(store: CaStore) -> None:
+    assert mode(store.path) == 0o700
+    assert mode(store.path / "ca.key") == 0o600
+    assert mode(store.path / "inventory.sqlite") == 0o600
+    assert mode(store.path / ".lock") == 0o600
+    assert not store.key_encrypted
+    assert store.next_crl_number() == 1
+
+
+def test_encrypted_store_needs_the_passphrase(tmp_path: Path) -> None:
+    path = tmp_path / "ca"
+    CaStore.init(path, cn="c", key_type=KeyType.EC_P256, days=10, passphrase=b"pw", now=NOW).close()
+    with CaStore.open(path) as s:
+        assert s.key_encrypted
+        with pytest.raises(StoreError, match="is encrypted"):
+            s.unlock(None)
+        with pytest.raises(StoreError, match=f"wrong passphrase for {path}/ca.key"):
+            s.unlock(b"nope")
+        with pytest.raises(StoreError, match="not loaded; unlock the store first"):
+            s.issue(user="alice", key_type=KeyType.EC_P256, days=1, now=NOW)
+        s.unlock(b"pw")
+        s.issue(user="alice", key_type=KeyType.EC_P256, days=1, now=NOW)
+
+
+def test_issue_records_before_returning(store: CaStore, tmp_path: Path) -> None:
+    issued = store.issue(user="alice", key_type=KeyType.ED25519, days=30, now=NOW)
+    (row,) = store.certificates()
+    assert row == issued.record
+    assert row.serial == issued.cert.serial_number
+    assert row.fingerprint == crypto.fingerprint(issued.cert)
+    assert row.issuer_fingerprint == crypto.fingerprint(store.ca_cert)
+    assert (row.cn, row.key_type, row.origin) == ("alice", "ed25519", "issued")
+    assert row.state(NOW) == "valid" and row.state(NOW + timedelta(days=31)) == "expired"
+    files = write_client_files(tmp_path / "out", issued, store.ca_cert)
+    assert [p.name for p in files] == ["root.crt", "client.crt", "client.key"]
+    with pytest.raises(InputError, match="already exists"):
+        write_client_files(tmp_path / "out", issued, store.ca_cert)
+
+
+def test_many_certificates_per_user_and_unique_serials(store: CaStore) -> None:
+    serials = {
+        store.issue(user="alice", key_type=KeyType.EC_P256, days=30, now=NOW).record.serial
+        for _ in range(5)
+    }
+    assert len(serials) == 5
+    assert all(s.bit_length() >= 64 for s in serials)
+    assert [r.cn for r in store.certificates(user="alice")] == ["alice"] * 5
+
+
+def test_revoke_is_idempotent_and_keeps_the_first_reason(store: CaStore) -> None:
+    serial = store.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=NOW).record.serial
+    first = store.revoke(serial=serial, reason=RevocationReason.KEY_COMPROMISE, now=NOW)
+    again = store.revoke(
+        serial=serial, reason=RevocationReason.SUPERSEDED, now=NOW + timedelta(days=1)
+    )
+    assert first.changed and not again.changed
+    assert again.record.reason is RevocationReason.KEY_COMPROMISE
+    assert again.record.revoked_at == NOW
+    assert again.record.status is CertStatus.REVOKED
+
+
+def test_revoke_unknown_serial_changes_nothing(store: CaStore) -> None:
+    store.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=NOW)
+    before = store.certificates()
+    with pytest.raises(NotFoundError, match="no certificate with serial abc"):
+        store.revoke(serial=0xABC, now=NOW)
+    assert store.certificates() == before
+
+
+def test_build_crl_advances_the_number_in_the_same_transaction(
+    store: CaStore, tmp_path: Path
+) -> None:
+    serial = store.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=NOW).record.serial
+    store.revoke(serial=serial, now=NOW)
+    out = tmp_path / "crl.pem"
+    first = store.build_crl(now=NOW, days=7, out=out)
+    second = store.build_crl(now=NOW, days=7)
+    assert (first.number, second.number, store.next_crl_number()) == (1, 2, 3)
+    assert out.read_bytes() == first.pem
+    info = crypto.inspect_crl(first.crl)
+    assert info.revoked_serials == (serial,)
+    assert crypto.crl_signed_by(first.crl, store.ca_cert)
+    assert store.problems() == []
+
+
+def test_open_refuses_untrusted_directories(store: CaStore, tmp_path: Path) -> None:
+    store.path.chmod(0o722)
+    with pytest.raises(StoreError, match="writable by others"):
+        CaStore.open(store.path)
+    store.path.chmod(0o700)
+    (store.path / "ca.key").chmod(0o640)
+    with pytest.raises(StoreError, match="must be private"):
+        CaStore.open(store.path)
+    with pytest.raises(StoreError, match="not a CA store"):
+        CaStore.open(tmp_path)
+
+
+def test_open_refuses_a_swapped_ca_certificate(store: CaStore, tmp_path: Path) -> None:
+    other = crypto.make_ca(crypto.generate_key(), cn="root-ca1", now=NOW)
+    (store.path / "ca.crt").write_bytes(crypto.cert_pem(other))
+    with pytest.raises(StoreError, match="is not the CA this store was created with"):
+        CaStore.open(store.path)
+
+
+def test_init_never_replaces_a_store(store: CaStore) -> None:
+    with pytest.raises(StoreError, match="already exists and is not empty"):
+        CaStore.init(store.path, cn="x", key_type=KeyType.EC_P256, days=1, passphrase=None, now=NOW)
+
+
+def test_problems_detect_a_tampered_row(store: CaStore) -> None:
+    serial = store.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=NOW).record.serial
+    conn = sqlite3.connect(store.path / "inventory.sqlite")
+    with conn:
+        conn.execute("UPDATE certs SET cn = 'mallory' WHERE serial = ?", (format(serial, "x"),))
+    conn.close()
+    assert store.problems() == [f"serial {serial:x}: row does not match its certificate"]
+
+
+def test_revoke_by_cert_rejects_another_ca(store: CaStore) -> None:
+    other_key = crypto.generate_key()
+    other = crypto.make_ca(other_key, cn="root-ca1", now=NOW)  # same name, other key
+    leaf = crypto.issue_client_cert(
+        other, other_key, crypto.generate_key().public_key(), user="eve", now=NOW
+    ).cert
+    with pytest.raises(CryptoError, match="not issued by this CA"):
+        store.revoke(cert_pem=crypto.cert_pem(leaf), cert_source="eve.crt", now=NOW)
+    assert store.certificates() == []
+
+
+# --- openssl ca files -------------------------------------------------------------------------
+
+
+def test_parse_index_txt_variants() -> None:
+    data = (
+        b"V\t271126200022Z\t\t1001\tunknown\t/CN=dave\n"
+        b"R\t271126200021Z\t261126200022Z,keyCompromise\t1000\tunknown\t/CN=carol\n"
+        b"R\t20551126200021Z\t261126200022Z,keyTime,20261126200022Z\t0A\tunknown\t/O=x/CN=eve\n"
+        b"R\t271126200021Z\t261126200022Z\t0B\tunknown\t/CN=frank\n"
+        b"E\t201126200021Z\t\t0C\tunknown\t/CN=old\n"
+        b"\n"
+    )
+    entries = parse_index_txt(data, source="index.txt")
+    assert [(e.serial, e.cn, e.revoked) for e in entries] == [
+        (0x1001, "dave", False),
+        (0x1000, "carol", True),
+        (0x0A, "eve", True),
+        (0x0B, "frank", True),
+        (0x0C, "old", False),
+    ]
+    assert entries[1].reason is RevocationReason.KEY_COMPROMISE
+    assert entries[2].reason is RevocationReason.KEY_COMPROMISE
+    assert entries[2].not_after.year == 2055
+    assert entries[3].reason is RevocationReason.UNSPECIFIED
+    assert entries[1].revoked_at == datetime(2026, 11, 26, 20, 0, 22, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "line,problem",
+    [
+        ("V\t271126200022Z\t\t1001\tunknown", "not an openssl ca index line"),
+        ("V\tsoon\t\t1001\tunknown\t/CN=a", "bad expiry"),
+        ("R\t271126200022Z\t261126200022Z,bored\t1001\tunknown\t/CN=a", "unknown revocation"),
+    ],
+)
+def test_parse_index_txt_errors_name_the_line(line: str, problem: str) -> None:
+    with pytest.raises(InputError, match=f"index.txt, line 1: {problem}"):
+        parse_index_txt(line.encode() + b"\n", source="index.txt")
+
+
+def test_parse_crlnumber() -> None:
+    assert parse_crlnumber(b"1001\n", source="crlnumber") == 0x1001
+    with pytest.raises(InputError, match="crlnumber: not an openssl crlnumber file"):
+        parse_crlnumber(b"twelve", source="crlnumber")
+
+
+# --- renewal ----------------------------------------------------------------------------------
+
+
+def test_plan_renewal_takes_the_newest_per_user(store: CaStore, tmp_path: Path) -> None:
+    store.issue(user="alice", key_type=KeyType.EC_P256, days=10, now=NOW)
+    store.issue(user="bob", key_type=KeyType.EC_P256, days=10, now=NOW)
+    store.issue(user="bob", key_type=KeyType.EC_P256, days=300, now=NOW)  # bob already renewed
+    gone = store.issue(user="carol", key_type=KeyType.EC_P256, days=10, now=NOW)
+    store.revoke(serial=gone.record.serial, now=NOW)  # revoked users are not renewed
+    plan = plan_renewal(store, before=timedelta(days=30), now=NOW)
+    assert [r.cn for r in plan.due] == ["alice"] and plan.blocked == []
+
+    done = renew_due(store, plan, now=NOW, out_root=tmp_path / "out", days=90)
+    assert [r.old.cn for r in done] == ["alice"]
+    assert (tmp_path / "out" / "alice" / "client.key").is_file()
+    assert plan_renewal(store, before=timedelta(days=30), now=NOW).due == []
+
+
+def test_plan_renewal_blocks_certificates_ending_with_the_ca(tmp_path: Path) -> None:
+    with CaStore.init(
+        tmp_path / "ca", cn="short", key_type=KeyType.EC_P256, days=20, passphrase=None, now=NOW
+    ) as s:
+        s.unlock(None)
+        issued = s.issue(user="alice", key_type=KeyType.EC_P256, days=365, now=NOW)
+        assert issued.truncated
+        plan = plan_renewal(s, before=timedelta(days=30), now=NOW)
+        assert plan.due == [] and [r.cn for r in plan.blocked] == ["alice"]
