@@ -17,7 +17,16 @@ from datetime import datetime, timedelta, timezone
 
 from rdsssl import crypto
 from rdsssl.api import RdsApi
-from rdsssl.errors import ApiError, ApiUnreachable, ConfigError, CryptoError, LockoutGuard
+from rdsssl.audit import AuditLog
+from rdsssl.errors import (
+    ApiError,
+    ApiUnreachable,
+    ConfigError,
+    CryptoError,
+    LockoutGuard,
+    WaiterError,
+    WaiterTimeout,
+)
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, SslState
 from rdsssl.probe import ProbeResult
 from rdsssl.waiters import Progress, instance_ready, ssl_applied, wait_until
@@ -327,6 +336,16 @@ def guard_reason(plan_: Plan, ssl: SslState) -> str | None:
 # ---------------------------------------------------------------- applying
 
 
+def fingerprints(ssl: SslState) -> dict[str, object]:
+    """The secret-free identity of an SSL configuration, for audit lines and JSON output."""
+    return {
+        "client_ca": sorted(_fps(ssl.client_ca_pem, "the instance's client CA")),
+        "crl": sorted(_fps(ssl.crl_pem, "the instance's CRL")),
+        "acl": ssl.acl.value if ssl.acl else None,
+        "replication_acl": ssl.replication_acl.value if ssl.replication_acl else None,
+    }
+
+
 def observe(api: RdsApi, instance_id: str) -> Observation:
     """One poll: instance attributes and SSL state, errors kept as data for the waiters."""
     try:
@@ -390,6 +409,7 @@ def apply(
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    audit: AuditLog | None = None,
 ) -> ApplyResult:
     """Read, plan, validate, guard, then at most ONE ModifyDBInstanceSSL call and a wait.
 
@@ -450,19 +470,52 @@ def apply(
         extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
         the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
     stale_failure = ssl.last_modify_status == "failed"  # an earlier change's verdict
-    request_id = _send(api, request, sleep)
+    log = audit or AuditLog.disabled()
+    action = "modify-ssl:" + ",".join(c.field for c in the_plan.changes)
+    try:
+        request_id = _send(api, request, sleep)
+    except ApiError as exc:
+        log.record(
+            instance=instance_id,
+            action=action,
+            outcome="api-error",
+            request_id=exc.request_id or None,
+            before=fingerprints(ssl),
+            detail=exc.code,
+        )
+        raise
     final: SslState | None = None
     if wait:
         spec = ssl_applied(_read_back_matches(request), stale_failure=stale_failure)
-        obs = wait_until(
-            spec,
-            lambda: observe(api, instance_id),
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            on_progress=on_progress,
-        )
+        try:
+            obs = wait_until(
+                spec,
+                lambda: observe(api, instance_id),
+                timeout=timeout,
+                sleep=sleep,
+                clock=clock,
+                on_progress=on_progress,
+            )
+        except WaiterError as exc:
+            outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
+            log.record(
+                instance=instance_id,
+                action=action,
+                outcome=outcome,
+                request_id=request_id,
+                before=fingerprints(ssl),
+                detail=str(exc),
+            )
+            raise
         final = obs.ssl
+    log.record(
+        instance=instance_id,
+        action=action,
+        outcome="ok" if wait else "sent",
+        request_id=request_id,
+        before=fingerprints(ssl),
+        after=fingerprints(final) if final else {},
+    )
     return ApplyResult(
         the_plan,
         True,

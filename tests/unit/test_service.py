@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from rdsssl import crypto
+from rdsssl import audit, crypto
+from rdsssl.audit import AuditLog
 from rdsssl.errors import ApiError, ConfigError, CryptoError, LockoutGuard
 from rdsssl.models import (
     AclMode,
@@ -363,3 +365,31 @@ def test_permanent_modify_error_surfaces_unchanged() -> None:
     with pytest.raises(ApiError, match="InvalidClientCACert"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
     assert len(api.modify_calls) == 1
+
+
+def test_audit_log_gets_one_line_per_change_and_none_for_a_noop(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit" / "audit.jsonl")
+    api = FakeApi(_ssl())
+    desired = DesiredSsl(client_ca_pem=_ca(), acl=AclMode.PREFER)
+    apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
+    apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
+    apply(api, "pgm-x", desired, audit=log, dry_run=True)
+    lines = audit.read(log.path)  # type: ignore[arg-type]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["instance"] == "pgm-x" and line["outcome"] == "ok"
+    assert line["request_id"] == "req-1" and line["action"] == "modify-ssl:client_ca,acl"
+    assert line["before"]["client_ca"] == []
+    assert line["after"]["client_ca"] == sorted(crypto.pem_fingerprints(_ca().encode(), source="x"))
+    assert "BEGIN" not in (tmp_path / "audit" / "audit.jsonl").read_text()
+    assert oct((tmp_path / "audit" / "audit.jsonl").stat().st_mode & 0o777) == "0o600"
+
+
+def test_audit_log_records_a_refused_modify(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    api = FakeApi(_ssl())
+    api.fail_modify = [ApiError("bad", code="InvalidClientCACert", request_id="r-9")]
+    with pytest.raises(ApiError):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), audit=log, sleep=lambda s: None)
+    [line] = audit.read(tmp_path / "audit.jsonl")
+    assert line["outcome"] == "api-error" and line["request_id"] == "r-9"
