@@ -23,13 +23,19 @@ from rdsssl.errors import ExitCode, RdsSslError
 
 __all__ = ["COMMANDS", "App", "cli", "main", "run"]
 
-# name -> ("module:attribute", one-line help). Later issues add "instance", "probe", "plan" and
-# "apply" here; each module imports its heavy dependencies itself.
+# name -> ("module:attribute", one-line help); each module imports its heavy dependencies itself.
+# An entry whose module is not installed is hidden (_available).
 COMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("rdsssl.cli.ca:ca", "Create, import and show the client CA store (local)."),
     "cert": ("rdsssl.cli.cert:cert", "Issue, sign, list, revoke and renew client certificates."),
     "crl": ("rdsssl.cli.crl:crl", "Build and show certificate revocation lists (local)."),
     "emulator": ("rdsssl.cli.emulator:emulator", "Run the local RDS OpenAPI emulator."),
+    "instance": ("rdsssl.cli.instance:instance", "Show and change an instance's SSL settings."),
+    "probe": ("rdsssl.cli.probe:probe_cmd", "Connect with a client certificate and classify."),
+    "plan": ("rdsssl.cli.apply:plan_cmd", "Show what `apply` would change (desired-state file)."),
+    "apply": ("rdsssl.cli.apply:apply_cmd", "Make instances match a desired-state file."),
+    "rotate": ("rdsssl.cli.rotate:rotate", "Two-phase client CA rotation with rollback."),
+    "check": ("rdsssl.cli.check:check_cmd", "Expiry and drift checks (Nagios-style exit codes)."),
 }
 
 

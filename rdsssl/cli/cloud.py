@@ -1,0 +1,296 @@
+"""What every cloud command shares: the API client, the mutating-command options, the plan
+display and confirmation, progress while waiting, and the probe wiring.
+
+Imported only by cloud commands (`instance`, `probe`, `plan`, `apply`, `rotate`, `check`, ...);
+the SDK itself is imported lazily inside `rdsssl.api` when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.audit import AuditLog
+from rdsssl.cli.app import App
+from rdsssl.errors import ConfigError, UsageError
+from rdsssl.probe import ProbeResult, ProbeTarget, probe
+from rdsssl.service import Plan
+from rdsssl.waiters import Progress
+
+__all__ = [
+    "MutatingOptions",
+    "ProbeOptions",
+    "confirm_plan",
+    "instance_target",
+    "make_api",
+    "mutating_options",
+    "plan_lines",
+    "probe_options",
+    "progress_reporter",
+    "run_probe",
+    "take_mutating",
+    "take_probe",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_WAIT_TIMEOUT = 1800.0
+
+
+def make_api(app: App) -> RdsApi:
+    """The SDK adapter configured from the global options and their env twins."""
+    settings = ApiSettings.from_env(region=app.region, endpoint=app.endpoint, profile=app.profile)
+    return AliyunRdsApi(settings)
+
+
+# ------------------------------------------------------------------ options
+
+
+@dataclass(frozen=True)
+class MutatingOptions:
+    """The options every mutating command takes (SPEC section 2)."""
+
+    yes: bool
+    dry_run: bool
+    no_wait: bool
+    timeout: float
+    force: bool
+    audit_log: Path | None
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log these options select (default: `rdsssl.audit.default_path()`)."""
+        return AuditLog(self.audit_log) if self.audit_log else AuditLog.default()
+
+
+def mutating_options(f: F) -> F:
+    """--yes --dry-run --no-wait --timeout --force --audit-log, collected into `mutating`."""
+
+    options = [
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+        click.option(
+            "--dry-run", is_flag=True, help="Show the plan; make zero mutating API calls."
+        ),
+        click.option("--no-wait", is_flag=True, help="Return right after the API call."),
+        click.option(
+            "--timeout",
+            type=float,
+            default=DEFAULT_WAIT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for the instance.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Skip the lockout guard (no proof that a certificate still works).",
+        ),
+        click.option(
+            "--audit-log",
+            type=click.Path(path_type=Path, dir_okay=False),
+            envvar="RDSSSL_AUDIT_LOG",
+            help="Append-only JSON-lines audit log (env RDSSSL_AUDIT_LOG; "
+            "default ~/.local/state/rdsssl/audit.jsonl).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
+    """Pop the mutating options from a command's kwargs."""
+    return MutatingOptions(
+        yes=kwargs.pop("yes"),
+        dry_run=kwargs.pop("dry_run"),
+        no_wait=kwargs.pop("no_wait"),
+        timeout=kwargs.pop("timeout"),
+        force=kwargs.pop("force"),
+        audit_log=kwargs.pop("audit_log"),
+    )
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """A certificate to prove access with (lockout guard, post-change verification)."""
+
+    user: str | None
+    cert: Path | None
+    key: Path | None
+    root_cert: Path | None
+    password_env: str | None
+
+    @property
+    def given(self) -> bool:
+        """True when a probe user was named."""
+        return self.user is not None
+
+    def password(self) -> str | None:
+        """The password from the named environment variable (never from a flag)."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"environment variable {self.password_env} is not set")
+        return value
+
+
+def probe_options(prefix: str = "--probe-") -> Callable[[F], F]:
+    """--probe-user/--probe-cert/--probe-key/--probe-root-cert/--probe-password-env."""
+
+    def decorate(f: F) -> F:
+        path = click.Path(path_type=Path, dir_okay=False, exists=True)
+        options = [
+            click.option(f"{prefix}user", "probe_user", help="Database user to probe as."),
+            click.option(f"{prefix}cert", "probe_cert", type=path, help="Client certificate."),
+            click.option(f"{prefix}key", "probe_key", type=path, help="Client private key."),
+            click.option(
+                f"{prefix}root-cert",
+                "probe_root_cert",
+                type=path,
+                help="Server CA (default: downloaded from the instance's ServerCAUrl).",
+            ),
+            click.option(
+                f"{prefix}password-env",
+                "probe_password_env",
+                metavar="VAR",
+                help="Environment variable holding the user's password.",
+            ),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def take_probe(kwargs: dict[str, Any]) -> ProbeOptions:
+    """Pop the probe options from a command's kwargs."""
+    opts = ProbeOptions(
+        user=kwargs.pop("probe_user"),
+        cert=kwargs.pop("probe_cert"),
+        key=kwargs.pop("probe_key"),
+        root_cert=kwargs.pop("probe_root_cert"),
+        password_env=kwargs.pop("probe_password_env"),
+    )
+    if (opts.cert or opts.key) and not opts.user:
+        raise UsageError("--probe-cert/--probe-key need --probe-user")
+    return opts
+
+
+# ------------------------------------------------------------------ probing
+
+
+@contextmanager
+def instance_target(
+    api: RdsApi, instance_id: str, root_cert: Path | None
+) -> Iterator[tuple[ProbeTarget, Path]]:
+    """The instance's main endpoint and a server CA file for sslmode=verify-full.
+
+    The endpoint name is kept as `host` (checked against the server certificate) and its IP
+    address goes in `hostaddr`, so names that only resolve inside a VPC (or the emulator's)
+    still verify. Without --root-cert the CA is downloaded from ServerCAUrl into a temp file.
+    """
+    info = api.describe_instance(instance_id)
+    nets = api.describe_net_info(instance_id)
+    net = next((n for n in nets if n.connection_string == info.connection_string), None)
+    net = net or next((n for n in nets if n.connection_string_type == "Normal"), None)
+    host = net.connection_string if net else info.connection_string
+    port = (net.port if net else 0) or info.port
+    hostaddr = net.ip_address if net and net.ip_address else None
+    target = ProbeTarget(host=host, port=port, hostaddr=hostaddr)
+    if root_cert is not None:
+        yield target, root_cert
+        return
+    ssl = api.describe_ssl(instance_id)
+    if not ssl.server_ca_url:
+        raise ConfigError(f"{instance_id} reports no ServerCAUrl; pass --root-cert FILE")
+    pem = api.server_ca_pem(ssl.server_ca_url)
+    with tempfile.TemporaryDirectory(prefix="rdsssl-probe-") as tmp:
+        path = Path(tmp) / "server-ca.pem"
+        path.write_bytes(pem)
+        yield target, path
+
+
+def run_probe(
+    api: RdsApi, instance_id: str, opts: ProbeOptions, *, sslmode: str = "verify-full"
+) -> ProbeResult:
+    """Probe `instance_id` as `opts.user` with its certificate."""
+    if opts.user is None:
+        raise UsageError("a probe needs a user (--probe-user / --user)")
+    with instance_target(api, instance_id, opts.root_cert) as (target, root):
+        return probe(
+            target,
+            user=opts.user,
+            cert=opts.cert,
+            key=opts.key,
+            root_cert=root,
+            password=opts.password(),
+            sslmode=sslmode,
+        )
+
+
+# ------------------------------------------------------------------ plans and progress
+
+
+_EFFECT_TEXT = {
+    "restart": "RESTARTS the instance (~3 min; open sessions are dropped)",
+    "acl-lock": "locks the instance for ~1 min (no restart)",
+    "none": "no change",
+}
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The human rendering of a plan: one line per change, then its cost."""
+    if plan.noop:
+        return [f"{plan.instance_id}: up to date, nothing to change"]
+    lines = [f"{plan.instance_id}: {len(plan.changes)} change(s), one ModifyDBInstanceSSL call:"]
+    for change in plan.changes:
+        lines.append(f"  {change.field}: {change.before} -> {change.after}")
+    lines.append(f"  effect: {_EFFECT_TEXT[plan.effect.value]}")
+    lines.extend(f"  warning: {w}" for w in plan.warnings)
+    return lines
+
+
+def confirm_plan(app: App, plan: Plan, opts: MutatingOptions) -> bool:
+    """Show the plan on stderr; on a TTY ask unless --yes. False means: do not proceed."""
+    for line in plan_lines(plan):
+        app.info(line)
+    if plan.noop or opts.dry_run or opts.yes or not app.interactive:
+        return True
+    return click.confirm("Apply this change?", default=False, err=True)
+
+
+def progress_reporter(app: App) -> Callable[[Progress], None]:
+    """Progress while waiting: a rich status line on a TTY, plain log lines otherwise."""
+    if app.json or app.verbosity < 0:
+        return lambda p: None
+    import sys
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+        def show(p: Progress) -> None:
+            console.print(
+                f"\r{p.waiter}: {p.status} - {p.elapsed:.0f}s elapsed, next check in "
+                f"{p.next_delay:.0f}s",
+                end="",
+            )
+
+        return show
+
+    def log(p: Progress) -> None:
+        app.info(
+            f"{p.waiter}: {p.status} (elapsed {p.elapsed:.0f}s, next check in {p.next_delay:.1f}s)"
+        )
+
+    return log
