@@ -1,3 +1,175 @@
-"""rdsssl: client-certificate authentication for ApsaraDB RDS for PostgreSQL, safe to automate."""
+"""rdsssl: client-certificate authentication for ApsaraDB RDS for PostgreSQL, safe to automate.
+
+The Python surface a cron job or runbook uses; the `rdsssl` command line is a thin layer over
+exactly these names::
+
+    import rdsssl
+
+    api = rdsssl.AliyunRdsApi(rdsssl.ApiSettings.from_env())
+    store = rdsssl.CaStore.open(Path("ca"))
+    desired = rdsssl.DesiredSsl(client_ca_pem=..., crl=..., acl=rdsssl.AclMode.CERT)
+    result = rdsssl.apply(api, "pgm-bp1example", desired, guard_probe=...)
+
+Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neither the Alibaba
+Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. `probe`
+is bound eagerly because `rdsssl.probe` is also a submodule: the function wins, so write
+`from rdsssl.probe import ...` (not `import rdsssl.probe as ...`) to reach the module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe
 
 __version__ = "0.1.0"
+
+# name -> module it lives in (loaded on first attribute access)
+_LAZY: dict[str, str] = {
+    "CaStore": "rdsssl.store",
+    "write_client_files": "rdsssl.store",
+    "KeyType": "rdsssl.models",
+    "AclMode": "rdsssl.models",
+    "RevocationReason": "rdsssl.models",
+    "DesiredSsl": "rdsssl.service",
+    "CrlFromStore": "rdsssl.service",
+    "Plan": "rdsssl.service",
+    "ApplyResult": "rdsssl.service",
+    "plan": "rdsssl.service",
+    "apply": "rdsssl.service",
+    "probe_instance": "rdsssl.service",
+    "AliyunRdsApi": "rdsssl.api",
+    "ApiSettings": "rdsssl.api",
+    "RdsApi": "rdsssl.api",
+    "wait_until": "rdsssl.waiters",
+    "ssl_applied": "rdsssl.waiters",
+    "instance_ready": "rdsssl.waiters",
+    "load_desired_state": "rdsssl.config",
+    "DesiredBuilder": "rdsssl.desired",
+    "desired_ssl": "rdsssl.desired",
+    "resolve": "rdsssl.desired",
+    "AuditLog": "rdsssl.audit",
+    "ExitCode": "rdsssl.errors",
+    "RdsSslError": "rdsssl.errors",
+    "UsageError": "rdsssl.errors",
+    "InputError": "rdsssl.errors",
+    "ConfigError": "rdsssl.errors",
+    "CryptoError": "rdsssl.errors",
+    "StoreError": "rdsssl.errors",
+    "NotFoundError": "rdsssl.errors",
+    "LockHeld": "rdsssl.errors",
+    "ApiError": "rdsssl.errors",
+    "ApiUnreachable": "rdsssl.errors",
+    "InstanceNotFound": "rdsssl.errors",
+    "InstanceBusy": "rdsssl.errors",
+    "Throttled": "rdsssl.errors",
+    "WaiterError": "rdsssl.errors",
+    "WaiterTimeout": "rdsssl.errors",
+    "ChangeFailed": "rdsssl.errors",
+    "VerificationError": "rdsssl.errors",
+    "LockoutGuard": "rdsssl.errors",
+}
+
+__all__ = [
+    "AclMode",
+    "AliyunRdsApi",
+    "ApiError",
+    "ApiSettings",
+    "ApiUnreachable",
+    "ApplyResult",
+    "AuditLog",
+    "CaStore",
+    "ChangeFailed",
+    "ConfigError",
+    "CrlFromStore",
+    "CryptoError",
+    "DesiredBuilder",
+    "DesiredSsl",
+    "ExitCode",
+    "InputError",
+    "InstanceBusy",
+    "InstanceNotFound",
+    "KeyType",
+    "LockHeld",
+    "LockoutGuard",
+    "NotFoundError",
+    "Plan",
+    "ProbeOutcome",
+    "ProbeResult",
+    "ProbeTarget",
+    "RdsApi",
+    "RdsSslError",
+    "RevocationReason",
+    "StoreError",
+    "Throttled",
+    "UsageError",
+    "VerificationError",
+    "WaiterError",
+    "WaiterTimeout",
+    "__version__",
+    "apply",
+    "desired_ssl",
+    "instance_ready",
+    "load_desired_state",
+    "plan",
+    "probe",
+    "probe_instance",
+    "resolve",
+    "ssl_applied",
+    "wait_until",
+    "write_client_files",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rdsssl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
+    from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
+    from rdsssl.audit import AuditLog
+    from rdsssl.config import load_desired_state
+    from rdsssl.desired import DesiredBuilder, desired_ssl, resolve
+    from rdsssl.errors import (
+        ApiError,
+        ApiUnreachable,
+        ChangeFailed,
+        ConfigError,
+        CryptoError,
+        ExitCode,
+        InputError,
+        InstanceBusy,
+        InstanceNotFound,
+        LockHeld,
+        LockoutGuard,
+        NotFoundError,
+        RdsSslError,
+        StoreError,
+        Throttled,
+        UsageError,
+        VerificationError,
+        WaiterError,
+        WaiterTimeout,
+    )
+    from rdsssl.models import AclMode, KeyType, RevocationReason
+    from rdsssl.service import (
+        ApplyResult,
+        CrlFromStore,
+        DesiredSsl,
+        Plan,
+        apply,
+        plan,
+        probe_instance,
+    )
+    from rdsssl.store import CaStore, write_client_files
+    from rdsssl.waiters import instance_ready, ssl_applied, wait_until

@@ -9,7 +9,6 @@ on the OpenSSL version, so the classification matches the stable substrings meas
 from __future__ import annotations
 
 import enum
-import os
 import stat
 import time
 from dataclasses import dataclass
@@ -185,7 +184,7 @@ def probe(
     if password is not None:
         params["password"] = password
     else:
-        params["passfile"] = os.devnull  # never pick up ~/.pgpass silently
+        params["passfile"] = _NO_FILE  # never pick up ~/.pgpass silently
     try:
         with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
             conn.execute("SELECT 1")

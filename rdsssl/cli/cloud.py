@@ -8,7 +8,6 @@ the SDK itself is imported lazily inside `rdsssl.api` when a client is built.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, UsageError
-from rdsssl.probe import ProbeResult, ProbeTarget, probe
-from rdsssl.service import Plan
+from rdsssl.probe import ProbeResult, ProbeTarget
+from rdsssl.service import Plan, probe_instance, probe_target, server_ca_file
 from rdsssl.waiters import Progress
 
 __all__ = [
@@ -192,49 +191,29 @@ def take_probe(kwargs: dict[str, Any]) -> ProbeOptions:
 def instance_target(
     api: RdsApi, instance_id: str, root_cert: Path | None
 ) -> Iterator[tuple[ProbeTarget, Path]]:
-    """The instance's main endpoint and a server CA file for sslmode=verify-full.
-
-    The endpoint name is kept as `host` (checked against the server certificate) and its IP
-    address goes in `hostaddr`, so names that only resolve inside a VPC (or the emulator's)
-    still verify. Without --root-cert the CA is downloaded from ServerCAUrl into a temp file.
+    """The instance's main endpoint (`service.probe_target`) and a server CA file for
+    sslmode=verify-full: `root_cert`, else the CA downloaded from ServerCAUrl into a temp file.
     """
-    info = api.describe_instance(instance_id)
-    nets = api.describe_net_info(instance_id)
-    net = next((n for n in nets if n.connection_string == info.connection_string), None)
-    net = net or next((n for n in nets if n.connection_string_type == "Normal"), None)
-    host = net.connection_string if net else info.connection_string
-    port = (net.port if net else 0) or info.port
-    hostaddr = net.ip_address if net and net.ip_address else None
-    target = ProbeTarget(host=host, port=port, hostaddr=hostaddr)
-    if root_cert is not None:
-        yield target, root_cert
-        return
-    ssl = api.describe_ssl(instance_id)
-    if not ssl.server_ca_url:
-        raise ConfigError(f"{instance_id} reports no ServerCAUrl; pass --root-cert FILE")
-    pem = api.server_ca_pem(ssl.server_ca_url)
-    with tempfile.TemporaryDirectory(prefix="rdsssl-probe-") as tmp:
-        path = Path(tmp) / "server-ca.pem"
-        path.write_bytes(pem)
-        yield target, path
+    with server_ca_file(api, instance_id, root_cert) as path:
+        yield probe_target(api, instance_id), path
 
 
 def run_probe(
     api: RdsApi, instance_id: str, opts: ProbeOptions, *, sslmode: str = "verify-full"
 ) -> ProbeResult:
-    """Probe `instance_id` as `opts.user` with its certificate."""
+    """Probe `instance_id` as `opts.user` with its certificate (`service.probe_instance`)."""
     if opts.user is None:
         raise UsageError("a probe needs a user (--probe-user / --user)")
-    with instance_target(api, instance_id, opts.root_cert) as (target, root):
-        return probe(
-            target,
-            user=opts.user,
-            cert=opts.cert,
-            key=opts.key,
-            root_cert=root,
-            password=opts.password(),
-            sslmode=sslmode,
-        )
+    return probe_instance(
+        api,
+        instance_id,
+        user=opts.user,
+        cert=opts.cert,
+        key=opts.key,
+        root_cert=opts.root_cert,
+        password=opts.password(),
+        sslmode=sslmode,
+    )
 
 
 # ------------------------------------------------------------------ plans and progress
