@@ -1,0 +1,335 @@
+"""``rdsssl rotate ca | status``: two-phase client CA rotation, a thin layer over
+``rdsssl.rotation`` (which documents the design).
+
+Which steps a run performs: by default everything up to and including ``verify``, then it
+stops, because old-certificate clients need overlap time to move to their new certificates
+before the old CA goes away; ``--retire`` goes on to retire the old CA; ``--phase STEP`` runs
+exactly one step (it must be the next one); ``--rollback`` returns to the old CA. ``--no-wait``
+is accepted only with ``--phase`` or ``--rollback``: a multi-step run cannot continue past a
+change it has not seen finish (the next run confirms it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rdsssl import crypto
+from rdsssl.cli.app import App
+from rdsssl.cli.cloud import (
+    ProbeOptions,
+    make_api,
+    mutating_options,
+    plan_lines,
+    probe_options,
+    progress_reporter,
+    run_probe,
+    take_mutating,
+    take_probe,
+)
+from rdsssl.cli.common import (
+    ca_dir_option,
+    get_app,
+    json_option,
+    open_store,
+    passphrase_file_option,
+    unlock,
+    wait_lock_option,
+)
+from rdsssl.errors import UsageError
+from rdsssl.probe import ProbeResult
+from rdsssl.rotation import Event, Options, Rotation
+from rdsssl.rotation_state import (
+    FORWARD,
+    Phase,
+    RotationState,
+    Step,
+    load,
+    next_action,
+    prepare,
+    rotation_lock,
+    save,
+    state_path,
+)
+from rdsssl.store import CaStore
+
+__all__ = ["rotate"]
+
+NEW_PASSPHRASE_ENV = "RDSSSL_NEW_CA_PASSPHRASE"
+
+_STEP_TEXT = {
+    Step.STAGE: "trust old + new CA, with a CRL for each: one change, RESTARTS each instance",
+    Step.REISSUE: "issue a new-CA certificate to every user holding a valid old one (local)",
+    Step.VERIFY: "probe every instance with a new certificate",
+    Step.RETIRE: "trust the new CA only: RESTARTS each instance; old certificates stop working",
+    Step.ROLLBACK: "trust the old CA only again: RESTARTS each instance; new certificates stop",
+}
+
+
+@click.group()
+def rotate() -> None:
+    """Rotate the client CA of instances in two phases, with overlap and rollback."""
+
+
+def _steps(state: RotationState, *, retire: bool, rollback: bool, phase: str | None) -> list[Step]:
+    if sum((retire, rollback, phase is not None)) > 1:
+        raise UsageError("choose one of --retire, --rollback and --phase")
+    if rollback:
+        return state.steps_until(Step.ROLLBACK)
+    if phase is not None:
+        step = Step(phase)
+        state.check(step)
+        return [] if state.is_done(step) else [step]
+    return state.steps_until(Step.RETIRE if retire else Step.VERIFY)
+
+
+def _unlock_new(app: App, store: CaStore, passphrase_file: Path | None) -> None:
+    """The new store's passphrase: --new-passphrase-file, $RDSSSL_NEW_CA_PASSPHRASE, then the
+    old store's sources ($RDSSSL_CA_PASSPHRASE, a prompt), for stores sharing a passphrase."""
+    value = os.environ.get(NEW_PASSPHRASE_ENV)
+    if passphrase_file is None and value and store.key_encrypted:
+        store.unlock(value.encode("utf-8"))
+        return
+    unlock(app, store, passphrase_file)
+
+
+def _confirm(app: App, state: RotationState, steps: list[Step], yes: bool, dry: bool) -> bool:
+    head = "dry run: would run" if dry else "will run"
+    app.info(
+        f"rotation {state.old.subject} -> {state.new.subject} on {', '.join(state.instances)} "
+        f"(phase {state.phase.value}); {head}:"
+    )
+    for step in steps:
+        app.info(f"  {step.value}: {_STEP_TEXT[step]}")
+    if dry or yes or not app.interactive:
+        return True
+    return click.confirm("Proceed?", default=False, err=True)
+
+
+def _show(app: App, event: Event) -> None:
+    if event.plan is not None and event.outcome in ("changing", "would-change"):
+        for line in plan_lines(event.plan):
+            app.info(line)
+        if event.outcome == "changing":
+            return
+    who = event.instance or event.user
+    text = f"{event.step.value}: {who + ': ' if who else ''}{event.outcome}"
+    if event.detail:
+        text += f" ({event.detail})"
+    if event.request_id:
+        text += f", request {event.request_id}"
+    if event.outcome == "sent":
+        text += "; not waited for: run again to confirm it"
+    app.info(text)
+
+
+@rotate.command("ca")
+@click.argument("instance_ids", nargs=-1, metavar="[ID]...")
+@ca_dir_option
+@click.option(
+    "--new-ca-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The new CA store (rdsssl ca init). Needed to start; later runs read it from the state.",
+)
+@click.option("--retire", is_flag=True, help="Go on to retire the old CA (second restart).")
+@click.option("--rollback", is_flag=True, help="Return every instance to the old CA (one restart).")
+@click.option(
+    "--phase",
+    type=click.Choice([s.value for s in FORWARD]),
+    help="Run exactly this step (it must be the next one).",
+)
+@click.option(
+    "--out-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Reissued files go to OUT_ROOT/USER/ (replaced atomically); default: the current "
+    "directory of the first run, recorded in the state.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=crypto.DEFAULT_LEAF_DAYS,
+    show_default=True,
+    help="Validity of reissued certificates (never beyond the new CA).",
+)
+@click.option(
+    "--crl-days",
+    type=click.IntRange(min=1),
+    default=crypto.DEFAULT_CRL_DAYS,
+    show_default=True,
+    help="Validity (nextUpdate) of the CRLs uploaded.",
+)
+@probe_options()
+@passphrase_file_option
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"The new CA key's passphrase (first line); else ${NEW_PASSPHRASE_ENV}, else the "
+    "old store's sources.",
+)
+@wait_lock_option
+@mutating_options
+@json_option
+def rotate_ca(
+    instance_ids: tuple[str, ...],
+    ca_dir: Path,
+    new_ca_dir: Path | None,
+    retire: bool,
+    rollback: bool,
+    phase: str | None,
+    out_root: Path | None,
+    days: int,
+    crl_days: int,
+    passphrase_file: Path | None,
+    new_passphrase_file: Path | None,
+    wait_lock: float,
+    **kwargs: Any,
+) -> None:
+    """Rotate the client CA: stage, reissue, verify; then retire (--retire) or roll back.
+
+    Resumable: the state is kept in CA_DIR/rotation.json; run the same command again after a
+    failure or a kill and it continues without repeating anything. Exit 0 when nothing is due.
+
+    \b
+    Examples:
+      rdsssl rotate ca pgm-1 pgm-2 --ca-dir /srv/ca --new-ca-dir /srv/ca2 \\
+          --out-root /srv/client-certs --probe-user app --probe-password-env APP_PW --yes
+      rdsssl rotate ca --ca-dir /srv/ca --retire --probe-user app --probe-password-env APP_PW
+      rdsssl rotate ca --ca-dir /srv/ca --rollback --force
+    """
+    app = get_app()
+    opts = take_mutating(kwargs)
+    probe = take_probe(kwargs)
+    if opts.no_wait and phase is None and not rollback:
+        raise UsageError("--no-wait needs --phase or --rollback: later steps need the change done")
+    with contextlib.ExitStack() as stack:
+        old = stack.enter_context(open_store(ca_dir))
+        if not opts.dry_run:
+            stack.enter_context(rotation_lock(ca_dir, wait=wait_lock))
+        path = state_path(ca_dir)
+        recorded = load(path)
+        if recorded is None and rollback:
+            app.info(f"no rotation recorded in {ca_dir}: nothing to roll back")
+            app.result(
+                {"dry_run": opts.dry_run, "phase": None, "steps": [], "completed": [], "events": []}
+            )
+            return
+        new_dir = new_ca_dir or (Path(recorded.new.dir) if recorded else None)
+        if new_dir is None:
+            raise UsageError("--new-ca-dir is required to start a rotation")
+        new = stack.enter_context(open_store(new_dir))
+        state = prepare(
+            recorded, old=old, new=new, instances=instance_ids, out_root=out_root, now=app.now()
+        )
+        steps = _steps(state, retire=retire, rollback=rollback, phase=phase)
+        before = state.phase
+        events: list[Event] = []
+        if steps:
+            if not _confirm(app, state, steps, opts.yes, opts.dry_run):
+                raise click.exceptions.Abort()
+            if not opts.dry_run:
+                if {Step.STAGE, Step.ROLLBACK} & set(steps):
+                    unlock(app, old, passphrase_file)
+                if {Step.STAGE, Step.REISSUE, Step.RETIRE} & set(steps):
+                    _unlock_new(app, new, new_passphrase_file)
+                if recorded is None:
+                    save(path, state)  # on disk before the first change
+            api = make_api(app)
+
+            def prober(iid: str, user: str, cert: Path, key: Path) -> ProbeResult:
+                given = ProbeOptions(user, cert, key, probe.root_cert, probe.password_env)
+                return run_probe(api, iid, given)
+
+            def report(event: Event) -> None:
+                events.append(event)
+                _show(app, event)
+
+            options = Options(
+                dry_run=opts.dry_run,
+                wait=not opts.no_wait,
+                force=opts.force,
+                timeout=opts.timeout,
+                audit=opts.audit,
+                days=days,
+                crl_days=crl_days,
+                probe_user=probe.user,
+                probe_cert=probe.cert,
+                probe_key=probe.key,
+                on_progress=progress_reporter(app),
+            )
+            completed = Rotation(
+                api,
+                old=old,
+                new=new,
+                state=state,
+                path=None if opts.dry_run else path,
+                options=options,
+                clock=app.now,
+                report=report,
+                prober=prober,
+            ).run(steps)
+        else:
+            completed = []
+            app.info(f"nothing to do: the rotation is at phase {state.phase.value}")
+    phase_now = before if opts.dry_run else state.phase
+    nxt = next_action(state)
+    if not opts.dry_run:
+        app.info(f"phase: {phase_now.value}; next: {nxt}")
+    if phase_now is Phase.ROLLED_BACK and completed:
+        app.info("the new CA's certificates stay issued; rotate ca stages the rotation again")
+    app.result(
+        {
+            "dry_run": opts.dry_run,
+            "phase": phase_now.value,
+            "steps": [s.value for s in steps],
+            "completed": [] if opts.dry_run else [s.value for s in completed],
+            "events": [e.to_json() for e in events],
+            "next": nxt,
+            "state_file": str(path),
+        }
+    )
+
+
+@rotate.command("status")
+@ca_dir_option
+@json_option
+def rotate_status(ca_dir: Path) -> None:
+    """Show a rotation's phase, per-instance progress, reissued users and the next step.
+
+    \b
+    Example:
+      rdsssl rotate status --ca-dir /srv/ca --json
+    """
+    app = get_app()
+    with open_store(ca_dir):
+        pass  # the same ownership and mode checks as every command reading the store
+    path = state_path(ca_dir)
+    state = load(path)
+    if state is None:
+        app.out(f"no rotation recorded in {ca_dir}")
+        app.result({"state_file": str(path), "phase": None, "next": None, "rotation": None})
+        return
+    nxt = next_action(state)
+    app.out(f"rotation {state.old.subject} -> {state.new.subject}: phase {state.phase.value}")
+    app.out(f"  old CA {state.old.fingerprint[:16]} in {state.old.dir}")
+    app.out(f"  new CA {state.new.fingerprint[:16]} in {state.new.dir}")
+    for iid, steps in state.instances.items():
+        done = ", ".join(f"{s.value} {r.outcome} {r.at}" for s, r in steps.items()) or "-"
+        app.out(f"  instance {iid}: {done}")
+    for user, rec in sorted(state.users.items()):
+        what = f"serial {rec.new_serial} at {rec.at}" if rec.done else "interrupted, resumes"
+        app.out(f"  user {user}: {what}")
+    app.out(f"  certificates in {state.out_root}")
+    app.out(f"next: {nxt}")
+    app.result(
+        {
+            "state_file": str(path),
+            "phase": state.phase.value,
+            "rollback_possible": state.phase not in (Phase.RETIRED, Phase.ROLLED_BACK),
+            "next": nxt,
+            "rotation": state.to_json(),
+        }
+    )

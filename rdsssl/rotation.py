@@ -1,0 +1,532 @@
+"""Two-phase client CA rotation with overlap and rollback (SPEC section 6, issue 5).
+
+A client CA cannot be swapped in one step without locking out every client that still holds a
+certificate from the old CA, so the rotation overlaps (prior art §4.2: "bundle old and new"):
+
+1. ``stage``: every instance trusts old + new CA, with one CRL per CA (PostgreSQL refuses the
+   users of a CA without a CRL as "unknown ca", postgres-client-cert-behaviour §4 R4) and the
+   ACL untouched: ONE ModifyDBInstanceSSL per instance, so one restart.
+2. ``reissue``: every user holding a valid old-CA certificate gets one from the new CA (same key
+   type), written to ``OUT_ROOT/<user>/`` like ``cert renew``. Old certificates stay valid.
+3. ``verify``: a probe with a new certificate must succeed on every instance (exit 6 if not).
+4. ``retire``: new CA + its CRL only (second restart); old certificates are refused from now.
+
+``rollback`` (until retire) puts the old CA and its CRL back (one restart). The new
+certificates stay issued in the new store; staging again reuses them.
+
+Resumability: each instance step is recorded in ``rotation.json`` once done. An instance that
+was changed by a run killed before it could record that is recognised by what it holds: when it
+already trusts exactly the target CAs and its CRLs are signed by exactly those CAs, the desired
+CRL is expressed as a ``CrlFromStore`` requirement, so ``service.plan`` finds nothing to do and
+``apply`` makes zero calls (a fixed, freshly signed CRL would differ and cost a second restart).
+A busy instance (a killed run's restart still under way) is waited for before it is judged.
+Reissue records the user's intent before issuing and goes through ``cert renew``'s crash-safe
+swap, so a certificate a killed run issued is finished and adopted, and a key it staged but
+never got certified is discarded: never two valid new certificates per user.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from rdsssl import crypto, service
+from rdsssl.api import RdsApi
+from rdsssl.audit import AuditLog
+from rdsssl.errors import ApiError, ConfigError, InputError, UsageError, VerificationError
+from rdsssl.models import InstanceInfo, SslState
+from rdsssl.probe import ProbeResult
+from rdsssl.rotation_state import RotationState, Step, StepRecord, UserRecord, save
+from rdsssl.store import CaStore, CertRecord, client_file_names, user_dir
+from rdsssl.store_db import format_time, parse_time
+from rdsssl.store_renew import RenewalPlan, finish_interrupted, renew_due
+from rdsssl.waiters import Progress, instance_ready, wait_until
+
+__all__ = ["BundleRefused", "Event", "Options", "Prober", "Rotation", "holds", "live_revocations"]
+
+# store_renew's staging directory of a renewal in progress; see Rotation._finish_interrupted.
+_RENEW_PENDING = ".pending"
+Prober = Callable[[str, str, Path, Path], ProbeResult]  # (instance, user, cert, key)
+
+
+class BundleRefused(ApiError):
+    """The service refused a client CA bundle of several CAs: an overlap is impossible there."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run behaves; the defaults suit a library caller that waits for every change."""
+
+    dry_run: bool = False
+    wait: bool = True
+    force: bool = False
+    timeout: float = service.DEFAULT_TIMEOUT
+    audit: AuditLog | None = None
+    days: int = crypto.DEFAULT_LEAF_DAYS
+    crl_days: int = crypto.DEFAULT_CRL_DAYS
+    probe_user: str | None = None
+    probe_cert: Path | None = None
+    probe_key: Path | None = None
+    on_progress: Callable[[Progress], None] | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a run did (or would do, on a dry run), reported as it happens.
+
+    ``outcome``: changing (with the plan, before the call) | changed | unchanged | sent |
+    would-change | reissued | adopted |
+    would-reissue | ok | failed | would-probe | skipped | done."""
+
+    step: Step
+    outcome: str
+    instance: str | None = None
+    user: str | None = None
+    detail: str = ""
+    request_id: str | None = None
+    plan: service.Plan | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (fingerprints only, never PEM)."""
+        return {
+            "step": self.step.value,
+            "outcome": self.outcome,
+            "instance": self.instance,
+            "user": self.user,
+            "detail": self.detail,
+            "request_id": self.request_id,
+            "plan": self.plan.to_dict() if self.plan else None,
+        }
+
+
+# ---------------------------------------------------------------- instance helpers
+
+
+def _fps(pem: str | None, what: str) -> frozenset[str]:
+    if not pem or not pem.strip():
+        return frozenset()
+    return crypto.pem_fingerprints(pem.encode(), source=what)
+
+
+def holds(ssl: SslState, cas: Sequence[x509.Certificate]) -> bool:
+    """True when the instance trusts exactly ``cas`` and its CRLs are signed by exactly them
+    (each CA covered, no CRL of another CA): the shape the step targeting ``cas`` leaves."""
+    if _fps(ssl.client_ca_pem, "the instance's client CA") != {crypto.fingerprint(c) for c in cas}:
+        return False
+    if not ssl.crl_pem or not ssl.crl_pem.strip():
+        return False
+    crls = crypto.load_crls(ssl.crl_pem.encode(), source="the instance's CRL")
+    signed = all(any(crypto.crl_signed_by(crl, ca) for ca in cas) for crl in crls)
+    return signed and all(any(crypto.crl_signed_by(crl, ca) for crl in crls) for ca in cas)
+
+
+def live_revocations(store: CaStore, now: datetime) -> frozenset[int]:
+    """The serials ``store.build_crl`` lists now (long-expired entries are dropped there)."""
+    cutoff = now - crypto.DEFAULT_CRL_EXPIRED_GRACE
+    return frozenset(
+        r.serial for r in store.certificates() if r.revoked_at is not None and r.not_after >= cutoff
+    )
+
+
+class _Crls:
+    """The CRLs for a target bundle: what they must list, and one PEM per run, signed only when
+    an instance needs it (each build consumes a CRL number in its store)."""
+
+    def __init__(self, stores: Sequence[CaStore], *, now: datetime, days: int) -> None:
+        self._stores, self._now, self._days = stores, now, days
+        self._pem: str | None = None
+        self.revoked = frozenset().union(*(live_revocations(s, now) for s in stores))
+
+    def pem(self) -> str:
+        if self._pem is None:
+            built = [s.build_crl(now=self._now, days=self._days) for s in self._stores]
+            self._pem = "".join(b.pem.decode() for b in built)
+        return self._pem
+
+
+def _issued_by(path: Path, ca: x509.Certificate) -> None:
+    """InputError unless the certificate in ``path`` was signed by ``ca``."""
+    try:
+        cert = crypto.load_certificates(path.read_bytes(), source=str(path), what="a cert")[0]
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        raise InputError(
+            f"{path} is not a certificate from the new CA ({crypto.name_of(ca)}): verify must "
+            "prove that a NEW certificate works"
+        ) from None
+
+
+def _serial_on_disk(out_dir: Path) -> int | None:
+    """The serial of ``out_dir/client.crt`` when ``client.key`` matches it, else None."""
+    try:
+        crt, key = out_dir / "client.crt", out_dir / "client.key"
+        cert = crypto.load_certificates(crt.read_bytes(), source=str(crt), what="a cert")[0]
+        pkey = crypto.load_private_key(key.read_bytes(), source=str(key), passphrase=None)
+        crypto.check_key_matches(cert, pkey, source=str(key))
+    except (OSError, InputError):
+        return None
+    return cert.serial_number
+
+
+def _users_to_reissue(old: CaStore, now: datetime) -> dict[str, CertRecord]:
+    """Each user's newest valid (unrevoked, unexpired) certificate from the old CA."""
+    newest: dict[str, CertRecord] = {}
+    for row in old.certificates():
+        valid = row.cn and row.state(now) == "valid"
+        if valid and (row.cn not in newest or row.not_after >= newest[row.cn].not_after):
+            newest[row.cn] = row
+    return dict(sorted(newest.items()))
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Rotation:
+    """One run over a rotation state. ``path`` None (dry runs) keeps the state in memory."""
+
+    def __init__(
+        self,
+        api: RdsApi,
+        *,
+        old: CaStore,
+        new: CaStore,
+        state: RotationState,
+        path: Path | None,
+        options: Options,
+        clock: Callable[[], datetime],
+        report: Callable[[Event], None] = lambda e: None,
+        prober: Prober | None = None,
+    ) -> None:
+        self.api, self.old, self.new, self.state = api, old, new, state
+        self.path, self.options, self.clock = path, options, clock
+        self._report, self._prober = report, prober
+
+    def _at(self) -> str:
+        return format_time(self.clock())
+
+    def _save(self) -> None:
+        if self.path is not None and not self.options.dry_run:
+            save(self.path, self.state)
+
+    def _emit(self, event: Event) -> None:
+        self._report(event)
+
+    def run(self, steps: Sequence[Step]) -> list[Step]:
+        """Perform ``steps`` in order, each to completion; returns the steps completed. Stops
+        early after --no-wait (changes sent, not confirmed: the next run confirms them)."""
+        handlers: dict[Step, Callable[[], bool]] = {
+            Step.STAGE: self._stage,
+            Step.REISSUE: self._reissue,
+            Step.VERIFY: self._verify,
+            Step.RETIRE: self._retire,
+            Step.ROLLBACK: self._rollback,
+        }
+        completed: list[Step] = []
+        dry = self.options.dry_run
+        for step in steps:
+            if self.state.is_done(step):
+                continue
+            self.state.begin(step, at=self._at())
+            if not handlers[step]():
+                break
+            self.state.complete(step, at=self._at())
+            self._save()
+            reached = f"phase {self.state.phase.value}"
+            self._emit(Event(step, "done", detail=f"would reach {reached}" if dry else reached))
+            completed.append(step)
+        return completed
+
+    # -- instance steps ----------------------------------------------------------------------
+
+    def _stage(self) -> bool:
+        return self.for_each_instance(Step.STAGE, [self.old, self.new], guard=None)
+
+    def _retire(self) -> bool:
+        return self.for_each_instance(Step.RETIRE, [self.new], guard=self._new_cert_guard)
+
+    def _rollback(self) -> bool:
+        done = self.for_each_instance(Step.ROLLBACK, [self.old], guard=self._given_cert_guard)
+        if done and self.state.users:
+            self._emit(
+                Event(
+                    Step.ROLLBACK,
+                    "skipped",
+                    detail=f"{len(self.state.users)} certificate(s) from the new CA stay issued "
+                    f"in {self.new.path}; staging again reuses them",
+                )
+            )
+        return done
+
+    def for_each_instance(
+        self,
+        step: Step,
+        stores: Sequence[CaStore],
+        *,
+        guard: Callable[[str], Callable[[], ProbeResult] | None] | None,
+    ) -> bool:
+        """Bring every instance of the rotation to trust exactly the CAs of ``stores`` (with
+        their CRLs); True when all of them are confirmed. Stops at the first error."""
+        crls = _Crls(stores, now=self.clock(), days=self.options.crl_days)
+        finished = True
+        for iid in list(self.state.instances):
+            if self.state.instance_done(iid, step):
+                self._emit(Event(step, "unchanged", instance=iid, detail="done by an earlier run"))
+                continue
+            finished = self._converge(iid, step, stores, crls, guard) and finished
+        return finished
+
+    def _ready(self, iid: str) -> tuple[InstanceInfo, SslState]:
+        """The instance's state once it is not busy: a change sent by a killed run is judged by
+        its outcome, not by the half-way state."""
+        info, ssl = self.api.describe_instance(iid), self.api.describe_ssl(iid)
+        busy = info.status != "Running" or ssl.last_modify_status == "setting"
+        if busy and not self.options.dry_run:
+            wait_until(
+                instance_ready(),
+                lambda: service.observe(self.api, iid),
+                timeout=self.options.timeout,
+                on_progress=self.options.on_progress,
+            )
+            info, ssl = self.api.describe_instance(iid), self.api.describe_ssl(iid)
+        return info, ssl
+
+    def _check_part_of_rotation(self, iid: str, step: Step, ssl: SslState) -> None:
+        have = _fps(ssl.client_ca_pem, "the instance's client CA")
+        old, new = self.state.old, self.state.new
+        need = {Step.STAGE: {old.fingerprint}, Step.RETIRE: {new.fingerprint}}.get(
+            step, {old.fingerprint, new.fingerprint}
+        )
+        if have & need:
+            return
+        if step is Step.RETIRE:
+            raise ConfigError(f"{iid} does not trust the new CA yet: stage it first")
+        raise ConfigError(
+            f"{iid} does not trust the old CA {old.subject} ({old.fingerprint[:16]}); it "
+            f"holds {', '.join(sorted(f[:16] for f in have)) or 'no client CA'}. This rotation "
+            "would replace a CA it does not know: configure the instance first (rdsssl apply)"
+        )
+
+    def _converge(
+        self,
+        iid: str,
+        step: Step,
+        stores: Sequence[CaStore],
+        crls: _Crls,
+        guard: Callable[[str], Callable[[], ProbeResult] | None] | None,
+    ) -> bool:
+        _info, ssl = self._ready(iid)
+        cas = [s.ca_cert for s in stores]
+        bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
+        there = holds(ssl, cas)
+        if not there:
+            self._check_part_of_rotation(iid, step, ssl)
+        crl: str | service.CrlFromStore
+        if there:  # already there (maybe by a killed run): only a stale CRL counts
+            crl = service.CrlFromStore(revoked=crls.revoked, build=crls.pem)
+        elif self.options.dry_run:
+            self._emit(Event(step, "would-change", instance=iid, plan=_dry_plan(iid, ssl, cas)))
+            return True
+        else:
+            crl = crls.pem()
+        desired = service.DesiredSsl(client_ca_pem=bundle, crl=crl)
+        preview = service.plan(desired, ssl, instance_id=iid)
+        if not preview.noop and not self.options.dry_run:  # shown before anything is sent
+            self._emit(Event(step, "changing", instance=iid, plan=preview))
+        try:
+            result = service.apply(
+                self.api,
+                iid,
+                desired,
+                dry_run=self.options.dry_run,
+                wait=self.options.wait,
+                force=self.options.force,
+                guard_probe=guard(iid) if guard else None,
+                timeout=self.options.timeout,
+                on_progress=self.options.on_progress,
+                audit=self.options.audit,
+            )
+        except ApiError as exc:
+            if step is Step.STAGE and exc.code == "InvalidClientCACert":
+                raise BundleRefused(
+                    f"{iid}: the service refused a client CA bundle of the old and the new CA "
+                    f"({exc.raw_message}), so this instance cannot trust both at once and an "
+                    "overlapping rotation is impossible. The refused call changed nothing; "
+                    f"the rotation stays at phase {self.state.phase.value}",
+                    action=exc.action,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                    http_status=exc.http_status,
+                ) from None
+            raise
+        if result.dry_run:
+            outcome = "unchanged" if result.plan.noop else "would-change"
+            self._emit(Event(step, outcome, instance=iid, plan=result.plan))
+            return True
+        outcome = "changed" if self.options.wait else "sent"
+        outcome = outcome if result.applied else "unchanged"
+        record = StepRecord(self._at(), outcome, request_id=result.request_id)
+        self.state.mark(iid, step, record)
+        self._save()
+        self._emit(
+            Event(step, outcome, instance=iid, request_id=result.request_id, plan=result.plan)
+        )
+        return record.done
+
+    # -- probes ------------------------------------------------------------------------------
+
+    def _probe_files(self) -> tuple[str, Path, Path]:
+        """The user and the NEW certificate to probe with."""
+        opts = self.options
+        if opts.probe_user is None:
+            raise UsageError(
+                "verify needs a user to probe as: --probe-user USER (a user reissued in this "
+                "rotation; add --probe-password-env VAR when the ACL wants a password)"
+            )
+        if (opts.probe_cert is None) != (opts.probe_key is None):
+            raise UsageError("--probe-cert and --probe-key go together")
+        if opts.probe_cert is not None and opts.probe_key is not None:
+            _issued_by(opts.probe_cert, self.new.ca_cert)
+            return opts.probe_user, opts.probe_cert, opts.probe_key
+        record = self.state.users.get(opts.probe_user)
+        if record is None or not record.done:
+            done = sorted(u for u, r in self.state.users.items() if r.done)
+            raise UsageError(
+                f"no certificate was reissued for {opts.probe_user!r} in this rotation (reissued:"
+                f" {', '.join(done) or 'none yet'}); probe as one of them, or pass "
+                "--probe-cert/--probe-key with a certificate from the new CA"
+            )
+        folder = user_dir(Path(self.state.out_root), opts.probe_user)
+        return opts.probe_user, folder / "client.crt", folder / "client.key"
+
+    def _probe(self, iid: str, user: str, cert: Path, key: Path) -> ProbeResult:
+        if self._prober is None:
+            raise UsageError("this run has no way to probe instances (no prober given)")
+        return self._prober(iid, user, cert, key)
+
+    def _new_cert_guard(self, iid: str) -> Callable[[], ProbeResult] | None:
+        """Retire drops the old CA: the lockout guard probes with a new certificate."""
+        if self.options.probe_user is None:
+            return None  # apply refuses unless --force when the ACL needs certificates
+        user, cert, key = self._probe_files()
+        return lambda: self._probe(iid, user, cert, key)
+
+    def _given_cert_guard(self, iid: str) -> Callable[[], ProbeResult] | None:
+        """Rollback drops the new CA: only a certificate the operator names proves anything."""
+        opts = self.options
+        if opts.probe_user is None or opts.probe_cert is None or opts.probe_key is None:
+            return None
+        user, cert, key = opts.probe_user, opts.probe_cert, opts.probe_key
+        return lambda: self._probe(iid, user, cert, key)
+
+    def _verify(self) -> bool:
+        if self.options.dry_run:
+            who = self.options.probe_user or "(needs --probe-user)"
+            for iid in self.state.instances:
+                self._emit(Event(Step.VERIFY, "would-probe", instance=iid, user=who))
+            return True
+        user, cert, key = self._probe_files()
+        failures: list[str] = []
+        for iid in self.state.instances:
+            if self.state.instance_done(iid, Step.VERIFY):
+                self._emit(Event(Step.VERIFY, "unchanged", instance=iid, detail="verified before"))
+                continue
+            result = self._probe(iid, user, cert, key)
+            outcome = "ok" if result.ok else "failed"
+            detail = f"{result.outcome.value}: {result.detail}"
+            self.state.mark(iid, Step.VERIFY, StepRecord(self._at(), outcome, detail=detail))
+            self._save()
+            self._emit(Event(Step.VERIFY, outcome, instance=iid, user=user, detail=detail))
+            if not result.ok:
+                hint = f"; {result.hint}" if result.hint else ""
+                failures.append(f"{iid}: {detail}{hint}")
+        if failures:
+            raise VerificationError(
+                f"the probe as {user} with its new certificate failed on {len(failures)} "
+                f"instance(s): {' | '.join(failures)}. Nothing was retired and old certificates "
+                "keep working; fix this and run rotate ca again"
+            )
+        return True
+
+    # -- reissue -----------------------------------------------------------------------------
+
+    def _reissue(self) -> bool:
+        now = self.clock()
+        due = _users_to_reissue(self.old, now)
+        root = Path(self.state.out_root)
+        targets = {user: user_dir(root, user) for user in due}  # refuse bad names first
+        if not due:
+            self._emit(Event(Step.REISSUE, "skipped", detail="no valid old-CA certificate"))
+        for user, old in due.items():
+            self._reissue_one(user, old, root, targets[user], now)
+        return True
+
+    def _reissue_one(
+        self, user: str, old: CertRecord, root: Path, out_dir: Path, now: datetime
+    ) -> None:
+        """One user, through ``cert renew``'s crash-safe swap (``store_renew.renew_due``)
+        signing with the NEW store. The intent is recorded first, so a run killed after the
+        certificate went live but before it was recorded adopts it instead of issuing again."""
+        record = self.state.users.get(user)
+        if record is not None and record.new_serial is not None:
+            row = self.new.get(int(record.new_serial, 16))
+            if row is not None and row.state(now) == "valid":
+                self._emit(Event(Step.REISSUE, "unchanged", user=user, detail=record.new_serial))
+                return
+        if self.options.dry_run:
+            self._emit(Event(Step.REISSUE, "would-reissue", user=user, detail=old.serial_hex))
+            return
+        at = format_time(now)
+        if record is not None and record.pending_since is not None:
+            kept = self._finish_interrupted(user, parse_time(record.pending_since), root, now)
+            if kept is not None:
+                self._record_user(user, old, kept.serial_hex, out_dir, at)
+                self._emit(Event(Step.REISSUE, "adopted", user=user, detail=kept.serial_hex))
+                return
+        self.state.set_user(user, UserRecord(old.serial_hex, pending_since=at), at=at)
+        self._save()  # the intent is on disk before the certificate exists
+        plan = RenewalPlan(due=[old], blocked=[])
+        (done,) = renew_due(self.new, plan, now=now, out_root=root, days=self.options.days)
+        self._record_user(user, old, done.new.serial_hex, out_dir, at)
+        short = " (ends with the new CA, earlier than asked)" if done.truncated else ""
+        detail = f"{old.serial_hex} -> {done.new.serial_hex} in {out_dir}{short}"
+        self._emit(Event(Step.REISSUE, "reissued", user=user, detail=detail))
+
+    def _record_user(self, user: str, old: CertRecord, serial: str, out_dir: Path, at: str) -> None:
+        files = tuple(str(out_dir / n) for n in client_file_names("pem"))
+        self.state.set_user(user, UserRecord(old.serial_hex, serial, at, None, files), at=at)
+        self._save()
+
+    def _finish_interrupted(
+        self, user: str, since: datetime, root: Path, now: datetime
+    ) -> CertRecord | None:
+        """The certificate a killed run issued for ``user`` and put live, if any."""
+        finish_interrupted(self.new, out_root=root, user=user)  # a certified key: finish it
+        out_dir = user_dir(root, user)
+        mine = self.new.certificates(user=user)
+        if not mine:  # finish_interrupted skips users the store has never certified
+            pending = out_dir / _RENEW_PENDING
+            if pending.is_dir():  # a key staged by the killed run, never signed: unusable
+                shutil.rmtree(pending)
+            return None
+        on_disk = _serial_on_disk(out_dir)
+        live = [r for r in mine if r.serial == on_disk and r.created_at >= since]
+        return live[0] if live and live[0].state(now) == "valid" else None
+
+
+def _dry_plan(iid: str, ssl: SslState, cas: Sequence[x509.Certificate]) -> service.Plan:
+    """A dry run's plan when a fresh CRL is needed: it is not signed on a dry run (that would
+    use a CRL number), so the CRL change is described instead of computed."""
+    bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
+    base = service.plan(service.DesiredSsl(client_ca_pem=bundle), ssl, instance_id=iid)
+    before = ", ".join(sorted(f[:16] for f in _fps(ssl.crl_pem, "the instance's CRL")))
+    names = " + ".join(crypto.name_of(c) for c in cas)
+    after = f"fresh CRLs of {names} (signed when applied)"
+    change = service.Change("crl", before or "(none)", after, service.Effect.RESTART)
+    return replace(base, changes=(*base.changes, change))
