@@ -145,3 +145,9 @@ class VerificationError(RdsSslError):
 
 class LockoutGuard(VerificationError):
     """A change that could lock users out was refused: no successful probe, and no --force."""
+
+
+class HookFailed(RdsSslError):
+    """A deploy hook exited non-zero; the renewals themselves stay done (exit 1, as certbot)."""
+
+    exit_code = ExitCode.UNEXPECTED

@@ -1,22 +1,113 @@
-"""Certificate renewal over the CA store's public API (``cert renew``; issue 5 extends it).
+"""Certificate renewal for cron (``cert renew``): what is due, and a crash-safe swap.
 
-A user is due when their newest unrevoked certificate expires within the window (or already
-has): renewing issues a new key and certificate, records it, and rewrites ``OUT_ROOT/<user>/``.
-The old certificate is left valid (clients switch over at their own pace; revoke it with
-``cert revoke --serial`` once they have). A certificate that already ends with the CA cannot be
-extended by re-issuing, so it is reported as blocked instead of being re-issued on every run.
+Due: per user only the newest unrevoked certificate counts (the last one recorded for the CN),
+so a renewal supersedes what it renewed and a re-run right after it finds nothing due. Window:
+``before`` (``not_after - now <= D``) or ``at`` (elapsed fraction of the validity ``>= P``; a
+row with no known start, from an openssl index.txt, counts as due). The old certificate stays
+valid (clients switch at their own pace; revoking needs a CRL upload, i.e. a restart). One that
+already ends with the CA is "blocked": re-issuing cannot extend it. Revoke to stop renewing.
+
+Files: ``OUT_ROOT/USER/{root.crt,client.crt,client.key[,client.pk8|.p12]}`` are symlinks to
+``current/<name>``; ``current`` is a symlink to a version directory (0700) named by serial and
+marked by ``.renewal.json``. A version is written completely where nobody reads yet and goes
+live with ONE ``rename(2)`` of ``current``: every name always resolves into one whole version,
+so a crash can never pair a new certificate with an old key. The previous version is kept (a
+manual rollback is ``ln -sfn SERIAL current``), older ones are pruned. Plain files (from
+``cert issue --out``) are first copied into a version that becomes ``current``, then relinked
+one by one: no step changes what any name reads.
+
+Crash recovery: the new key is written to ``.pending/client.key`` BEFORE its certificate exists,
+then the store signs a CSR for it (recording the certificate first, as always). Client keys never
+enter the inventory. So ``finish_interrupted`` completes any killed run without a second
+certificate: a ``.pending`` whose key matches a recorded, unrevoked certificate is finished and
+published; one whose key matches none (killed before signing) is discarded; a version of the
+newest certificate that ``current`` does not select yet is published. With a deploy hook,
+``.renewal.json`` says ``"hook": "pending"`` until the hook succeeded: a hook that failed or
+never ran (killed) runs again on the next run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from rdsssl import crypto
+from rdsssl.errors import ConfigError, CryptoError, InputError, UsageError
+from rdsssl.fsutil import atomic_write, fsync_dir, make_private_dir
+from rdsssl.hooks import Deployment
 from rdsssl.models import CertStatus, KeyType
-from rdsssl.store import CaStore, CertRecord, IssuedCert, user_dir, write_client_files
+from rdsssl.store import CaStore, CertRecord, IssuedCert, client_file_names, write_client_files
+from rdsssl.store import user_dir as _user_dir
 
-__all__ = ["Renewal", "RenewalPlan", "plan_renewal", "renew", "renew_due"]
+__all__ = [
+    "CURRENT",
+    "DEFAULT_BEFORE",
+    "Renewal",
+    "RenewalPlan",
+    "RenewalWindow",
+    "finish_interrupted",
+    "hook_pending",
+    "mark_deployed",
+    "plan_renewal",
+    "renew_due",
+    "user_dirs",
+]
+
+DEFAULT_BEFORE = timedelta(days=30)
+CURRENT = "current"
+_PENDING = ".pending"  # a version being built
+_ADOPTING = ".adopting"  # a copy of plain files being made
+_META = ".renewal.json"  # marks a directory as a version rdsssl made (pruning needs that)
+_ALL_NAMES = ("root.crt", "client.crt", "client.key", "client.pk8", "client.p12")
+_BASE_NAMES = ("root.crt", "client.crt", "client.key")
+
+
+# --- what is due --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """``before``: due when at most this long is left; ``at``: due when this fraction (0-1] of
+    the validity has elapsed. Exactly one applies; neither means ``before=30 days``."""
+
+    before: timedelta | None = None
+    at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.before is not None and self.at is not None:
+            raise UsageError("--before and --at contradict each other; give one")
+        if self.at is not None and not 0 < self.at <= 1:
+            raise ConfigError(f"--at {self.at:.0%}: give a percentage above 0 and at most 100")
+
+    def contains(self, record: CertRecord, now: datetime) -> bool:
+        """True when ``record`` is inside the window at ``now``."""
+        if self.at is None:
+            return record.not_after - now <= (self.before or DEFAULT_BEFORE)
+        if record.not_before is None:
+            return True
+        total = (record.not_after - record.not_before).total_seconds()
+        return total <= 0 or (now - record.not_before).total_seconds() >= self.at * total
+
+    def check_days(self, days: int) -> None:
+        """Refuse a validity that would leave new certificates due at once (renewed each run)."""
+        before = self.before or (DEFAULT_BEFORE if self.at is None else None)
+        if before is not None and timedelta(days=days) <= before:
+            raise ConfigError(
+                f"--days {days} is not longer than the --before window ({before.days}d): every "
+                "new certificate would be due again at once; raise --days or shorten --before"
+            )
 
 
 @dataclass(frozen=True)
@@ -27,48 +118,63 @@ class RenewalPlan:
     blocked: list[CertRecord]
 
 
-@dataclass(frozen=True)
-class Renewal:
-    """One renewal: the certificate that was due, its replacement, and the files written."""
-
-    old: CertRecord
-    new: IssuedCert
-    files: tuple[Path, ...]
+def _newest(rows: list[CertRecord]) -> dict[str, CertRecord]:
+    """Each CN's newest unrevoked row (rows come oldest first, so the last one wins)."""
+    newest: dict[str, CertRecord] = {}
+    for row in rows:
+        if row.status is not CertStatus.REVOKED:
+            newest[row.cn] = row
+    return newest
 
 
 def plan_renewal(
-    store: CaStore, *, before: timedelta, now: datetime, user: str | None = None
-) -> RenewalPlan:
-    """Which users need a new certificate: newest unrevoked one per user, inside ``before``."""
-    newest: dict[str, CertRecord] = {}
-    for row in store.certificates(user=user):
-        if row.status is CertStatus.REVOKED:
-            continue
-        if row.cn not in newest or row.not_after >= newest[row.cn].not_after:  # later wins ties
-            newest[row.cn] = row
-    in_window = sorted(
-        (r for r in newest.values() if r.not_after - now <= before), key=lambda r: r.cn
-    )
-    ca_end = store.ca_cert.not_valid_after_utc
-    return RenewalPlan(
-        due=[r for r in in_window if r.not_after < ca_end],
-        blocked=[r for r in in_window if r.not_after >= ca_end],
-    )
-
-
-def renew(
     store: CaStore,
-    record: CertRecord,
     *,
     now: datetime,
-    days: int,
-    key_type: KeyType | None = None,
-) -> IssuedCert:
-    """A new key and certificate for the user of ``record`` (same key type when known)."""
-    if key_type is None:
-        known = {k.value: k for k in KeyType}
-        key_type = known.get(record.key_type, KeyType.EC_P256)
-    return store.issue(user=record.cn, key_type=key_type, days=days, now=now)
+    before: timedelta | None = None,
+    at: float | None = None,
+    user: str | None = None,
+) -> RenewalPlan:
+    """Which users need a new certificate: their newest unrevoked one is inside the window."""
+    window = RenewalWindow(before=before, at=at)
+    newest = _newest(store.certificates(user=user))
+    inside = sorted((r for r in newest.values() if window.contains(r, now)), key=lambda r: r.cn)
+    ca_end = store.ca_cert.not_valid_after_utc
+    return RenewalPlan(
+        due=[r for r in inside if r.not_after < ca_end],
+        blocked=[r for r in inside if r.not_after >= ca_end],
+    )
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """A new certificate put in place (``resumed``: finishing a run that was interrupted).
+    ``files`` are the stable names in ``out_dir``; ``version_dir`` holds the bytes."""
+
+    user: str
+    old: CertRecord | None
+    new: CertRecord
+    truncated: bool
+    out_dir: Path
+    version_dir: Path
+    files: tuple[Path, ...]
+    resumed: bool = False
+    old_serial: str | None = None
+
+
+def user_dirs(store: CaStore, out_root: Path, *, user: str | None = None) -> dict[str, Path]:
+    """``OUT_ROOT/<cn>`` for every CN in the store (CNs that name no directory are skipped)."""
+    found: dict[str, Path] = {}
+    for cn in sorted({r.cn for r in store.certificates(user=user)}):
+        with contextlib.suppress(InputError):
+            found[cn] = _user_dir(out_root, cn)
+    return found
+
+
+# --- renewing -----------------------------------------------------------------------------------
 
 
 def renew_due(
@@ -81,21 +187,337 @@ def renew_due(
     key_type: KeyType | None = None,
     fmt: str = "pem",
     p12_passphrase: bytes | None = None,
+    hook: bool = False,
 ) -> list[Renewal]:
-    """Renew every certificate of ``plan.due`` and rewrite ``out_root/<user>/`` (each file
-    atomically), holding the store lock for the whole run. The store must be unlocked."""
-    targets = {old.cn: user_dir(out_root, old.cn) for old in plan.due}  # refuse before issuing
+    """Renew every certificate of ``plan.due`` into ``out_root/<user>/``, holding the store
+    lock for the whole run. The store must be unlocked. ``hook``: mark each new version as
+    waiting for its deploy hook. Run ``finish_interrupted`` first (it clears ``.pending``)."""
+    targets = {old.cn: _user_dir(out_root, old.cn) for old in plan.due}  # refuse before issuing
     done: list[Renewal] = []
     with store.locked():
         for old in plan.due:
-            new = renew(store, old, now=now, days=days, key_type=key_type)
-            files = write_client_files(
-                targets[old.cn],
-                new,
-                store.ca_cert,
-                fmt=fmt,
-                overwrite=True,
-                p12_passphrase=p12_passphrase,
+            out_dir = targets[old.cn]
+            chosen = key_type or _key_type_of(old)
+            key = crypto.generate_key(chosen)  # slow for RSA: before anything is written
+            _stage(out_dir, key, user=old.cn, old_serial=old.serial_hex, hook=hook)
+            signed = store.sign_csr(
+                _csr(key, old.cn), source=f"renewal of {old.cn}", user=old.cn, days=days, now=now
             )
-            done.append(Renewal(old=old, new=new, files=tuple(files)))
+            issued = IssuedCert(signed.record, signed.cert, key, signed.truncated)
+            renewal = _complete(store, out_dir, issued, fmt=fmt, p12=p12_passphrase)
+            done.append(replace(renewal, old=old))
     return done
+
+
+def _key_type_of(record: CertRecord) -> KeyType:
+    """The renewed certificate keeps its key type (EC P-256 when unknown)."""
+    known = {k.value: k for k in KeyType}
+    return known.get(record.key_type, KeyType.EC_P256)
+
+
+def _csr(key: crypto.PrivateKey, user: str) -> bytes:
+    """A CSR for ``key``: the store signs it like any CSR, and the key never leaves disk."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name)
+    return csr.sign(key, crypto.hash_for(key)).public_bytes(Encoding.PEM)
+
+
+def _stage(
+    out_dir: Path, key: crypto.PrivateKey, *, user: str, old_serial: str, hook: bool
+) -> None:
+    """``.pending`` with the new key and the renewal's record, before anything is signed."""
+    make_private_dir(out_dir)
+    pending = out_dir / _PENDING
+    try:
+        os.mkdir(pending, 0o700)
+    except FileExistsError:
+        raise InputError(
+            f"{pending} is left over from an interrupted renewal; run rdsssl cert renew again "
+            "(it finishes or discards it first)"
+        ) from None
+    meta = {"user": user, "serial": None, "old_serial": old_serial, "hook": "none"}
+    if hook:
+        meta["hook"] = "pending"
+    _write_meta(pending, meta)
+    atomic_write(pending / "client.key", crypto.key_pem(key), mode=0o600)
+
+
+def _complete(
+    store: CaStore, out_dir: Path, issued: IssuedCert, *, fmt: str, p12: bytes | None
+) -> Renewal:
+    """Write the remaining files into ``.pending``, rename it to its serial, publish it."""
+    pending = out_dir / _PENDING
+    write_client_files(pending, issued, store.ca_cert, fmt=fmt, overwrite=True, p12_passphrase=p12)
+    meta = {**(_read_meta(pending) or {}), "user": issued.record.cn}
+    _write_meta(pending, {**meta, "serial": issued.record.serial_hex})
+    version = _free_name(out_dir, issued.record.serial_hex)
+    os.rename(pending, out_dir / version)
+    fsync_dir(out_dir)
+    _publish(out_dir, version)
+    return _result(store, issued.record, out_dir / version, client_file_names(fmt), meta)
+
+
+def _result(
+    store: CaStore,
+    record: CertRecord,
+    version_dir: Path,
+    names: tuple[str, ...],
+    meta: dict[str, Any],
+    *,
+    resumed: bool = False,
+) -> Renewal:
+    out_dir = version_dir.parent
+    return Renewal(
+        user=record.cn,
+        old=None,
+        new=record,
+        truncated=record.not_after >= store.ca_cert.not_valid_after_utc,
+        out_dir=out_dir,
+        version_dir=version_dir,
+        files=tuple(out_dir / n for n in names),
+        resumed=resumed,
+        old_serial=meta.get("old_serial"),
+    )
+
+
+# --- finishing what a killed run started --------------------------------------------------------
+
+
+def finish_interrupted(
+    store: CaStore,
+    *,
+    out_root: Path,
+    user: str | None = None,
+    fmt: str = "pem",
+    p12_passphrase: bytes | None = None,
+    dry_run: bool = False,
+) -> list[Renewal]:
+    """Complete renewals a killed run left half done (see the module docstring); under
+    ``dry_run`` only report them. Needs the store lock, not the CA key."""
+    done: list[Renewal] = []
+    rows = store.certificates(user=user)
+    newest = _newest(rows)
+    with store.locked() if not dry_run else contextlib.nullcontext():
+        for cn, out_dir in user_dirs(store, out_root, user=user).items():
+            if not out_dir.is_dir():
+                continue
+            mine = [r for r in rows if r.cn == cn]
+            found = _finish_pending(store, out_dir, mine, fmt, p12_passphrase, dry_run)
+            if found is None and cn in newest:
+                found = _finish_unpublished(store, out_dir, newest[cn], fmt, dry_run)
+            if found is not None:
+                done.append(found)
+    return done
+
+
+def _finish_pending(
+    store: CaStore,
+    out_dir: Path,
+    rows: list[CertRecord],
+    fmt: str,
+    p12: bytes | None,
+    dry_run: bool,
+) -> Renewal | None:
+    """``.pending`` of a killed run: finish it if its key was certified, else discard it."""
+    pending = out_dir / _PENDING
+    if not pending.is_dir():
+        return None
+    key = _load_key(pending / "client.key")
+    record = _record_for_key(rows, key) if key is not None else None
+    if key is None or record is None or record.status is CertStatus.REVOKED:
+        if not dry_run:  # never signed (or revoked since): nothing can use this key
+            shutil.rmtree(pending)
+            fsync_dir(out_dir)
+        return None
+    if dry_run:
+        version = out_dir / record.serial_hex
+        meta = _read_meta(pending) or {}
+        return _result(store, record, version, client_file_names(fmt), meta, resumed=True)
+    assert record.cert_der is not None
+    cert = x509.load_der_x509_certificate(record.cert_der)
+    truncated = record.not_after >= store.ca_cert.not_valid_after_utc
+    renewal = _complete(store, out_dir, IssuedCert(record, cert, key, truncated), fmt=fmt, p12=p12)
+    return replace(renewal, resumed=True)
+
+
+def _load_key(path: Path) -> crypto.PrivateKey | None:
+    try:
+        return crypto.load_private_key(path.read_bytes(), source=str(path), passphrase=None)
+    except (OSError, CryptoError):
+        return None
+
+
+def _spki(key: Any) -> bytes:
+    data: bytes = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return data
+
+
+def _record_for_key(rows: list[CertRecord], key: crypto.PrivateKey) -> CertRecord | None:
+    """The recorded certificate for ``key`` (compared by public key), newest first."""
+    wanted = _spki(key.public_key())
+    for row in reversed(rows):
+        if row.cert_der is not None:
+            cert = x509.load_der_x509_certificate(row.cert_der)
+            if _spki(cert.public_key()) == wanted:
+                return row
+    return None
+
+
+def _finish_unpublished(
+    store: CaStore, out_dir: Path, newest: CertRecord, fmt: str, dry_run: bool
+) -> Renewal | None:
+    """The newest certificate's version exists but is not (fully) live: publish it."""
+    versions = [
+        d for d in _versions(out_dir) if (_read_meta(d) or {}).get("serial") == newest.serial_hex
+        and all((d / n).is_file() for n in _BASE_NAMES)
+    ]  # fmt: skip
+    if not versions:
+        return None
+    version = versions[-1]
+    if _current(out_dir) == version.name and all(_is_linked(out_dir, n) for n in _BASE_NAMES):
+        return None
+    if not dry_run:
+        _publish(out_dir, version.name)
+    names = tuple(n for n in client_file_names(fmt) if (version / n).is_file())
+    return _result(store, newest, version, names, _read_meta(version) or {}, resumed=True)
+
+
+# --- deploy hooks' bookkeeping ------------------------------------------------------------------
+
+
+def hook_pending(dirs: dict[str, Path]) -> list[Deployment]:
+    """Live versions (of the given user directories) whose deploy hook has not succeeded."""
+    found: list[Deployment] = []
+    for cn, out_dir in dirs.items():
+        name = _current(out_dir)
+        if name is None:
+            continue
+        meta = _read_meta(out_dir / name) or {}
+        if meta.get("hook") == "pending" and meta.get("user") == cn:
+            found.append(
+                Deployment(cn, str(meta.get("serial") or ""), meta.get("old_serial"), out_dir,
+                           out_dir / name)
+            )  # fmt: skip
+    return found
+
+
+def mark_deployed(deployment: Deployment) -> None:
+    """Record that the hook succeeded for this version (it will not run again)."""
+    meta = _read_meta(deployment.version_dir) or {}
+    _write_meta(deployment.version_dir, {**meta, "hook": "done"})
+
+
+# --- the directory layout -------------------------------------------------------------------------
+
+
+def _read_meta(version_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((version_dir / _META).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_meta(version_dir: Path, meta: dict[str, Any]) -> None:
+    atomic_write(version_dir / _META, json.dumps(meta, sort_keys=True).encode(), mode=0o600)
+
+
+def _current(out_dir: Path) -> str | None:
+    """The version ``current`` selects, or None."""
+    try:
+        return os.readlink(out_dir / CURRENT)
+    except OSError:
+        return None
+
+
+def _is_linked(out_dir: Path, name: str) -> bool:
+    """``out_dir/name`` is the symlink ``current/name``."""
+    try:
+        return os.readlink(out_dir / name) == f"{CURRENT}/{name}"
+    except OSError:
+        return False
+
+
+def _versions(out_dir: Path) -> list[Path]:
+    """Directories rdsssl made (they hold .renewal.json), oldest first."""
+    found = [
+        d for d in out_dir.iterdir()
+        if not d.name.startswith(".") and d.is_dir() and not d.is_symlink()
+        and (d / _META).is_file()
+    ]  # fmt: skip
+    return sorted(found, key=lambda d: (d / _META).stat().st_mtime)
+
+
+def _free_name(out_dir: Path, base: str) -> str:
+    name = base
+    while (out_dir / name).exists() or (out_dir / name).is_symlink():
+        name = f"{base}.{secrets.token_hex(3)}"
+    return name
+
+
+def _point(path: Path, target: str) -> None:
+    """Make ``path`` a symlink to ``target`` in one ``rename(2)`` (readers never miss it)."""
+    with contextlib.suppress(OSError):
+        if os.readlink(path) == target:
+            return
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _adopt(out_dir: Path) -> None:
+    """Move names that are not linked into ``current`` (plain files from ``cert issue``) under
+    a version of their own, without changing what any name reads at any moment."""
+    stray = [n for n in _ALL_NAMES if (out_dir / n).exists() and not _is_linked(out_dir, n)]
+    if not stray:
+        return
+    staging = out_dir / _ADOPTING
+    shutil.rmtree(staging, ignore_errors=True)  # a copy a killed run never finished
+    os.mkdir(staging, 0o700)
+    for name in _ALL_NAMES:
+        source = out_dir / name
+        if source.exists():  # what the name reads now, through any link
+            mode = stat.S_IMODE(source.stat().st_mode)
+            atomic_write(staging / name, source.read_bytes(), mode=mode)
+    serial = _serial_of(staging / "client.crt")
+    _write_meta(staging, {"user": out_dir.name, "serial": serial, "hook": "none", "adopted": True})
+    version = _free_name(out_dir, serial or "adopted")
+    os.rename(staging, out_dir / version)
+    fsync_dir(out_dir)
+    _point(out_dir / CURRENT, version)
+    for name in stray:
+        if (out_dir / version / name).exists():
+            _point(out_dir / name, f"{CURRENT}/{name}")
+    fsync_dir(out_dir)
+
+
+def _serial_of(path: Path) -> str | None:
+    try:
+        certs = crypto.load_certificates(path.read_bytes(), source=str(path), what="client.crt")
+    except (OSError, InputError):
+        return None
+    return format(certs[0].serial_number, "x") if certs else None
+
+
+def _publish(out_dir: Path, version: str) -> None:
+    """Make ``version`` live: adopt strays, switch ``current``, link the names it has (a name
+    it lacks, e.g. client.pk8 after a switch to --format pem, is unlinked), prune."""
+    _adopt(out_dir)
+    previous = _current(out_dir)
+    _point(out_dir / CURRENT, version)
+    for name in _ALL_NAMES:
+        if (out_dir / version / name).exists():
+            _point(out_dir / name, f"{CURRENT}/{name}")
+        elif _is_linked(out_dir, name):  # a format this version does not have
+            os.unlink(out_dir / name)
+    fsync_dir(out_dir)
+    keep = {version, previous}
+    for old in _versions(out_dir):
+        if old.name not in keep:
+            shutil.rmtree(old)
+    fsync_dir(out_dir)
