@@ -1,0 +1,160 @@
+"""`rdsssl check` end to end against state-only emulated instances: exit codes (0 well,
+10 needs action, 4 API error), the findings listed, Describe calls only, and the Prometheus
+textfile, parsed by the strict reader of tests/unit/test_checks.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rdsssl.emulator.server import Emulator
+from rdsssl.models import KeyType
+from rdsssl.store import CaStore
+from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
+from tests.unit.test_checks import parse_exposition
+
+READ_ONLY = {"DescribeDBInstanceAttribute", "DescribeDBInstanceSSL", "DescribeDBInstances"}
+
+
+@pytest.fixture(scope="module")
+def module_emu() -> Iterator[Emulator]:
+    with Emulator(
+        instances=2, backend="none", restart_seconds=RESTART_SECONDS, acl_lock_seconds=0.2
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+def cloud(module_emu: Emulator, tmp_path: Path) -> Cloud:
+    module_emu.reset()
+    return cloud_for(module_emu, tmp_path / "audit.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("check") / "ca")
+
+
+def _statuses(doc: dict[str, Any]) -> dict[str, str]:
+    return {e["instance"]: e.get("status", "error") for e in doc["instances"]}
+
+
+def _findings(doc: dict[str, Any], iid: str) -> list[dict[str, str]]:
+    for entry in doc["instances"]:
+        if entry["instance"] == iid:
+            return list(entry["findings"])
+    raise AssertionError(f"{iid} not in the document")
+
+
+def test_all_well_exits_0_and_writes_the_textfile(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    ids = cloud.emu.instance_ids
+    for iid in ids:
+        cloud.configure(iid, ca_dir)
+    start = len(cloud.emu.requests)
+    prom = tmp_path / "rdsssl.prom"
+    result = cloud.cli("--json", "check", *ids, "--ca-dir", ca_dir, "--prometheus", prom)
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["ok"] is True and doc["needs_action"] is False
+    assert _statuses(doc) == dict.fromkeys(ids, "ok")
+    assert doc["stores"][0]["status"] == "ok"
+    assert {r.action for r in cloud.emu.requests[start:]} <= READ_ONLY  # never a change
+    metrics = parse_exposition(prom.read_text())
+    assert set(metrics["rdsssl_check_status"].values()) == {0.0}
+    assert len(metrics["rdsssl_crl_next_update_seconds"]) == 2
+    assert metrics["rdsssl_local_revocations_pending"] == {f'{{instance="{i}"}}': 0.0 for i in ids}
+    assert not list(tmp_path.glob(".rdsssl.prom.tmp-*"))  # written via a temp file + rename
+
+
+def test_a_crl_near_expiry_needs_action(cloud: Cloud, ca_dir: Path, tmp_path: Path) -> None:
+    good, near = cloud.emu.instance_ids
+    cloud.configure(good, ca_dir)
+    cloud.configure(near, ca_dir, crl_days=10)
+    prom = tmp_path / "rdsssl.prom"
+    result = cloud.cli("check", good, near, "--prometheus", prom)
+    assert result.exit_code == 10, result.stderr
+    assert near in result.stdout and "rdsssl crl refresh" in result.stdout
+    metrics = parse_exposition(prom.read_text())["rdsssl_check_status"]
+    assert metrics == {f'{{instance="{good}"}}': 0.0, f'{{instance="{near}"}}': 1.0}
+    quiet = cloud.cli("check", good, near, "--crl-min-remaining", "5d")
+    assert quiet.exit_code == 0, quiet.stdout
+
+
+def test_a_local_revocation_not_live_is_critical(cloud: Cloud, tmp_path: Path) -> None:
+    ca = make_store(tmp_path / "ca-rev")
+    iid = cloud.emu.instance_ids[0]
+    cloud.configure(iid, ca)
+    with CaStore.open(ca) as store:
+        store.unlock(None)
+        now = datetime.now(timezone.utc)
+        issued = store.issue(user="mallory", key_type=KeyType.EC_P256, days=30, now=now)
+        store.revoke(serial=issued.record.serial, now=now)
+    result = cloud.cli("--json", "check", iid, "--ca-dir", ca)
+    assert result.exit_code == 10
+    doc = result.json()
+    revocations = [f for f in _findings(doc, iid) if f["check"] == "revocations"]
+    assert revocations[0]["severity"] == "critical"
+    assert issued.record.serial_hex in revocations[0]["msg"]
+    assert doc["instances"][0]["pending_revocations"] == 1
+
+
+def test_a_client_ca_expiring_soon_needs_action(cloud: Cloud, tmp_path: Path) -> None:
+    ca = make_store(tmp_path / "short-ca", days=20)
+    iid = cloud.emu.instance_ids[1]
+    cloud.configure(iid, ca, crl_days=15)
+    result = cloud.cli("--json", "check", iid, "--ca-dir", ca, "--crl-min-remaining", "7d")
+    assert result.exit_code == 10
+    doc = result.json()
+    (ca_finding,) = [f for f in _findings(doc, iid) if f["check"] == "client_ca"]
+    assert ca_finding["severity"] == "warning" and "rotate" in ca_finding["msg"]
+    assert doc["stores"][0]["status"] == "warning"  # the local CA itself
+
+
+def test_drift_from_the_desired_state_file(cloud: Cloud, ca_dir: Path, tmp_path: Path) -> None:
+    iid = cloud.emu.instance_ids[0]
+    cloud.configure(iid, ca_dir)
+    path = tmp_path / "rdsssl.toml"
+    path.write_text(f'[defaults]\nca_dir = "{ca_dir}"\ncrl = true\n[[instances]]\nid = "{iid}"\n')
+    same = cloud.cli("check", "-f", path)
+    assert same.exit_code == 0, same.stdout + same.stderr
+    path.write_text(path.read_text() + 'acl = "cert"\n')
+    result = cloud.cli("--json", "check", "-f", path)
+    assert result.exit_code == 10
+    (drift,) = [f for f in _findings(result.json(), iid) if f["check"] == "drift"]
+    assert drift["severity"] == "warning"
+    assert "acl: prefer -> cert" in drift["msg"] and f"rdsssl apply -f {path}" in drift["msg"]
+    assert not any(r.action == "ModifyDBInstanceSSL" for r in cloud.emu.requests[-4:])
+
+
+def test_an_instance_that_cannot_be_checked_is_an_error_and_the_rest_still_reported(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    good = cloud.emu.instance_ids[0]
+    cloud.configure(good, ca_dir)
+    prom = tmp_path / "rdsssl.prom"
+    result = cloud.cli("--json", "check", good, "pgm-doesnotexist00", "--prometheus", prom)
+    assert result.exit_code == 4  # an API error wins over "needs action"
+    doc = result.json()
+    assert doc["ok"] is False and doc["exit_code"] == 4
+    assert _statuses(doc) == {good: "ok", "pgm-doesnotexist00": "error"}
+    error = doc["instances"][1]["error"]
+    assert error["type"] == "InstanceNotFound" and error["exit_code"] == 4
+    status = parse_exposition(prom.read_text())["rdsssl_check_status"]
+    assert status['{instance="pgm-doesnotexist00"}'] == 3.0
+
+
+def test_without_instances_or_stores_it_is_a_usage_error(cloud: Cloud) -> None:
+    result = cloud.cli("check")
+    assert result.exit_code == 2 and "--ca-dir" in result.stderr
+
+
+def test_local_store_only(cloud: Cloud, ca_dir: Path) -> None:
+    result = cloud.cli("check", "--ca-dir", ca_dir)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert str(ca_dir) in result.stdout and cloud.emu.requests == []

@@ -1,0 +1,123 @@
+"""Fleet runs end to end: instances selected by tag (DescribeDBInstances) or by a desired-state
+file, handled concurrently behind one request budget; one instance failing never stops the
+others, the exit code says so, and the audit log holds exactly one line per change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rdsssl.emulator.server import Emulator
+from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
+
+TEAM = {"team": "fleet-e2e"}
+
+
+@pytest.fixture(scope="module")
+def module_emu() -> Iterator[Emulator]:
+    with Emulator(
+        instances=1, backend="none", restart_seconds=RESTART_SECONDS, acl_lock_seconds=0.2
+    ) as emu:
+        for n in range(4):  # four tagged instances; the untagged first one is never selected
+            emu.add_instance(tags={**TEAM, "tier": "gold" if n < 2 else "silver"})
+        yield emu
+
+
+@pytest.fixture
+def cloud(module_emu: Emulator, tmp_path: Path) -> Cloud:
+    module_emu.reset()
+    return cloud_for(module_emu, tmp_path / "audit.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("fleet") / "ca")
+
+
+def test_crl_refresh_by_tag_one_failure_does_not_stop_the_others(
+    cloud: Cloud, ca_dir: Path
+) -> None:
+    untagged, *tagged = cloud.emu.instance_ids
+    near, fresh, also_near, bare = tagged
+    cloud.configure(near, ca_dir, crl_days=5)
+    cloud.configure(fresh, ca_dir)
+    cloud.configure(also_near, ca_dir, crl_days=5)
+    # `bare` has no client CA: refreshing it is an input error (exit 3) for that one only
+    start = len(cloud.modifies())
+    result = cloud.cli(
+        "--json", "crl", "refresh", "--tag", "team=fleet-e2e", "--ca-dir", ca_dir,
+        "--concurrency", "4", "--rate", "200", "--yes",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    doc = result.json()
+    assert doc["ok"] is False and doc["exit_code"] == 3
+    by_id = {e["instance"]: e for e in doc["instances"]}
+    assert set(by_id) == set(tagged)  # DescribeDBInstances by tag; the untagged one is left out
+    assert by_id[near]["status"] == by_id[also_near]["status"] == "refreshed"
+    assert by_id[fresh]["status"] == "current"
+    assert by_id[bare]["ok"] is False and by_id[bare]["error"]["type"] == "ConfigError"
+    assert doc["summary"] == {"refreshed": 2, "current": 1}
+    assert sorted(cloud.modifies()[start:]) == sorted([near, also_near])
+    lines = cloud.audit_lines()  # one per change, none for the no-op or the failure
+    assert sorted(str(line["instance"]) for line in lines) == sorted([near, also_near])
+    assert {line["outcome"] for line in lines} == {"ok"}
+    assert untagged not in {r.instance_id for r in cloud.emu.requests}
+    # both uploads used ONE freshly signed CRL (one signature per store per run)
+    assert cloud.crl_info(near).fingerprint == cloud.crl_info(also_near).fingerprint
+
+
+def test_tags_are_anded(cloud: Cloud, ca_dir: Path) -> None:
+    gold = cloud.emu.instance_ids[1:3]
+    for iid in gold:
+        cloud.configure(iid, ca_dir)
+    result = cloud.cli("--json", "check", "--tag", "team=fleet-e2e", "--tag", "tier=gold")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert sorted(e["instance"] for e in result.json()["instances"]) == sorted(gold)
+    none = cloud.cli("check", "--tag", "team=fleet-e2e", "--tag", "tier=platinum")
+    assert none.exit_code == 3 and "tier=platinum" in none.stderr
+    bad = cloud.cli("check", "--tag", "team")
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.stderr
+    both = cloud.cli("check", gold[0], "--tag", "team=fleet-e2e")
+    assert both.exit_code == 2 and "exactly one of" in both.stderr
+
+
+def test_check_a_desired_state_file_with_a_failing_instance(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    tagged = cloud.emu.instance_ids[1:]
+    for iid in tagged:
+        cloud.configure(iid, ca_dir)
+    path = tmp_path / "rdsssl.toml"
+    path.write_text(
+        f'[defaults]\nca_dir = "{ca_dir}"\ncrl = true\n'
+        '[[instances]]\ntags = { team = "fleet-e2e" }\n'
+        '[[instances]]\nid = "pgm-gone0000000000"\n'
+    )
+    result = cloud.cli("--json", "check", "-f", path, "--concurrency", "5")
+    assert result.exit_code == 4, result.stderr
+    doc = result.json()
+    ok = [e["instance"] for e in doc["instances"] if e["ok"]]
+    assert sorted(ok) == sorted(tagged)
+    assert [e["error"]["type"] for e in doc["instances"] if not e["ok"]] == ["InstanceNotFound"]
+    assert all(e["status"] == "ok" for e in doc["instances"] if e["ok"])
+
+
+def test_crl_refresh_from_a_desired_state_file_uses_each_entry_store(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    first, second = cloud.emu.instance_ids[1:3]
+    other = make_store(tmp_path / "other", cn="other-ca")
+    cloud.configure(first, ca_dir, crl_days=5)
+    cloud.configure(second, other, crl_days=5)
+    path = tmp_path / "rdsssl.toml"
+    path.write_text(
+        f'[[instances]]\nid = "{first}"\nca_dir = "{ca_dir}"\ncrl = true\n'
+        f'[[instances]]\nid = "{second}"\nca_dir = "{other}"\ncrl = false\n'
+    )
+    result = cloud.cli("--json", "crl", "refresh", "-f", path, "--no-wait")
+    assert result.exit_code == 0, result.stderr
+    by_id = {e["instance"]: e["status"] for e in result.json()["instances"]}
+    assert by_id == {first: "sent", second: "skipped"}
+    assert [line["instance"] for line in cloud.audit_lines()] == [first]

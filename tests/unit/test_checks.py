@@ -1,0 +1,287 @@
+"""rdsssl.checks on crafted states: every finding, its severity and advice, and the Prometheus
+textfile checked against the exposition format by a strict little parser."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rdsssl import crypto
+from rdsssl.checks import (
+    Finding,
+    InstanceReport,
+    Severity,
+    StoreReport,
+    Thresholds,
+    check_instance,
+    check_store,
+    prometheus_text,
+)
+from rdsssl.crl_refresh import StoreCrl
+from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
+from rdsssl.service import Change, CrlFromStore, Effect, Plan
+from rdsssl.store_db import CertRecord
+from rdsssl.store_renew import RenewalPlan
+
+from .conftest import NOW, Pki, make_pki
+
+CA = make_pki(KeyType.EC_P256, cn="root-ca1", days=3650)
+CA2 = make_pki(KeyType.EC_P256, cn="root-ca2", days=3650, role="ca2")
+SOON_CA = make_pki(KeyType.EC_P256, cn="short-ca", days=20, role="short")
+
+
+def _pem(*pkis: Pki) -> str:
+    return "".join(crypto.cert_pem(p.cert).decode() for p in pkis)
+
+
+def _crl(pki: Pki, serials: tuple[int, ...] = (), days: int = 180, at: datetime = NOW) -> str:
+    revs = [
+        crypto.Revocation(s, at - timedelta(hours=1), RevocationReason.UNSPECIFIED) for s in serials
+    ]
+    crl = crypto.build_crl(pki.cert, pki.key, revs, number=1, now=at, days=days)
+    return crypto.crl_pem(crl).decode()
+
+
+def _ssl(**kw: object) -> SslState:
+    base: dict[str, object] = dict(
+        ssl_enabled=True,
+        ca_type="aliyun",
+        connection_string="pgm-x.pg.rds.aliyuncs.com",
+        server_cert_pem="",
+        server_ca_url="",
+        ssl_expire_time=NOW + timedelta(days=365),
+        require_update=False,
+        client_ca_pem=_pem(CA),
+        crl_pem=_crl(CA),
+        acl=None,
+        replication_acl=None,
+        last_modify_status="success",
+        modify_status_reason="",
+    )
+    base.update(kw)
+    return SslState(**base)  # type: ignore[arg-type]
+
+
+INFO = InstanceInfo(
+    "pgm-x",
+    "cn-hangzhou",
+    "Running",
+    "Unlock",
+    "PostgreSQL",
+    "15.0",
+    "cloud_essd",
+    "pgm-x.pg.rds.aliyuncs.com",
+    5432,
+    "Postpaid",
+)
+
+
+def _store(pki: Pki, revoked: frozenset[int] = frozenset()) -> StoreCrl:
+    return StoreCrl(
+        Path("/ca") / (pki.cert.subject.rfc4514_string()[3:]),
+        crypto.fingerprint(pki.cert),
+        pki.cert.subject.rfc4514_string(),
+        CrlFromStore(revoked=revoked, build=lambda: ""),
+    )
+
+
+def _by_check(report: InstanceReport | StoreReport, check: str) -> list[Finding]:
+    return [f for f in report.findings if f.check == check]
+
+
+def test_a_healthy_instance_is_all_ok() -> None:
+    report = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA)])
+    assert report.severity is Severity.OK, [f.message for f in report.findings]
+    assert {f.check for f in report.findings} == {"client_ca", "crl", "server_cert", "revocations"}
+    assert report.client_ca_not_after == CA.cert.not_valid_after_utc
+    assert report.crl_next_update == NOW + timedelta(days=180)
+    assert report.pending_revocations == 0
+    assert report.to_dict()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("days_left", "severity"),
+    [(400, Severity.OK), (20, Severity.WARNING), (3, Severity.CRITICAL), (-1, Severity.CRITICAL)],
+)
+def test_client_ca_expiry_is_graded(days_left: int, severity: Severity) -> None:
+    now = SOON_CA.cert.not_valid_after_utc - timedelta(days=days_left)
+    ssl = _ssl(client_ca_pem=_pem(SOON_CA), crl_pem=_crl(SOON_CA, days=1000))
+    found = _by_check(check_instance(INFO, ssl, now=now), "client_ca")
+    assert [f.severity for f in found] == [severity]
+    if severity is not Severity.OK:
+        assert "rdsssl rotate ca pgm-x" in found[0].message
+
+
+def test_crl_near_next_update_needs_a_refresh() -> None:
+    ssl = _ssl(crl_pem=_crl(CA, days=20))
+    report = check_instance(
+        INFO, ssl, now=NOW, thresholds=Thresholds(crl_min_remaining=timedelta(days=30))
+    )
+    (crl,) = _by_check(report, "crl")
+    assert crl.severity is Severity.WARNING
+    assert "rdsssl crl refresh pgm-x" in crl.message
+    late = check_instance(INFO, _ssl(crl_pem=_crl(CA, days=2)), now=NOW)
+    assert _by_check(late, "crl")[0].severity is Severity.CRITICAL
+    expired = check_instance(INFO, _ssl(crl_pem=_crl(CA, days=2)), now=NOW + timedelta(days=3))
+    assert "expired" in _by_check(expired, "crl")[0].message
+
+
+def test_a_ca_without_a_crl_is_critical_and_no_crl_at_all_a_warning() -> None:
+    both = _ssl(client_ca_pem=_pem(CA, CA2), crl_pem=_crl(CA))
+    found = _by_check(check_instance(INFO, both, now=NOW), "crl")
+    assert [f.severity for f in found] == [Severity.OK, Severity.CRITICAL]
+    assert "root-ca2" in found[1].message and "unknown ca" in found[1].message
+    none = _by_check(check_instance(INFO, _ssl(crl_pem=None), now=NOW), "crl")
+    assert [f.severity for f in none] == [Severity.WARNING]
+    assert "still accepted" in none[0].message
+
+
+def test_local_revocations_not_on_the_instance_are_critical() -> None:
+    ssl = _ssl(crl_pem=_crl(CA, serials=(0x1001,)))
+    report = check_instance(INFO, ssl, now=NOW, stores=[_store(CA, frozenset({0x1001, 0x2002}))])
+    (finding,) = _by_check(report, "revocations")
+    assert finding.severity is Severity.CRITICAL
+    assert "2002" in finding.message and "1001" not in finding.message
+    assert "rdsssl crl refresh pgm-x --ca-dir" in finding.message
+    assert report.pending_revocations == 1
+
+
+def test_a_store_of_another_ca_cannot_be_compared() -> None:
+    report = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA2, frozenset({5}))])
+    (finding,) = _by_check(report, "revocations")
+    assert finding.severity is Severity.WARNING and "not the CA of" in finding.message
+    assert report.pending_revocations is None
+
+
+def test_server_certificate_require_update_and_expiry() -> None:
+    flagged = check_instance(INFO, _ssl(require_update=True), now=NOW)
+    assert Severity.WARNING in [f.severity for f in _by_check(flagged, "server_cert")]
+    soon = check_instance(INFO, _ssl(ssl_expire_time=NOW + timedelta(days=5)), now=NOW)
+    (finding,) = _by_check(soon, "server_cert")
+    assert finding.severity is Severity.CRITICAL and "RDS console" in finding.message
+    assert soon.server_cert_not_after == NOW + timedelta(days=5)
+
+
+def test_failed_last_change_ssl_off_and_no_client_ca() -> None:
+    failed = check_instance(
+        INFO, _ssl(last_modify_status="failed", modify_status_reason="bad CRL"), now=NOW
+    )
+    (finding,) = _by_check(failed, "last_change")
+    assert finding.severity is Severity.WARNING and "bad CRL" in finding.message
+    off = check_instance(INFO, _ssl(ssl_enabled=False), now=NOW)
+    assert off.severity is Severity.CRITICAL and "SSL is off" in off.findings[-1].message
+    bare = check_instance(INFO, _ssl(client_ca_pem=None, crl_pem=None), now=NOW)
+    assert _by_check(bare, "client_ca")[0].severity is Severity.WARNING
+    assert bare.client_ca_not_after is None
+
+
+def test_drift_lists_every_change() -> None:
+    plan = Plan(
+        "pgm-x",
+        (
+            Change("acl", "prefer", "cert", Effect.ACL_LOCK),
+            Change("crl", "(none)", "a fresh CRL (no CRL on the instance)", Effect.RESTART),
+        ),
+        None,
+    )
+    report = check_instance(INFO, _ssl(), now=NOW, drift=plan, drift_source="prod.toml")
+    (finding,) = _by_check(report, "drift")
+    assert finding.severity is Severity.WARNING
+    assert "acl: prefer -> cert" in finding.message and "crl: (none) ->" in finding.message
+    assert "rdsssl apply -f prod.toml" in finding.message
+    same = check_instance(INFO, _ssl(), now=NOW, drift=Plan("pgm-x", (), None))
+    assert _by_check(same, "drift")[0].severity is Severity.OK
+
+
+def _record(cn: str, not_after: datetime) -> CertRecord:
+    return CertRecord(
+        0xABC,
+        cn,
+        None,
+        not_after,
+        CertStatus.VALID,
+        None,
+        None,
+        "fp",
+        "ca-fp",
+        "ec-p256",
+        "issued",
+        NOW,
+    )
+
+
+def test_store_checks_ca_expiry_and_renewals() -> None:
+    due = RenewalPlan(due=[_record("alice", NOW + timedelta(days=10))], blocked=[])
+    report = check_store(Path("/ca"), CA.cert, due, now=NOW)
+    (renewal,) = _by_check(report, "renewal")
+    assert renewal.severity is Severity.WARNING
+    assert "rdsssl cert renew --ca-dir /ca --user alice" in renewal.message
+    assert report.due_renewal == 1 and report.severity is Severity.WARNING
+    quiet = check_store(Path("/ca"), CA.cert, RenewalPlan([], []), now=NOW)
+    assert quiet.severity is Severity.OK
+    ending = check_store(Path("/ca"), SOON_CA.cert, RenewalPlan([], []), now=NOW)
+    assert _by_check(ending, "ca")[0].severity is Severity.WARNING
+
+
+# ------------------------------------------------------------------ Prometheus exposition format
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+_SAMPLE = re.compile(rf"^({_NAME})(\{{{_LABEL}(?:,{_LABEL})*\}})? (\S+)$")
+
+
+def parse_exposition(text: str) -> dict[str, dict[str, float]]:
+    """A strict reader of the text format: HELP then TYPE before a family's samples, families
+    contiguous and not repeated, valid names, labels and float values, a final newline."""
+    assert text.endswith("\n")
+    families: dict[str, dict[str, float]] = {}
+    current: str | None = None
+    helped: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            assert re.fullmatch(_NAME, name) and name not in helped
+            helped.add(name)
+            current = None
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name in helped and name not in families and kind == "gauge"
+            families[name] = {}
+            current = name
+        else:
+            found = _SAMPLE.match(line)
+            assert found, f"not a sample line: {line!r}"
+            name, labels, value = found.groups()
+            assert name == current, f"{name} outside its family"
+            assert (labels or "") not in families[name], "duplicate sample"
+            families[name][labels or ""] = float(value)
+    return families
+
+
+def test_prometheus_text_is_valid_exposition_format() -> None:
+    ok = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA, frozenset({7}))])
+    store = check_store(Path('/ca "main"'), CA.cert, RenewalPlan([], []), now=NOW)
+    text = prometheus_text([("pgm-x", ok), ("pgm-gone", None)], [store], now=NOW)
+    metrics = parse_exposition(text)
+    status = metrics["rdsssl_check_status"]
+    assert status == {'{instance="pgm-x"}': 2.0, '{instance="pgm-gone"}': 3.0}
+    assert metrics["rdsssl_local_revocations_pending"] == {'{instance="pgm-x"}': 1.0}
+    assert (
+        metrics["rdsssl_crl_next_update_seconds"]['{instance="pgm-x"}']
+        == (NOW + timedelta(days=180)).timestamp()
+    )
+    assert metrics["rdsssl_client_ca_not_after_seconds"]['{instance="pgm-x"}'] == (
+        CA.cert.not_valid_after_utc.timestamp()
+    )
+    assert '{ca_dir="/ca \\"main\\""}' in metrics["rdsssl_ca_not_after_seconds"]
+    assert metrics["rdsssl_check_timestamp_seconds"] == {"": NOW.timestamp()}
+
+
+def test_prometheus_text_with_nothing_checked_is_still_valid() -> None:
+    metrics = parse_exposition(
+        prometheus_text([], [], now=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    )
+    assert list(metrics) == ["rdsssl_check_timestamp_seconds"]
