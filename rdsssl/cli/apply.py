@@ -7,14 +7,15 @@ makes at most one ModifyDBInstanceSSL call. With probe options, a probe after th
 that the certificate still works (exit 6 otherwise).
 
 Many instances: every plan is made and shown first, confirmed once, then each instance is
-applied by `apply_one` through `run_each` (sequential; a concurrent runner replaces that one
-function). A failing instance never stops the others; the exit code is the highest exit code
-among the failures (0 when all succeeded).
+applied by `apply_one` through `run_each`, `--concurrency` at a time, all API calls sharing one
+`--rate` budget (`rdsssl.fleet.RateLimiter`). A failing instance never stops the others; the
+exit code is the highest exit code among the failures (0 when all succeeded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
+from rdsssl import fleet
 from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
@@ -102,9 +104,13 @@ class Outcome:
         return "up-to-date"
 
 
-def run_each(items: Sequence[T], fn: Callable[[T], R]) -> list[R]:
-    """Run `fn` over `items` in order (sequential; `rdsssl.fleet` brings a concurrent one)."""
-    return [fn(item) for item in items]
+def run_each(items: Sequence[T], fn: Callable[[T], R], *, concurrency: int = 1) -> list[R]:
+    """Run `fn` over `items`, at most `concurrency` at a time; results in input order. `fn`
+    keeps its own errors (see `captured`), so one instance never stops the others."""
+    if concurrency <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def probe_json(result: ProbeResult) -> dict[str, Any]:
@@ -228,9 +234,10 @@ def finish(app: App, doc: dict[str, Any], failure: BaseException | None) -> int:
 class ApiPool:
     """One API client per region (an entry's `region` overrides --region)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, rate: float = fleet.DEFAULT_RATE) -> None:
         self._app = app
         self._apis: dict[str | None, RdsApi] = {}
+        self._limiter = fleet.RateLimiter(rate)  # one budget for every region and worker
 
     def get(self, region: str | None) -> RdsApi:
         """The client for `region` (None: the global --region)."""
@@ -239,7 +246,7 @@ class ApiPool:
             settings = ApiSettings.from_env(
                 region=key, endpoint=self._app.endpoint, profile=self._app.profile
             )
-            self._apis[key] = AliyunRdsApi(settings)
+            self._apis[key] = fleet.limited(AliyunRdsApi(settings), self._limiter)
         return self._apis[key]
 
 
@@ -254,10 +261,30 @@ def _file_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def _plan_all(app: App, path: Path, passphrase_file: Path | None) -> list[tuple[Outcome, RdsApi]]:
-    """Load the file, select the instances, and make every plan (reads only)."""
+def _pacing_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--rate",
+        type=click.FloatRange(min=0.1),
+        default=fleet.DEFAULT_RATE,
+        show_default=True,
+        metavar="N",
+        help="API requests per second, all instances together.",
+    )(f)
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1, max=256),
+        default=fleet.DEFAULT_CONCURRENCY,
+        show_default=True,
+        help="Instances handled at once.",
+    )(f)
+
+
+def _plan_all(
+    app: App, path: Path, passphrase_file: Path | None, *, concurrency: int, rate: float
+) -> list[tuple[Outcome, RdsApi]]:
+    """Load the file, select the instances, and make every plan (reads only, concurrently)."""
     state = load_desired_state(path)
-    apis = ApiPool(app)
+    apis = ApiPool(app, rate)
 
     def unlock_store(store: CaStore) -> None:
         unlock(app, store, passphrase_file)
@@ -266,11 +293,14 @@ def _plan_all(app: App, path: Path, passphrase_file: Path | None) -> list[tuple[
     targets = resolve(apis.get(None), state, region=app.region)
     if not targets:
         app.warn(f"{path}: no instance matches its [[instances]] entries")
-    planned: list[tuple[Outcome, RdsApi]] = []
-    for iid, spec in targets:
-        outcome, api = Outcome(iid, spec.source), apis.get(spec.region)
-        planned.append((outcome, api))
-        captured(partial(_plan_entry, builder, api, spec))(outcome)
+    planned = [(Outcome(iid, spec.source), apis.get(spec.region)) for iid, spec in targets]
+    specs = [spec for _, spec in targets]
+
+    def plan_item(i: int) -> Outcome:
+        outcome, api = planned[i]
+        return captured(partial(_plan_entry, builder, api, specs[i]))(outcome)
+
+    run_each(list(range(len(planned))), plan_item, concurrency=concurrency)
     return planned
 
 
@@ -321,8 +351,9 @@ def _report_failures(app: App, outcomes: Sequence[Outcome]) -> None:
 
 @click.command("plan")
 @_file_option
+@_pacing_options
 @json_option
-def plan_cmd(path: Path) -> int:
+def plan_cmd(path: Path, concurrency: int, rate: float) -> int:
     """Show what `apply` would change, instance by instance (reads only; exit 0).
 
     \b
@@ -330,7 +361,7 @@ def plan_cmd(path: Path) -> int:
       rdsssl plan -f rdsssl.toml
     """
     app = get_app()
-    outcomes = [o for o, _ in _plan_all(app, path, None)]
+    outcomes = [o for o, _ in _plan_all(app, path, None, concurrency=concurrency, rate=rate)]
     for outcome in outcomes:
         _show(outcome, echo=app.out)
     _report_failures(app, outcomes)
@@ -343,8 +374,11 @@ def plan_cmd(path: Path) -> int:
 @mutating_options
 @probe_options()
 @passphrase_file_option
+@_pacing_options
 @json_option
-def apply_cmd(path: Path, passphrase_file: Path | None, **kwargs: Any) -> int:
+def apply_cmd(
+    path: Path, passphrase_file: Path | None, concurrency: int, rate: float, **kwargs: Any
+) -> int:
     """Make every instance of the desired-state file match it.
 
     Each instance gets at most one ModifyDBInstanceSSL call (CA, CRL and ACLs together: one
@@ -360,7 +394,7 @@ def apply_cmd(path: Path, passphrase_file: Path | None, **kwargs: Any) -> int:
     """
     app = get_app()
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
-    planned = _plan_all(app, path, passphrase_file)
+    planned = _plan_all(app, path, passphrase_file, concurrency=concurrency, rate=rate)
     for outcome, _ in planned:
         _show(outcome, echo=app.info)
     todo = [(o, api) for o, api in planned if o.preview and not o.preview.plan.noop]
@@ -374,7 +408,7 @@ def apply_cmd(path: Path, passphrase_file: Path | None, **kwargs: Any) -> int:
         return captured(lambda o: apply_one(app, api, o, opts, probe))(outcome)
 
     if not opts.dry_run:
-        run_each(todo, apply_item)
+        run_each(todo, apply_item, concurrency=concurrency)
     outcomes = [o for o, _ in planned]
     summary = _summary(outcomes)
     _report_failures(app, outcomes)
