@@ -199,6 +199,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     result = outcome.result or outcome.preview
     doc: dict[str, Any] = {
         "instance": outcome.instance_id,
+        "ok": outcome.error is None,  # the same per-instance key as every fleet command
         "source": outcome.source,
         "status": outcome.status,
         "plan": result.plan.to_dict() if result else None,

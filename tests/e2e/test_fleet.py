@@ -121,3 +121,29 @@ def test_crl_refresh_from_a_desired_state_file_uses_each_entry_store(
     by_id = {e["instance"]: e["status"] for e in result.json()["instances"]}
     assert by_id == {first: "sent", second: "skipped"}
     assert [line["instance"] for line in cloud.audit_lines()] == [first]
+
+
+def test_apply_file_configures_tagged_instances_concurrently_one_failure_isolated(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    untagged, *tagged = cloud.emu.instance_ids
+    config = tmp_path / "rdsssl.toml"
+    config.write_text(
+        f'[defaults]\nca_dir = "{ca_dir}"\ncrl = true\nacl = "prefer"\n\n'
+        '[[instances]]\ntags = { team = "fleet-e2e" }\n\n'
+        '[[instances]]\nid = "pgm-doesnotexist"\n'
+    )
+    args = ("--json", "apply", "-f", config, "--yes", "--concurrency", "4", "--rate", "200")
+    first = cloud.cli(*args)
+    assert first.exit_code == 4, first.stderr  # the unknown instance: InvalidDBInstanceId.NotFound
+    by_id = {e["instance"]: e for e in first.json()["instances"]}
+    assert by_id["pgm-doesnotexist"]["ok"] is False
+    assert all(by_id[iid]["ok"] and by_id[iid]["applied"] for iid in tagged), by_id
+    # one ModifyDBInstanceSSL (CA + CRL + ACL) per tagged instance, none for the others
+    assert sorted(cloud.modifies()) == sorted(tagged)
+    assert untagged not in cloud.modifies()
+    assert all(cloud.emu.restarts(iid) == 1 for iid in tagged)
+    # a second run changes nothing anywhere
+    second = cloud.cli(*args)
+    assert second.exit_code == 4
+    assert sorted(cloud.modifies()) == sorted(tagged)
