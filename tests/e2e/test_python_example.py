@@ -12,12 +12,14 @@ from pathlib import Path
 import rdsssl
 from tests.e2e.conftest import Cloud
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "readme" / "python-api.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 HEAVY = ("alibabacloud", "Tea", "darabonba", "psycopg")
 
 
 def _python_blocks(markdown: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.DOTALL | re.MULTILINE)
+    """The python code blocks of the README's "Python API" section."""
+    section = markdown.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)
 
 
 def test_the_readme_example_runs_against_the_emulator(fresh: Cloud, tmp_path: Path) -> None:
