@@ -22,24 +22,29 @@ from rdsssl import crypto
 from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, InputError, StoreError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore
+from rdsssl.store import CaStore, CertRecord
 from rdsssl.store_db import format_time
 
 __all__ = [
+    "CLIENT_FORMATS",
     "PASSPHRASE_ENV",
     "Duration",
     "ca_dir_option",
     "cert_json",
+    "days_option",
+    "format_options",
     "get_app",
     "iso",
     "json_option",
     "key_type_option",
     "new_passphrase",
     "open_store",
+    "p12_passphrase",
     "passphrase_file_option",
     "read_input",
     "unlock",
     "wait_lock_option",
+    "warn_truncated",
 ]
 
 PASSPHRASE_ENV = "RDSSSL_CA_PASSPHRASE"
@@ -234,3 +239,56 @@ def cert_json(cert: crypto.CertInfo) -> dict[str, Any]:
         "key_type": cert.key_type,
         "is_ca": cert.is_ca,
     }
+
+
+CLIENT_FORMATS = ["pem", "pk8", "p12"]
+
+
+def days_option(f: click.decorators.FC) -> click.decorators.FC:
+    """``--days N``: a client certificate's validity (cert issue, sign and renew)."""
+    return click.option(
+        "--days",
+        type=click.IntRange(min=1),
+        default=crypto.DEFAULT_LEAF_DAYS,
+        show_default=True,
+        help="Certificate validity in days (never beyond the CA's notAfter).",
+    )(f)
+
+
+def format_options(f: click.decorators.FC) -> click.decorators.FC:
+    """``--format pem|pk8|p12`` and ``--p12-passphrase-env VAR`` for written client files."""
+    f = click.option(
+        "--p12-passphrase-env",
+        metavar="VAR",
+        help="Encrypt client.p12 with the passphrase in environment variable VAR.",
+    )(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(CLIENT_FORMATS),
+        default="pem",
+        show_default=True,
+        help="pem: client.crt/client.key/root.crt (libpq); pk8 adds client.pk8 (JDBC); "
+        "p12 adds client.p12.",
+    )(f)
+
+
+def p12_passphrase(fmt: str, var: str | None) -> bytes | None:
+    """The PKCS#12 passphrase from the named environment variable (never from a flag)."""
+    if var is None:
+        return None
+    if fmt != "p12":
+        raise ConfigError("--p12-passphrase-env only applies to --format p12")
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"--p12-passphrase-env {var}: the environment variable is not set")
+    return value.encode("utf-8")
+
+
+def warn_truncated(app: App, record: CertRecord, truncated: bool) -> None:
+    """Say when a certificate was cut to end with its CA (rotate the CA before then)."""
+    if truncated:
+        app.warn(
+            f"certificate {record.serial_hex} ends with the CA on {iso(record.not_after)}, "
+            "earlier than asked; rotate the CA before then"
+        )
