@@ -41,7 +41,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -54,6 +53,15 @@ from tenacity import (
     wait_random,
 )
 
+from rdsssl.api_parse import (
+    clean,
+    field,
+    instance_from,
+    items,
+    net_info_from,
+    ssl_from,
+    to_int,
+)
 from rdsssl.errors import (
     ApiError,
     ApiUnreachable,
@@ -63,7 +71,7 @@ from rdsssl.errors import (
     RdsSslError,
     Throttled,
 )
-from rdsssl.models import AclMode, InstanceInfo, NetInfo, SslModifyRequest, SslState
+from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
 
 T = TypeVar("T")
 
@@ -242,18 +250,18 @@ def _from_response_error(exc: Any, *, action: str) -> RdsSslError:
     from alibabacloud_tea_openapi.exceptions import ThrottlingException
 
     data = exc.data if isinstance(exc.data, dict) else {}
-    code = _clean(getattr(exc, "code", None)) or _clean(data.get("Code") or data.get("code"))
+    code = clean(getattr(exc, "code", None)) or clean(data.get("Code") or data.get("code"))
     if code in _NO_CREDENTIALS_CODES:
         return missing_credentials()
-    status = _int(getattr(exc, "status_code", None) or data.get("statusCode")) or None
-    request_id = _clean(getattr(exc, "request_id", None)) or _clean(
+    status = to_int(getattr(exc, "status_code", None) or data.get("statusCode")) or None
+    request_id = clean(getattr(exc, "request_id", None)) or clean(
         data.get("RequestId") or data.get("requestId")
     )
-    message = _clean(data.get("Message") or data.get("message"))
+    message = clean(data.get("Message") or data.get("message"))
     if not message:  # no body: undo the SDK's "code: 400, <Message> request id: <id>" format
-        text = _clean(getattr(exc, "message", None))
+        text = clean(getattr(exc, "message", None))
         found = re.match(r"code: \d+, (.*) request id: .*$", text, re.S)
-        message = _clean(found.group(1)) if found else text
+        message = clean(found.group(1)) if found else text
     cls, retryable = classify(code, status)
     if isinstance(exc, ThrottlingException):
         cls, retryable = Throttled, True
@@ -318,107 +326,6 @@ def transport_reason(text: str) -> tuple[str, bool]:
     return "transport error", True
 
 
-def _clean(value: object) -> str:
-    """SDK fields are often the string "None" (f'{None}') when absent."""
-    text = "" if value is None else str(value).strip()
-    return "" if text == "None" else text
-
-
-def _int(value: object) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return 0
-
-
-# ------------------------------------------------------------------ response parsing
-
-
-def _str(d: Mapping[str, Any], key: str) -> str:
-    return _clean(d.get(key))
-
-
-def _pem(value: object) -> str | None:
-    text = "" if value is None else str(value)
-    return None if text.strip() in ("", "-", "None") else text
-
-
-def _acl(value: object, field: str) -> AclMode | None:
-    text = _clean(value)
-    if text in ("", "-"):
-        return None
-    try:
-        return AclMode(text.lower())
-    except ValueError:
-        raise ApiError(
-            f"DescribeDBInstanceSSL returned an unknown {field} value {text!r}",
-            action="DescribeDBInstanceSSL", code="UnexpectedResponse",
-        ) from None
-
-
-def _time(value: str) -> datetime | None:
-    """SSLExpireTime is `yyyy-MM-ddTHH:mm:ssZ` UTC; blank or unparsable -> None."""
-    if value in ("", "-"):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def instance_from(d: Mapping[str, Any], region: str = "") -> InstanceInfo:
-    """An InstanceInfo from a DescribeDBInstanceAttribute / DescribeDBInstances item."""
-    return InstanceInfo(
-        instance_id=_str(d, "DBInstanceId"),
-        region=_str(d, "RegionId") or region,
-        status=_str(d, "DBInstanceStatus"),
-        lock_mode=_str(d, "LockMode"),
-        engine=_str(d, "Engine"),
-        engine_version=_str(d, "EngineVersion"),
-        storage_type=_str(d, "DBInstanceStorageType"),
-        connection_string=_str(d, "ConnectionString"),
-        port=_int(d.get("Port")),
-        pay_type=_str(d, "PayType"),
-    )
-
-
-def ssl_from(d: Mapping[str, Any]) -> SslState:
-    """An SslState from a DescribeDBInstanceSSL body; ServerKey is never read."""
-    return SslState(
-        ssl_enabled=_str(d, "SSLEnabled").lower() in ("on", "yes", "1", "true", "enabled"),
-        ca_type=_str(d, "CAType"),
-        connection_string=_str(d, "ConnectionString"),
-        server_cert_pem=_pem(d.get("ServerCert")) or "",
-        server_ca_url=_str(d, "ServerCAUrl"),
-        ssl_expire_time=_time(_str(d, "SSLExpireTime")),
-        require_update=_str(d, "RequireUpdate").lower() in ("1", "yes", "true"),
-        client_ca_pem=_pem(d.get("ClientCACert")),
-        crl_pem=_pem(d.get("ClientCertRevocationList")),
-        acl=_acl(d.get("ACL"), "ACL"),
-        replication_acl=_acl(d.get("ReplicationACL"), "ReplicationACL"),
-        last_modify_status=_str(d, "LastModifyStatus"),
-        modify_status_reason=_str(d, "ModifyStatusReason"),
-    )
-
-
-def net_info_from(d: Mapping[str, Any]) -> NetInfo:
-    """A NetInfo from one DBInstanceNetInfos.DBInstanceNetInfo item."""
-    return NetInfo(
-        connection_string=_str(d, "ConnectionString"),
-        ip_address=_str(d, "IPAddress"),
-        ip_type=_str(d, "IPType"),
-        port=_int(d.get("Port")),
-        connection_string_type=_str(d, "ConnectionStringType"),
-    )
-
-
-def _items(body: Mapping[str, Any], outer: str, inner: str) -> list[Mapping[str, Any]]:
-    wrapper = body.get(outer) or {}
-    items = wrapper.get(inner) if isinstance(wrapper, Mapping) else None
-    return [item for item in items or [] if isinstance(item, Mapping)]
-
-
 # ------------------------------------------------------------------ the adapter
 
 
@@ -465,14 +372,14 @@ class AliyunRdsApi:
         request = self._models.DescribeDBInstanceAttributeRequest(dbinstance_id=instance_id)
         body = self._call("DescribeDBInstanceAttribute",
                           lambda: self._client.describe_dbinstance_attribute(request))
-        items = _items(body, "Items", "DBInstanceAttribute")
-        if not items:
+        found = items(body, "Items", "DBInstanceAttribute")
+        if not found:
             raise InstanceNotFound(
                 f"instance {instance_id} not found (check the id and the region)",
                 action="DescribeDBInstanceAttribute", code="InvalidDBInstanceId.NotFound",
-                request_id=_str(body, "RequestId"),
+                request_id=field(body, "RequestId"),
             )
-        return instance_from(items[0], self._settings.region or "")
+        return instance_from(found[0], self._settings.region or "")
 
     def describe_ssl(self, instance_id: str) -> SslState:
         request = self._models.DescribeDBInstanceSSLRequest(dbinstance_id=instance_id)
@@ -484,7 +391,7 @@ class AliyunRdsApi:
         request = self._models.DescribeDBInstanceNetInfoRequest(dbinstance_id=instance_id)
         body = self._call("DescribeDBInstanceNetInfo",
                           lambda: self._client.describe_dbinstance_net_info(request))
-        return [net_info_from(i) for i in _items(body, "DBInstanceNetInfos", "DBInstanceNetInfo")]
+        return [net_info_from(i) for i in items(body, "DBInstanceNetInfos", "DBInstanceNetInfo")]
 
     def list_instances(
         self, *, region: str, tags: Mapping[str, str] | None = None, engine: str = "PostgreSQL"
@@ -512,12 +419,12 @@ class AliyunRdsApi:
             )
             body = self._call("DescribeDBInstances", partial(self._client.describe_dbinstances,
                                                              request))
-            items = _items(body, "Items", "DBInstance")
-            for item in items:
+            page_items = items(body, "Items", "DBInstance")
+            for item in page_items:
                 info = instance_from(item, region)
                 seen.setdefault(info.instance_id, info)
-            total = _int(body.get("TotalRecordCount"))  # 0 when absent: then a short page ends
-            if not items or (len(seen) >= total if total else len(items) < PAGE_SIZE):
+            total = to_int(body.get("TotalRecordCount"))  # 0 when absent: then a short page ends
+            if not page_items or (len(seen) >= total if total else len(page_items) < PAGE_SIZE):
                 break
         return list(seen.values())
 
@@ -569,7 +476,7 @@ class AliyunRdsApi:
         sdk_request = self._models.ModifyDBInstanceSSLRequest(**params)
         body = self._call("ModifyDBInstanceSSL",
                           lambda: self._client.modify_dbinstance_ssl(sdk_request), mutating=True)
-        return _str(body, "RequestId")
+        return field(body, "RequestId")
 
     def create_account(self, instance_id: str, name: str, password: str) -> str:
         request = self._models.CreateAccountRequest(
@@ -577,7 +484,7 @@ class AliyunRdsApi:
         )
         body = self._call("CreateAccount", lambda: self._client.create_account(request),
                           mutating=True)
-        return _str(body, "RequestId")
+        return field(body, "RequestId")
 
     # -- the one call path
 

@@ -18,7 +18,8 @@ from alibabacloud_tea_openapi.exceptions import (
 from darabonba.exceptions import RetryError, UnretryableException
 from darabonba.policy.retry import RetryPolicyContext
 
-from rdsssl.api import AliyunRdsApi, ApiSettings, parse_endpoint, ssl_from, translate_error
+from rdsssl.api import AliyunRdsApi, ApiSettings, parse_endpoint, translate_error
+from rdsssl.api_parse import ssl_from
 from rdsssl.errors import (
     ApiError,
     ApiUnreachable,
