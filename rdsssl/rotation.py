@@ -290,7 +290,7 @@ class Rotation:
         if busy and not self.options.dry_run:
             wait_until(
                 instance_ready(),
-                lambda: service.observe(self.api, iid),
+                service.observe(self.api, iid),
                 timeout=self.options.timeout,
                 on_progress=self.options.on_progress,
             )

@@ -30,9 +30,9 @@ from rdsssl.errors import (
     WaiterError,
     WaiterTimeout,
 )
-from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, SslState
+from rdsssl.models import AclMode, InstanceInfo, SslModifyRequest, SslState
 from rdsssl.probe import ProbeResult, ProbeTarget, probe
-from rdsssl.waiters import Progress, instance_ready, ssl_applied, wait_until
+from rdsssl.waiters import Progress, Reads, instance_ready, ssl_applied, wait_until
 
 CERT_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_CA, AclMode.VERIFY_FULL})
 DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
@@ -350,16 +350,16 @@ def fingerprints(ssl: SslState) -> dict[str, object]:
     }
 
 
-def observe(api: RdsApi, instance_id: str) -> Observation:
-    """One poll: instance attributes and SSL state, errors kept as data for the waiters."""
-    try:
-        info = api.describe_instance(instance_id)
-        ssl = api.describe_ssl(instance_id)
-    except ApiError as exc:
-        if exc.retryable:
-            return Observation(None, None, exc.code or type(exc).__name__, time.time())
-        raise
-    return Observation(info, ssl, None, time.time())
+def observe(api: RdsApi, instance_id: str) -> Reads:
+    """What the waiters poll on one instance: DescribeDBInstanceSSL and
+    DescribeDBInstanceAttribute as separate reads, so that `wait_until` makes one API call per
+    poll while the change is in progress and adds the attribute read only to confirm `Running`
+    once the SSL read-back says done (rdsssl.waiters decides; API errors become observations
+    there)."""
+    return Reads(
+        ssl=lambda: api.describe_ssl(instance_id),
+        instance=lambda: api.describe_instance(instance_id),
+    )
 
 
 def _read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
@@ -429,7 +429,7 @@ def apply(
         notes.append(f"waited for {instance_id} to be ready (was {info.status})")
         wait_until(
             instance_ready(),
-            lambda: observe(api, instance_id),
+            observe(api, instance_id),
             timeout=timeout,
             sleep=sleep,
             clock=clock,
@@ -502,7 +502,7 @@ def apply(
         try:
             obs = wait_until(
                 spec,
-                lambda: observe(api, instance_id),
+                observe(api, instance_id),
                 timeout=timeout,
                 sleep=sleep,
                 clock=clock,

@@ -14,18 +14,34 @@ Rules that come from the platform (docs/aliyun-rds-ssl-api.md §3.5):
   `Deleting` / `Released` and `InvalidDBInstanceId.NotFound`. A `failed` left over from an
   earlier change would look the same right after the call: pass `stale_failure=True` when the
   status read `failed` before the call, and `failed` then counts only after a transition.
-- Errors are data: an `ApiError` raised by `observe` becomes an observation with `error_code`;
-  if no acceptor matches it, a retryable error means "poll again" and any other error is raised.
+- Errors are data: an `ApiError` raised by a read becomes an observation with `error_code`.
+  A permanent error is raised unless an acceptor calls it a failure (NotFound); a retryable
+  one means "poll again" unless an acceptor decides otherwise.
+
+One API call per poll (SPEC section 7 counts API calls, not polls). Given `Reads` (the two
+Describe calls separately), a poll is DescribeDBInstanceSSL alone; DescribeDBInstanceAttribute
+is added in the same poll, AFTER the SSL read, only when the SSL read cannot decide on its own:
+on the first poll, when the SSL read failed with a retryable error, when LastModifyStatus is
+empty, and when the spec's `confirm` says the read-back looks done (SslApplied: `success` and
+the read-back matches). An SSL-only observation has `instance=None`, and no acceptor succeeds
+without an instance read in the same poll, after the SSL read: a `Running` seen before the change
+finished can never confirm it. `setting` (in progress) and `failed` (terminal) need no second
+call. A plain `observe()` callable (both reads every poll) still works, at two calls per poll.
 
 Read-back comparison: `ssl_applied` takes a `matches(SslState) -> bool` from the caller (the
 service compares parsed fingerprints with rdsssl.crypto), so this module needs no crypto and
 keeps to its import boundary (models, errors, tenacity).
 
-Schedule: poll at once, then after 1 s, growing x1.3 per poll with +-10 % jitter, capped at 5 s:
-polls at about 0, 1, 2.3, 4, 6.2, 9, 12.8, 17.6 s, then every ~5 s. The first ~6 s are dense
-enough to return within 2 s of readiness; a 3-minute restart costs about 41 polls (one per
-~4.4 s; the target is at most one per 3 s). The deadline is hard (tenacity's
-`stop_before_delay` rule on the injected clock): no sleep runs past `timeout`.
+Schedule (the defaults of `WaiterSpec`): poll at once, then after 1 s, growing x1.3 per poll
+with +-10 % jitter, capped at 3.4 s: polls at about 0, 1, 2.3, 4, 6.2, 9, 12.4, 15.8 s, then
+every 3.4 s (3.06-3.74 s). The lag between readiness and the poll that sees it averages half an
+interval: about 1.2 s for a change done in 5 s, 1.7 s once at the cap (worst case 3.74 s).
+A 3-minute restart costs about 57 polls, i.e. 59 API calls with the two attribute reads (first
+and last poll): 19.4 per minute against a target of at most 20 (one per 3 s); longer waits tend
+to 17.6 per minute. The two targets leave little room: with a 3.3 s cap a 3-minute wait
+averages 19.9 calls a minute (a quarter of the runs above 20); with a 4 s cap the lag averages
+2 s. Both are averages: jitter pinned at -10 % would make 21.4 calls a minute. The deadline is
+hard (tenacity's `stop_before_delay` rule on the injected clock): no sleep runs past `timeout`.
 """
 
 from __future__ import annotations
@@ -46,6 +62,7 @@ from rdsssl.models import (
     MODIFY_SUCCESS,
     STATUS_RUNNING,
     AclMode,
+    InstanceInfo,
     Observation,
     SslState,
 )
@@ -68,14 +85,23 @@ class Acceptor:
     needs_transition: bool = False
 
 
+def _always(ssl: SslState) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class WaiterSpec:
-    """A named acceptor table and its polling schedule (seconds)."""
+    """A named acceptor table and its polling schedule (seconds).
+
+    `confirm(ssl)`: the SSL read-back alone says the change looks done, so
+    DescribeDBInstanceAttribute is called (after it, in the same poll) to confirm the status.
+    The default asks for the instance on every poll (two calls per poll): always safe."""
 
     name: str
     acceptors: tuple[Acceptor, ...]
+    confirm: Callable[[SslState], bool] = _always
     delay: float = 1.0  # before the second poll
-    max_delay: float = 5.0
+    max_delay: float = 3.4
     multiplier: float = 1.3
     jitter: float = 0.1  # +-10 %
     timeout: float = DEFAULT_TIMEOUT
@@ -84,6 +110,16 @@ class WaiterSpec:
         """The sleep after poll number `attempt` (1-based): capped exponential, then jitter."""
         base = min(self.max_delay, self.delay * self.multiplier ** max(0, attempt - 1))
         return float(base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The two reads a poll is made of, kept apart so that `wait_until` can make one API call
+    per poll: `ssl` (DescribeDBInstanceSSL, every poll) and `instance`
+    (DescribeDBInstanceAttribute, only when the SSL read cannot decide; see the module doc)."""
+
+    ssl: Callable[[], SslState]
+    instance: Callable[[], InstanceInfo]
 
 
 @dataclass(frozen=True)
@@ -133,18 +169,24 @@ def _failed(obs: Observation) -> bool:
 
 
 def _settled(obs: Observation) -> bool:
-    """Running and the last SSL change reported `success`."""
+    """Running and the last SSL change reported `success` (False when either is unknown)."""
     return (
-        obs.instance is not None and obs.instance.status == STATUS_RUNNING
-        and obs.ssl is not None and obs.ssl.last_modify_status == MODIFY_SUCCESS
+        obs.instance is not None
+        and obs.instance.status == STATUS_RUNNING
+        and obs.ssl is not None
+        and obs.ssl.last_modify_status == MODIFY_SUCCESS
     )
 
 
 def _terminal(stale_failure: bool) -> tuple[Acceptor, ...]:
     return (
         Acceptor("failure", _gone, "the instance is being deleted, was released or is not found"),
-        Acceptor("failure", _failed, "the instance reported the SSL change as failed",
-                 needs_transition=stale_failure),
+        Acceptor(
+            "failure",
+            _failed,
+            "the instance reported the SSL change as failed",
+            needs_transition=stale_failure,
+        ),
         Acceptor("retry", in_transition, "the change is in progress"),
     )
 
@@ -161,13 +203,19 @@ def ssl_applied(
     """After ModifyDBInstanceSSL: Running, LastModifyStatus success, and `matches(read-back)`
     (the caller's comparison of CA / CRL fingerprints and ACLs with what was sent)."""
 
+    def done(ssl: SslState) -> bool:
+        return ssl.last_modify_status == MODIFY_SUCCESS and matches(ssl)
+
     def applied(obs: Observation) -> bool:
-        return _settled(obs) and obs.ssl is not None and matches(obs.ssl)
+        return _settled(obs) and obs.ssl is not None and done(obs.ssl)
 
     return WaiterSpec(
         "SslApplied",
-        (*_terminal(stale_failure),
-         Acceptor("success", applied, "the SSL configuration reads back as sent")),
+        (
+            *_terminal(stale_failure),
+            Acceptor("success", applied, "the SSL configuration reads back as sent"),
+        ),
+        confirm=done,
         timeout=timeout,
     )
 
@@ -182,17 +230,20 @@ def acl_applied(
     """After an ACL-only change: Running, success, and the ACLs read back as sent (None: not
     checked)."""
 
-    def applied(obs: Observation) -> bool:
-        if not _settled(obs) or obs.ssl is None:
-            return False
-        return (acl is None or obs.ssl.acl == acl) and (
-            replication_acl is None or obs.ssl.replication_acl == replication_acl
+    def done(ssl: SslState) -> bool:
+        return (
+            ssl.last_modify_status == MODIFY_SUCCESS
+            and (acl is None or ssl.acl == acl)
+            and (replication_acl is None or ssl.replication_acl == replication_acl)
         )
+
+    def applied(obs: Observation) -> bool:
+        return _settled(obs) and obs.ssl is not None and done(obs.ssl)
 
     return WaiterSpec(
         "AclApplied",
-        (*_terminal(stale_failure),
-         Acceptor("success", applied, "the ACLs read back as sent")),
+        (*_terminal(stale_failure), Acceptor("success", applied, "the ACLs read back as sent")),
+        confirm=done,
         timeout=timeout,
     )
 
@@ -203,19 +254,24 @@ def instance_ready(
     matches: Callable[[SslState], bool] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> WaiterSpec:
-    """Ready for a change: Running, LockMode Unlock, LastModifyStatus not `setting` (an
-    observation without SSL state is not checked for that). A `failed` earlier change does
+    """Ready for a change: Running, LockMode Unlock, LastModifyStatus not `setting` (both reads
+    are needed: an observation missing either is not ready). A `failed` earlier change does
     not block. With `require_transition` (e.g. `instance wait` after a --no-wait call),
-    readiness counts only after a transition was seen, or when `matches(read-back)` holds."""
+    readiness counts only after a transition was seen, or when `matches(read-back)` holds.
+    The attribute read is added whenever the SSL read is not `setting`, so an instance busy
+    for another reason (e.g. a class change) costs two calls per poll."""
 
     def ready(obs: Observation) -> bool:
         info = obs.instance
         if info is None or info.status != STATUS_RUNNING or info.lock_mode != LOCK_UNLOCK:
             return False
-        return obs.ssl is None or obs.ssl.last_modify_status != MODIFY_SETTING
+        return obs.ssl is not None and obs.ssl.last_modify_status != MODIFY_SETTING
 
     def ready_and_matching(obs: Observation) -> bool:
         return ready(obs) and obs.ssl is not None and matches is not None and matches(obs.ssl)
+
+    def not_setting(ssl: SslState) -> bool:
+        return ssl.last_modify_status != MODIFY_SETTING
 
     rows = [
         Acceptor("failure", _gone, "the instance is being deleted, was released or is not found"),
@@ -223,12 +279,13 @@ def instance_ready(
     ]
     if require_transition and matches is not None:
         rows.append(Acceptor("success", ready_and_matching, "ready, and the read-back matches"))
-    rows.append(Acceptor("success", ready, "the instance is ready",
-                         needs_transition=require_transition))
-    return WaiterSpec("InstanceReady", tuple(rows), timeout=timeout)
+    rows.append(
+        Acceptor("success", ready, "the instance is ready", needs_transition=require_transition)
+    )
+    return WaiterSpec("InstanceReady", tuple(rows), confirm=not_setting, timeout=timeout)
 
 
-# ------------------------------------------------------------------ the loop
+# ------------------------------------------------------------------ one poll
 
 
 @dataclass(frozen=True)
@@ -248,9 +305,48 @@ def _judge(spec: WaiterSpec, obs: Observation, seen_transition: bool) -> _Verdic
     return None
 
 
+_Attempt = tuple[Observation, ApiError | None]
+
+
+def _attempt(read: Callable[[], Observation], clock: Callable[[], float]) -> _Attempt:
+    """Run one read; an ApiError becomes an observation carrying its code (errors are data)."""
+    try:
+        return read(), None
+    except ApiError as exc:
+        return Observation(None, None, exc.code or type(exc).__name__, clock()), exc
+
+
+def _wants_instance(spec: WaiterSpec, obs: Observation) -> bool:
+    """After an SSL-only read: is DescribeDBInstanceAttribute needed to decide this poll?"""
+    if obs.ssl is None:  # the SSL read failed (retryably): the status may still tell something
+        return True
+    return not obs.ssl.last_modify_status or spec.confirm(obs.ssl)
+
+
+def _split_poll(
+    spec: WaiterSpec, reads: Reads, first: bool, clock: Callable[[], float]
+) -> _Attempt:
+    """DescribeDBInstanceSSL, then DescribeDBInstanceAttribute only if needed (module doc)."""
+    ssl_obs, ssl_error = _attempt(lambda: Observation(None, reads.ssl(), None, clock()), clock)
+    if ssl_error is not None and not ssl_error.retryable:
+        return ssl_obs, ssl_error  # terminal (not found) or raised: nothing more to learn
+    if not first and not _wants_instance(spec, ssl_obs):
+        return ssl_obs, ssl_error
+    info_obs, info_error = _attempt(
+        lambda: Observation(reads.instance(), None, None, clock()), clock
+    )
+    error = info_error if info_error is not None and not info_error.retryable else None
+    error = error or ssl_error or info_error
+    code = (error.code or type(error).__name__) if error is not None else None
+    return Observation(info_obs.instance, ssl_obs.ssl, code, clock()), error
+
+
+# ------------------------------------------------------------------ the loop
+
+
 def wait_until(
     spec: WaiterSpec,
-    observe: Callable[[], Observation],
+    observe: Reads | Callable[[], Observation],
     *,
     timeout: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -258,31 +354,35 @@ def wait_until(
     on_progress: Callable[[Progress], None] | None = None,
     rng: random.Random | None = None,
 ) -> Observation:
-    """Poll `observe` until an acceptor says success (returns that observation) or failure
+    """Poll until an acceptor says success (returns that observation) or failure
     (`ChangeFailed`), or the deadline (`WaiterTimeout`, carrying the last observation and the
-    elapsed time). `timeout` overrides the spec's for this call."""
+    elapsed time). `observe`: `Reads` (one API call per poll in the steady state) or a
+    callable returning a whole observation per poll. `timeout` overrides the spec's."""
     limit = spec.timeout if timeout is None else timeout
     jitter = rng or random.Random()
     start = clock()
     seen = [False]  # a transition was observed during this wait
+    polls = [0]
 
     def poll() -> _Verdict:
-        error: ApiError | None = None
-        try:
-            obs = observe()
-        except ApiError as exc:
-            error = exc
-            obs = Observation(None, None, exc.code or type(exc).__name__, clock())
+        polls[0] += 1
+        if isinstance(observe, Reads):
+            obs, error = _split_poll(spec, observe, polls[0] == 1, clock)
+        else:
+            obs, error = _attempt(observe, clock)
         seen[0] = seen[0] or in_transition(obs)
         verdict = _judge(spec, obs, seen[0])
+        terminal = verdict is not None and verdict.state == "failure"
+        if error is not None and not error.retryable and not terminal:
+            raise error  # permanent, and no acceptor calls it a failure
         if verdict is None:
-            if error is not None and not error.retryable:
-                raise error
             verdict = _Verdict("retry", obs, "waiting")
         if verdict.state == "failure":
             raise ChangeFailed(
                 f"{spec.name}: {verdict.explain} ({describe(obs)})",
-                waiter=spec.name, last_observation=obs, elapsed=clock() - start,
+                waiter=spec.name,
+                last_observation=obs,
+                elapsed=clock() - start,
             )
         return verdict
 
@@ -295,8 +395,8 @@ def wait_until(
     def before_sleep(state: RetryCallState) -> None:
         if on_progress is not None and state.outcome is not None:
             verdict: _Verdict = state.outcome.result()
-            on_progress(Progress(spec.name, describe(verdict.observation), clock() - start,
-                                 state.upcoming_sleep))
+            status = describe(verdict.observation)
+            on_progress(Progress(spec.name, status, clock() - start, state.upcoming_sleep))
 
     def last_verdict(state: RetryCallState) -> Any:
         return state.outcome.result() if state.outcome is not None else None
@@ -316,5 +416,7 @@ def wait_until(
     raise WaiterTimeout(
         f"{spec.name}: not done after {elapsed:.0f}s (timeout {limit:.0f}s); last seen: "
         f"{describe(final.observation)} ({final.explain})",
-        waiter=spec.name, last_observation=final.observation, elapsed=elapsed,
+        waiter=spec.name,
+        last_observation=final.observation,
+        elapsed=elapsed,
     )

@@ -420,9 +420,7 @@ def wait(instance_id: str, timeout: float, grace: float) -> None:
     progress = progress_reporter(app)
     started = time.monotonic()
 
-    def poll() -> Any:
-        return observe(api, instance_id)
-
+    poll = observe(api, instance_id)
     try:  # a change that has not shown yet must not pass as "ready"
         obs = wait_until(
             instance_ready(require_transition=True),
