@@ -478,14 +478,8 @@ class CaStore:
             with self._inv.transaction():
                 number = self.next_crl_number()
                 revocations = [
-                    crypto.Revocation(
-                        serial=r.serial,
-                        revoked_at=r.revoked_at,
-                        reason=r.reason or RevocationReason.UNSPECIFIED,
-                        not_after=r.not_after,
-                    )
-                    for r in self._inv.all()
-                    if r.revoked_at is not None
+                    crypto.Revocation(serial, revoked_at, reason, not_after)
+                    for serial, revoked_at, reason, not_after in self._inv.revocations()
                 ]
                 crl = crypto.build_crl(
                     self._ca_cert, self._ca_key(), revocations, number=number, now=now, days=days
