@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe
+from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,6 @@ _LAZY: dict[str, str] = {
     "ApplyResult": "rdsssl.service",
     "plan": "rdsssl.service",
     "apply": "rdsssl.service",
-    "probe_instance": "rdsssl.service",
     "AliyunRdsApi": "rdsssl.api",
     "ApiSettings": "rdsssl.api",
     "RdsApi": "rdsssl.api",
@@ -169,7 +168,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         Plan,
         apply,
         plan,
-        probe_instance,
     )
     from rdsssl.store import CaStore, write_client_files
     from rdsssl.waiters import instance_ready, ssl_applied, wait_until

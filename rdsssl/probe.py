@@ -3,16 +3,26 @@
 A probe is the lockout guard's evidence and the demo's proof, so it must tell apart the failures
 an operator fixes differently. libpq connection errors carry no SQLSTATE and their wording depends
 on the OpenSSL version, so the classification matches the stable substrings measured in
-`docs/postgres-client-cert-behaviour.md` §9, never whole messages.
+`docs/postgres-client-cert-behaviour.md` §9, never whole messages. `probe_instance` finds the
+instance's endpoint and server CA through the API, so a probe needs nothing but the instance id.
 """
 
 from __future__ import annotations
 
 import enum
 import stat
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rdsssl.errors import ConfigError
+
+if TYPE_CHECKING:  # the Protocol only: importing rdsssl.api here would slow `import rdsssl`
+    from rdsssl.api import RdsApi
 
 
 class ProbeOutcome(str, enum.Enum):
@@ -196,3 +206,66 @@ def probe(
             detail = detail.replace(password, "***")
         outcome = classify(detail)
     return ProbeResult(outcome, target, user, detail, time.monotonic() - started, sslmode)
+
+
+# ---------------------------------------------------------------- probing an instance
+
+
+def probe_target(api: RdsApi, instance_id: str) -> ProbeTarget:
+    """The instance's main endpoint as a probe target.
+
+    The endpoint name is kept as `host` (checked against the server certificate) and its IP
+    address goes in `hostaddr`, so names that only resolve inside a VPC (or the emulator's)
+    still verify.
+    """
+    info = api.describe_instance(instance_id)
+    nets = api.describe_net_info(instance_id)
+    net = next((n for n in nets if n.connection_string == info.connection_string), None)
+    net = net or next((n for n in nets if n.connection_string_type == "Normal"), None)
+    host = net.connection_string if net else info.connection_string
+    port = (net.port if net else 0) or info.port
+    hostaddr = net.ip_address if net and net.ip_address else None
+    return ProbeTarget(host=host, port=port, hostaddr=hostaddr)
+
+
+@contextmanager
+def server_ca_file(api: RdsApi, instance_id: str, root_cert: Path | None = None) -> Iterator[Path]:
+    """A server CA file for sslmode=verify-full: `root_cert`, else the CA downloaded from the
+    instance's ServerCAUrl into a temporary file (removed on exit)."""
+    if root_cert is not None:
+        yield root_cert
+        return
+    ssl = api.describe_ssl(instance_id)
+    if not ssl.server_ca_url:
+        raise ConfigError(f"{instance_id} reports no ServerCAUrl; pass the server CA file")
+    pem = api.server_ca_pem(ssl.server_ca_url)
+    with tempfile.TemporaryDirectory(prefix="rdsssl-probe-") as tmp:
+        path = Path(tmp) / "server-ca.pem"
+        path.write_bytes(pem)
+        yield path
+
+
+def probe_instance(
+    api: RdsApi,
+    instance_id: str,
+    *,
+    user: str,
+    cert: Path | None = None,
+    key: Path | None = None,
+    root_cert: Path | None = None,
+    password: str | None = None,
+    sslmode: str = "verify-full",
+) -> ProbeResult:
+    """Connect to the instance as `user` and classify the outcome (`probe`).
+
+    Without `root_cert` the server CA comes from the instance's ServerCAUrl, so verify-full
+    works with nothing but the instance id.
+    """
+    target = probe_target(api, instance_id)
+    if sslmode == "disable":
+        return probe(target, user=user, password=password, sslmode=sslmode)
+    with server_ca_file(api, instance_id, root_cert) as root:
+        return probe(
+            target, user=user, cert=cert, key=key, root_cert=root, password=password,
+            sslmode=sslmode,
+        )  # fmt: skip

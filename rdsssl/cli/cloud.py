@@ -20,8 +20,8 @@ from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, UsageError
-from rdsssl.probe import ProbeResult, ProbeTarget
-from rdsssl.service import Plan, probe_instance, probe_target, server_ca_file
+from rdsssl.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
+from rdsssl.service import Plan
 from rdsssl.waiters import Progress
 
 __all__ = [
@@ -191,7 +191,7 @@ def take_probe(kwargs: dict[str, Any]) -> ProbeOptions:
 def instance_target(
     api: RdsApi, instance_id: str, root_cert: Path | None
 ) -> Iterator[tuple[ProbeTarget, Path]]:
-    """The instance's main endpoint (`service.probe_target`) and a server CA file for
+    """The instance's main endpoint (`probe.probe_target`) and a server CA file for
     sslmode=verify-full: `root_cert`, else the CA downloaded from ServerCAUrl into a temp file.
     """
     with server_ca_file(api, instance_id, root_cert) as path:
@@ -201,7 +201,7 @@ def instance_target(
 def run_probe(
     api: RdsApi, instance_id: str, opts: ProbeOptions, *, sslmode: str = "verify-full"
 ) -> ProbeResult:
-    """Probe `instance_id` as `opts.user` with its certificate (`service.probe_instance`)."""
+    """Probe `instance_id` as `opts.user` with its certificate (`probe.probe_instance`)."""
     if opts.user is None:
         raise UsageError("a probe needs a user (--probe-user / --user)")
     return probe_instance(
