@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from rdsssl import crypto
 from rdsssl.api import RdsApi
@@ -27,9 +28,16 @@ from rdsssl.errors import (
     WaiterError,
     WaiterTimeout,
 )
-from rdsssl.models import AclMode, InstanceInfo, SslModifyRequest, SslState
+from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, SslState
 from rdsssl.probe import ProbeResult
-from rdsssl.waiters import Progress, Reads, instance_ready, ssl_applied, wait_until
+from rdsssl.waiters import (
+    Progress,
+    Reads,
+    WaiterSpec,
+    instance_ready,
+    ssl_applied,
+    wait_until,
+)
 
 CERT_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_CA, AclMode.VERIFY_FULL})
 DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
@@ -419,112 +427,26 @@ def apply(
     """
     started = clock()
     now = now or datetime.now(timezone.utc)
-    info = api.describe_instance(instance_id)
-    ssl = api.describe_ssl(instance_id)
-    notes: list[str] = []
-    if not dry_run and (info.status != "Running" or ssl.last_modify_status == "setting"):
-        notes.append(f"waited for {instance_id} to be ready (was {info.status})")
-        wait_until(
-            instance_ready(),
-            observe(api, instance_id),
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            on_progress=on_progress,
-        )
-        info = api.describe_instance(instance_id)
-        ssl = api.describe_ssl(instance_id)
-    if info.lock_mode and info.lock_mode != "Unlock":
-        raise ApiError(
-            f"{instance_id} is locked ({info.lock_mode}); unlock it first",
-            code="IncorrectDBInstanceLockMode",
-        )
+    waiting = _Waiting(api, instance_id, timeout, sleep, clock, on_progress)
+    info, ssl, notes = waiting.until_ready(dry_run=dry_run)
     the_plan = plan(desired, ssl, instance_id=instance_id, now=now)
     if the_plan.noop:
         return ApplyResult(
             the_plan, False, dry_run, elapsed=clock() - started, final=ssl, before=ssl
         )
-    source = the_plan.crl_source
     warnings = validate(the_plan, desired, info, ssl, now=now)
-    guard: ProbeResult | None = None
-    reason = guard_reason(the_plan, ssl)
-    if reason and not force:
-        if guard_probe is None:
-            raise LockoutGuard(
-                f"{instance_id}: {reason}. Prove a certificate works first "
-                "(--probe-user/--probe-cert/--probe-key) or pass --force"
-            )
-        guard = guard_probe()
-        if not guard.ok:
-            raise LockoutGuard(
-                f"{instance_id}: {reason}, and the probe as {guard.user} failed "
-                f"({guard.outcome.value}: {guard.detail}); fix that or pass --force"
-            )
+    guard = None if force else _guard(instance_id, guard_reason(the_plan, ssl), guard_probe)
     the_plan = replace(the_plan, warnings=tuple(warnings))
     if dry_run:
         return ApplyResult(
-            the_plan,
-            False,
-            True,
-            guard=guard,
-            elapsed=clock() - started,
-            notes=tuple(notes),
-            before=ssl,
+            the_plan, False, True, guard=guard, elapsed=clock() - started, notes=notes, before=ssl
         )
-    request = the_plan.request
-    assert request is not None
-    if source is not None:
-        crl_pem = source.build()
-        request = replace(request, crl_enabled=True, crl_pem=crl_pem)
+    if the_plan.crl_source is not None:  # signed only now, so dry runs leave the store alone
+        assert the_plan.request is not None
+        request = replace(the_plan.request, crl_enabled=True, crl_pem=the_plan.crl_source.build())
         extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
         the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
-    stale_failure = ssl.last_modify_status == "failed"  # an earlier change's verdict
-    log = audit or AuditLog.disabled()
-    action = "modify-ssl:" + ",".join(c.field for c in the_plan.changes)
-    try:
-        request_id = _send(api, request, sleep)
-    except ApiError as exc:
-        log.record(
-            instance=instance_id,
-            action=action,
-            outcome="api-error",
-            request_id=exc.request_id or None,
-            before=fingerprints(ssl),
-            detail=exc.code,
-        )
-        raise
-    final: SslState | None = None
-    if wait:
-        spec = ssl_applied(_read_back_matches(request), stale_failure=stale_failure)
-        try:
-            obs = wait_until(
-                spec,
-                observe(api, instance_id),
-                timeout=timeout,
-                sleep=sleep,
-                clock=clock,
-                on_progress=on_progress,
-            )
-        except WaiterError as exc:
-            outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
-            log.record(
-                instance=instance_id,
-                action=action,
-                outcome=outcome,
-                request_id=request_id,
-                before=fingerprints(ssl),
-                detail=str(exc),
-            )
-            raise
-        final = obs.ssl
-    log.record(
-        instance=instance_id,
-        action=action,
-        outcome="ok" if wait else "sent",
-        request_id=request_id,
-        before=fingerprints(ssl),
-        after=fingerprints(final) if final else {},
-    )
+    request_id, final = waiting.change(the_plan, ssl, wait=wait, audit=audit or AuditLog.disabled())
     return ApplyResult(
         the_plan,
         True,
@@ -533,6 +455,104 @@ def apply(
         final=final,
         guard=guard,
         elapsed=clock() - started,
-        notes=tuple(notes),
+        notes=notes,
         before=ssl,
     )
+
+
+def _guard(
+    instance_id: str, reason: str | None, guard_probe: Callable[[], ProbeResult] | None
+) -> ProbeResult | None:
+    """The lockout guard: a change that could lock users out needs a successful probe."""
+    if reason is None:
+        return None
+    if guard_probe is None:
+        raise LockoutGuard(
+            f"{instance_id}: {reason}. Prove a certificate works first "
+            "(--probe-user/--probe-cert/--probe-key) or pass --force"
+        )
+    result = guard_probe()
+    if not result.ok:
+        raise LockoutGuard(
+            f"{instance_id}: {reason}, and the probe as {result.user} failed "
+            f"({result.outcome.value}: {result.detail}); fix that or pass --force"
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """One instance's reads, waits and its single change, with the caller's clock and sleep."""
+
+    api: RdsApi
+    instance_id: str
+    timeout: float
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    on_progress: Callable[[Progress], None] | None
+
+    def _wait(self, spec: WaiterSpec) -> Observation:
+        return wait_until(
+            spec,
+            observe(self.api, self.instance_id),
+            timeout=self.timeout,
+            sleep=self.sleep,
+            clock=self.clock,
+            on_progress=self.on_progress,
+        )
+
+    def until_ready(self, *, dry_run: bool) -> tuple[InstanceInfo, SslState, tuple[str, ...]]:
+        """Read the instance; wait first when another change is under way (not on a dry run);
+        refuse a locked instance (locks last until expiry, a full disk, ... are resolved)."""
+        info = self.api.describe_instance(self.instance_id)
+        ssl = self.api.describe_ssl(self.instance_id)
+        notes: tuple[str, ...] = ()
+        if not dry_run and (info.status != "Running" or ssl.last_modify_status == "setting"):
+            notes = (f"waited for {self.instance_id} to be ready (was {info.status})",)
+            self._wait(instance_ready())
+            info = self.api.describe_instance(self.instance_id)
+            ssl = self.api.describe_ssl(self.instance_id)
+        if info.lock_mode and info.lock_mode != "Unlock":
+            raise ApiError(
+                f"{self.instance_id} is locked ({info.lock_mode}); unlock it first",
+                code="IncorrectDBInstanceLockMode",
+            )
+        return info, ssl, notes
+
+    def change(
+        self, the_plan: Plan, before: SslState, *, wait: bool, audit: AuditLog
+    ) -> tuple[str, SslState | None]:
+        """The one Modify call, the wait for its read-back, and one audit line either way."""
+        request = the_plan.request
+        assert request is not None
+
+        def record(outcome: str, request_id: str | None, **extra: Any) -> None:
+            audit.record(
+                instance=self.instance_id,
+                action="modify-ssl:" + ",".join(c.field for c in the_plan.changes),
+                outcome=outcome,
+                request_id=request_id,
+                before=fingerprints(before),
+                **extra,
+            )
+
+        try:
+            request_id = _send(self.api, request, self.sleep)
+        except ApiError as exc:
+            record("api-error", exc.request_id or None, detail=exc.code)
+            raise
+        if not wait:
+            record("sent", request_id)
+            return request_id, None
+        stale_failure = before.last_modify_status == "failed"  # an earlier change's verdict
+        try:
+            obs = self._wait(ssl_applied(_read_back_matches(request), stale_failure=stale_failure))
+        except WaiterError as exc:
+            record(
+                "timeout" if isinstance(exc, WaiterTimeout) else "failed",
+                request_id,
+                detail=str(exc),
+            )
+            raise
+        record("ok", request_id, after=fingerprints(obs.ssl) if obs.ssl else {})
+        return request_id, obs.ssl
