@@ -28,7 +28,7 @@ __all__ = ["COMMANDS", "App", "cli", "main", "run"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("rdsssl.cli.ca:ca", "Create, import and show the client CA store (local)."),
     "cert": ("rdsssl.cli.cert:cert", "Issue, sign, list, revoke and renew client certificates."),
-    "crl": ("rdsssl.cli.crl:crl", "Build and show certificate revocation lists (local)."),
+    "crl": ("rdsssl.cli.crl:crl", "Build and show CRLs (local); refresh them on instances."),
     "emulator": ("rdsssl.cli.emulator:emulator", "Run the local RDS OpenAPI emulator."),
     "instance": ("rdsssl.cli.instance:instance", "Show and change an instance's SSL settings."),
     "probe": ("rdsssl.cli.probe:probe_cmd", "Connect with a client certificate and classify."),
