@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rdsssl import rotation_state
 from rdsssl.cli.app import App
 from rdsssl.cli.common import (
     Duration,
@@ -31,10 +32,11 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
-from rdsssl.errors import HookFailed
+from rdsssl.errors import HookFailed, InputError
 from rdsssl.hooks import Deployment, check_hook, deploy_env, run_hook
 from rdsssl.lock import FileLock, current_command
 from rdsssl.models import KeyType
+from rdsssl.rotation_state import Phase
 from rdsssl.store_renew import (
     CURRENT,
     Renewal,
@@ -75,6 +77,21 @@ class _Percent(_PercentBase):
         if not 0 < share <= 1:
             self.fail(f"{value!r}: give a percentage above 0 and at most 100", param, ctx)
         return share
+
+
+def _refuse_during_rotation(ca_dir: Path, out_root: Path) -> None:
+    """A rotation away from this CA reissues every user into its out-root; renewing from the
+    old CA into the same directories would put old-CA certificates back over them."""
+    state = rotation_state.load(rotation_state.state_path(ca_dir))
+    in_progress = (Phase.STAGED, Phase.REISSUED, Phase.VERIFIED)
+    if state is None or state.phase not in in_progress:
+        return
+    if Path(state.out_root).resolve() == out_root.resolve():
+        raise InputError(
+            f"a rotation of {ca_dir} to {state.new.dir} is in progress ({state.phase.value}) and "
+            f"writes to {out_root}: renew from the new CA (--ca-dir {state.new.dir}), or "
+            "finish the rotation first (rdsssl rotate ca --retire)"
+        )
 
 
 def _renew_lock(
@@ -187,6 +204,7 @@ def renew(
     """
     app = get_app()
     now = app.now()
+    _refuse_during_rotation(ca_dir, out_root)
     window = RenewalWindow(before=before, at=at)
     p12_secret = p12_passphrase(fmt, p12_passphrase_env)
     if deploy_hook is not None:

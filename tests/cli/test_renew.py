@@ -317,3 +317,37 @@ def test_sigkill_mid_renewal_is_finished_by_the_next_run(
     assert [r["certificate"]["serial"] for r in doc["resumed"] + doc["renewed"]] == [new]
     assert not (alice / ".pending").exists()
     assert renew(ca_dir, out_root).json()["renewed"] == []
+
+
+# --- during a CA rotation ----------------------------------------------------------------------
+
+
+def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    from rdsssl import rotation_state
+    from rdsssl.rotation_state import Phase
+    from rdsssl.store import CaStore
+
+    new_dir = tmp_path / "new-ca"
+    assert (
+        invoke("ca", "init", "--ca-dir", new_dir, "--cn", "root-ca2", "--no-passphrase").exit_code
+        == 0
+    )
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "10")
+    out_root = tmp_path / "client-certs"
+    with CaStore.open(ca_dir) as old, CaStore.open(new_dir) as new:
+        state = rotation_state.prepare(
+            None, old=old, new=new, instances=["pgm-x"], out_root=out_root, now=NOW
+        )
+    rotation_state.save(rotation_state.state_path(ca_dir), state)  # phase "new": not started
+    assert renew(ca_dir, out_root, "--dry-run").exit_code == 0
+    state.phase = Phase.STAGED
+    rotation_state.save(rotation_state.state_path(ca_dir), state)
+    before = snapshot(ca_dir)
+    refused = renew(ca_dir, out_root)
+    assert refused.exit_code == 3
+    assert "rotation" in refused.stderr and str(new_dir) in refused.stderr
+    assert snapshot(ca_dir) == before and not (out_root / "alice").exists()
+    elsewhere = renew(ca_dir, tmp_path / "other-root")  # another out-root is not in the way
+    assert elsewhere.exit_code == 0 and elsewhere.json()["renewed"]
