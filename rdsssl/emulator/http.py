@@ -254,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: EmulatorHTTPServer
     server_version = "rdsssl-emulator"
     sys_version = ""
+    # Keep-alive, as the real gateway: the SDK reuses its connections, so a fleet run does not
+    # pay a TCP handshake and a new server thread per call. Every answer carries a
+    # Content-Length (HTTP/1.1 needs it); idle connections are closed after `timeout` seconds.
+    protocol_version = "HTTP/1.1"
+    timeout = 30
 
     def do_POST(self) -> None:
         self._dispatch()
