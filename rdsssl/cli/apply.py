@@ -38,6 +38,7 @@ from rdsssl.cli.cloud import (
     take_probe,
 )
 from rdsssl.cli.common import get_app, json_option, passphrase_file_option, unlock
+from rdsssl.cli.fleet_opts import pacing_options
 from rdsssl.config import load_desired_state
 from rdsssl.desired import DesiredBuilder, resolve
 from rdsssl.errors import ExitCode, RdsSslError, VerificationError
@@ -262,24 +263,6 @@ def _file_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def _pacing_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--rate",
-        type=click.FloatRange(min=0.1),
-        default=fleet.DEFAULT_RATE,
-        show_default=True,
-        metavar="N",
-        help="API requests per second, all instances together.",
-    )(f)
-    return click.option(
-        "--concurrency",
-        type=click.IntRange(min=1, max=256),
-        default=fleet.DEFAULT_CONCURRENCY,
-        show_default=True,
-        help="Instances handled at once.",
-    )(f)
-
-
 def _plan_all(
     app: App, path: Path, passphrase_file: Path | None, *, concurrency: int, rate: float
 ) -> list[tuple[Outcome, RdsApi]]:
@@ -352,7 +335,7 @@ def _report_failures(app: App, outcomes: Sequence[Outcome]) -> None:
 
 @click.command("plan")
 @_file_option
-@_pacing_options
+@pacing_options
 @json_option
 def plan_cmd(path: Path, concurrency: int, rate: float) -> int:
     """Show what `apply` would change, instance by instance (reads only; exit 0).
@@ -375,7 +358,7 @@ def plan_cmd(path: Path, concurrency: int, rate: float) -> int:
 @mutating_options
 @probe_options()
 @passphrase_file_option
-@_pacing_options
+@pacing_options
 @json_option
 def apply_cmd(
     path: Path, passphrase_file: Path | None, concurrency: int, rate: float, **kwargs: Any

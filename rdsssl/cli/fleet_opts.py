@@ -35,6 +35,7 @@ __all__ = [
     "error_text",
     "fleet_options",
     "outcome_json",
+    "pacing_options",
     "print_results",
     "progress_for",
     "summary_line",
@@ -112,25 +113,30 @@ def fleet_options(f: F) -> F:
             type=click.Path(path_type=Path, dir_okay=False),
             help="Select the instances of a desired-state file (rdsssl.toml).",
         ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1, max=256),
-            default=fleet.DEFAULT_CONCURRENCY,
-            show_default=True,
-            help="Instances handled at once.",
-        ),
-        click.option(
-            "--rate",
-            type=click.FloatRange(min=0.1),
-            default=fleet.DEFAULT_RATE,
-            show_default=True,
-            metavar="N",
-            help="API requests per second, all instances together.",
-        ),
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return pacing_options(f)
+
+
+def pacing_options(f: F) -> F:
+    """--concurrency N --rate N: how many instances at once, and one request budget for all
+    (also used by `apply -f`, which selects with its own file option)."""
+    f = click.option(
+        "--rate",
+        type=click.FloatRange(min=0.1),
+        default=fleet.DEFAULT_RATE,
+        show_default=True,
+        metavar="N",
+        help="API requests per second, all instances together.",
+    )(f)
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1, max=256),
+        default=fleet.DEFAULT_CONCURRENCY,
+        show_default=True,
+        help="Instances handled at once.",
+    )(f)
 
 
 def take_fleet(kwargs: dict[str, Any]) -> FleetOptions:
