@@ -8,7 +8,7 @@ exactly these names::
     api = rdsssl.AliyunRdsApi(rdsssl.ApiSettings.from_env())
     store = rdsssl.CaStore.open(Path("ca"))
     desired = rdsssl.DesiredSsl(client_ca_pem=..., crl=..., acl=rdsssl.AclMode.CERT)
-    result = rdsssl.apply(api, "pgm-bp1example", desired, guard_probe=...)
+    result = rdsssl.apply(api, "pgm-bp1example", desired, proof=rdsssl.Proof(...))
 
 Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neither the Alibaba
 Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. `probe`
@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "desired_ssl": "rdsssl.desired",
     "resolve": "rdsssl.desired",
     "AuditLog": "rdsssl.audit",
+    "Proof": "rdsssl.guard",
+    "PlanChanged": "rdsssl.errors",
     "ExitCode": "rdsssl.errors",
     "RdsSslError": "rdsssl.errors",
     "UsageError": "rdsssl.errors",
@@ -94,9 +96,11 @@ __all__ = [
     "LockoutGuard",
     "NotFoundError",
     "Plan",
+    "PlanChanged",
     "ProbeOutcome",
     "ProbeResult",
     "ProbeTarget",
+    "Proof",
     "RdsApi",
     "RdsSslError",
     "RevocationReason",
@@ -152,6 +156,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         LockHeld,
         LockoutGuard,
         NotFoundError,
+        PlanChanged,
         RdsSslError,
         StoreError,
         Throttled,
@@ -160,6 +165,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         WaiterError,
         WaiterTimeout,
     )
+    from rdsssl.guard import Proof
     from rdsssl.models import AclMode, KeyType, RevocationReason
     from rdsssl.service import (
         ApplyResult,

@@ -13,9 +13,9 @@ Decisions (see docs/aliyun-rds-ssl-api.md):
   it can hold the request URL, and the URL holds every parameter (CreateAccount's password too).
 - Describe* calls retry retryable errors with exponential backoff and jitter (tenacity, bounded by
   `ApiSettings.retries`, injectable sleep). ModifyDBInstanceSSL has no ClientToken, so the adapter
-  retries it only on errors where the service surely did not accept the change (`Throttled`,
-  `InstanceBusy`); a 5xx or a timeout surfaces as is, and the service layer re-reads the state
-  before deciding to send it again (§5.2). CreateAccount follows the same rule.
+  never retries it: every error surfaces, and the service layer re-reads the instance before it
+  decides to send again (even a throttling or busy answer may follow an accepted change
+  somewhere between the gateway and the instance). CreateAccount follows the same rule.
 - ModifyDBInstanceSSL sends only DBInstanceId, ConnectionString and the client-CA / CRL / ACL
   fields that are set; never SSLEnabled / CAType, because re-sending them may renew the cloud
   server certificate that clients pin (§1.3, open question 4). Server SSL must already be on.
@@ -503,9 +503,10 @@ class AliyunRdsApi:
                 raise translate_error(exc, action=action, endpoint=self.endpoint) from None
             return result.body.to_map() if sdk else result
 
+        attempts = 1 if mutating else max(1, self._settings.retries + 1)
         retrying = Retrying(
-            retry=retry_if_exception(_retry_write if mutating else _retry_read),
-            stop=stop_after_attempt(max(1, self._settings.retries + 1)),
+            retry=retry_if_exception(_retry_read),
+            stop=stop_after_attempt(attempts),
             # 0.5, 1, 2, 4, 8 s (+ up to 0.5 s jitter); composed so tenacity 8 and 9 agree
             wait=wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5),
             sleep=self._settings.sleep,
@@ -526,11 +527,6 @@ class AliyunRdsApi:
 
 def _retry_read(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.retryable
-
-
-def _retry_write(exc: BaseException) -> bool:
-    """Only errors that prove the service did not take the change (doc §5.2)."""
-    return isinstance(exc, (Throttled, InstanceBusy))
 
 
 def _credential_options(profile: str | None) -> dict[str, Any]:

@@ -11,21 +11,49 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rdsssl.errors import InputError
+from rdsssl.fsutil import make_private_dir
+from rdsssl.paths import state_dir
+
 ENV_AUDIT_LOG = "RDSSSL_AUDIT_LOG"
+
+_UNCONFIRMED: dict[str, str] = {}  # instance -> request id of a change sent, not yet confirmed
+_UNCONFIRMED_LOCK = threading.Lock()
 
 
 def default_path() -> Path:
-    """`$RDSSSL_AUDIT_LOG`, else `$XDG_STATE_HOME/rdsssl/audit.jsonl` (~/.local/state/...)."""
+    """`$RDSSSL_AUDIT_LOG`, else `audit.jsonl` in rdsssl's state directory (`rdsssl.paths`)."""
     explicit = os.environ.get(ENV_AUDIT_LOG)
     if explicit:
         return Path(explicit)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "rdsssl" / "audit.jsonl"
+    return state_dir() / "audit.jsonl"
+
+
+def unconfirmed() -> dict[str, str]:
+    """Changes this process sent and has not seen through (instance -> request id): what an
+    interrupted run must tell the operator to confirm by running again."""
+    with _UNCONFIRMED_LOCK:
+        return dict(_UNCONFIRMED)
+
+
+def forget_unconfirmed() -> None:
+    """Start a new run's bookkeeping (the CLI calls it once per command it runs)."""
+    with _UNCONFIRMED_LOCK:
+        _UNCONFIRMED.clear()
+
+
+def _mark(instance: str, request_id: str | None, outcome: str) -> None:
+    with _UNCONFIRMED_LOCK:
+        if outcome in ("sent", "interrupted"):
+            _UNCONFIRMED[instance] = request_id or ""
+        else:
+            _UNCONFIRMED.pop(instance, None)
 
 
 @dataclass(frozen=True)
@@ -44,6 +72,21 @@ class AuditLog:
         """A log that records nothing (library users who keep their own records)."""
         return cls(None)
 
+    def check_writable(self) -> None:
+        """InputError (exit 3) unless a line can be appended: checked before any mutating call,
+        so a change is never made that the log cannot record."""
+        if self.path is None:
+            return
+        try:
+            make_private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise InputError(
+                f"the audit log {self.path} is not writable ({exc.strerror}): fix its directory "
+                "or choose another file with --audit-log / RDSSSL_AUDIT_LOG; nothing was sent"
+            ) from None
+
     def record(
         self,
         *,
@@ -57,7 +100,9 @@ class AuditLog:
         now: datetime | None = None,
     ) -> None:
         """Append one line: time, instance, action, request id, fingerprints before and
-        after, outcome (ok / failed / timeout / dry-run ...), and a short detail."""
+        after, outcome (sent / ok / failed / timeout / interrupted ...), and a short detail.
+        A `sent` line is written as soon as the call returns; its outcome line follows."""
+        _mark(instance, request_id, outcome)
         if self.path is None:
             return
         line = {
@@ -71,8 +116,8 @@ class AuditLog:
             "detail": detail,
         }
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        make_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)

@@ -77,6 +77,7 @@ __all__ = [
     "cert_pem",
     "check_csr_signature",
     "check_key_matches",
+    "client_key_problem",
     "cn_of",
     "crl_pem",
     "crl_signed_by",
@@ -304,17 +305,23 @@ class Issued:
     truncated: bool
 
 
-def _check_leaf_key(public_key: CertificatePublicKeyTypes, source: str) -> None:
+def client_key_problem(public_key: CertificatePublicKeyTypes) -> str | None:
+    """Why a client certificate with this key cannot log in to the server, or None."""
     if not isinstance(public_key, _SIGNING_PUBLIC_KEYS):
-        raise CryptoError(
-            f"{source}: unsupported key type {key_type_of(public_key)}; "
-            "use EC, RSA (>= 2048 bits) or Ed25519"
-        )
+        kind = key_type_of(public_key)
+        return f"unsupported key type {kind}; use EC, RSA (>= 2048 bits) or Ed25519"
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < _RSA_MIN_BITS:
-        raise CryptoError(
-            f"{source}: RSA key of {public_key.key_size} bits is too weak (OpenSSL on the "
-            f"server refuses it); use at least {_RSA_MIN_BITS} bits"
+        return (
+            f"RSA key of {public_key.key_size} bits is too weak (OpenSSL on the server refuses "
+            f"it); use at least {_RSA_MIN_BITS} bits"
         )
+    return None
+
+
+def _check_leaf_key(public_key: CertificatePublicKeyTypes, source: str) -> None:
+    problem = client_key_problem(public_key)
+    if problem:
+        raise CryptoError(f"{source}: {problem}")
 
 
 def issue_client_cert(
@@ -488,12 +495,21 @@ def build_crl(
     if not 0 <= number < _MAX_SERIAL:
         raise CryptoError(f"CRL number {number} is out of range (0 .. 2**159-1)")
     cutoff = now - expired_grace
+    own = ca_cert.serial_number  # the CA's own serial: listing it locks out every user of it
     # One pass: filter, check and encode each entry (keyed by serial), then order by serial.
     encoded: dict[int, bytes] = {}
     for rev in revocations:
         serial = rev.serial
         if rev.not_after is not None and rev.not_after < cutoff:  # aware only
             continue
+        if serial == own:
+            raise CryptoError(
+                f"refusing to sign a CRL listing serial {serial_hex(serial)}: it is the CA's own "
+                "serial, and PostgreSQL would then refuse every certificate of this CA. The "
+                "store records the CA as revoked (an old store); mark that row valid again: "
+                f"sqlite3 inventory.sqlite \"UPDATE certs SET status='valid', revoked_at=NULL, "
+                f"reason=NULL WHERE serial='{serial_hex(serial)}'\""
+            )
         if serial in encoded:
             raise CryptoError(f"serial {serial_hex(serial)} is listed twice for the CRL")
         if not 0 < serial < _MAX_SERIAL:

@@ -24,7 +24,8 @@ class ExitCode(enum.IntEnum):
     VERIFICATION_FAILED = 6  # a probe or a read-back did not show what was expected
     LOCK_HELD = 7  # another run holds the lock
     NEEDS_ACTION = 10  # `rdsssl check` found something that needs action
-    INTERRUPTED = 130  # SIGINT
+    INTERRUPTED = 130  # SIGINT (Ctrl-C), or "no" at a confirmation prompt
+    TERMINATED = 143  # SIGTERM (128 + 15), handled like Ctrl-C
 
 
 class RdsSslError(Exception):
@@ -145,6 +146,10 @@ class VerificationError(RdsSslError):
 
 class LockoutGuard(VerificationError):
     """A change that could lock users out was refused: no successful probe, and no --force."""
+
+
+class PlanChanged(VerificationError):
+    """The instance changed between the plan that was shown and the call: nothing was sent."""
 
 
 class HookFailed(RdsSslError):

@@ -37,7 +37,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from rdsssl import crypto, service
+from rdsssl import crypto, guard, service
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.errors import ApiError, ConfigError, InputError, UsageError, VerificationError
@@ -246,13 +246,13 @@ class Rotation:
     # -- instance steps ----------------------------------------------------------------------
 
     def _stage(self) -> bool:
-        return self.for_each_instance(Step.STAGE, [self.old, self.new], guard=None)
+        return self.for_each_instance(Step.STAGE, [self.old, self.new], proof_for=None)
 
     def _retire(self) -> bool:
-        return self.for_each_instance(Step.RETIRE, [self.new], guard=self._new_cert_guard)
+        return self.for_each_instance(Step.RETIRE, [self.new], proof_for=self._new_cert_guard)
 
     def _rollback(self) -> bool:
-        done = self.for_each_instance(Step.ROLLBACK, [self.old], guard=self._given_cert_guard)
+        done = self.for_each_instance(Step.ROLLBACK, [self.old], proof_for=self._given_cert_guard)
         if done and self.state.users:
             self._emit(
                 Event(
@@ -269,7 +269,7 @@ class Rotation:
         step: Step,
         stores: Sequence[CaStore],
         *,
-        guard: Callable[[str], Callable[[], ProbeResult] | None] | None,
+        proof_for: Callable[[str], guard.Proof | None] | None,
     ) -> bool:
         """Bring every instance of the rotation to trust exactly the CAs of ``stores`` (with
         their CRLs); True when all of them are confirmed. Stops at the first error."""
@@ -279,7 +279,7 @@ class Rotation:
             if self.state.instance_done(iid, step):
                 self._emit(Event(step, "unchanged", instance=iid, detail="done by an earlier run"))
                 continue
-            finished = self._converge(iid, step, stores, crls, guard) and finished
+            finished = self._converge(iid, step, stores, crls, proof_for) and finished
         return finished
 
     def _ready(self, iid: str) -> tuple[InstanceInfo, SslState]:
@@ -319,7 +319,7 @@ class Rotation:
         step: Step,
         stores: Sequence[CaStore],
         crls: _Crls,
-        guard: Callable[[str], Callable[[], ProbeResult] | None] | None,
+        proof_for: Callable[[str], guard.Proof | None] | None,
     ) -> bool:
         _info, ssl = self._ready(iid)
         cas = [s.ca_cert for s in stores]
@@ -347,7 +347,7 @@ class Rotation:
                 dry_run=self.options.dry_run,
                 wait=self.options.wait,
                 force=self.options.force,
-                guard_probe=guard(iid) if guard else None,
+                proof=proof_for(iid) if proof_for else None,
                 timeout=self.options.timeout,
                 on_progress=self.options.on_progress,
                 audit=self.options.audit,
@@ -410,20 +410,20 @@ class Rotation:
             raise UsageError("this run has no way to probe instances (no prober given)")
         return self._prober(iid, user, cert, key)
 
-    def _new_cert_guard(self, iid: str) -> Callable[[], ProbeResult] | None:
+    def _new_cert_guard(self, iid: str) -> guard.Proof | None:
         """Retire drops the old CA: the lockout guard probes with a new certificate."""
         if self.options.probe_user is None:
-            return None  # apply refuses unless --force when the ACL needs certificates
+            return None  # apply refuses unless --force: dropping a CA needs a proof
         user, cert, key = self._probe_files()
-        return lambda: self._probe(iid, user, cert, key)
+        return guard.Proof(user, cert, key, lambda: self._probe(iid, user, cert, key))
 
-    def _given_cert_guard(self, iid: str) -> Callable[[], ProbeResult] | None:
+    def _given_cert_guard(self, iid: str) -> guard.Proof | None:
         """Rollback drops the new CA: only a certificate the operator names proves anything."""
         opts = self.options
         if opts.probe_user is None or opts.probe_cert is None or opts.probe_key is None:
             return None
         user, cert, key = opts.probe_user, opts.probe_cert, opts.probe_key
-        return lambda: self._probe(iid, user, cert, key)
+        return guard.Proof(user, cert, key, lambda: self._probe(iid, user, cert, key))
 
     def _verify(self) -> bool:
         if self.options.dry_run:

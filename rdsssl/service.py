@@ -9,6 +9,7 @@ wait until the read-back equals what was sent.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Callable
@@ -16,19 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rdsssl import crypto
+from rdsssl import crypto, guard
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.errors import (
     ApiError,
-    ApiUnreachable,
     ConfigError,
     CryptoError,
-    LockoutGuard,
+    PlanChanged,
     WaiterError,
     WaiterTimeout,
 )
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, SslState
+from rdsssl.paths import instance_lock
 from rdsssl.probe import ProbeResult
 from rdsssl.waiters import (
     Progress,
@@ -39,9 +40,12 @@ from rdsssl.waiters import (
     wait_until,
 )
 
-CERT_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_CA, AclMode.VERIFY_FULL})
+CERT_ACLS = guard.CERT_ACLS
 DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
 DEFAULT_TIMEOUT = 1800.0  # Terraform's update timeout; a restart takes ~3 min
+# How long a quiet instance is watched before its reads are believed: the real service may show
+# an accepted change a few seconds late (see the README, "Running against a real account").
+DEFAULT_SETTLE = 10.0
 _MODIFY_ATTEMPTS = 3
 
 
@@ -282,7 +286,8 @@ def validate(
     crl_after = crl_pem if crl_pem is not None else (request.crl_pem or None)
     if (request.crl_enabled or plan_.crl_source) and not ca_enabled_after:
         raise ConfigError("a CRL needs the client CA enabled: set a client CA first or together")
-    if crl_after is None and ssl.crl_pem and request.client_ca_pem:
+    fresh_later = plan_.crl_source is not None and crl_pem is None  # signed when applied
+    if crl_after is None and ssl.crl_pem and request.client_ca_pem and not fresh_later:
         crl_after = ssl.crl_pem  # a CA change keeps the old CRL: it must still cover the bundle
     if crl_after and ca_enabled_after:
         warnings += _check_crl(crl_after, ca_pem_after, now=now)
@@ -328,18 +333,26 @@ def _check_crl(crl_pem: str, ca_pem: str, *, now: datetime) -> list[str]:
     return []
 
 
+def guard_need(plan_: Plan, ssl: SslState) -> guard.Need | None:
+    """Why this plan could lock users out (the lockout guard's reason), or None."""
+    return guard.need_for(plan_.request, ssl, _target(plan_, ssl))
+
+
 def guard_reason(plan_: Plan, ssl: SslState) -> str | None:
-    """Why this plan could lock users out, or None when it cannot."""
-    request = plan_.request
-    if request is None:
-        return None
-    if request.acl in CERT_ACLS and ssl.acl != request.acl:
-        return f"ACL becomes {request.acl.value}: clients without a valid certificate are refused"
-    if request.client_ca_pem and ssl.client_ca_pem:
-        dropped = _fps(ssl.client_ca_pem, "ca") - _fps(request.client_ca_pem, "ca")
-        if dropped and (ssl.acl in CERT_ACLS or request.acl in CERT_ACLS):
-            return "the client CA change drops a CA: its certificates stop working"
-    return None
+    """The lockout guard's reason as a sentence, or None (for plan displays)."""
+    need = guard_need(plan_, ssl)
+    return need.reason if need else None
+
+
+def _target(plan_: Plan, ssl: SslState) -> guard.Target:
+    fresh = plan_.crl_source.revoked if plan_.crl_source is not None else None
+    return guard.target_of(plan_.request, ssl, fresh_crl_revoked=fresh)
+
+
+def same_plan(a: Plan, b: Plan) -> bool:
+    """Whether two plans of one instance make the same change (what was shown is what is
+    sent): the same fields, from the same values, to the same values."""
+    return a.instance_id == b.instance_id and a.changes == b.changes
 
 
 # ---------------------------------------------------------------- applying
@@ -386,24 +399,6 @@ def _read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
     return matches
 
 
-def _send(api: RdsApi, request: SslModifyRequest, sleep: Callable[[float], None]) -> str:
-    """One Modify call. After an ambiguous failure (5xx, timeout) the state is re-read: if the
-    change is in progress or done it is never sent again; otherwise it is retried."""
-    matches = _read_back_matches(request)
-    for attempt in range(1, _MODIFY_ATTEMPTS + 1):
-        try:
-            return api.modify_ssl(request)
-        except ApiError as exc:
-            ambiguous = isinstance(exc, ApiUnreachable) or exc.retryable
-            if not ambiguous or attempt == _MODIFY_ATTEMPTS:
-                raise
-            sleep(2.0 * attempt)
-            ssl = api.describe_ssl(request.instance_id)
-            if ssl.last_modify_status == "setting" or matches(ssl):
-                return exc.request_id or "(accepted before the error)"
-    raise AssertionError("unreachable")
-
-
 def apply(
     api: RdsApi,
     instance_id: str,
@@ -412,72 +407,83 @@ def apply(
     dry_run: bool = False,
     wait: bool = True,
     force: bool = False,
-    guard_probe: Callable[[], ProbeResult] | None = None,
+    proof: guard.Proof | None = None,
+    expected: Plan | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    settle: float = DEFAULT_SETTLE,
     on_progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     audit: AuditLog | None = None,
+    lock: bool = True,
 ) -> ApplyResult:
     """Read, plan, validate, guard, then at most ONE ModifyDBInstanceSSL call and a wait.
 
     A busy instance (not Running, or a change still `setting`) is waited for first. A dry run
-    makes only Describe calls and never signs a CRL.
+    makes only Describe calls and never signs a CRL. `expected`: the plan the user saw and
+    confirmed; if the instance now calls for another one, nothing is sent (`PlanChanged`).
+    `lock`: hold the instance's lock (`rdsssl.paths.instance_lock`) from the read to the call,
+    so two runs never both send a change. `settle`: how long to watch for a change to show
+    before taking a quiet instance at its word (after an error, and in the wait).
     """
     started = clock()
     now = now or datetime.now(timezone.utc)
-    waiting = _Waiting(api, instance_id, timeout, sleep, clock, on_progress)
-    info, ssl, notes = waiting.until_ready(dry_run=dry_run)
-    the_plan = plan(desired, ssl, instance_id=instance_id, now=now)
-    if the_plan.noop:
-        return ApplyResult(
-            the_plan, False, dry_run, elapsed=clock() - started, final=ssl, before=ssl
-        )
-    warnings = validate(the_plan, desired, info, ssl, now=now)
-    guard = None if force else _guard(instance_id, guard_reason(the_plan, ssl), guard_probe)
-    the_plan = replace(the_plan, warnings=tuple(warnings))
-    if dry_run:
-        return ApplyResult(
-            the_plan, False, True, guard=guard, elapsed=clock() - started, notes=notes, before=ssl
-        )
-    if the_plan.crl_source is not None:  # signed only now, so dry runs leave the store alone
-        assert the_plan.request is not None
-        request = replace(the_plan.request, crl_enabled=True, crl_pem=the_plan.crl_source.build())
-        extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
-        the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
-    request_id, final = waiting.change(the_plan, ssl, wait=wait, audit=audit or AuditLog.disabled())
+    audit = audit or AuditLog.disabled()
+    if not dry_run:
+        audit.check_writable()  # never make a change the log cannot record
+    waiting = _Waiting(api, instance_id, timeout, settle, sleep, clock, on_progress)
+    held = instance_lock(instance_id) if lock and not dry_run else contextlib.nullcontext()
+    with held:
+        info, ssl, notes = waiting.until_ready(dry_run=dry_run)
+        the_plan = plan(desired, ssl, instance_id=instance_id, now=now)
+        if expected is not None and not same_plan(the_plan, expected):
+            raise PlanChanged(
+                f"{instance_id} changed since the plan was shown: it now needs "
+                f"{_describe_changes(the_plan)} instead of {_describe_changes(expected)}. "
+                "Nothing was sent; run the command again to see the new plan"
+            )
+        if the_plan.noop:
+            return ApplyResult(
+                the_plan, False, dry_run, elapsed=clock() - started, final=ssl, before=ssl
+            )
+        warnings = validate(the_plan, desired, info, ssl, now=now)
+        need = guard_need(the_plan, ssl)
+        checked = None
+        if need is not None and not force and not dry_run:
+            checked = guard.prove(
+                need, proof, _target(the_plan, ssl), instance_id=instance_id, now=now
+            )
+        the_plan = replace(the_plan, warnings=tuple(warnings))
+        if dry_run:
+            return ApplyResult(
+                the_plan, False, True, elapsed=clock() - started, notes=notes, before=ssl
+            )
+        if the_plan.crl_source is not None:  # signed only now, so dry runs leave the store alone
+            assert the_plan.request is not None
+            pem = the_plan.crl_source.build()
+            request = replace(the_plan.request, crl_enabled=True, crl_pem=pem)
+            extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
+            the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
+        request_id = waiting.send(the_plan, ssl, audit)
+    final = waiting.confirm(the_plan, ssl, request_id, audit) if wait else None
     return ApplyResult(
         the_plan,
         True,
         False,
         request_id=request_id,
         final=final,
-        guard=guard,
+        guard=checked,
         elapsed=clock() - started,
         notes=notes,
         before=ssl,
     )
 
 
-def _guard(
-    instance_id: str, reason: str | None, guard_probe: Callable[[], ProbeResult] | None
-) -> ProbeResult | None:
-    """The lockout guard: a change that could lock users out needs a successful probe."""
-    if reason is None:
-        return None
-    if guard_probe is None:
-        raise LockoutGuard(
-            f"{instance_id}: {reason}. Prove a certificate works first "
-            "(--probe-user/--probe-cert/--probe-key) or pass --force"
-        )
-    result = guard_probe()
-    if not result.ok:
-        raise LockoutGuard(
-            f"{instance_id}: {reason}, and the probe as {result.user} failed "
-            f"({result.outcome.value}: {result.detail}); fix that or pass --force"
-        )
-    return result
+def _describe_changes(plan_: Plan) -> str:
+    if plan_.noop:
+        return "no change"
+    return "; ".join(f"{c.field}: {c.before} -> {c.after}" for c in plan_.changes)
 
 
 @dataclass(frozen=True)
@@ -487,6 +493,7 @@ class _Waiting:
     api: RdsApi
     instance_id: str
     timeout: float
+    settle: float
     sleep: Callable[[float], None]
     clock: Callable[[], float]
     on_progress: Callable[[Progress], None] | None
@@ -519,40 +526,146 @@ class _Waiting:
             )
         return info, ssl, notes
 
-    def change(
-        self, the_plan: Plan, before: SslState, *, wait: bool, audit: AuditLog
-    ) -> tuple[str, SslState | None]:
-        """The one Modify call, the wait for its read-back, and one audit line either way."""
+    def _record(
+        self,
+        audit: AuditLog,
+        the_plan: Plan,
+        before: SslState,
+        outcome: str,
+        request_id: str | None,
+        **extra: Any,
+    ) -> None:
+        audit.record(
+            instance=self.instance_id,
+            action="modify-ssl:" + ",".join(c.field for c in the_plan.changes),
+            outcome=outcome,
+            request_id=request_id,
+            before=fingerprints(before),
+            **extra,
+        )
+
+    def send(self, the_plan: Plan, before: SslState, audit: AuditLog) -> str:
+        """The one Modify call; its `sent` audit line is on disk before anything else happens.
+
+        After ANY failed call (throttling and busy answers included) the instance is re-read
+        before anything is sent again, and a change that shows up is never sent twice: one
+        change, one restart. A refusal that proves nothing was taken (a validation error)
+        surfaces at once."""
         request = the_plan.request
         assert request is not None
+        matches = _read_back_matches(request)
+        for attempt in range(1, _MODIFY_ATTEMPTS + 1):
+            try:
+                request_id = self.api.modify_ssl(request)
+            except ApiError as exc:
+                if not exc.retryable:
+                    self._record(
+                        audit,
+                        the_plan,
+                        before,
+                        "api-error",
+                        exc.request_id or None,
+                        detail=exc.code,
+                    )
+                    raise
+                if self._taken(matches, before):
+                    request_id = exc.request_id or "(accepted before the error)"
+                    self._record(
+                        audit,
+                        the_plan,
+                        before,
+                        "sent",
+                        request_id,
+                        detail=f"taken despite {exc.code or type(exc).__name__}",
+                    )
+                    return request_id
+                if attempt == _MODIFY_ATTEMPTS:
+                    self._record(
+                        audit,
+                        the_plan,
+                        before,
+                        "api-error",
+                        exc.request_id or None,
+                        detail=exc.code,
+                    )
+                    raise
+                self.sleep(2.0 * attempt)
+                self._check_unchanged(before)
+                continue
+            self._record(audit, the_plan, before, "sent", request_id)
+            return request_id
+        raise AssertionError("unreachable")
 
-        def record(outcome: str, request_id: str | None, **extra: Any) -> None:
-            audit.record(
-                instance=self.instance_id,
-                action="modify-ssl:" + ",".join(c.field for c in the_plan.changes),
-                outcome=outcome,
-                request_id=request_id,
-                before=fingerprints(before),
-                **extra,
+    def _taken(self, matches: Callable[[SslState], bool], before: SslState) -> bool:
+        """After a failed Modify: did the service take the change anyway? Watches the instance
+        for `settle` seconds: a change in progress is waited out and judged by its read-back;
+        a read-back that already shows the change counts as taken; a quiet instance that still
+        reads as before means it was not taken."""
+        deadline = self.clock() + self.settle
+        before_fps = fingerprints(before)
+        while True:
+            try:
+                info = self.api.describe_instance(self.instance_id)
+                ssl = self.api.describe_ssl(self.instance_id)
+            except ApiError as exc:
+                if not exc.retryable:
+                    raise
+            else:
+                if info.status != "Running" or ssl.last_modify_status == "setting":
+                    obs = self._wait(instance_ready())
+                    after = obs.ssl or self.api.describe_ssl(self.instance_id)
+                    if matches(after):
+                        return True
+                    raise PlanChanged(
+                        f"{self.instance_id}: another change ran on the instance while this one "
+                        "was being sent; nothing more was sent. Run the command again to see "
+                        "the new plan"
+                    )
+                if matches(ssl) and fingerprints(ssl) != before_fps:
+                    return True
+            if self.clock() >= deadline:
+                return False
+            self.sleep(min(1.0, max(0.0, deadline - self.clock())))
+
+    def _check_unchanged(self, before: SslState) -> None:
+        """Before a re-send: the instance must still hold what the plan was made against."""
+        ssl = self.api.describe_ssl(self.instance_id)
+        if fingerprints(ssl) != fingerprints(before):
+            raise PlanChanged(
+                f"{self.instance_id} changed while this change was being sent; nothing more "
+                "was sent. Run the command again to see the new plan"
             )
 
-        try:
-            request_id = _send(self.api, request, self.sleep)
-        except ApiError as exc:
-            record("api-error", exc.request_id or None, detail=exc.code)
-            raise
-        if not wait:
-            record("sent", request_id)
-            return request_id, None
+    def confirm(
+        self, the_plan: Plan, before: SslState, request_id: str, audit: AuditLog
+    ) -> SslState | None:
+        """Wait for the change to be live; the outcome gets its own audit line (`ok`,
+        `failed`, `timeout`, or `interrupted`, after which the change stays unconfirmed)."""
+        request = the_plan.request
+        assert request is not None
         stale_failure = before.last_modify_status == "failed"  # an earlier change's verdict
         try:
             obs = self._wait(ssl_applied(_read_back_matches(request), stale_failure=stale_failure))
         except WaiterError as exc:
-            record(
-                "timeout" if isinstance(exc, WaiterTimeout) else "failed",
+            outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
+            self._record(audit, the_plan, before, outcome, request_id, detail=str(exc))
+            raise
+        except KeyboardInterrupt:
+            self._record(
+                audit,
+                the_plan,
+                before,
+                "interrupted",
                 request_id,
-                detail=str(exc),
+                detail="the wait was interrupted; run again to confirm",
             )
             raise
-        record("ok", request_id, after=fingerprints(obs.ssl) if obs.ssl else {})
-        return request_id, obs.ssl
+        self._record(
+            audit,
+            the_plan,
+            before,
+            "ok",
+            request_id,
+            after=fingerprints(obs.ssl) if obs.ssl else {},
+        )
+        return obs.ssl

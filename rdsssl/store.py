@@ -379,6 +379,8 @@ class CaStore:
                 record = self._only_valid_for(user, now)
             else:
                 assert serial is not None
+                if serial == self._ca_cert.serial_number:
+                    self._refuse_ca(self._record_for(self._ca_cert, origin="ca", now=now))
                 found = self._inv.get(serial)
                 if found is None:
                     raise NotFoundError(
@@ -386,6 +388,7 @@ class CaStore:
                         f"{self._inv.path}; see rdsssl cert list"
                     )
                 record = found
+            self._refuse_ca(record)
             if record.status is CertStatus.REVOKED:
                 return RevokeResult(record=record, changed=False)
             revoked = dataclasses.replace(
@@ -393,6 +396,19 @@ class CaStore:
             )
             self._inv.replace(revoked)
         return RevokeResult(record=revoked, changed=True)
+
+    def _refuse_ca(self, record: CertRecord) -> None:
+        """A CA certificate is never revoked here: a CRL listing the store's own CA (or any CA
+        of the chain) makes PostgreSQL refuse every certificate it issued."""
+        is_ca_row = record.cert_der is not None and crypto.is_ca(
+            x509.load_der_x509_certificate(record.cert_der)
+        )
+        if record.serial == self._ca_cert.serial_number or is_ca_row:
+            raise InputError(
+                f"serial {record.serial_hex} is a CA certificate ({record.cn or 'no CN'}); "
+                "revoking it would make PostgreSQL refuse every certificate it issued. Revoke "
+                "the client certificates themselves, or rotate the CA (rdsssl rotate ca)"
+            )
 
     def _only_valid_for(self, user: str, now: datetime) -> CertRecord:
         rows = [r for r in self._inv.all(cn=user) if r.state(now) == "valid"]
@@ -415,6 +431,12 @@ class CaStore:
         if len(certs) != 1:
             raise CryptoError(f"{source}: holds {len(certs)} certificates; give exactly one")
         cert = certs[0]
+        if crypto.is_ca(cert):
+            raise InputError(
+                f"{source} is a CA certificate ({crypto.name_of(cert)}), not a client "
+                "certificate; revoking a CA would make PostgreSQL refuse every certificate it "
+                "issued. Revoke the client certificates, or rotate the CA (rdsssl rotate ca)"
+            )
         _verify_issued_by(cert, self._ca_cert, source)
         found = self._inv.get(cert.serial_number)
         fresh = self._record_for(cert, origin="external", now=now)

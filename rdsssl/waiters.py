@@ -108,7 +108,8 @@ class WaiterSpec:
 
     def delay_for(self, attempt: int, rng: random.Random) -> float:
         """The sleep after poll number `attempt` (1-based): capped exponential, then jitter."""
-        base = min(self.max_delay, self.delay * self.multiplier ** max(0, attempt - 1))
+        growth = self.multiplier ** min(max(0, attempt - 1), 64)  # capped: no overflow
+        base = min(self.max_delay, self.delay * growth)
         return float(base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
 
 

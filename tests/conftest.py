@@ -85,3 +85,18 @@ def server_pki(tmp_path_factory: pytest.TempPathFactory) -> ServerPki:
     with `sslrootcert=str(server_pki.sslrootcert)` and `sslmode="verify-full"`.
     """
     return make_server_pki(tmp_path_factory.mktemp("server-pki"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """rdsssl's state directory (instance locks, default audit log) in a temp dir, never the
+    real ~/.local/state of whoever runs the tests."""
+    import os
+
+    previous = os.environ.get("RDSSSL_STATE_DIR")
+    os.environ["RDSSSL_STATE_DIR"] = str(tmp_path_factory.mktemp("rdsssl-state"))
+    yield
+    if previous is None:
+        os.environ.pop("RDSSSL_STATE_DIR", None)
+    else:
+        os.environ["RDSSSL_STATE_DIR"] = previous

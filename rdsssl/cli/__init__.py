@@ -11,17 +11,28 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 import click
 
-from rdsssl import __version__
+from rdsssl import __version__, audit
 from rdsssl.cli.app import App
 from rdsssl.errors import ExitCode, RdsSslError
 
-__all__ = ["COMMANDS", "App", "cli", "main", "run"]
+__all__ = ["COMMANDS", "App", "Terminated", "cli", "main", "run"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd stopping a unit, `timeout`, `kill`): handled like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
 
 # name -> ("module:attribute", one-line help); each module imports its heavy dependencies itself.
 # An entry whose module is not installed is hidden (_available).
@@ -139,16 +150,17 @@ def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     app = app if app is not None else App()
     app.json = _wants_json(args)
+    audit.forget_unconfirmed()
     try:
         rv = cli.main(args, prog_name="rdsssl", standalone_mode=False, obj=app)
     except RdsSslError as exc:
         return app.fail(exc)
-    except click.exceptions.Abort as exc:  # Ctrl-C (or end of input) at a prompt or anywhere
-        return app.fail(exc, code=int(ExitCode.INTERRUPTED), message="interrupted")
+    except click.exceptions.Abort as exc:  # Ctrl-C / SIGTERM / end of input, or "no" to a prompt
+        return app.interrupted(exc.__cause__ if isinstance(exc.__cause__, BaseException) else exc)
     except click.ClickException as exc:
         return app.fail_usage(exc)
     except KeyboardInterrupt as exc:
-        return app.fail(exc, code=int(ExitCode.INTERRUPTED), message="interrupted")
+        return app.interrupted(exc)
     except BrokenPipeError:  # `rdsssl cert list | head`: the reader left; nothing to report
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
@@ -159,5 +171,7 @@ def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point (``rdsssl``, ``python -m rdsssl``)."""
+    """Console-script entry point (``rdsssl``, ``python -m rdsssl``). SIGTERM is handled like
+    Ctrl-C (one message, one JSON document, the audit line of an unconfirmed change kept)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run(argv))

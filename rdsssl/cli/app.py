@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from rdsssl import audit
 from rdsssl.errors import ExitCode, RdsSslError
 
 __all__ = ["App"]
@@ -115,6 +116,34 @@ class App:
             error = {"type": type(exc).__name__, "message": text, "exit_code": exit_code}
             self._emit({"ok": False, "error": error})
         return exit_code
+
+    def interrupted(self, exc: BaseException) -> int:
+        """Ctrl-C (130) or SIGTERM (143): one message, and under --json one document, saying
+        which changes were sent and not yet confirmed (their `sent` audit lines are on disk):
+        running the same command again re-reads the instances and confirms them."""
+        terminated = type(exc).__name__ == "Terminated"
+        code = int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
+        pending = audit.unconfirmed()
+        text = "terminated" if terminated else "interrupted"
+        if pending:
+            sent = ", ".join(
+                f"{iid} (RequestId {rid})" if rid else iid for iid, rid in sorted(pending.items())
+            )
+            text += (
+                f"; change sent to {sent}, not yet confirmed: re-run the same command to confirm"
+            )
+        click.echo(f"rdsssl: {text}", err=True)
+        if self.json and not self._emitted:
+            error = {
+                "type": "Terminated" if terminated else "Interrupted",
+                "message": text,
+                "exit_code": code,
+            }
+            unconfirmed = [
+                {"instance": i, "request_id": r or None} for i, r in sorted(pending.items())
+            ]
+            self._emit({"ok": False, "error": error, "unconfirmed": unconfirmed})
+        return code
 
     def fail_usage(self, exc: click.ClickException) -> int:
         """A click usage error: click's own usage hint on stderr, exit 2 (and JSON if asked)."""

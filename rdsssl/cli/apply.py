@@ -14,12 +14,13 @@ exit code is the highest exit code among the failures (0 when all succeeded).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -42,7 +43,8 @@ from rdsssl.cli.fleet_opts import pacing_options
 from rdsssl.config import load_desired_state
 from rdsssl.desired import DesiredBuilder, resolve
 from rdsssl.errors import ExitCode, RdsSslError, VerificationError
-from rdsssl.models import InstanceSpec
+from rdsssl.guard import Proof
+from rdsssl.models import AclMode, InstanceSpec
 from rdsssl.probe import ProbeResult
 from rdsssl.service import ApplyResult, DesiredSsl, fingerprints, guard_reason
 from rdsssl.service import apply as service_apply
@@ -61,8 +63,6 @@ __all__ = [
     "run_each",
 ]
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -105,13 +105,25 @@ class Outcome:
         return "up-to-date"
 
 
-def run_each(items: Sequence[T], fn: Callable[[T], R], *, concurrency: int = 1) -> list[R]:
-    """Run `fn` over `items`, at most `concurrency` at a time; results in input order. `fn`
-    keeps its own errors (see `captured`), so one instance never stops the others."""
-    if concurrency <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
-        return list(pool.map(fn, items))
+def run_each(
+    outcomes: Sequence[Outcome],
+    fn: Callable[[Outcome, Callable[[float], None]], Outcome],
+    *,
+    concurrency: int = 1,
+) -> None:
+    """Run `fn` over `outcomes` through the fleet runner (`rdsssl.fleet.run`), at most
+    `concurrency` at a time. `fn` keeps its own errors in the outcome (see `captured`), so one
+    instance never stops the others; it gets a `sleep` that ends with `Interrupted` once the
+    run is interrupted, so Ctrl-C or SIGTERM stops every wait promptly."""
+    cancel = threading.Event()
+    by_id = {o.instance_id: o for o in outcomes}
+    sleep = fleet.sleeper(cancel)
+    fleet.run(
+        list(by_id),
+        lambda iid: fn(by_id[fleet.instance_id_of(iid)], sleep),
+        concurrency=max(1, concurrency),
+        cancel=cancel,
+    )
 
 
 def probe_json(result: ProbeResult) -> dict[str, Any]:
@@ -151,28 +163,40 @@ def apply_one(
     outcome: Outcome,
     opts: MutatingOptions,
     probe: ProbeOptions,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """The change itself: guard (probe first unless --force), one Modify call, wait, and with
-    probe options a probe afterwards. A failed proof is a `VerificationError` in `error`."""
+    """The change itself: re-read (stop if the plan differs from the one shown), guard (a
+    proof unless --force), one Modify call, wait, and with probe options a probe afterwards:
+    without a password when the ACL is now `cert`, so a certificate-only login is what it
+    proves. A failed proof is a `VerificationError` in `error`."""
     assert outcome.desired is not None
     iid = outcome.instance_id
-    guard = (lambda: run_probe(api, iid, probe)) if probe.given else None
+    proof = None
+    if probe.given:
+        assert probe.user is not None
+        proof = Proof(probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe))
     result = service_apply(
         api,
         iid,
         outcome.desired,
         wait=not opts.no_wait,
         force=opts.force,
-        guard_probe=guard,
+        proof=proof,
+        expected=outcome.preview.plan if outcome.preview is not None else None,
         timeout=opts.timeout,
+        settle=opts.settle,
         on_progress=progress_reporter(app),
+        sleep=sleep,
         audit=opts.audit,
     )
     outcome.result = result
     for note in result.notes:
         app.info(f"{iid}: {note}")
     if result.applied and result.final is not None and probe.given:
-        checked = run_probe(api, iid, probe)
+        cert_only = result.final.acl is AclMode.CERT
+        after = replace(probe, password_env=None) if cert_only else probe
+        checked = run_probe(api, iid, after)
         outcome.verification = checked
         if not checked.ok:
             raise VerificationError(
@@ -280,11 +304,13 @@ def _plan_all(
     planned = [(Outcome(iid, spec.source), apis.get(spec.region)) for iid, spec in targets]
     specs = [spec for _, spec in targets]
 
-    def plan_item(i: int) -> Outcome:
-        outcome, api = planned[i]
-        return captured(partial(_plan_entry, builder, api, specs[i]))(outcome)
+    index = {o.instance_id: n for n, (o, _) in enumerate(planned)}
 
-    run_each(list(range(len(planned))), plan_item, concurrency=concurrency)
+    def plan_item(outcome: Outcome, _sleep: Callable[[float], None]) -> Outcome:
+        n = index[outcome.instance_id]
+        return captured(partial(_plan_entry, builder, planned[n][1], specs[n]))(outcome)
+
+    run_each([o for o, _ in planned], plan_item, concurrency=concurrency)
     return planned
 
 
@@ -387,12 +413,16 @@ def apply_cmd(
         if not click.confirm(question, default=False, err=True):
             raise click.Abort()
 
-    def apply_item(item: tuple[Outcome, RdsApi]) -> Outcome:
-        outcome, api = item
-        return captured(lambda o: apply_one(app, api, o, opts, probe))(outcome)
+    apis = {o.instance_id: api for o, api in todo}
+
+    def apply_item(outcome: Outcome, sleep: Callable[[float], None]) -> Outcome:
+        api = apis[outcome.instance_id]
+        return captured(lambda o: apply_one(app, api, o, opts, probe, sleep=sleep))(outcome)
 
     if not opts.dry_run:
-        run_each(todo, apply_item, concurrency=concurrency)
+        if todo:
+            opts.audit.check_writable()  # exit 3 before any instance is touched
+        run_each([o for o, _ in todo], apply_item, concurrency=concurrency)
     outcomes = [o for o, _ in planned]
     summary = _summary(outcomes)
     _report_failures(app, outcomes)

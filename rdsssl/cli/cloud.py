@@ -21,7 +21,7 @@ from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
-from rdsssl.service import Plan
+from rdsssl.service import DEFAULT_SETTLE, Plan
 from rdsssl.waiters import Progress
 
 __all__ = [
@@ -63,6 +63,7 @@ class MutatingOptions:
     timeout: float
     force: bool
     audit_log: Path | None
+    settle: float = DEFAULT_SETTLE
 
     @property
     def audit(self) -> AuditLog:
@@ -92,6 +93,16 @@ def mutating_options(f: F) -> F:
             help="Skip the lockout guard (no proof that a certificate still works).",
         ),
         click.option(
+            "--settle",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_SETTLE,
+            show_default=True,
+            envvar="RDSSSL_SETTLE_SECONDS",
+            metavar="SECONDS",
+            help="How long a quiet instance is watched before its reads are believed (a change "
+            "may show late on the real service); env RDSSSL_SETTLE_SECONDS.",
+        ),
+        click.option(
             "--audit-log",
             type=click.Path(path_type=Path, dir_okay=False),
             envvar="RDSSSL_AUDIT_LOG",
@@ -113,6 +124,7 @@ def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
         timeout=kwargs.pop("timeout"),
         force=kwargs.pop("force"),
         audit_log=kwargs.pop("audit_log"),
+        settle=kwargs.pop("settle"),
     )
 
 

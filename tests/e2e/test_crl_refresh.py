@@ -157,12 +157,13 @@ def test_a_crl_near_next_update_is_replaced_once(cloud: Cloud, ca_dir: Path) -> 
     assert after.next_update is not None
     assert after.next_update - datetime.now(timezone.utc) > timedelta(days=89)
     assert cloud.modifies().count(iid) == 2  # set-up + the refresh
-    (line,) = cloud.audit_lines()
+    sent, line = cloud.audit_lines()  # `sent` as the call returned, then the outcome
     assert line["instance"] == iid and line["action"] == "modify-ssl:crl"
     assert line["outcome"] == "ok" and line["request_id"]
+    assert (sent["outcome"], sent["request_id"]) == ("sent", line["request_id"])
     rerun = cloud.cli("crl", "refresh", iid, "--ca-dir", ca_dir)
     assert rerun.exit_code == 0 and "nothing to do" in rerun.stderr
-    assert cloud.modifies().count(iid) == 2 and len(cloud.audit_lines()) == 1
+    assert cloud.modifies().count(iid) == 2 and len(cloud.audit_lines()) == 2
 
 
 def test_min_remaining_longer_than_the_crl_makes_it_due(cloud: Cloud, ca_dir: Path) -> None:

@@ -120,7 +120,11 @@ def test_the_lockout_guard_refuses_without_proof_and_passes_with_it(
     assert bare.json()["error"]["type"] == "LockoutGuard"
     unknown = cloud.cli(*base, "--probe-cert", stranger[1], "--probe-key", stranger[3])
     assert unknown.exit_code == ExitCode.VERIFICATION_FAILED
-    assert "the probe as alice failed (unknown-ca" in unknown.stderr
+    assert "it is not issued by a CA the instance will trust" in unknown.stderr  # before a call
+    wrong = cloud.cli(*base, "--probe-cert", good[1], "--probe-key", good[3],
+                      env={"ALICE_PASSWORD": "not-her-password"})  # fmt: skip
+    assert wrong.exit_code == ExitCode.VERIFICATION_FAILED
+    assert "the probe as alice failed (auth-failed" in wrong.stderr  # the live probe
     assert len(cloud.calls("ModifyDBInstanceSSL")) == modifies
 
     proven = cloud.cli(*base, "--probe-cert", good[1], "--probe-key", good[3])

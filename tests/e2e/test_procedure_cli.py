@@ -68,9 +68,9 @@ def test_the_whole_procedure(fresh: Cloud, tmp_path: Path) -> None:
     shown = cloud.cli("--json", "instance", "show", iid).json()["ssl"]
     assert (shown["acl"], shown["crl"][0]["entries"]) == ("cert", 1)
     assert shown["client_ca"][0]["subject"] == "CN=root-ca1"
-    lines = audit.read(cloud.work / "audit.jsonl")[-3:]
-    assert [(r["instance"], r["outcome"]) for r in lines] == [(iid, "ok")] * 3
-    assert [r["action"] for r in lines] == [
+    lines = audit.read(cloud.work / "audit.jsonl")[-6:]  # `sent`, then the outcome, per change
+    assert [(r["instance"], r["outcome"]) for r in lines] == [(iid, "sent"), (iid, "ok")] * 3
+    assert [r["action"] for r in lines[1::2]] == [
         "modify-ssl:client_ca", "modify-ssl:crl", "modify-ssl:acl"
     ]  # fmt: skip
 

@@ -300,17 +300,13 @@ def test_reads_give_up_after_the_configured_retries(monkeypatch: pytest.MonkeyPa
     assert client.calls == 4 and len(sleeps) == 3
 
 
-def test_modify_is_retried_on_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
-    client = FakeClient([sdk_error(ClientException, 400, "Throttling.User")], {"RequestId": "R9"})
-    assert api_with(monkeypatch, client, []).modify_ssl(MODIFY) == "R9"
-    assert client.calls == 2
-
-
 @pytest.mark.parametrize("error", [
+    sdk_error(ClientException, 400, "Throttling.User"),
+    sdk_error(ClientException, 403, "IncorrectDBInstanceState"),
     sdk_error(ServerException, 503, "ServiceUnavailable"),
     unretryable(RetryError("Read timed out.")),
 ])
-def test_modify_is_not_retried_when_the_service_may_have_taken_it(
+def test_modify_is_never_retried_by_the_adapter_the_service_re_reads_first(
     monkeypatch: pytest.MonkeyPatch, error: BaseException,
 ) -> None:
     client = FakeClient([error], {"RequestId": "R9"})

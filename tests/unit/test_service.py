@@ -7,7 +7,6 @@ tests/unit/test_waiters.py and, with a real status machine, by the emulator test
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,19 +15,17 @@ import pytest
 from rdsssl import audit, crypto
 from rdsssl.audit import AuditLog
 from rdsssl.errors import ApiError, ConfigError, CryptoError, LockoutGuard
+from rdsssl.guard import Proof
 from rdsssl.models import (
     AclMode,
-    InstanceInfo,
     KeyType,
-    NetInfo,
     RevocationReason,
-    SslModifyRequest,
     SslState,
 )
-from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget
 from rdsssl.service import CrlFromStore, DesiredSsl, Effect, apply, plan
 
-from .conftest import make_pki
+from .conftest import cached_key, make_pki
+from .fakes import FakeApi, FakeTime, bad_probe, instance_info, ok_probe, ssl_state
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 CA = make_pki(KeyType.EC_P256, cn="root-ca1")
@@ -50,109 +47,13 @@ def _crl(
     return crypto.crl_pem(crl).decode()
 
 
-def _ssl(**kw: object) -> SslState:
-    base = dict(
-        ssl_enabled=True,
-        ca_type="aliyun",
-        connection_string="pgm-x.pg.rds.aliyuncs.com",
-        server_cert_pem="",
-        server_ca_url="",
-        ssl_expire_time=None,
-        require_update=False,
-        client_ca_pem=None,
-        crl_pem=None,
-        acl=None,
-        replication_acl=None,
-        last_modify_status="success",
-        modify_status_reason="",
-    )
-    base.update(kw)
-    return SslState(**base)  # type: ignore[arg-type]
-
-
-def _info(**kw: object) -> InstanceInfo:
-    base = dict(
-        instance_id="pgm-x",
-        region="cn-hangzhou",
-        status="Running",
-        lock_mode="Unlock",
-        engine="PostgreSQL",
-        engine_version="15.0",
-        storage_type="cloud_essd",
-        connection_string="pgm-x.pg.rds.aliyuncs.com",
-        port=5432,
-        pay_type="Postpaid",
-    )
-    base.update(kw)
-    return InstanceInfo(**base)  # type: ignore[arg-type]
-
-
-class FakeApi:
-    """Applies Modify calls at once and counts them; optionally fails the first calls."""
-
-    def __init__(self, ssl: SslState, info: InstanceInfo | None = None) -> None:
-        self.ssl = ssl
-        self.info = info or _info()
-        self.modify_calls: list[SslModifyRequest] = []
-        self.describe_calls = 0
-        self.fail_modify: list[ApiError] = []
-
-    def describe_instance(self, instance_id: str) -> InstanceInfo:
-        self.describe_calls += 1
-        return self.info
-
-    def describe_ssl(self, instance_id: str) -> SslState:
-        self.describe_calls += 1
-        return self.ssl
-
-    def describe_net_info(self, instance_id: str) -> list[NetInfo]:
-        return [NetInfo(self.info.connection_string, "127.0.0.1", "Public", 5432, "Normal")]
-
-    def list_instances(
-        self, *, region: str, tags: Mapping[str, str] | None = None, engine: str = "PostgreSQL"
-    ) -> list[InstanceInfo]:
-        return [self.info]
-
-    def create_account(self, instance_id: str, name: str, password: str) -> str:
-        return "req-account"
-
-    def server_ca_pem(self, url: str) -> bytes:
-        return b""
-
-    def modify_ssl(self, request: SslModifyRequest) -> str:
-        self.modify_calls.append(request)
-        if self.fail_modify:
-            raise self.fail_modify.pop(0)
-        changes: dict[str, object] = {}
-        if request.client_ca_enabled is False:
-            changes.update(client_ca_pem=None, crl_pem=None, acl=None, replication_acl=None)
-        if request.client_ca_pem is not None:
-            changes["client_ca_pem"] = request.client_ca_pem
-        if request.crl_pem is not None:
-            changes["crl_pem"] = request.crl_pem
-        if request.acl is not None:
-            changes["acl"] = request.acl
-        if request.replication_acl is not None:
-            changes["replication_acl"] = request.replication_acl
-        self.ssl = dataclasses.replace(self.ssl, **changes)  # type: ignore[arg-type]
-        return f"req-{len(self.modify_calls)}"
-
-
-def _ok_probe() -> ProbeResult:
-    return ProbeResult(
-        ProbeOutcome.OK, ProbeTarget("h", 1), "alice", "connected", 0.0, "verify-full"
-    )
-
-
-def _bad_probe() -> ProbeResult:
-    return ProbeResult(
-        ProbeOutcome.REVOKED,
-        ProbeTarget("h", 1),
-        "alice",
-        "certificate revoked",
-        0.0,
-        "verify-full",
-    )
+def _alice_files(tmp_path: Path) -> tuple[Path, Path]:
+    """alice's certificate from CA and its key, as files (what a guard proof names)."""
+    issued = CA.issue("alice", now=NOW)
+    cert, key = tmp_path / "alice.crt", tmp_path / "alice.key"
+    cert.write_bytes(crypto.cert_pem(issued.cert))
+    key.write_bytes(crypto.key_pem(cached_key(KeyType.EC_P256, "leaf")))
+    return cert, key
 
 
 # ------------------------------------------------------------------ plan
@@ -162,7 +63,7 @@ def test_plan_full_configuration_is_one_request_with_every_field() -> None:
     desired = DesiredSsl(
         client_ca_pem=_ca(), crl=_crl(), acl=AclMode.CERT, replication_acl=AclMode.VERIFY_CA
     )
-    p = plan(desired, _ssl(), instance_id="pgm-x")
+    p = plan(desired, ssl_state(), instance_id="pgm-x")
     assert [c.field for c in p.changes] == ["client_ca", "crl", "acl", "replication_acl"]
     assert p.effect is Effect.RESTART
     assert p.request is not None
@@ -173,7 +74,7 @@ def test_plan_full_configuration_is_one_request_with_every_field() -> None:
 
 def test_plan_is_noop_when_everything_holds() -> None:
     ca, crl = _ca(), _crl()
-    observed = _ssl(client_ca_pem=ca, crl_pem=crl, acl=AclMode.CERT)
+    observed = ssl_state(client_ca_pem=ca, crl_pem=crl, acl=AclMode.CERT)
     p = plan(DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.CERT), observed, instance_id="x")
     assert p.noop and p.request is None and p.effect is Effect.NONE
 
@@ -181,13 +82,13 @@ def test_plan_is_noop_when_everything_holds() -> None:
 def test_plan_ignores_pem_formatting_differences() -> None:
     ca = _ca()
     reformatted = "some prose before the block\r\n" + ca.replace("\n", "\r\n") + "\n\n"
-    p = plan(DesiredSsl(client_ca_pem=reformatted), _ssl(client_ca_pem=ca), instance_id="x")
+    p = plan(DesiredSsl(client_ca_pem=reformatted), ssl_state(client_ca_pem=ca), instance_id="x")
     assert p.noop
 
 
 @pytest.mark.parametrize("field", ["acl", "replication_acl"])
 def test_plan_acl_only_change_is_an_acl_lock_not_a_restart(field: str) -> None:
-    observed = _ssl(client_ca_pem=_ca(), acl=AclMode.PREFER, replication_acl=AclMode.PREFER)
+    observed = ssl_state(client_ca_pem=_ca(), acl=AclMode.PREFER, replication_acl=AclMode.PREFER)
     p = plan(DesiredSsl(**{field: AclMode.VERIFY_FULL}), observed, instance_id="x")  # type: ignore[arg-type]
     assert [c.field for c in p.changes] == [field]
     assert p.effect is Effect.ACL_LOCK
@@ -195,16 +96,16 @@ def test_plan_acl_only_change_is_an_acl_lock_not_a_restart(field: str) -> None:
 
 
 def test_plan_ca_change_only_sends_the_ca() -> None:
-    observed = _ssl(client_ca_pem=_ca(CA), acl=AclMode.CERT)
+    observed = ssl_state(client_ca_pem=_ca(CA), acl=AclMode.CERT)
     p = plan(DesiredSsl(client_ca_pem=_ca(CA2), acl=AclMode.CERT), observed, instance_id="x")
     assert [c.field for c in p.changes] == ["client_ca"]
     assert p.request is not None and p.request.acl is None and p.request.crl_pem is None
 
 
 def test_plan_disable_client_ca() -> None:
-    p = plan(DesiredSsl(disable_client_ca=True), _ssl(client_ca_pem=_ca()), instance_id="x")
+    p = plan(DesiredSsl(disable_client_ca=True), ssl_state(client_ca_pem=_ca()), instance_id="x")
     assert p.request is not None and p.request.client_ca_enabled is False
-    assert plan(DesiredSsl(disable_client_ca=True), _ssl(), instance_id="x").noop
+    assert plan(DesiredSsl(disable_client_ca=True), ssl_state(), instance_id="x").noop
 
 
 def test_plan_crl_from_store_is_noop_when_current_and_uploads_when_not() -> None:
@@ -216,14 +117,14 @@ def test_plan_crl_from_store_is_noop_when_current_and_uploads_when_not() -> None
         return _crl(serials=(7,))
 
     req = CrlFromStore(revoked=frozenset({7}), build=build, min_remaining=timedelta(days=30))
-    current = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=90))
+    current = ssl_state(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=90))
     assert plan(DesiredSsl(client_ca_pem=ca, crl=req), current, instance_id="x", now=NOW).noop
-    missing_revocation = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(), days=90))
+    missing_revocation = ssl_state(client_ca_pem=ca, crl_pem=_crl(serials=(), days=90))
     p = plan(DesiredSsl(client_ca_pem=ca, crl=req), missing_revocation, instance_id="x", now=NOW)
     assert [c.field for c in p.changes] == ["crl"] and "not yet on the instance" in p.changes[
         0
     ].after
-    nearly_expired = _ssl(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=10))
+    nearly_expired = ssl_state(client_ca_pem=ca, crl_pem=_crl(serials=(7,), days=10))
     p = plan(DesiredSsl(client_ca_pem=ca, crl=req), nearly_expired, instance_id="x", now=NOW)
     assert [c.field for c in p.changes] == ["crl"] and "nextUpdate" in p.changes[0].after
     assert built == []  # planning never signs a CRL
@@ -233,7 +134,7 @@ def test_plan_crl_from_store_is_noop_when_current_and_uploads_when_not() -> None
 
 
 def test_apply_sends_one_call_then_a_rerun_sends_none() -> None:
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     desired = DesiredSsl(client_ca_pem=_ca(), crl=_crl(), acl=AclMode.PREFER)
     first = apply(api, "pgm-x", desired, sleep=lambda s: None)
     assert first.applied and len(api.modify_calls) == 1
@@ -242,7 +143,7 @@ def test_apply_sends_one_call_then_a_rerun_sends_none() -> None:
 
 
 def test_dry_run_makes_no_modify_call_and_signs_no_crl() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    api = FakeApi(ssl_state(client_ca_pem=_ca()))
     built: list[int] = []
 
     def build() -> str:
@@ -256,7 +157,7 @@ def test_dry_run_makes_no_modify_call_and_signs_no_crl() -> None:
 
 
 def test_apply_signs_the_store_crl_once_and_uploads_it() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    api = FakeApi(ssl_state(client_ca_pem=_ca()))
     desired = DesiredSsl(crl=CrlFromStore(revoked=frozenset({9}), build=lambda: _crl(serials=(9,))))
     result = apply(api, "pgm-x", desired, sleep=lambda s: None)
     assert result.applied and len(api.modify_calls) == 1
@@ -268,14 +169,14 @@ def test_apply_signs_the_store_crl_once_and_uploads_it() -> None:
 
 
 def test_acl_without_client_ca_is_refused_locally() -> None:
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     with pytest.raises(ConfigError, match="needs the client CA"):
         apply(api, "pgm-x", DesiredSsl(acl=AclMode.PREFER))
     assert api.modify_calls == []
 
 
 def test_verify_full_needs_pg12() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca()), _info(engine_version="11.0"))
+    api = FakeApi(ssl_state(client_ca_pem=_ca()), instance_info(engine_version="11.0"))
     with pytest.raises(ConfigError, match="PostgreSQL >= 12"):
         apply(api, "pgm-x", DesiredSsl(replication_acl=AclMode.VERIFY_FULL), force=True)
     assert api.modify_calls == []
@@ -283,40 +184,47 @@ def test_verify_full_needs_pg12() -> None:
 
 def test_crl_that_does_not_cover_every_ca_is_refused() -> None:
     bundle = _ca(CA) + _ca(CA2)
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     with pytest.raises(CryptoError, match="no CRL covers CA"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=bundle, crl=_crl(CA)))
     assert api.modify_calls == []
 
 
 def test_crl_close_to_expiry_is_refused() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca()))
+    api = FakeApi(ssl_state(client_ca_pem=_ca()))
     with pytest.raises(CryptoError, match="locks out"):
         apply(api, "pgm-x", DesiredSsl(crl=_crl(days=30, at=NOW - timedelta(days=29, hours=12))))
     assert api.modify_calls == []
 
 
 def test_ca_change_that_keeps_an_old_crl_not_covering_it_is_refused() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca(CA), crl_pem=_crl(CA)))
+    api = FakeApi(ssl_state(client_ca_pem=_ca(CA), crl_pem=_crl(CA)))
     with pytest.raises(CryptoError, match="no CRL covers CA"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca(CA2)), force=True)
 
 
-def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.PREFER))
+def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe(tmp_path: Path) -> None:
+    api = FakeApi(ssl_state(client_ca_pem=_ca(), acl=AclMode.PREFER))
+    cert, key = _alice_files(tmp_path)
     with pytest.raises(LockoutGuard, match="--force"):
         apply(api, "pgm-x", DesiredSsl(acl=AclMode.CERT))
     with pytest.raises(LockoutGuard, match="revoked"):
-        apply(api, "pgm-x", DesiredSsl(acl=AclMode.CERT), guard_probe=_bad_probe)
+        apply(
+            api, "pgm-x", DesiredSsl(acl=AclMode.CERT), proof=Proof("alice", cert, key, bad_probe)
+        )
     assert api.modify_calls == []
     ok = apply(
-        api, "pgm-x", DesiredSsl(acl=AclMode.CERT), guard_probe=_ok_probe, sleep=lambda s: None
+        api,
+        "pgm-x",
+        DesiredSsl(acl=AclMode.CERT),
+        proof=Proof("alice", cert, key, ok_probe),
+        sleep=lambda s: None,
     )
     assert ok.applied and ok.guard is not None and ok.guard.ok
 
 
 def test_force_skips_the_guard() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.PREFER))
+    api = FakeApi(ssl_state(client_ca_pem=_ca(), acl=AclMode.PREFER))
     result = apply(
         api, "pgm-x", DesiredSsl(acl=AclMode.VERIFY_CA), force=True, sleep=lambda s: None
     )
@@ -324,26 +232,32 @@ def test_force_skips_the_guard() -> None:
 
 
 def test_loosening_the_acl_needs_no_guard() -> None:
-    api = FakeApi(_ssl(client_ca_pem=_ca(), acl=AclMode.CERT))
+    api = FakeApi(ssl_state(client_ca_pem=_ca(), acl=AclMode.CERT))
     assert apply(api, "pgm-x", DesiredSsl(acl=AclMode.PREFER), sleep=lambda s: None).applied
 
 
 def test_locked_instance_is_refused() -> None:
-    api = FakeApi(_ssl(), _info(lock_mode="LockByExpiration"))
+    api = FakeApi(ssl_state(), instance_info(lock_mode="LockByExpiration"))
     with pytest.raises(ApiError, match="locked"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()))
     assert api.modify_calls == []
 
 
 def test_ambiguous_modify_failure_is_not_resent_when_the_change_is_underway() -> None:
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("boom", code="InternalError", retryable=True)]
     original = api.describe_ssl
 
     def describe_ssl(instance_id: str) -> SslState:
-        # After the 500 the service re-reads: the change is in progress on the instance.
+        # After the 500 the service re-reads: the change is in progress on the instance, and
+        # the next read finds it done (the call was taken despite the error).
         if len(api.modify_calls) == 1 and api.ssl.client_ca_pem is None:
-            api.ssl = dataclasses.replace(api.ssl, last_modify_status="setting")
+            if api.ssl.last_modify_status == "setting":
+                api.ssl = dataclasses.replace(
+                    api.ssl, client_ca_pem=_ca(), last_modify_status="success"
+                )
+            else:
+                api.ssl = dataclasses.replace(api.ssl, last_modify_status="setting")
         return original(instance_id)
 
     api.describe_ssl = describe_ssl  # type: ignore[method-assign]
@@ -352,31 +266,38 @@ def test_ambiguous_modify_failure_is_not_resent_when_the_change_is_underway() ->
 
 
 def test_ambiguous_modify_failure_is_resent_when_nothing_happened() -> None:
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("boom", code="ServiceUnavailable", retryable=True)]
-    result = apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
+    t = FakeTime()
+    result = apply(
+        api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=t.sleep, clock=t.clock, settle=10
+    )
     assert result.applied and len(api.modify_calls) == 2
+    assert t.now >= 10  # the instance was watched for the settle period before the re-send
     assert api.ssl.client_ca_pem == _ca()
 
 
 def test_permanent_modify_error_surfaces_unchanged() -> None:
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("bad", code="InvalidClientCACert")]
     with pytest.raises(ApiError, match="InvalidClientCACert"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
     assert len(api.modify_calls) == 1
 
 
-def test_audit_log_gets_one_line_per_change_and_none_for_a_noop(tmp_path: Path) -> None:
+def test_audit_log_gets_a_sent_and_an_outcome_line_per_change_none_for_a_noop(
+    tmp_path: Path,
+) -> None:
     log = AuditLog(tmp_path / "audit" / "audit.jsonl")
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     desired = DesiredSsl(client_ca_pem=_ca(), acl=AclMode.PREFER)
     apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
     apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
     apply(api, "pgm-x", desired, audit=log, dry_run=True)
     lines = audit.read(log.path)  # type: ignore[arg-type]
-    assert len(lines) == 1
-    line = lines[0]
+    assert [line["outcome"] for line in lines] == ["sent", "ok"]
+    sent, line = lines
+    assert sent["request_id"] == "req-1" and sent["after"] == {}
     assert line["instance"] == "pgm-x" and line["outcome"] == "ok"
     assert line["request_id"] == "req-1" and line["action"] == "modify-ssl:client_ca,acl"
     assert line["before"]["client_ca"] == []
@@ -387,7 +308,7 @@ def test_audit_log_gets_one_line_per_change_and_none_for_a_noop(tmp_path: Path) 
 
 def test_audit_log_records_a_refused_modify(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl")
-    api = FakeApi(_ssl())
+    api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("bad", code="InvalidClientCACert", request_id="r-9")]
     with pytest.raises(ApiError):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), audit=log, sleep=lambda s: None)
