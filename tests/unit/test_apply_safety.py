@@ -106,7 +106,7 @@ def test_an_unwritable_audit_log_stops_before_any_call(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     api = FakeApi(ssl_state())
-    with pytest.raises(InputError, match="audit log .* is not writable") as exc:
+    with pytest.raises(InputError, match=r"audit log .* is not writable") as exc:
         _run(api, DesiredSsl(client_ca_pem=PEM), audit=AuditLog(blocker / "audit.jsonl"))
     assert exc.value.exit_code == 3 and api.modify_calls == [] and api.describe_calls == 0
     # a dry run writes no audit line, so it does not need the log
