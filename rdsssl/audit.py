@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rdsssl.fsutil import make_private_dirs
+
 ENV_AUDIT_LOG = "RDSSSL_AUDIT_LOG"
 
 
@@ -71,7 +73,7 @@ class AuditLog:
             "detail": detail,
         }
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(self.path.parent)  # 0700, parents too, whatever the umask
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, data)
