@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rdsssl.errors import InputError
-from rdsssl.fsutil import make_private_dir
+from rdsssl.fsutil import make_private_dirs
 from rdsssl.paths import state_dir
 
 ENV_AUDIT_LOG = "RDSSSL_AUDIT_LOG"
@@ -78,7 +78,7 @@ class AuditLog:
         if self.path is None:
             return
         try:
-            make_private_dir(self.path.parent)
+            make_private_dirs(self.path.parent)  # 0700, parents too
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             os.close(fd)
         except OSError as exc:
@@ -116,7 +116,7 @@ class AuditLog:
             "detail": detail,
         }
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        make_private_dir(self.path.parent)
+        make_private_dirs(self.path.parent)  # 0700, parents too
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)

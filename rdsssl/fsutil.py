@@ -3,7 +3,8 @@
 Two rules from certbot: a file holding a secret is *born* with its final mode (``O_CREAT|O_EXCL``
 with ``mode``, never ``chmod`` afterwards, so there is no window in which another user can open
 it), and a file is never visible half-written (temp file in the same directory, ``fsync``, then
-``rename``, then ``fsync`` of the directory so the rename itself survives a power cut).
+``rename``, then ``fsync`` of the directory so the rename itself survives a power cut). A
+directory rdsssl creates is 0700 from birth, parents included (``make_private_dirs``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 __all__ = [
     "atomic_write",
     "fsync_dir",
-    "make_private_dir",
+    "loose_dir_mode",
+    "make_private_dirs",
 ]
 
 
@@ -65,20 +68,56 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool 
     fsync_dir(directory)
 
 
-def make_private_dir(path: Path) -> bool:
-    """Create ``path`` with mode 0700 (missing parents get the usual mode); False if it existed.
+def make_private_dirs(path: Path) -> bool:
+    """Create ``path`` and every missing parent with mode 0700, whatever the umask; False if
+    ``path`` already existed (an existing directory keeps its mode: see ``loose_dir_mode``).
 
-    The mode is given to ``mkdir`` itself rather than set afterwards, for the same reason keys are
-    created with ``O_EXCL``: the directory is never briefly open to other users.
+    Each directory rdsssl creates may come to hold a private key, an audit trail or a lock, so
+    none of them is ever open to other users, not even for a moment. ``os.mkdir(p, 0o700)``
+    cannot create anything wider than 0700 (the umask only removes bits), so the mode is given
+    to ``mkdir`` itself; when the umask also removed owner bits (``umask 0277``), an explicit
+    ``chmod`` restores exactly 0700 afterwards, which only ever *adds* owner bits. The umask is
+    not changed temporarily instead: it is process-wide, and fleet runs write files from
+    several threads at once.
     """
     if path.is_dir():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    missing: list[Path] = []
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    created = False
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if directory.is_dir():
+                continue
+            raise
+        _force_private(directory)
+        fsync_dir(directory.parent)
+        created = directory == path
+    return created
+
+
+
+def _force_private(directory: Path) -> None:
+    """0700 on a directory this process just created: a no-op unless the umask took owner
+    bits (``lstat``, so a symlink swapped in meanwhile is refused rather than followed)."""
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"{directory} changed while being created")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
+def loose_dir_mode(path: Path) -> int | None:
+    """The mode of the existing directory ``path`` when its group or others have any access
+    (``mode & 0o077``), else None (also when it does not exist yet: it will be made 0700)."""
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if path.is_dir():
-            return False
-        raise
-    fsync_dir(path.parent)
-    return True
+        st = path.stat()
+    except OSError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    return mode if stat.S_ISDIR(st.st_mode) and mode & 0o077 else None

@@ -7,7 +7,8 @@ stays readable in a crontab::
 
     RDSSSL_USER            database user (the certificate CN)
     RDSSSL_SERIAL          serial of the new certificate (hex; empty under --dry-run)
-    RDSSSL_OLD_SERIAL      serial of the certificate it replaces (hex; empty when unknown)
+    RDSSSL_OLD_SERIAL      serial of the certificate it replaces (hex; empty when unknown and
+                           under --dry-run, so that a hook revoking it cannot do so by mistake)
     RDSSSL_CERT_PATH       OUT_ROOT/USER/client.crt   (stable names: they follow `current`)
     RDSSSL_KEY_PATH        OUT_ROOT/USER/client.key
     RDSSSL_ROOT_CERT_PATH  OUT_ROOT/USER/root.crt
@@ -16,9 +17,18 @@ stays readable in a crontab::
 
 As in certbot, a hook is checked before any work: a command that ``sh -n`` cannot parse, or
 whose program is neither a shell builtin nor an executable file, is refused up front instead
-of after the certificates were already re-issued. The CA passphrase variable is removed from
-the hook's environment: a hook has no business with the CA key, and hooks tend to log their
-environment.
+of after the certificates were already re-issued.
+
+Hooks tend to log their environment, and a cron job's environment holds the CA passphrase and
+cloud credentials, so a hook does not inherit ours minus a deny-list (a new secret variable
+would leak by default) but gets an allow-list (``hook_environment``): the process basics
+(``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``SHELL``, ``LANG``, ``LC_*``, ``TZ``, ``TMPDIR``,
+``PWD``), the variables above, and the non-secret settings a hook needs to call rdsssl again
+(``RDSSSL_CA_DIR``, ``RDSSSL_AUDIT_LOG``, ``RDSSSL_STATE_DIR``, ``RDSSSL_ENDPOINT``,
+``ALIBABA_CLOUD_REGION_ID``).
+Never a name containing PASSPHRASE, PASSWORD, SECRET or TOKEN, an ``ALIBABA_CLOUD_ACCESS_KEY_*``,
+nor the variable named by ``--p12-passphrase-env``, even if a later edit widens the list.
+``sh -n`` (the syntax check) gets the same environment.
 """
 
 from __future__ import annotations
@@ -28,16 +38,32 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rdsssl.errors import ConfigError
 
-__all__ = ["Deployment", "HookResult", "check_hook", "deploy_env", "run_hook"]
+__all__ = [
+    "HOOK_ENV_NAMES",
+    "Deployment",
+    "HookResult",
+    "check_hook",
+    "deploy_env",
+    "hook_environment",
+    "run_hook",
+]
 
 SHELL = "/bin/sh"
-_SECRET_ENV = ("RDSSSL_CA_PASSPHRASE",)
+# What a hook inherits from our environment (besides LC_*); everything else is dropped.
+HOOK_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "PWD",
+     "RDSSSL_CA_DIR", "RDSSSL_AUDIT_LOG", "RDSSSL_STATE_DIR", "RDSSSL_ENDPOINT",
+     "ALIBABA_CLOUD_REGION_ID"}
+)  # fmt: skip
+_HOOK_ENV_PREFIXES = ("LC_",)
+_SECRET_WORDS = ("PASSPHRASE", "PASSWORD", "SECRET", "TOKEN")
+_SECRET_PREFIXES = ("ALIBABA_CLOUD_ACCESS_KEY_",)
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
 # Builtins a hook may reasonably start with (`exit 3` in a test, `cd /srv && ...`).
 _BUILTINS = frozenset(
@@ -71,7 +97,34 @@ class HookResult:
         return self.returncode == 0
 
 
-def check_hook(command: str, *, option: str = "--deploy-hook") -> None:
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return any(w in upper for w in _SECRET_WORDS) or upper.startswith(_SECRET_PREFIXES)
+
+
+def hook_environment(
+    deployment: Mapping[str, str] | None = None,
+    *,
+    exclude: Iterable[str] = (),
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The whole environment of a hook: the allow-listed part of ``base`` (default: ours)
+    without secrets or ``exclude`` (the --p12-passphrase-env variable), then ``deployment``
+    (``deploy_env``) on top."""
+    source = os.environ if base is None else base
+    dropped = set(exclude)
+    env = {
+        k: v
+        for k, v in source.items()
+        if (k in HOOK_ENV_NAMES or k.startswith(_HOOK_ENV_PREFIXES))
+        and not _is_secret_name(k)
+        and k not in dropped
+    }
+    env.update(deployment or {})
+    return env
+
+
+def check_hook(command: str, *, option: str = "--deploy-hook", exclude: Iterable[str] = ()) -> None:
     """ConfigError unless ``command`` parses and its program can be run (before any work)."""
     if not command.strip():
         raise ConfigError(f"{option}: the command is empty")
@@ -80,7 +133,12 @@ def check_hook(command: str, *, option: str = "--deploy-hook") -> None:
     except ValueError as exc:
         raise ConfigError(f"{option} {command!r}: cannot parse it ({exc})") from None
     syntax = subprocess.run(
-        [SHELL, "-n", "-c", command], capture_output=True, text=True, check=False
+        [SHELL, "-n", "-c", command],
+        env=hook_environment(exclude=exclude),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if syntax.returncode != 0:
         detail = " ".join(syntax.stderr.split()) or f"exit {syntax.returncode}"
@@ -101,12 +159,13 @@ def check_hook(command: str, *, option: str = "--deploy-hook") -> None:
 
 
 def deploy_env(dep: Deployment, *, dry_run: bool) -> dict[str, str]:
-    """The hook's variables (absolute paths, so that a hook may change directory)."""
+    """The hook's variables (absolute paths, so that a hook may change directory). Under
+    ``dry_run`` both serials are empty: nothing was issued, and nothing is to be revoked."""
     base = Path(os.path.abspath(dep.out_dir))
     return {
         "RDSSSL_USER": dep.user,
-        "RDSSSL_SERIAL": dep.serial,
-        "RDSSSL_OLD_SERIAL": dep.old_serial or "",
+        "RDSSSL_SERIAL": "" if dry_run else dep.serial,
+        "RDSSSL_OLD_SERIAL": "" if dry_run else dep.old_serial or "",
         "RDSSSL_CERT_PATH": str(base / "client.crt"),
         "RDSSSL_KEY_PATH": str(base / "client.key"),
         "RDSSSL_ROOT_CERT_PATH": str(base / "root.crt"),
@@ -115,14 +174,13 @@ def deploy_env(dep: Deployment, *, dry_run: bool) -> dict[str, str]:
     }
 
 
-def run_hook(command: str, env: Mapping[str, str]) -> HookResult:
-    """Run ``command`` with ``sh -c`` and ``env`` on top of ours (stdin closed, output kept, so
-    that ``--json`` stdout stays one document: the caller relays the output to stderr)."""
-    child_env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-    child_env.update(env)
+def run_hook(command: str, env: Mapping[str, str], *, exclude: Iterable[str] = ()) -> HookResult:
+    """Run ``command`` with ``sh -c`` in ``hook_environment(env, exclude=exclude)`` (stdin
+    closed, output kept, so that ``--json`` stdout stays one document: the caller relays the
+    output to stderr)."""
     done = subprocess.run(
         [SHELL, "-c", command],
-        env=child_env,
+        env=hook_environment(env, exclude=exclude),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from rdsssl.errors import ConfigError
-from rdsssl.fsutil import make_private_dir
+from rdsssl.fsutil import make_private_dirs
 from rdsssl.lock import FileLock, current_command
 
 __all__ = ["ENV_STATE_DIR", "instance_lock", "private_state_dir", "state_dir"]
@@ -36,7 +36,7 @@ def state_dir() -> Path:
 def private_state_dir(*parts: str) -> Path:
     """`state_dir()/parts...`, created 0700 and checked: ours, and writable by nobody else."""
     path = state_dir().joinpath(*parts)
-    make_private_dir(path)
+    make_private_dirs(path)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         raise ConfigError(

@@ -23,6 +23,11 @@ A busy instance (a killed run's restart still under way) is waited for before it
 Reissue records the user's intent before issuing and goes through ``cert renew``'s crash-safe
 swap, so a certificate a killed run issued is finished and adopted, and a key it staged but
 never got certified is discarded: never two valid new certificates per user.
+
+User names: a valid old-CA certificate whose CN is no valid user name (an old store's) cannot be
+reissued. A run that would stage refuses up front (``check_users``), before any instance
+restarts; revoking those certificates clears it. A run past staging reissues everyone else,
+reports each such certificate, and then fails (exit 3) without completing the step.
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ from cryptography.exceptions import InvalidSignature
 from rdsssl import crypto, guard, service
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
-from rdsssl.errors import ApiError, ConfigError, InputError, UsageError, VerificationError
+from rdsssl.errors import (
+    ApiError,
+    ConfigError,
+    CryptoError,
+    InputError,
+    UsageError,
+    VerificationError,
+)
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.probe import ProbeResult
 from rdsssl.rotation_state import RotationState, Step, StepRecord, UserRecord, save
@@ -49,7 +61,16 @@ from rdsssl.store_db import format_time, parse_time
 from rdsssl.store_renew import RenewalPlan, finish_interrupted, renew_due
 from rdsssl.waiters import Progress, instance_ready, wait_until
 
-__all__ = ["BundleRefused", "Event", "Options", "Prober", "Rotation", "holds", "live_revocations"]
+__all__ = [
+    "BundleRefused",
+    "Event",
+    "Options",
+    "Prober",
+    "Rotation",
+    "check_users",
+    "holds",
+    "live_revocations",
+]
 
 # store_renew's staging directory of a renewal in progress; see Rotation._finish_interrupted.
 _RENEW_PENDING = ".pending"
@@ -83,7 +104,8 @@ class Event:
 
     ``outcome``: changing (with the plan, before the call) | changed | unchanged | sent |
     would-change | reissued | adopted |
-    would-reissue | ok | failed | would-probe | skipped | done."""
+    would-reissue | refused (a certificate that cannot be reissued) | ok | failed |
+    would-probe | skipped | done."""
 
     step: Step
     outcome: str
@@ -176,13 +198,48 @@ def _serial_on_disk(out_dir: Path) -> int | None:
 
 
 def _users_to_reissue(old: CaStore, now: datetime) -> dict[str, CertRecord]:
-    """Each user's newest valid (unrevoked, unexpired) certificate from the old CA."""
+    """Each user's newest valid (unrevoked, unexpired) certificate from the old CA (users
+    whose name ``_name_problem`` refuses are left out: see ``_unusable``)."""
     newest: dict[str, CertRecord] = {}
     for row in old.certificates():
-        valid = row.cn and row.state(now) == "valid"
+        valid = row.state(now) == "valid" and _name_problem(row.cn) is None
         if valid and (row.cn not in newest or row.not_after >= newest[row.cn].not_after):
             newest[row.cn] = row
     return dict(sorted(newest.items()))
+
+
+def _name_problem(cn: str) -> str | None:
+    """Why no certificate can be reissued for ``cn`` (``crypto.validate_role_name``), or None."""
+    try:
+        crypto.validate_role_name(cn)
+    except CryptoError as exc:
+        return str(exc)
+    return None
+
+
+def _unusable(old: CaStore, now: datetime) -> list[tuple[CertRecord, str]]:
+    """The valid old-CA certificates whose user name cannot be reissued, with the reason."""
+    rows = [r for r in old.certificates() if r.state(now) == "valid"]
+    return [(r, p) for r, p in ((r, _name_problem(r.cn)) for r in rows) if p is not None]
+
+
+def _revoke_hint(old: CaStore, rows: list[tuple[CertRecord, str]]) -> str:
+    commands = " && ".join(
+        f"rdsssl cert revoke --ca-dir {old.path} --serial {r.serial_hex}" for r, _ in rows
+    )
+    return f"revoke them ({commands}), then run rotate ca again"
+
+
+def check_users(old: CaStore, now: datetime) -> None:
+    """InputError listing the valid old-CA certificates that could not be reissued (bad user
+    names), so that a rotation refuses them before staging restarts any instance."""
+    bad = _unusable(old, now)
+    if bad:
+        listed = "; ".join(f"certificate {r.serial_hex}: {problem}" for r, problem in bad)
+        raise InputError(
+            f"{len(bad)} valid certificate(s) of the old CA cannot be reissued ({listed}). "
+            f"No instance was changed: {_revoke_hint(old, bad)}"
+        )
 
 
 # ---------------------------------------------------------------- the run
@@ -230,6 +287,8 @@ class Rotation:
         }
         completed: list[Step] = []
         dry = self.options.dry_run
+        if Step.STAGE in steps and not self.state.is_done(Step.STAGE):
+            check_users(self.old, self.clock())  # before staging restarts any instance
         for step in steps:
             if self.state.is_done(step):
                 continue
@@ -459,12 +518,22 @@ class Rotation:
     def _reissue(self) -> bool:
         now = self.clock()
         due = _users_to_reissue(self.old, now)
+        refused = _unusable(self.old, now)
         root = Path(self.state.out_root)
         targets = {user: user_dir(root, user) for user in due}  # refuse bad names first
-        if not due:
+        if not due and not refused:
             self._emit(Event(Step.REISSUE, "skipped", detail="no valid old-CA certificate"))
+        for row, problem in refused:
+            detail = f"certificate {row.serial_hex} is not reissued: {problem}"
+            self._emit(Event(Step.REISSUE, "refused", detail=detail))
         for user, old in due.items():
             self._reissue_one(user, old, root, targets[user], now)
+        if refused:
+            raise InputError(
+                f"every other user was reissued, but {len(refused)} certificate(s) of the old "
+                f"CA cannot be (see above); the reissue step stays open: "
+                f"{_revoke_hint(self.old, refused)}"
+            )
         return True
 
     def _reissue_one(

@@ -10,26 +10,29 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography import x509
 
 from rdsssl import crypto
 from rdsssl.errors import InputError, StoreError
-from rdsssl.fsutil import atomic_write, fsync_dir, make_private_dir
-from rdsssl.lock import LOCK_NAME
+from rdsssl.fsutil import atomic_write, fsync_dir, loose_dir_mode, make_private_dirs
+from rdsssl.lock import LOCK_NAME, open_lock_file
 from rdsssl.store_db import CertRecord, Inventory, IssuedCert
 
 __all__ = [
     "CA_CERT",
     "CA_KEY",
     "INVENTORY",
+    "check_client_dir",
     "check_client_files_absent",
     "check_key_file",
     "check_store_dir",
     "check_store_target",
     "client_file_names",
     "create_store_dir",
+    "loose_client_dir_warning",
     "user_dir",
     "write_client_files",
 ]
@@ -111,13 +114,13 @@ def create_store_dir(
     nobody reads), and two concurrent inits cannot both win.
     """
     check_store_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.parent / f".{path.name}.new-{secrets.token_hex(4)}"
     os.mkdir(tmp, 0o700)
     try:
         atomic_write(tmp / CA_KEY, key_pem, mode=0o600)
         atomic_write(tmp / CA_CERT, cert_pem, mode=0o644)
-        os.close(os.open(tmp / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(open_lock_file(tmp / LOCK_NAME))
         inv = Inventory.create(tmp / INVENTORY, meta=meta)
         try:
             with inv.transaction():
@@ -151,12 +154,68 @@ def client_file_names(fmt: str) -> tuple[str, ...]:
 def user_dir(root: Path, user: str) -> Path:
     """``root/user``, refusing user names that would escape ``root`` or name no directory
     (PostgreSQL allows ``/`` and ``..`` in quoted role names; a path must not)."""
-    if not user or "/" in user or "\x00" in user or user in (".", ".."):
+    problem = "it is empty" if not user else crypto.unsafe_name_problem(user)
+    if problem:
         raise InputError(
-            f"user {user!r} cannot be used as a directory name under {root}; "
+            f"user {user!r} cannot be used as a directory name under {root} ({problem}); "
             "pass an explicit output directory"
         )
     return root / user
+
+
+def check_client_dir(
+    out_dir: Path,
+    names: Iterable[str],
+    *,
+    allowed_link: Callable[[str, str], bool] | None = None,
+) -> None:
+    """InputError unless client files can go into ``out_dir`` without following a link.
+
+    ``out_dir`` must be missing (it is then created 0700) or a real directory, not a symlink;
+    none of ``names`` in it may be a symlink, dangling or not, except those ``allowed_link(name,
+    target)`` accepts (renewal's own ``current/NAME`` links). Whoever can plant a link there
+    could otherwise have a private key written, or read back, where they choose; and a
+    dangling link makes the write fail only after the certificate was recorded.
+    """
+    try:
+        st = out_dir.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there to follow; creating it reports what is in the way
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(
+            f"{out_dir} is a symbolic link (to {os.readlink(out_dir)!r}); client files (a private "
+            "key) are written only into a real directory: remove the link or choose another one"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{out_dir} exists and is not a directory; choose another one")
+    for name in names:
+        target = out_dir / name
+        try:
+            is_link = stat.S_ISLNK(target.lstat().st_mode)
+        except FileNotFoundError:
+            continue
+        if not is_link:
+            continue
+        link = os.readlink(target)
+        if allowed_link is not None and allowed_link(name, link):
+            continue
+        kind = "a symbolic link" if target.exists() else "a dangling symbolic link"
+        raise InputError(
+            f"{target} is {kind} (to {link!r}); rdsssl never writes a key or certificate "
+            f"through a link: remove it (rm {target}) or choose another directory"
+        )
+
+
+def loose_client_dir_warning(out_dir: Path) -> str | None:
+    """A warning when the existing ``out_dir`` is open to group or others (it will hold a
+    private key); None when it is private or does not exist yet (it is then made 0700)."""
+    mode = loose_dir_mode(out_dir)
+    if mode is None:
+        return None
+    return (
+        f"{out_dir} is accessible to other users (mode {mode:04o}) and will hold a private key;"
+        f" consider: chmod 700 {out_dir}"
+    )
 
 
 def check_client_files_absent(out_dir: Path, fmt: str) -> None:
@@ -178,10 +237,12 @@ def write_client_files(
     """Write the files a client needs into ``out_dir`` (created 0700): ``root.crt`` (the CA
     that issued the certificate), ``client.crt``, ``client.key`` (0600) and, for ``pk8`` /
     ``p12``, ``client.pk8`` / ``client.p12`` (0600). Each file is atomic; without
-    ``overwrite`` an existing file is an InputError naming it (nothing is replaced)."""
+    ``overwrite`` an existing file is an InputError naming it (nothing is replaced); so is a
+    symlink in the way (``check_client_dir``)."""
+    check_client_dir(out_dir, client_file_names(fmt))
     if not overwrite:
         check_client_files_absent(out_dir, fmt)
-    make_private_dir(out_dir)
+    make_private_dirs(out_dir)
     contents: dict[str, tuple[bytes, int]] = {
         "root.crt": (crypto.cert_pem(ca_cert), 0o644),
         "client.crt": (crypto.cert_pem(issued.cert), 0o644),

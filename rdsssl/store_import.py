@@ -3,7 +3,9 @@
 Adopting a CA made with the manual procedure must keep its history: a certificate revoked by hand
 with ``openssl ca -revoke`` has to stay revoked in rdsssl's CRLs, and the CRL number has to keep
 increasing from where ``openssl ca -gencrl`` left it, or PostgreSQL-side tooling that compares
-numbers would see the CRL go backwards.
+numbers would see the CRL go backwards. A CN rdsssl could not use as a directory name or print
+safely (``crypto.unsafe_name_problem``) is refused with its line: once in the inventory it would
+only be skipped by every renewal and printed raw by ``cert list``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from rdsssl import crypto
 from rdsssl.errors import InputError
 from rdsssl.models import CertStatus, RevocationReason
 from rdsssl.store_db import CertRecord, utc_seconds
@@ -61,7 +64,10 @@ def parse_index_txt(data: bytes, *, source: str) -> list[IndexEntry]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{source}: not a text file (expected an openssl ca index.txt)") from None
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): that also breaks at U+0085, U+2028 and other characters a
+    # subject may hold, which would misnumber lines and cut a CN short.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not raw.strip():
             continue
         fields = raw.split("\t")
@@ -96,6 +102,14 @@ def parse_index_txt(data: bytes, *, source: str) -> list[IndexEntry]:
                 reason = _REASON_WORDS[word]
             else:
                 raise InputError(f"{where}: unknown revocation reason {parts[1]!r}")
+        cn = _cn_of_subject(subject)
+        problem = crypto.unsafe_name_problem(cn)
+        if problem:
+            what = f"the CN {cn!r}" if _CN.search(subject) else f"the subject {subject!r} (no CN)"
+            raise InputError(
+                f"{where}: {what} of serial {serial_text} cannot be a user name "
+                f"({problem}); fix or remove that line, then import again"
+            )
         entries.append(
             IndexEntry(
                 line=number,
@@ -104,7 +118,7 @@ def parse_index_txt(data: bytes, *, source: str) -> list[IndexEntry]:
                 revoked_at=revoked_at,
                 reason=reason,
                 serial=serial,
-                cn=_cn_of_subject(subject),
+                cn=cn,
             )
         )
     return entries

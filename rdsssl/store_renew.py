@@ -6,6 +6,9 @@ so a renewal supersedes what it renewed and a re-run right after it finds nothin
 row with no known start, from an openssl index.txt, counts as due). The old certificate stays
 valid (clients switch at their own pace; revoking needs a CRL upload, i.e. a restart). One that
 already ends with the CA is "blocked": re-issuing cannot extend it. Revoke to stop renewing.
+One user cannot stop the others: a row whose CN is no valid user name (an old store's, from
+before the rule), or whose ``OUT_ROOT/USER`` is a symlink or holds a link rdsssl did not make, is
+"skipped" with the reason (the caller warns and exits non-zero), and everyone else is renewed.
 
 Files: ``OUT_ROOT/USER/{root.crt,client.crt,client.key[,client.pk8|.p12]}`` are symlinks to
 ``current/<name>``; ``current`` is a symlink to a version directory (0700) named by serial and
@@ -34,7 +37,7 @@ import os
 import secrets
 import shutil
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,10 +48,17 @@ from cryptography.x509.oid import NameOID
 
 from rdsssl import crypto
 from rdsssl.errors import ConfigError, CryptoError, InputError, UsageError
-from rdsssl.fsutil import atomic_write, fsync_dir, make_private_dir
+from rdsssl.fsutil import atomic_write, fsync_dir, make_private_dirs
 from rdsssl.hooks import Deployment
 from rdsssl.models import CertStatus, KeyType
-from rdsssl.store import CaStore, CertRecord, IssuedCert, client_file_names, write_client_files
+from rdsssl.store import (
+    CaStore,
+    CertRecord,
+    IssuedCert,
+    check_client_dir,
+    client_file_names,
+    write_client_files,
+)
 from rdsssl.store import user_dir as _user_dir
 
 __all__ = [
@@ -57,6 +67,8 @@ __all__ = [
     "Renewal",
     "RenewalPlan",
     "RenewalWindow",
+    "Skipped",
+    "check_user_dir",
     "finish_interrupted",
     "hook_pending",
     "mark_deployed",
@@ -111,11 +123,29 @@ class RenewalWindow:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A certificate inside the window that is not renewed, and why (says what to do)."""
+
+    record: CertRecord
+    problem: str
+
+    def message(self) -> str:
+        """One line naming the serial (the name escaped: it may hold control characters)."""
+        return f"skipped certificate {self.record.serial_hex} ({self.record.cn!r}): {self.problem}"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"serial": self.record.serial_hex, "cn": self.record.cn, "problem": self.problem}
+
+
+@dataclass(frozen=True)
 class RenewalPlan:
-    """``due``: to re-issue now. ``blocked``: inside the window but already ending with the CA."""
+    """``due``: to re-issue now. ``blocked``: inside the window but already ending with the CA.
+    ``skipped``: inside the window but unusable (bad user name, unsafe output directory)."""
 
     due: list[CertRecord]
     blocked: list[CertRecord]
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _newest(rows: list[CertRecord]) -> dict[str, CertRecord]:
@@ -134,16 +164,39 @@ def plan_renewal(
     before: timedelta | None = None,
     at: float | None = None,
     user: str | None = None,
+    out_root: Path | None = None,
 ) -> RenewalPlan:
-    """Which users need a new certificate: their newest unrevoked one is inside the window."""
+    """Which users need a new certificate: their newest unrevoked one is inside the window.
+    With ``out_root``, a user whose ``out_root/USER`` is unsafe is skipped too."""
     window = RenewalWindow(before=before, at=at)
     newest = _newest(store.certificates(user=user))
     inside = sorted((r for r in newest.values() if window.contains(r, now)), key=lambda r: r.cn)
+    skipped = [s for s in (_unusable(r, out_root) for r in inside) if s is not None]
+    inside = [r for r in inside if r.serial not in {s.record.serial for s in skipped}]
     ca_end = store.ca_cert.not_valid_after_utc
     return RenewalPlan(
         due=[r for r in inside if r.not_after < ca_end],
         blocked=[r for r in inside if r.not_after >= ca_end],
+        skipped=skipped,
     )
+
+
+def _unusable(record: CertRecord, out_root: Path | None) -> Skipped | None:
+    """Why ``record`` cannot be renewed (into ``out_root``), or None."""
+    try:
+        crypto.validate_role_name(record.cn)
+    except CryptoError as exc:
+        return Skipped(
+            record,
+            f"{exc}; revoke it to stop renewing it: rdsssl cert revoke --serial "
+            f"{record.serial_hex}",
+        )
+    if out_root is not None:
+        try:
+            check_user_dir(_user_dir(out_root, record.cn))
+        except InputError as exc:
+            return Skipped(record, str(exc))
+    return None
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -166,12 +219,28 @@ class Renewal:
 
 
 def user_dirs(store: CaStore, out_root: Path, *, user: str | None = None) -> dict[str, Path]:
-    """``OUT_ROOT/<cn>`` for every CN in the store (CNs that name no directory are skipped)."""
+    """``OUT_ROOT/<cn>`` for every CN in the store (CNs that name no directory, and directories
+    ``check_user_dir`` refuses, are left out: nothing is finished or deployed through them)."""
     found: dict[str, Path] = {}
     for cn in sorted({r.cn for r in store.certificates(user=user)}):
         with contextlib.suppress(InputError):
-            found[cn] = _user_dir(out_root, cn)
+            found[cn] = check_user_dir(_user_dir(out_root, cn))
     return found
+
+
+def check_user_dir(out_dir: Path) -> Path:
+    """``out_dir`` unless a link is in the way (``store.check_client_dir``): the directory must
+    not be a symlink, and the only links in it are the ones renewal makes (``NAME`` ->
+    ``current/NAME``, ``current`` -> a version directory beside it)."""
+
+    def ours(name: str, target: str) -> bool:
+        if name == CURRENT:
+            plain = "/" not in target and target not in ("", ".", "..")
+            return plain and (out_dir / target).is_dir() and not (out_dir / target).is_symlink()
+        return target == f"{CURRENT}/{name}"
+
+    check_client_dir(out_dir, (*_ALL_NAMES, CURRENT, _PENDING, _ADOPTING), allowed_link=ours)
+    return out_dir
 
 
 # --- renewing -----------------------------------------------------------------------------------
@@ -191,8 +260,11 @@ def renew_due(
 ) -> list[Renewal]:
     """Renew every certificate of ``plan.due`` into ``out_root/<user>/``, holding the store
     lock for the whole run. The store must be unlocked. ``hook``: mark each new version as
-    waiting for its deploy hook. Run ``finish_interrupted`` first (it clears ``.pending``)."""
-    targets = {old.cn: _user_dir(out_root, old.cn) for old in plan.due}  # refuse before issuing
+    waiting for its deploy hook. Run ``finish_interrupted`` first (it clears ``.pending``).
+    A bad name or an unsafe directory among them is refused before anything is issued."""
+    for old in plan.due:
+        crypto.validate_role_name(old.cn)
+    targets = {old.cn: check_user_dir(_user_dir(out_root, old.cn)) for old in plan.due}
     done: list[Renewal] = []
     with store.locked():
         for old in plan.due:
@@ -226,7 +298,7 @@ def _stage(
     out_dir: Path, key: crypto.PrivateKey, *, user: str, old_serial: str, hook: bool
 ) -> None:
     """``.pending`` with the new key and the renewal's record, before anything is signed."""
-    make_private_dir(out_dir)
+    make_private_dirs(out_dir)
     pending = out_dir / _PENDING
     try:
         os.mkdir(pending, 0o700)

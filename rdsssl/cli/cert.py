@@ -30,7 +30,14 @@ from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
 from rdsssl.fsutil import atomic_write
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.store import check_client_files_absent, user_dir, write_client_files
+from rdsssl.store import (
+    check_client_dir,
+    check_client_files_absent,
+    client_file_names,
+    loose_client_dir_warning,
+    user_dir,
+    write_client_files,
+)
 
 __all__ = ["cert"]
 
@@ -81,8 +88,12 @@ def issue(
     crypto.validate_role_name(user)
     out = out_dir if out_dir is not None else user_dir(Path(), user)
     p12_secret = p12_passphrase(fmt, p12_passphrase_env)
+    check_client_dir(out, client_file_names(fmt))  # before the inventory row, like the next
     if not force:
         check_client_files_absent(out, fmt)  # before the inventory row, so a refusal is clean
+    loose = loose_client_dir_warning(out)
+    if loose:
+        app.warn(loose)
     with open_store(ca_dir, wait_lock=wait_lock) as store:
         unlock(app, store, passphrase_file)
         issued = store.issue(user=user, key_type=KeyType(key_type), days=days, now=app.now())

@@ -3,6 +3,10 @@
 Kept apart from `rdsssl.cli.cert` (which registers it on the `cert` group) because renewal has
 its own machinery: the run lock on OUT_ROOT, deploy hooks and the atomic version switch of
 `rdsssl.store_renew`.
+
+A dry run never runs the deploy hook unless ``--run-deploy-hooks`` asks for it: hooks are
+written for real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live
+certificate). Asked for, it runs with ``RDSSSL_DRY_RUN=1`` and both serials empty.
 """
 
 from __future__ import annotations
@@ -32,16 +36,19 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
-from rdsssl.errors import HookFailed, InputError
+from rdsssl.errors import HookFailed, InputError, UsageError
+from rdsssl.fsutil import make_private_dirs
 from rdsssl.hooks import Deployment, check_hook, deploy_env, run_hook
 from rdsssl.lock import FileLock, current_command
 from rdsssl.models import KeyType
 from rdsssl.rotation_state import Phase
+from rdsssl.store import loose_client_dir_warning
 from rdsssl.store_renew import (
     CURRENT,
     Renewal,
     RenewalPlan,
     RenewalWindow,
+    Skipped,
     finish_interrupted,
     hook_pending,
     mark_deployed,
@@ -101,7 +108,7 @@ def _renew_lock(
     lock is released, so that a hook may call rdsssl on the same store)."""
     if dry_run:
         return contextlib.nullcontext()
-    out_root.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out_root)
     return FileLock(
         out_root / ".rdsssl-renew.lock",
         command=current_command(),
@@ -111,12 +118,13 @@ def _renew_lock(
 
 
 def _run_hooks(
-    app: App, command: str, deployments: list[Deployment], dry_run: bool
+    app: App, command: str, deployments: list[Deployment], dry_run: bool, exclude: tuple[str, ...]
 ) -> list[dict[str, Any]]:
-    """Run the deploy hook once per deployment; its output goes to stderr, never to stdout."""
+    """Run the deploy hook once per deployment; its output goes to stderr, never to stdout.
+    ``exclude``: variables the hook must not see besides the secrets (--p12-passphrase-env)."""
     results: list[dict[str, Any]] = []
     for dep in deployments:
-        ran = run_hook(command, deploy_env(dep, dry_run=dry_run))
+        ran = run_hook(command, deploy_env(dep, dry_run=dry_run), exclude=exclude)
         say = app.info if ran.ok else app.warn
         for line in ran.output.splitlines():
             say(f"deploy hook ({dep.user}): {line}")
@@ -171,7 +179,13 @@ def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Show what is due and run the hook with RDSSSL_DRY_RUN=1; issue and write nothing.",
+    help="Show what is due; issue, write and run nothing (see --run-deploy-hooks).",
+)
+@click.option(
+    "--run-deploy-hooks",
+    is_flag=True,
+    help="With --dry-run: run the deploy hook anyway, with RDSSSL_DRY_RUN=1 and both serials "
+    "empty (the hook must check RDSSSL_DRY_RUN).",
 )
 @passphrase_file_option
 @wait_lock_option
@@ -188,6 +202,7 @@ def renew(
     fmt: str,
     p12_passphrase_env: str | None,
     dry_run: bool,
+    run_deploy_hooks: bool,
     passphrase_file: Path | None,
     wait_lock: float,
 ) -> None:
@@ -195,7 +210,8 @@ def renew(
 
     The new files replace OUT_ROOT/USER/* in one atomic step; the old certificate stays valid
     (revoke it once clients use the new one). A run killed half-way is finished by the next
-    run. Exit 0 when nothing is due; 1 when the deploy hook failed (renewals stay done).
+    run. Exit 0 when nothing is due; 1 when the deploy hook failed (renewals stay done); 3
+    when a user was skipped (bad name, unsafe directory; everyone else is renewed).
 
     \b
     Example (cron):
@@ -204,11 +220,13 @@ def renew(
     """
     app = get_app()
     now = app.now()
+    _check_hook_flags(deploy_hook, dry_run, run_deploy_hooks)
     _refuse_during_rotation(ca_dir, out_root)
     window = RenewalWindow(before=before, at=at)
     p12_secret = p12_passphrase(fmt, p12_passphrase_env)
+    hidden = (p12_passphrase_env,) if p12_passphrase_env else ()
     if deploy_hook is not None:
-        check_hook(deploy_hook)  # before any work, as certbot does
+        check_hook(deploy_hook, exclude=hidden)  # before any work, as certbot does
     done: list[Renewal] = []
     with _renew_lock(out_root, dry_run, wait_lock):
         with (
@@ -223,10 +241,11 @@ def renew(
                 p12_passphrase=p12_secret,
                 dry_run=dry_run,
             )
-            plan = plan_renewal(store, now=now, before=before, at=at, user=user)
+            plan = plan_renewal(store, now=now, before=before, at=at, user=user, out_root=out_root)
             dirs = user_dirs(store, out_root, user=user)
             if plan.due:
                 window.check_days(days)
+            _warn_loose_dirs(app, plan, dirs)
             if plan.due and not dry_run:
                 unlock(app, store, passphrase_file)
                 done = renew_due(
@@ -242,25 +261,63 @@ def renew(
                 )
         _report(app, plan, resumed, done, dry_run)
         hooks: list[dict[str, Any]] = []
-        if deploy_hook is not None:
+        if deploy_hook is not None and dry_run and not run_deploy_hooks:
+            app.info(
+                "dry run: the deploy hook is not run (--run-deploy-hooks runs it with "
+                "RDSSSL_DRY_RUN=1)"
+            )
+        elif deploy_hook is not None:
             pending = _dry_deployments(plan, resumed, dirs) if dry_run else hook_pending(dirs)
-            hooks = _run_hooks(app, deploy_hook, pending, dry_run)
+            hooks = _run_hooks(app, deploy_hook, pending, dry_run, hidden)
     failed = [h for h in hooks if not h["ok"]]
     app.result(
         {
-            "ok": not failed,
+            "ok": not failed and not plan.skipped,
             "dry_run": dry_run,
             "due": [r.to_json(now) for r in plan.due],
             "renewed": [_renewal_json(r, now) for r in done],
             "resumed": [_renewal_json(r, now) for r in resumed],
             "blocked": [r.to_json(now) for r in plan.blocked],
+            "skipped": [s.to_json() for s in plan.skipped],
+            "hooks_ran": bool(hooks),
             "hooks": hooks,
         }
     )
+    if plan.skipped:
+        raise InputError(_skipped_summary(plan.skipped, failed, dry_run))
     if failed:
         users = ", ".join(f"{h['user']} (exit {h['exit_code']})" for h in failed)
         again = "" if dry_run else "; the new files are in place and the hook runs again next time"
         raise HookFailed(f"the deploy hook failed for {users}{again}")
+
+
+def _check_hook_flags(deploy_hook: str | None, dry_run: bool, run_deploy_hooks: bool) -> None:
+    if run_deploy_hooks and not dry_run:
+        raise UsageError("--run-deploy-hooks goes with --dry-run (a real renewal runs the hook)")
+    if run_deploy_hooks and deploy_hook is None:
+        raise UsageError("--run-deploy-hooks needs --deploy-hook CMD")
+
+
+def _warn_loose_dirs(app: App, plan: RenewalPlan, dirs: dict[str, Path]) -> None:
+    """An existing OUT_ROOT/USER open to other users is worth a warning (keys go there)."""
+    for record in plan.due:
+        loose = loose_client_dir_warning(dirs[record.cn]) if record.cn in dirs else None
+        if loose:
+            app.warn(loose)
+
+
+def _skipped_summary(skipped: list[Skipped], failed: list[dict[str, Any]], dry_run: bool) -> str:
+    """The error a run with skipped users ends with (exit 3), after everyone else was done."""
+    serials = ", ".join(s.record.serial_hex for s in skipped)
+    others = "would be renewed" if dry_run else "were renewed"
+    text = (
+        f"{len(skipped)} certificate(s) skipped ({serials}): see the warnings above; every "
+        f"other due certificate {others}"
+    )
+    if failed:
+        users = ", ".join(f"{h['user']} (exit {h['exit_code']})" for h in failed)
+        text += f"; the deploy hook also failed for {users}"
+    return text
 
 
 def _dry_deployments(
@@ -282,6 +339,8 @@ def _dry_deployments(
 def _report(
     app: App, plan: RenewalPlan, resumed: list[Renewal], done: list[Renewal], dry_run: bool
 ) -> None:
+    for skipped in plan.skipped:
+        app.warn(skipped.message())
     for r in plan.blocked:
         app.warn(
             f"{r.cn}: certificate {r.serial_hex} already ends with the CA on "
@@ -290,7 +349,7 @@ def _report(
     verb = "would finish" if dry_run else "finished"
     for item in resumed:
         app.info(f"{verb} an interrupted renewal of {item.user}: {item.new.serial_hex}")
-    if not plan.due and not resumed:
+    if not plan.due and not resumed and not plan.skipped:
         app.info("nothing to renew")
     for r in plan.due if dry_run else []:
         app.info(f"due: {r.cn} (certificate {r.serial_hex}, not after {iso(r.not_after)})")

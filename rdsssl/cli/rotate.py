@@ -42,7 +42,7 @@ from rdsssl.cli.common import (
 )
 from rdsssl.errors import UsageError
 from rdsssl.probe import ProbeResult
-from rdsssl.rotation import Event, Options, Rotation
+from rdsssl.rotation import Event, Options, Rotation, check_users
 from rdsssl.rotation_state import (
     FORWARD,
     Phase,
@@ -124,6 +124,9 @@ def _show(app: App, event: Event) -> None:
         text += f", request {event.request_id}"
     if event.outcome == "sent":
         text += "; not waited for: run again to confirm it"
+    if event.outcome == "refused":
+        app.warn(text)
+        return
     app.info(text)
 
 
@@ -227,6 +230,8 @@ def rotate_ca(
         steps = _steps(state, retire=retire, rollback=rollback, phase=phase)
         before = state.phase
         events: list[Event] = []
+        if Step.STAGE in steps:
+            check_users(old, app.now())  # before the prompt, the state file and any restart
         if steps:
             if not _confirm(app, state, steps, opts.yes, opts.dry_run):
                 raise click.exceptions.Abort()

@@ -41,6 +41,7 @@ from rdsssl.emulator.pg_os import (
     OsUser,
     free_port,
     mkdir_owned,
+    pg_env,
     pg_user,
     process_base,
     remove_process_base,
@@ -114,7 +115,11 @@ def find_pg_bin() -> Path:
 @cache
 def _major_version(pg_bin: Path) -> int:
     out = subprocess.run(
-        [str(pg_bin / "pg_ctl"), "--version"], capture_output=True, text=True, check=False
+        [str(pg_bin / "pg_ctl"), "--version"],
+        env=pg_env(None),
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     m = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
     if not m:
@@ -372,7 +377,10 @@ class PgCluster:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         template = _template(self.pg_bin, self._user)
         r = subprocess.run(
-            ["cp", "-a", str(template), str(self.data_dir)], capture_output=True, text=True
+            ["cp", "-a", str(template), str(self.data_dir)],
+            env=pg_env(None),
+            capture_output=True,
+            text=True,
         )
         if r.returncode != 0:
             raise PgError(f"could not copy {template} to {self.data_dir}: {tail(r)}")

@@ -29,6 +29,7 @@ __all__ = [
     "free_port",
     "make_scratch_dir",
     "mkdir_owned",
+    "pg_env",
     "pg_user",
     "process_base",
     "remove_process_base",
@@ -84,16 +85,40 @@ def pg_user() -> OsUser | None:
     return OsUser(FALLBACK_USER, pw.pw_uid, pw.pw_gid)
 
 
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def pg_env(user: OsUser | None) -> dict[str, str]:
+    """The whole environment of PostgreSQL's tools and servers: nothing of the caller's.
+
+    The emulator runs inside rdsssl's tests and inside operators' shells, whose environments
+    hold cloud credentials and CA passphrases; a postmaster keeps its environment for its
+    lifetime (readable in /proc as its owner) and hands it to every backend, so it starts from
+    an empty one: PATH, LANG/LC_ALL=C (English messages, which the log scanning relies on),
+    the caller's TZ if set, and HOME of the OS user it runs as. No PG* variable: every path
+    is given on the command line, so the caller's environment cannot point the tools elsewhere.
+    """
+    try:
+        home = pwd.getpwuid(os.geteuid() if user is None else user.uid).pw_dir
+    except KeyError:  # a uid without a passwd entry (some containers)
+        home = "/"
+    env = {
+        "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
+        "LANG": "C",
+        "LC_ALL": "C",
+        "HOME": home,
+    }
+    if os.environ.get("TZ"):
+        env["TZ"] = os.environ["TZ"]
+    return env
+
+
 def run_as(
     cmd: list[str], *, user: OsUser | None, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL tool as `user` (no shell, no preexec_fn: safe in threaded servers).
-
-    PG* variables are dropped so the caller's environment cannot point the tools elsewhere;
-    LC_ALL=C keeps messages in English, which the log scanning relies on.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
+    """Run a PostgreSQL tool as `user` (no shell, no preexec_fn: safe in threaded servers), in
+    the environment of `pg_env` (a server started by `pg_ctl start` inherits it)."""
+    env = pg_env(user)
     kwargs: dict[str, Any] = {}
     if user is not None:
         kwargs = {"user": user.uid, "group": user.gid, "extra_groups": []}
@@ -147,7 +172,6 @@ def traversable(path: Path, user: OsUser | None) -> bool:
         if not st.st_mode & bit:
             return False
     return True
-
 
 
 def free_port() -> int:

@@ -4,9 +4,11 @@ prove that a refused command left it byte-identical."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,3 +95,11 @@ def issue(ca_dir: Path, user: str, out: Path, *extra: str) -> dict[str, Any]:
     assert result.exit_code == 0, result.stderr
     cert: dict[str, Any] = result.json()["certificate"]
     return cert
+
+
+def rewrite_cn(ca_dir: Path, serial: str, cn: str) -> None:
+    """Give the inventory row `serial` the CN `cn`, as a store made before rdsssl refused such
+    names could hold it (no command can record one any more)."""
+    with contextlib.closing(sqlite3.connect(ca_dir / "inventory.sqlite")) as db, db:
+        changed = db.execute("UPDATE certs SET cn = ? WHERE serial = ?", (cn, serial)).rowcount
+    assert changed == 1, f"no row {serial} in {ca_dir}"

@@ -431,6 +431,31 @@ def test_import_a_bad_index_line_names_file_and_line(hand_made: HandMadeCa, tmp_
     assert not (tmp_path / "ca").exists()
 
 
+@pytest.mark.parametrize(
+    "subject,problem",
+    [
+        ("/CN=ev\x1b[31mil", "control character U+001B"),
+        ("/CN=a\\/b", "contains '/'"),
+        ("/CN=..", "cannot be used as a directory name"),
+        ("/O=no-cn", "(no CN)"),
+    ],
+)
+def test_import_refuses_a_cn_that_cannot_be_a_user_name(
+    hand_made: HandMadeCa, tmp_path: Path, subject: str, problem: str
+) -> None:
+    index = tmp_path / "index.txt"
+    line = f"R\t271126200022Z\t261126200022Z,keyCompromise\t0BAD\tunknown\t{subject}\n"
+    index.write_text(hand_made.index.read_text() + line)
+    result = invoke(
+        "ca", "import", "--ca-dir", tmp_path / "ca", "--cert", hand_made.cert,
+        "--key", hand_made.key, "--index", index, "--no-passphrase",
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert f"{index}, line 3:" in result.stderr and "of serial 0BAD" in result.stderr
+    assert problem in result.stderr and "\x1b" not in result.stderr
+    assert not (tmp_path / "ca").exists()
+
+
 def test_import_does_not_touch_the_source_files(hand_made: HandMadeCa, tmp_path: Path) -> None:
     before = snapshot(hand_made.root)
     assert (

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.x509.oid import NameOID
 
 from tests.cli.helpers import invoke, issue, mode, snapshot
 
@@ -462,15 +466,19 @@ def test_renew_durations(ca_dir: Path, tmp_path: Path, text: str, days: int) -> 
     assert [c["cn"] for c in inside["due"]] == ["alice"]
 
 
-def test_a_user_name_that_is_no_directory_name_needs_out(ca_dir: Path, tmp_path: Path) -> None:
+def test_a_user_name_that_is_no_directory_name_is_refused(ca_dir: Path, tmp_path: Path) -> None:
+    """A name with '/' cannot be OUT_ROOT/USER for renewals either, so it is refused even with
+    an explicit --out (it used to be accepted there)."""
     result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "../evil", cwd=tmp_path)
     assert result.exit_code == 3
-    assert "'../evil' cannot be used as a directory name" in result.stderr
-    assert invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"] == []
+    assert "invalid database user name '../evil'" in result.stderr
+    assert "cannot be a directory name" in result.stderr
     with_out = invoke(
         "cert", "issue", "--ca-dir", ca_dir, "--user", "../evil", "--out", tmp_path / "evil"
     )
-    assert with_out.exit_code == 0, with_out.stderr
+    assert with_out.exit_code == 3 and "cannot be a directory name" in with_out.stderr
+    assert invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"] == []
+    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
 
 
 def test_issue_reports_the_recorded_serial_when_files_cannot_be_written(
@@ -485,3 +493,104 @@ def test_issue_reports_the_recorded_serial_when_files_cannot_be_written(
     (row,) = invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()["certificates"]
     assert f"certificate {row['serial']} for alice is recorded" in result.stderr
     assert f"rdsssl cert revoke --serial {row['serial']}" in result.stderr
+
+
+# --- names and output directories another user may control -----------------------------------
+
+
+def rows(ca_dir: Path) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()[
+        "certificates"
+    ]
+    return found
+
+
+@pytest.mark.parametrize("user", ["ev\x1b[2Jil", "new\nline", "c1\x9bx", "..", "."])
+def test_issue_refuses_control_characters_and_dot_names(
+    ca_dir: Path, tmp_path: Path, user: str
+) -> None:
+    result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", user, "--out", tmp_path / "o")
+    assert result.exit_code == 3 and "invalid database user name" in result.stderr
+    assert result.stderr.rstrip("\n").isprintable()  # the name is escaped, never raw
+    assert rows(ca_dir) == [] and not (tmp_path / "o").exists()
+
+
+def test_sign_refuses_a_csr_whose_cn_holds_a_control_character(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bob\x1b]0;pwned\x07")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, SHA256())
+    path = tmp_path / "bob.csr"
+    path.write_bytes(csr.public_bytes(Encoding.PEM))
+    result = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", path)
+    assert result.exit_code == 3 and "control character U+001B" in result.stderr
+    assert "\x1b" not in result.stderr and result.stdout == ""
+    assert rows(ca_dir) == []
+
+
+def test_issue_refuses_an_output_directory_that_is_a_symlink(ca_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere)
+    result = invoke(
+        "cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", tmp_path / "out"
+    )
+    assert result.exit_code == 3 and "is a symbolic link" in result.stderr
+    # the default ./USER too
+    (tmp_path / "bob").symlink_to(elsewhere)
+    default = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "bob", cwd=tmp_path)
+    assert default.exit_code == 3 and "bob is a symbolic link" in default.stderr
+    assert rows(ca_dir) == [] and list(elsewhere.iterdir()) == []  # no row, nothing written
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_issue_refuses_a_symlink_in_place_of_a_client_file(
+    ca_dir: Path, tmp_path: Path, dangling: bool
+) -> None:
+    out = tmp_path / "alice"
+    out.mkdir(mode=0o700)
+    target = tmp_path / ("planted-key" if dangling else "existing-file")
+    if not dangling:
+        target.write_text("someone's file")
+    (out / "client.key").symlink_to(target)
+    result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", out, "--force")
+    assert result.exit_code == 3
+    kind = "a dangling symbolic link" if dangling else "a symbolic link"
+    assert f"{out / 'client.key'} is {kind}" in result.stderr
+    assert rows(ca_dir) == [] and sorted(p.name for p in out.iterdir()) == ["client.key"]
+    assert target.exists() is (not dangling)
+    if not dangling:
+        assert target.read_text() == "someone's file"
+
+
+def test_issue_into_a_directory_others_can_read_warns_and_issues(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "shared"
+    out.mkdir()
+    out.chmod(0o755)
+    result = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert f"warning: {out} is accessible to other users (mode 0755)" in result.stderr
+    assert "private key" in result.stderr and mode(out / "client.key") == 0o600
+    private = invoke(
+        "cert", "issue", "--ca-dir", ca_dir, "--user", "bob", "--out", tmp_path / "b" / "bob"
+    )
+    assert private.exit_code == 0 and "warning" not in private.stderr
+
+
+def test_issue_creates_missing_parents_0700_whatever_the_umask(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    old = os.umask(0o002)
+    try:
+        result = invoke(
+            "cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out",
+            tmp_path / "certs" / "team" / "alice",
+        )  # fmt: skip
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stderr
+    for level in ("certs", "certs/team", "certs/team/alice"):
+        assert mode(tmp_path / level) == 0o700, level

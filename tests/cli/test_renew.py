@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from rdsssl import crypto
-from tests.cli.helpers import Result, invoke, issue, mode, snapshot
+from tests.cli.helpers import Result, invoke, issue, mode, rewrite_cn, snapshot
 
 NOW = datetime.now(timezone.utc)
 
@@ -46,8 +46,9 @@ def assert_pair(out_dir: Path) -> str:
 
 
 def read_env(path: Path) -> dict[str, str]:
+    """The RDSSSL_* variables a hook saw (but the state directory the test session sets)."""
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k: v for k, v in pairs if k.startswith("RDSSSL_")}
+    return {k: v for k, v in pairs if k.startswith("RDSSSL_") and k != "RDSSSL_STATE_DIR"}
 
 
 # --- the window -----------------------------------------------------------------------------------
@@ -172,6 +173,91 @@ def test_user_filter(ca_dir: Path, tmp_path: Path) -> None:
     assert len(valid_serials(ca_dir, "alice")) == 1
 
 
+# --- names and directories that cannot be used -----------------------------------------------
+
+
+def test_a_bad_name_in_an_old_store_is_skipped_and_everyone_else_renewed(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out_root = tmp_path / "out"
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    evil = issue(ca_dir, "mallory", tmp_path / "m", "--days", "5")["serial"]
+    dots = issue(ca_dir, "trudy", tmp_path / "t", "--days", "5")["serial"]
+    issue(ca_dir, "bob", tmp_path / "b", "--days", "5")
+    rewrite_cn(ca_dir, evil, "mal\x1b[2Jlory")
+    rewrite_cn(ca_dir, dots, "../trudy")
+    result = renew(ca_dir, out_root)
+    assert result.exit_code == 3
+    doc = result.json()
+    assert doc["ok"] is False and sorted(r["user"] for r in doc["renewed"]) == ["alice", "bob"]
+    assert sorted(s["serial"] for s in doc["skipped"]) == sorted([evil, dots])
+    new = {r["user"]: r["certificate"]["serial"] for r in doc["renewed"]}
+    assert {u: assert_pair(out_root / u) for u in ("alice", "bob")} == new
+    assert sorted(p.name for p in out_root.iterdir()) == [".rdsssl-renew.lock", "alice", "bob"]
+    assert not (tmp_path / "trudy").exists()
+    assert f"skipped certificate {evil} ('mal\\x1b[2Jlory')" in result.stderr
+    assert "\x1b" not in result.stderr  # escaped, never raw
+    assert f"skipped certificate {dots} ('../trudy')" in result.stderr
+    assert f"rdsssl cert revoke --serial {evil}" in result.stderr
+    assert "2 certificate(s) skipped" in result.stderr
+
+    for serial in (evil, dots):  # revoking them is the fix: the next run is clean
+        assert invoke("cert", "revoke", "--ca-dir", ca_dir, "--serial", serial).exit_code == 0
+    again = renew(ca_dir, out_root)
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["skipped"] == [] and again.json()["renewed"] == []
+
+
+def test_a_symlinked_user_directory_is_skipped_and_written_nowhere(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out_root = tmp_path / "out"
+    out_root.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out_root / "alice").symlink_to(elsewhere)
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    issue(ca_dir, "bob", tmp_path / "b", "--days", "5")
+    result = renew(ca_dir, out_root)
+    assert result.exit_code == 3
+    assert [r["user"] for r in result.json()["renewed"]] == ["bob"]
+    assert f"{out_root / 'alice'} is a symbolic link" in result.stderr
+    assert list(elsewhere.iterdir()) == [] and len(valid_serials(ca_dir, "alice")) == 1
+
+
+def test_a_planted_link_in_a_user_directory_is_skipped(ca_dir: Path, tmp_path: Path) -> None:
+    out_root = tmp_path / "out"
+    issue(ca_dir, "alice", out_root / "alice", "--days", "5")
+    assert renew(ca_dir, out_root).exit_code == 0  # a managed directory: links into current/
+    (out_root / "alice" / "client.pk8").symlink_to(tmp_path / "where-the-attacker-reads")
+    result = renew(ca_dir, out_root, clock=at(400))
+    assert result.exit_code == 3 and result.json()["renewed"] == []
+    assert "client.pk8 is a dangling symbolic link" in result.stderr
+    assert not (tmp_path / "where-the-attacker-reads").exists()
+    (out_root / "alice" / "client.pk8").unlink()
+    fixed = renew(ca_dir, out_root, clock=at(400))
+    assert fixed.exit_code == 0 and [r["user"] for r in fixed.json()["renewed"]] == ["alice"]
+
+
+def test_renew_creates_out_root_0700_and_warns_about_a_shared_user_dir(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out_root = tmp_path / "srv" / "client-certs"
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    old = os.umask(0o022)
+    try:
+        first = renew(ca_dir, out_root)
+    finally:
+        os.umask(old)
+    assert first.exit_code == 0, first.stderr
+    for path in (tmp_path / "srv", out_root, out_root / "alice"):
+        assert mode(path) == 0o700, path
+    (out_root / "alice").chmod(0o750)
+    again = renew(ca_dir, out_root, clock=at(400))
+    assert again.exit_code == 0, again.stderr
+    assert f"{out_root / 'alice'} is accessible to other users (mode 0750)" in again.stderr
+
+
 # --- the deploy hook ------------------------------------------------------------------------------
 
 
@@ -199,18 +285,117 @@ def test_hook_gets_the_renewal_in_its_environment(enc_ca_dir: Path, tmp_path: Pa
     assert result.json()["hooks"] == [{"user": "alice", "serial": new, "exit_code": 0, "ok": True}]
 
 
-def test_dry_run_runs_the_hook_and_writes_nothing(ca_dir: Path, tmp_path: Path) -> None:
-    old = issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+SECRETS = {
+    "RDSSSL_CA_PASSPHRASE": "correct horse",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-hook-test-id-1",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "hook-test-ak-secret-2",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "hook-test-sts-token-3",
+    "MYAPP_DB_PASSWORD": "hook-test-password-4",
+    "GITHUB_TOKEN": "hook-test-token-5",
+    "some_secret_thing": "hook-test-secret-6",
+    "P12_PW": "hook-test-p12-7",
+    "UNRELATED_SETTING": "hook-test-unlisted-8",
+}
+
+
+def test_the_hook_environment_is_an_allow_list(enc_ca_dir: Path, tmp_path: Path) -> None:
+    settings = {
+        "RDSSSL_CA_DIR": str(enc_ca_dir),
+        "RDSSSL_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "RDSSSL_ENDPOINT": "http://127.0.0.1:9",
+        "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou",
+        "LC_TIME": "C",
+        "TZ": "UTC",
+    }
+    env = {**SECRETS, **settings}
+    issued = invoke("cert", "issue", "--ca-dir", enc_ca_dir, "--user", "alice",
+                    "--out", tmp_path / "a", "--days", "5", env=env)  # fmt: skip
+    assert issued.exit_code == 0, issued.stderr
+    dump = tmp_path / "hook.env"
+    result = renew(enc_ca_dir, tmp_path / "out", "--deploy-hook", f"env > {dump}",
+                   "--format", "p12", "--p12-passphrase-env", "P12_PW", env=env)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    text = dump.read_text()
+    names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line}
+    for name, value in SECRETS.items():
+        assert name not in names and value not in text, name
+    for name, value in settings.items():
+        assert f"{name}={value}" in text.splitlines(), name
+    allowed = {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "PWD",
+        "SHLVL",
+        "_",
+        *settings,
+    }  # fmt: skip  (SHLVL, _ and PWD: set by sh itself)
+    extra = {n for n in names if not n.startswith(("RDSSSL_", "LC_")) and n not in allowed}
+    assert extra == set()
+
+
+def test_dry_run_does_not_run_the_hook_unless_asked(ca_dir: Path, tmp_path: Path) -> None:
+    """A hook is written for real renewals (the README's revokes $RDSSSL_OLD_SERIAL), so a dry
+    run skips it; --run-deploy-hooks runs it with RDSSSL_DRY_RUN=1 and no serial to act on."""
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
     before = snapshot(ca_dir)
     hook = f"env > {tmp_path}/hook.env"
-    result = renew(ca_dir, tmp_path / "out", "--deploy-hook", hook, "--dry-run")
+    quiet = renew(ca_dir, tmp_path / "out", "--deploy-hook", hook, "--dry-run")
+    assert quiet.exit_code == 0, quiet.stderr
+    doc = quiet.json()
+    assert doc["dry_run"] is True and [c["cn"] for c in doc["due"]] == ["alice"]
+    assert doc["hooks_ran"] is False and doc["hooks"] == []
+    assert "the deploy hook is not run" in quiet.stderr
+    assert not (tmp_path / "hook.env").exists()
+
+    result = renew(
+        ca_dir, tmp_path / "out", "--deploy-hook", hook, "--dry-run", "--run-deploy-hooks"
+    )
     assert result.exit_code == 0, result.stderr
     assert result.json()["renewed"] == [] and result.json()["dry_run"] is True
+    assert result.json()["hooks_ran"] is True and result.json()["hooks"][0]["user"] == "alice"
     seen = read_env(tmp_path / "hook.env")
     assert seen["RDSSSL_DRY_RUN"] == "1" and seen["RDSSSL_SERIAL"] == ""
-    assert seen["RDSSSL_OLD_SERIAL"] == old["serial"]
+    assert seen["RDSSSL_OLD_SERIAL"] == ""  # nothing a hook could revoke by mistake
     assert seen["RDSSSL_CERT_PATH"] == str(tmp_path / "out" / "alice" / "client.crt")
     assert not (tmp_path / "out").exists() and snapshot(ca_dir) == before
+
+
+def test_the_readme_hook_revokes_nothing_in_a_dry_run(ca_dir: Path, tmp_path: Path) -> None:
+    """The README's example hook, guarded by RDSSSL_DRY_RUN, run by a dry run on request."""
+    old = issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    hook = (
+        f'[ "$RDSSSL_DRY_RUN" = 1 ] || {sys.executable} -m rdsssl -q cert revoke '
+        f'--ca-dir {ca_dir} --serial "$RDSSSL_OLD_SERIAL" --reason superseded'
+    )
+    dry = renew(ca_dir, tmp_path / "out", "--deploy-hook", hook, "--dry-run", "--run-deploy-hooks")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.json()["hooks"][0]["ok"] is True
+    assert valid_serials(ca_dir, "alice") == [old["serial"]]
+    real = renew(ca_dir, tmp_path / "out", "--deploy-hook", hook)
+    assert real.exit_code == 0, real.stderr
+    assert old["serial"] not in valid_serials(ca_dir, "alice")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--run-deploy-hooks", "--deploy-hook", "true"], "goes with --dry-run"),
+        (["--run-deploy-hooks", "--dry-run"], "needs --deploy-hook"),
+    ],
+)
+def test_run_deploy_hooks_needs_a_dry_run_and_a_hook(
+    ca_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "5")
+    result = renew(ca_dir, tmp_path / "out", *args)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(valid_serials(ca_dir, "alice")) == 1
 
 
 def test_hook_failure_exits_1_keeps_the_renewal_and_retries(ca_dir: Path, tmp_path: Path) -> None:

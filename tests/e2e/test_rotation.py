@@ -23,6 +23,7 @@ from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
 from rdsssl.rotation_state import Step, load, prepare
 from rdsssl.store import CaStore
+from tests.cli.helpers import rewrite_cn
 from tests.e2e.rotation_helpers import (
     NEW_PASSPHRASE,
     OK,
@@ -419,3 +420,54 @@ def test_refusals_and_a_failed_verify_leave_the_phase_where_it_was(case: Case) -
     r = c.rotate("ca", *later_args(c.pki))  # the right password: verify passes on a re-run
     assert r.exit_code == 0, r.stderr
     assert read_state(c.pki)["instances"][c.iid]["verify"]["outcome"] == "ok"
+
+
+# ------------------------------------------------------------------ user names
+
+
+def _old_serial(c: Case, user: str) -> str:
+    doc = rdsssl(c.env, "--json", "cert", "list", "--ca-dir", c.pki.old, "--user", user).json()
+    serials: list[str] = [x["serial"] for x in doc["certificates"] if x["status"] == "valid"]
+    assert len(serials) == 1
+    return serials[0]
+
+
+def test_a_bad_user_name_is_refused_before_staging_restarts_anything(case: Case) -> None:
+    c = case
+    bob = _old_serial(c, "bob")
+    rewrite_cn(c.pki.old, bob, "bob\x1b[2J/../x")  # as an old store could hold it
+    restarts, calls = _restarts_and_calls(c)
+    r = c.rotate("ca", *start_args(c.pki, c.iid))
+    assert r.exit_code == 3, r.stderr
+    assert f"certificate {bob}" in r.stderr and "\x1b" not in r.stderr
+    assert f"rdsssl cert revoke --ca-dir {c.pki.old} --serial {bob}" in r.stderr
+    assert "No instance was changed" in r.stderr
+    assert _restarts_and_calls(c) == (restarts, calls) and read_state(c.pki) == {}
+    assert not c.pki.out.exists()
+
+    revoked = rdsssl(c.env, "cert", "revoke", "--ca-dir", c.pki.old, "--serial", bob)
+    assert revoked.exit_code == 0, revoked.stderr
+    r = c.rotate("ca", *start_args(c.pki, c.iid), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["phase"] == "verified" and sorted(read_state(c.pki)["users"]) == ["alice"]
+
+
+def test_reissue_after_staging_skips_a_bad_name_and_reissues_everyone_else(case: Case) -> None:
+    c = case
+    r = c.rotate("ca", *start_args(c.pki, c.iid), "--phase", "stage")
+    assert r.exit_code == 0, r.stderr
+    bob = _old_serial(c, "bob")
+    rewrite_cn(c.pki.old, bob, "bo\x85b")  # a C1 control character
+    r = c.rotate("ca", *later_args(c.pki), "--phase", "reissue")
+    assert r.exit_code == 3, r.stderr
+    assert f"warning: reissue: refused (certificate {bob} is not reissued" in r.stderr
+    assert "'bo\\x85b'" in r.stderr and "\x85" not in r.stderr
+    assert "every other user was reissued" in r.stderr
+    state = read_state(c.pki)
+    assert state["phase"] == "staged" and sorted(state["users"]) == ["alice"]
+    assert serial_of(c.pki.out / "alice") == int(state["users"]["alice"]["new_serial"], 16)
+
+    assert rdsssl(c.env, "cert", "revoke", "--ca-dir", c.pki.old, "--serial", bob).exit_code == 0
+    r = c.rotate("ca", *later_args(c.pki), "--phase", "reissue")
+    assert r.exit_code == 0, r.stderr
+    assert "reissue: alice: unchanged" in r.stderr and read_state(c.pki)["phase"] == "reissued"

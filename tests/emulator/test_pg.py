@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import socket
 import subprocess
 import time
@@ -368,6 +369,40 @@ def test_sweep_removes_only_dirs_of_dead_owners(
     monkeypatch.setattr(pg_os, "_SWEPT", False)
     pg_os.sweep_stale()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rdsssl-pg-me", "rdsssl-pg-unmarked"]
+
+
+def test_postgresql_runs_without_the_callers_environment(
+    pg_cluster_factory: ClusterFactory, server_pki: ServerPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator runs inside shells and tests holding cloud keys and CA passphrases; the
+    postmaster (and every backend it forks) must not carry them in /proc/PID/environ."""
+    secrets = {
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "pg-env-test-ak-secret",
+        "RDSSSL_CA_PASSPHRASE": "pg-env-test-passphrase",
+        "PGPASSWORD": "pg-env-test-pgpassword",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PGDATA", "/nonexistent/pg-env-test-pgdata")  # must not point it away
+    c = pg_cluster_factory("env", ssl=server_pki.config())
+    try:
+        assert c.data_dir is not None
+        pid = int((c.data_dir / "postmaster.pid").read_text().split()[0])
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        for name, value in secrets.items():
+            assert name.encode() not in env and value.encode() not in raw, name
+        assert env[b"LC_ALL"] == b"C" and env[b"PATH"] == os.environ["PATH"].encode()
+        user = pg_user()
+        home = pwd.getpwuid(os.geteuid() if user is None else user.uid).pw_dir
+        assert env[b"HOME"] == home.encode()
+        assert env[b"PGDATA"] == str(c.data_dir).encode()  # pg_ctl's own, from -D
+        # pg_ctl adds PGDATA and PG_GRANDPARENT_PID, the sh it starts the server with PWD,
+        # Debian's build PGLOCALEDIR and PGSYSCONFDIR
+        assert set(env) <= {b"PATH", b"LANG", b"LC_ALL", b"HOME", b"TZ", b"PGDATA", b"PWD",
+                            b"PG_GRANDPARENT_PID", b"PGLOCALEDIR", b"PGSYSCONFDIR"}  # fmt: skip
+    finally:
+        c.stop()
 
 
 def test_apply_on_a_stopped_cluster_is_an_error(pg_bin: Path, server_pki: ServerPki) -> None:

@@ -1,5 +1,8 @@
 """The cron wrappers in scripts/cron/, run for real: bash, flock(1) and the installed `rdsssl`.
 
+The wrappers refuse what another user could have prepared: a lock directory that is not ours
+and 0700 (by default a private one under the state dir), and an env file someone else can write.
+
 renew-client-certs works on a temporary CA store; refresh-crl and check talk to a state-only
 emulator through the real SDK, configured only through the environment (as cron would).
 The emulator set-up helpers are shared with the crl refresh end-to-end tests.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,6 +102,109 @@ def test_a_wrapper_without_its_configuration_exits_3(tmp_path: Path) -> None:
     assert result.returncode == 3 and "set RDSSSL_CA_DIR" in result.stderr
     result = run_script("refresh-crl", {"RDSSSL_LOCK_DIR": str(tmp_path)})
     assert result.returncode == 3 and "set RDSSSL_INSTANCES" in result.stderr
+
+
+def rows_of(ca_dir: Path) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = invoke("--json", "cert", "list", "--ca-dir", ca_dir).json()[
+        "certificates"
+    ]
+    return found
+
+
+def test_the_default_lock_dir_is_private_under_the_state_dir(
+    renew_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in renew_env.items() if k != "RDSSSL_LOCK_DIR"}
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_script("renew-client-certs", {**env, "HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    state = home / ".local" / "state"
+    for level in (home / ".local", state, state / "rdsssl", state / "rdsssl" / "locks"):
+        assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
+    assert (state / "rdsssl" / "locks" / "rdsssl-renew-client-certs.lock").is_file()
+
+    xdg = run_script("check", {**env, "HOME": str(home), "XDG_STATE_HOME": str(tmp_path / "x")})
+    assert (tmp_path / "x" / "rdsssl" / "locks").is_dir(), xdg.stderr
+    mine = run_script("renew-client-certs", {**env, "RDSSSL_STATE_DIR": str(tmp_path / "st")})
+    assert mine.returncode == 0, mine.stderr
+    assert (tmp_path / "st" / "locks" / "rdsssl-renew-client-certs.lock").is_file()
+    assert stat.S_IMODE((tmp_path / "st" / "locks").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        ("world-writable", "open to other users (mode 1777)"),
+        ("group-readable", "open to other users (mode 750)"),
+        ("foreign", "is owned by uid 65534, not by you"),
+        ("symlink", "is a symbolic link"),
+    ],
+)
+def test_a_lock_dir_others_could_use_is_refused(
+    renew_env: dict[str, str], tmp_path: Path, setup: str, message: str
+) -> None:
+    ca_dir = Path(renew_env["RDSSSL_CA_DIR"])
+    issue(ca_dir, "alice", tmp_path / "out" / "alice", "--days", "5")
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    if setup == "world-writable":
+        locks.chmod(0o1777)
+    elif setup == "group-readable":
+        locks.chmod(0o750)
+    elif setup == "foreign":
+        os.chown(locks, 65534, 65534)
+    else:
+        (tmp_path / "link").symlink_to(locks)
+        locks = tmp_path / "link"
+    result = run_script("renew-client-certs", {**renew_env, "RDSSSL_LOCK_DIR": str(locks)})
+    assert result.returncode == 3
+    assert message in result.stderr and str(locks) in result.stderr
+    assert len(rows_of(ca_dir)) == 1  # nothing was renewed
+
+
+def write_env_file(path: Path, renew_env: dict[str, str]) -> Path:
+    path.write_text("".join(f"{k}='{v}'\n" for k, v in renew_env.items()))
+    path.chmod(0o600)
+    return path
+
+
+def test_the_env_file_is_read_when_it_is_private(renew_env: dict[str, str], tmp_path: Path) -> None:
+    issue(Path(renew_env["RDSSSL_CA_DIR"]), "alice", tmp_path / "out" / "alice", "--days", "5")
+    env_file = write_env_file(tmp_path / "cron.env", renew_env)
+    result = run_script("renew-client-certs", {"RDSSSL_ENV_FILE": str(env_file)})
+    assert result.returncode == 0, result.stderr
+    assert len(rows_of(Path(renew_env["RDSSSL_CA_DIR"]))) == 2  # renewed from the file's settings
+
+
+@pytest.mark.parametrize(
+    "setup,fix",
+    [
+        ("group-writable", "fix it: chmod go-w"),
+        ("world-writable", "fix it: chmod go-w"),
+        ("foreign", "fix it: chown"),
+    ],
+)
+def test_an_env_file_others_could_write_is_refused(
+    renew_env: dict[str, str], tmp_path: Path, setup: str, fix: str
+) -> None:
+    ca_dir = Path(renew_env["RDSSSL_CA_DIR"])
+    issue(ca_dir, "alice", tmp_path / "out" / "alice", "--days", "5")
+    marker = tmp_path / "sourced"
+    env_file = write_env_file(tmp_path / "cron.env", renew_env)
+    with env_file.open("a") as f:
+        f.write(f"touch {marker}\n")  # would run if the file were sourced
+    if setup == "group-writable":
+        env_file.chmod(0o660)
+    elif setup == "world-writable":
+        env_file.chmod(0o602)
+    else:
+        os.chown(env_file, 65534, 65534)
+    for script in ("renew-client-certs", "refresh-crl", "check"):
+        result = run_script(script, {"RDSSSL_ENV_FILE": str(env_file)})
+        assert result.returncode == 3, (script, result.stderr)
+        assert f"RDSSSL_ENV_FILE={env_file}" in result.stderr and fix in result.stderr
+    assert not marker.exists() and len(rows_of(ca_dir)) == 1
 
 
 # --- refresh-crl and check against the emulator ---------------------------------------------------

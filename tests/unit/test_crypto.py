@@ -301,6 +301,11 @@ def test_leaf_days_must_be_positive(pki: Pki) -> None:
         "PG_upper",
         "with space",
         "public2",
+        "app.user",
+        "...",
+        ".hidden",
+        "a\\b",
+        "é\u00a0nbsp",  # U+00A0 is printable, just above the C1 block
     ],
 )
 def test_valid_role_names(name: str) -> None:
@@ -319,12 +324,23 @@ def test_valid_role_names(name: str) -> None:
         ("public", "reserved role name"),
         ("none", "reserved role name"),
         ("bad\ud800", "not valid Unicode"),
+        ("../evil", "contains '/'"),
+        ("a/b", "contains '/'"),
+        (".", "cannot be used as a directory name"),
+        ("..", "cannot be used as a directory name"),
+        ("new\nline", "control character U+000A"),
+        ("tab\there", "control character U+0009"),
+        ("ev\x1b[2Jil", "control character U+001B"),
+        ("del\x7f", "control character U+007F"),
+        ("c1\x85next", "control character U+0085"),
+        ("csi\x9b31m", "control character U+009B"),
     ],
 )
 def test_invalid_role_names_say_why(name: str, why: str, pki: Pki) -> None:
     with pytest.raises(CryptoError, match="invalid database user name") as err:
         crypto.validate_role_name(name)
     assert why in str(err.value)
+    assert str(err.value).isprintable()  # the name is shown escaped (repr), never raw
     with pytest.raises(CryptoError, match="invalid database user name"):
         pki.issue(user=name)
 

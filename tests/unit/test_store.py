@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from rdsssl import crypto
+from rdsssl.audit import AuditLog
 from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
-from rdsssl.fsutil import atomic_write, make_private_dir
+from rdsssl.fsutil import atomic_write, make_private_dirs
 from rdsssl.lock import FileLock
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store import CaStore, write_client_files
@@ -52,7 +54,7 @@ def test_atomic_write_creates_with_the_final_mode_even_with_umask_0(tmp_path: Pa
     old = os.umask(0)
     try:
         atomic_write(tmp_path / "secret", b"key", mode=0o600)
-        make_private_dir(tmp_path / "private")
+        make_private_dirs(tmp_path / "private")
     finally:
         os.umask(old)
     assert (tmp_path / "secret").read_bytes() == b"key"
@@ -92,6 +94,47 @@ def test_atomic_write_failure_leaves_the_old_file_and_no_temp(
         atomic_write(target, b"new crl")
     assert target.read_bytes() == b"old crl"
     assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o277])
+def test_make_private_dirs_makes_every_missing_level_0700_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    existing = tmp_path / "shared"
+    existing.mkdir()
+    existing.chmod(0o755)
+    target = existing / "a" / "b" / "c"
+    old = os.umask(umask)
+    try:
+        assert make_private_dirs(target) is True
+        assert make_private_dirs(target) is False  # already there: nothing to do
+    finally:
+        os.umask(old)
+    assert [mode(p) for p in (existing / "a", existing / "a" / "b", target)] == [0o700] * 3
+    assert mode(existing) == 0o755  # a directory rdsssl did not create keeps its mode
+
+
+def test_audit_log_directories_are_private(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "state" / "rdsssl" / "audit.jsonl")
+    old = os.umask(0o022)
+    try:
+        log.record(instance="pgm-x", action="test", outcome="ok")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "state") == 0o700 and mode(tmp_path / "state" / "rdsssl") == 0o700
+    assert mode(tmp_path / "state" / "rdsssl" / "audit.jsonl") == 0o600
+
+
+def test_a_new_store_gets_private_parents(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        CaStore.init(
+            tmp_path / "srv" / "ca", cn="c", key_type=KeyType.EC_P256, days=10,
+            passphrase=None, now=NOW,
+        ).close()  # fmt: skip
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "srv") == 0o700 and mode(tmp_path / "srv" / "ca") == 0o700
 
 
 # --- the lock ---------------------------------------------------------------------------------
@@ -155,6 +198,59 @@ def test_wait_lock_acquires_once_released(tmp_path: Path) -> None:
     finally:
         timer.join()
         second.release()
+
+
+def test_a_symlink_at_the_lock_path_is_refused_and_its_target_left_alone(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    path = tmp_path / ".lock"
+    path.symlink_to(victim)
+    with pytest.raises(StoreError, match="is a symbolic link") as info:
+        FileLock(path, command="me").acquire()
+    assert info.value.exit_code == 3 and f"rm {path}" in str(info.value)
+    assert victim.read_bytes() == b"precious"
+    dangling = tmp_path / "other.lock"
+    dangling.symlink_to(tmp_path / "not-yet")
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        FileLock(dangling, command="me").acquire()
+    assert not (tmp_path / "not-yet").exists()  # O_CREAT did not follow the link
+
+
+def test_a_lock_file_of_another_user_is_refused_and_never_truncated(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    path.write_bytes(b"someone else's bytes")
+    os.chown(path, 65534, 65534)  # the tests run as root: make it nobody's
+    with pytest.raises(StoreError, match="owned by uid 65534, not by you") as info:
+        FileLock(path, command="me").acquire()
+    assert info.value.exit_code == 3
+    assert path.read_bytes() == b"someone else's bytes"
+
+
+def test_a_hard_link_at_the_lock_path_is_refused_and_never_truncated(tmp_path: Path) -> None:
+    mine = tmp_path / "notes.txt"
+    mine.write_bytes(b"my notes")
+    path = tmp_path / ".lock"
+    os.link(mine, path)
+    with pytest.raises(StoreError, match="has 2 hard links"):
+        FileLock(path, command="me").acquire()
+    assert mine.read_bytes() == b"my notes"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_lock_path_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / ".lock"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)  # O_NONBLOCK: opening it must not hang
+    with pytest.raises(StoreError, match="refusing the lock file"):
+        FileLock(path, command="me").acquire()
+
+
+def test_the_lock_descriptor_is_not_inherited(tmp_path: Path) -> None:
+    with FileLock(tmp_path / ".lock", command="me") as lock:
+        assert lock._fd is not None
+        assert fcntl.fcntl(lock._fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
 
 
 def test_store_mutations_take_the_lock(store: CaStore) -> None:
@@ -331,6 +427,8 @@ def test_parse_index_txt_variants() -> None:
         ("V\t271126200022Z\t\t1001\tunknown", "not an openssl ca index line"),
         ("V\tsoon\t\t1001\tunknown\t/CN=a", "bad expiry"),
         ("R\t271126200022Z\t261126200022Z,bored\t1001\tunknown\t/CN=a", "unknown revocation"),
+        ("V\t271126200022Z\t\t1001\tunknown\t/CN=a\x85b", "the CN .* of serial 1001 .*U\\+0085"),
+        ("V\t271126200022Z\t\t1001\tunknown\t/CN=x/CN=..", "the CN '..' of serial 1001"),
     ],
 )
 def test_parse_index_txt_errors_name_the_line(line: str, problem: str) -> None:
