@@ -330,9 +330,9 @@ def _read(crl: x509.CertificateRevocationList, index: int) -> _Facts:
     )
 
 
-def _extension(crl: x509.CertificateRevocationList, kind: type[_E]) -> _E | None:
+def _extension(of: x509.Certificate | x509.CertificateRevocationList, kind: type[_E]) -> _E | None:
     try:
-        return crl.extensions.get_extension_for_class(kind).value
+        return of.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
@@ -405,7 +405,7 @@ def _akid_fits(aki: x509.AuthorityKeyIdentifier | None, ca: x509.Certificate) ->
     """OpenSSL's X509_check_akid: each part present on both sides must agree."""
     if aki is None:
         return True
-    ski = _extension_of(ca, x509.SubjectKeyIdentifier)
+    ski = _extension(ca, x509.SubjectKeyIdentifier)
     if aki.key_identifier is not None and ski is not None and aki.key_identifier != ski.digest:
         return False
     serial = aki.authority_cert_serial_number
@@ -445,7 +445,7 @@ def _ca_findings(
     subject = ca.subject.rfc4514_string()
     candidates = _candidates(ca, facts)
     found: list[Finding] = []
-    usage = _extension_of(ca, x509.KeyUsage)
+    usage = _extension(ca, x509.KeyUsage)
     if usage is not None and not usage.crl_sign:
         found.append(Finding(Code.CA_CANNOT_SIGN_CRL, subject, None, None, "keyUsage"))
     if not candidates:
@@ -525,13 +525,6 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
-
-
-def _extension_of(cert: x509.Certificate, kind: type[_E]) -> _E | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
 
 
 def _coverage(ca: x509.Certificate, crl: _Facts | None) -> Coverage:

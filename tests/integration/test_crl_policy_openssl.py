@@ -3,20 +3,23 @@
 PostgreSQL checks client chains with X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, which is
 what `openssl verify -crl_check_all` does, so the openssl binary (a tool nobody here wrote) is
 the oracle. Hypothesis draws CA bundles (one to three roots, or a root and its intermediate) and
-CRL files (zero to two CRLs per CA, times in minutes around `now` and the restart margin,
-entries drawn from a pool holding the CAs' own serials, sometimes a critical CRL number); every
+CRL files (none to two CRLs per CA: relays with a gap or an overlap, twins with one lastUpdate;
+times in minutes around `now` or a second off its edges and the margin's; entries drawn from a
+pool holding the CAs' own serials; sometimes a critical CRL number), and a restart margin. Every
 CA gets a leaf whose serial is never revoked. At every instant the policy must look at
 (computed here independently: now, the end of the margin, and one second before and at each
 CRL boundary inside it), openssl verifies all the leaves, and:
 
-- the leaves that fail at some instant are exactly those under a CA the policy's findings name
-  (a finding on a CA's CRL also refuses the leaves of the CAs it issued);
+- at each instant alone (the policy asked with a zero margin there), and over the whole margin,
+  the leaves that fail are exactly those under a CA the policy's findings name (a finding on a
+  CA's CRL also refuses the leaves of the CAs it issued); a time finding's `at` fails in openssl;
 - the one deliberate difference: a CRL with an unhandled critical extension is refused whatever
   the time, even while a better CRL of the same CA hides it from OpenSSL (the file would still
   hold a CRL PostgreSQL cannot use), so then the policy may refuse more, never less.
 
-A second property adds a foreign or forged CRL, which the policy must always refuse. The runs
-are derandomized and short, and the keys are made once for the module.
+A second property adds a foreign or forged CRL, which the policy must always refuse; a table of
+examples covers what the generator does not draw (partial CRLs, key identifiers, delta CRLs,
+odd entry extensions, a CA without cRLSign). Runs are derandomized; keys are made once.
 """
 
 from __future__ import annotations
@@ -53,14 +56,8 @@ SHAPES = [
 ALL_CAS = (ROOT_1, ROOT_2, ROOT_3, INTERMEDIATE)
 PARENT = {INTERMEDIATE.subject: ROOT_1.subject}
 LEAVES = {ca.subject: ca.leaf(f"user{n}", serial=0x5000 + n) for n, ca in enumerate(ALL_CAS)}
-POOL = [
-    0x77,
-    0x5EED,
-    0xC0FFEE,
-    0xBEEF,
-    0xF00D,
-    *(ca.serial for ca in ALL_CAS),
-]  # never a leaf's serial
+# serials a CRL may list: the CAs' own and unrelated ones, never a leaf's
+POOL = [0x77, 0x5EED, 0xC0FFEE, 0xBEEF, 0xF00D, *(ca.serial for ca in ALL_CAS)]
 STRUCTURAL = {Code.FOREIGN_CRL, Code.BAD_SIGNATURE, Code.UNHANDLED_CRITICAL_EXTENSION}
 PER_INSTANT = {Code.NOT_YET_VALID, Code.EXPIRED, Code.EXPIRES_IN_MARGIN, Code.LISTS_CA}
 
