@@ -73,3 +73,23 @@ def test_crypto_is_pure(name: str) -> None:
         assert module.split(".")[0] not in forbidden, f"{name} imports {module} (I/O or clock)"
         if module.startswith("rdsssl"):
             assert module in rdsssl_ok, f"{name} imports {module}"
+
+
+def test_crl_policy_is_pure() -> None:
+    """The CRL policy judges objects it is given: no I/O, no clock, only the crypto layer."""
+    forbidden = {"os", "pathlib", "sqlite3", "socket", "subprocess", "time", "shutil"}
+    rdsssl_ok = {"rdsssl.crypto", "rdsssl.errors"}
+    imports = _imports(PACKAGE / "crl_policy.py")
+    assert "rdsssl.crypto" in imports
+    for module in imports:
+        assert module.split(".")[0] not in forbidden, f"crl_policy.py imports {module}"
+        if module.startswith("rdsssl"):
+            assert module in rdsssl_ok, f"crl_policy.py imports {module}"
+    tree = ast.parse((PACKAGE / "crl_policy.py").read_text())
+    clock = {"now", "utcnow", "today", "monotonic"}
+    calls = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert not calls & clock, f"crl_policy.py reads the clock ({sorted(calls & clock)})"
