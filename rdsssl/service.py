@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rdsssl import crypto, guard
+from rdsssl import crypto, guard, service_profile
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.errors import (
@@ -43,9 +43,7 @@ from rdsssl.waiters import (
 CERT_ACLS = guard.CERT_ACLS
 DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
 DEFAULT_TIMEOUT = 1800.0  # Terraform's update timeout; a restart takes ~3 min
-# How long a quiet instance is watched before its reads are believed: the real service may show
-# an accepted change a few seconds late (see the README, "Running against a real account").
-DEFAULT_SETTLE = 10.0
+DEFAULT_SETTLE = service_profile.DEFAULT_SETTLE
 _MODIFY_ATTEMPTS = 3
 
 
@@ -410,7 +408,8 @@ def apply(
     proof: guard.Proof | None = None,
     expected: Plan | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    settle: float = DEFAULT_SETTLE,
+    profile: service_profile.ServiceProfile | None = None,
+    settle: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -424,15 +423,20 @@ def apply(
     makes only Describe calls and never signs a CRL. `expected`: the plan the user saw and
     confirmed; if the instance now calls for another one, nothing is sent (`PlanChanged`).
     `lock`: hold the instance's lock (`rdsssl.paths.instance_lock`) from the read to the call,
-    so two runs never both send a change. `settle`: how long to watch for a change to show
-    before taking a quiet instance at its word (after an error, and in the wait).
+    so two runs never both send a change. `profile`: what the service is known to do (its
+    timings place the waiter's dense polls; default: $RDSSSL_SERVICE_PROFILE, else the documented
+    timings). `settle` (default:
+    the profile's): how long to watch for a change to show before taking a quiet instance at
+    its word, after an error and in the wait.
     """
     started = clock()
     now = now or datetime.now(timezone.utc)
     audit = audit or AuditLog.disabled()
     if not dry_run:
         audit.check_writable()  # never make a change the log cannot record
-    waiting = _Waiting(api, instance_id, timeout, settle, sleep, clock, on_progress)
+    profile = profile or service_profile.load()  # $RDSSSL_SERVICE_PROFILE, else documented
+    settle = profile.settle if settle is None else settle
+    waiting = _Waiting(api, instance_id, timeout, settle, profile, sleep, clock, on_progress)
     held = instance_lock(instance_id) if lock and not dry_run else contextlib.nullcontext()
     with held:
         info, ssl, notes = waiting.until_ready(dry_run=dry_run)
@@ -465,8 +469,8 @@ def apply(
             request = replace(the_plan.request, crl_enabled=True, crl_pem=pem)
             extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
             the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
-        request_id = waiting.send(the_plan, ssl, audit)
-    final = waiting.confirm(the_plan, ssl, request_id, audit) if wait else None
+        request_id, seen = waiting.send(the_plan, ssl, audit)
+    final = waiting.confirm(the_plan, ssl, request_id, audit, seen=seen) if wait else None
     return ApplyResult(
         the_plan,
         True,
@@ -494,11 +498,12 @@ class _Waiting:
     instance_id: str
     timeout: float
     settle: float
+    profile: service_profile.ServiceProfile
     sleep: Callable[[float], None]
     clock: Callable[[], float]
     on_progress: Callable[[Progress], None] | None
 
-    def _wait(self, spec: WaiterSpec) -> Observation:
+    def _wait(self, spec: WaiterSpec, *, seen: bool = False) -> Observation:
         return wait_until(
             spec,
             observe(self.api, self.instance_id),
@@ -506,6 +511,7 @@ class _Waiting:
             sleep=self.sleep,
             clock=self.clock,
             on_progress=self.on_progress,
+            seen_transition=seen,
         )
 
     def until_ready(self, *, dry_run: bool) -> tuple[InstanceInfo, SslState, tuple[str, ...]]:
@@ -544,13 +550,14 @@ class _Waiting:
             **extra,
         )
 
-    def send(self, the_plan: Plan, before: SslState, audit: AuditLog) -> str:
+    def send(self, the_plan: Plan, before: SslState, audit: AuditLog) -> tuple[str, bool]:
         """The one Modify call; its `sent` audit line is on disk before anything else happens.
 
         After ANY failed call (throttling and busy answers included) the instance is re-read
         before anything is sent again, and a change that shows up is never sent twice: one
         change, one restart. A refusal that proves nothing was taken (a validation error)
-        surfaces at once."""
+        surfaces at once. Returns the request id and whether the change was already seen in
+        progress (after an error, the re-read may have waited it out)."""
         request = the_plan.request
         assert request is not None
         matches = _read_back_matches(request)
@@ -568,7 +575,8 @@ class _Waiting:
                         detail=exc.code,
                     )
                     raise
-                if self._taken(matches, before):
+                taken = self._taken(matches, before)
+                if taken is not None:
                     request_id = exc.request_id or "(accepted before the error)"
                     self._record(
                         audit,
@@ -578,7 +586,7 @@ class _Waiting:
                         request_id,
                         detail=f"taken despite {exc.code or type(exc).__name__}",
                     )
-                    return request_id
+                    return request_id, taken
                 if attempt == _MODIFY_ATTEMPTS:
                     self._record(
                         audit,
@@ -593,14 +601,15 @@ class _Waiting:
                 self._check_unchanged(before)
                 continue
             self._record(audit, the_plan, before, "sent", request_id)
-            return request_id
+            return request_id, False
         raise AssertionError("unreachable")
 
-    def _taken(self, matches: Callable[[SslState], bool], before: SslState) -> bool:
+    def _taken(self, matches: Callable[[SslState], bool], before: SslState) -> bool | None:
         """After a failed Modify: did the service take the change anyway? Watches the instance
-        for `settle` seconds: a change in progress is waited out and judged by its read-back;
-        a read-back that already shows the change counts as taken; a quiet instance that still
-        reads as before means it was not taken."""
+        for `settle` seconds: a change in progress is waited out and judged by its read-back
+        (True: taken, and seen in progress); a read-back that already shows the change counts
+        as taken (False: not seen in progress); a quiet instance that still reads as before
+        for the whole period means it was not taken (None)."""
         deadline = self.clock() + self.settle
         before_fps = fingerprints(before)
         while True:
@@ -622,9 +631,9 @@ class _Waiting:
                         "the new plan"
                     )
                 if matches(ssl) and fingerprints(ssl) != before_fps:
-                    return True
+                    return False
             if self.clock() >= deadline:
-                return False
+                return None
             self.sleep(min(1.0, max(0.0, deadline - self.clock())))
 
     def _check_unchanged(self, before: SslState) -> None:
@@ -637,15 +646,21 @@ class _Waiting:
             )
 
     def confirm(
-        self, the_plan: Plan, before: SslState, request_id: str, audit: AuditLog
+        self, the_plan: Plan, before: SslState, request_id: str, audit: AuditLog, *, seen: bool
     ) -> SslState | None:
         """Wait for the change to be live; the outcome gets its own audit line (`ok`,
         `failed`, `timeout`, or `interrupted`, after which the change stays unconfirmed)."""
         request = the_plan.request
         assert request is not None
         stale_failure = before.last_modify_status == "failed"  # an earlier change's verdict
+        spec = ssl_applied(
+            _read_back_matches(request),
+            stale_failure=stale_failure,
+            expected=self.profile.expected(restarts=request.restarts),
+            settle=self.settle,
+        )
         try:
-            obs = self._wait(ssl_applied(_read_back_matches(request), stale_failure=stale_failure))
+            obs = self._wait(spec, seen=seen)
         except WaiterError as exc:
             outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
             self._record(audit, the_plan, before, outcome, request_id, detail=str(exc))

@@ -89,13 +89,24 @@ def _always(ssl: SslState) -> bool:
     return True
 
 
+DENSE = 1.8  # near the expected end: +10 % jitter stays under the 2-s lag target
+SPARSE_MAX = 8.0  # far from it: the calls a long restart costs (about 10 a minute at 3 min)
+
+
 @dataclass(frozen=True)
 class WaiterSpec:
     """A named acceptor table and its polling schedule (seconds).
 
     `confirm(ssl)`: the SSL read-back alone says the change looks done, so
     DescribeDBInstanceAttribute is called (after it, in the same poll) to confirm the status.
-    The default asks for the instance on every poll (two calls per poll): always safe."""
+    The default asks for the instance on every poll (two calls per poll): always safe.
+
+    `expected`: when the change should be live, in seconds from the start of the wait (the
+    service profile's restart or lock length plus its status lag). With it, polls are sparse
+    until shortly before that moment, dense around it, then back to the capped exponential
+    schedule; without it, the capped exponential schedule from the start (`delay_for`).
+    `settle`: a success acceptor that needs a transition accepts a change that was never seen in
+    progress only after it has held on every poll for this many seconds (None: never)."""
 
     name: str
     acceptors: tuple[Acceptor, ...]
@@ -105,12 +116,41 @@ class WaiterSpec:
     multiplier: float = 1.3
     jitter: float = 0.1  # +-10 %
     timeout: float = DEFAULT_TIMEOUT
+    expected: float | None = None
+    settle: float | None = None
 
     def delay_for(self, attempt: int, rng: random.Random) -> float:
         """The sleep after poll number `attempt` (1-based): capped exponential, then jitter."""
         growth = self.multiplier ** min(max(0, attempt - 1), 64)  # capped: no overflow
         base = min(self.max_delay, self.delay * growth)
         return float(base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
+
+    @property
+    def _dense(self) -> float:
+        assert self.expected is not None
+        return min(DENSE, max(0.05, self.expected / 4))
+
+    @property
+    def first_delay(self) -> float:
+        """The sleep before the first poll: none without `expected` (a readiness wait), else
+        one dense interval (a read right after the call says nothing a later one would not)."""
+        return 0.0 if self.expected is None else self._dense
+
+    def next_delay(self, elapsed: float, attempt: int, rng: random.Random) -> float:
+        """The sleep after a poll made `elapsed` seconds into the wait (see `expected`)."""
+        if self.expected is None:
+            return self.delay_for(attempt, rng)
+        dense = self._dense
+        sparse = min(SPARSE_MAX, max(dense, self.expected / 3.5))
+        start_dense = self.expected - dense
+        if elapsed < start_dense - 0.05:
+            return max(0.05, min(sparse, start_dense - elapsed))  # lands on the dense window
+        shake = 1.0 + self.jitter * (2.0 * rng.random() - 1.0)
+        if elapsed < self.expected + 3 * dense:
+            return dense * shake
+        late = (elapsed - self.expected) / max(dense, 1e-6)
+        grown: float = dense * self.multiplier ** min(late, 64.0)
+        return min(self.max_delay, grown) * shake
 
 
 @dataclass(frozen=True)
@@ -200,9 +240,15 @@ def ssl_applied(
     *,
     stale_failure: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    expected: float | None = None,
+    settle: float = 10.0,
 ) -> WaiterSpec:
-    """After ModifyDBInstanceSSL: Running, LastModifyStatus success, and `matches(read-back)`
-    (the caller's comparison of CA / CRL fingerprints and ACLs with what was sent)."""
+    """After ModifyDBInstanceSSL: the change counts as applied only with evidence. It was seen
+    in progress (a status other than Running, or LastModifyStatus `setting`) and then finished:
+    Running, `success` and `matches(read-back)` (the caller's comparison of CA / CRL
+    fingerprints and ACLs with what was sent). If progress was never seen, the finished state
+    must hold on every poll for `settle` seconds: the service may show a change late (status
+    lag), or show its new values before the restart that applies them (early read-back)."""
 
     def done(ssl: SslState) -> bool:
         return ssl.last_modify_status == MODIFY_SUCCESS and matches(ssl)
@@ -214,10 +260,17 @@ def ssl_applied(
         "SslApplied",
         (
             *_terminal(stale_failure),
-            Acceptor("success", applied, "the SSL configuration reads back as sent"),
+            Acceptor(
+                "success",
+                applied,
+                "the SSL configuration reads back as sent",
+                needs_transition=True,
+            ),
         ),
         confirm=done,
         timeout=timeout,
+        expected=expected,
+        settle=settle,
     )
 
 
@@ -296,13 +349,33 @@ class _Verdict:
     explain: str
 
 
-def _judge(spec: WaiterSpec, obs: Observation, seen_transition: bool) -> _Verdict | None:
+@dataclass
+class _Evidence:
+    """What this wait has seen so far: a transition, and since when a success that needs one
+    has held without it (for `WaiterSpec.settle`)."""
+
+    seen_transition: bool = False
+    stable_since: float | None = None
+
+
+def _judge(spec: WaiterSpec, obs: Observation, evidence: _Evidence) -> _Verdict | None:
     """The first matching acceptor's verdict, or None when no acceptor matches."""
     for acceptor in spec.acceptors:
         if acceptor.test(obs):
-            if acceptor.needs_transition and not seen_transition:
+            if acceptor.needs_transition and not evidence.seen_transition:
+                if acceptor.state == "success" and spec.settle is not None:
+                    since = evidence.stable_since
+                    if since is None:
+                        evidence.stable_since = since = obs.at
+                    if obs.at - since >= spec.settle:
+                        explain = f"{acceptor.explain}, steadily for {spec.settle:g}s"
+                        return _Verdict("success", obs, explain)
+                    return _Verdict("retry", obs, "no progress seen yet: watching it settle")
+                evidence.stable_since = None
                 return _Verdict("retry", obs, "waiting for the change to start")
+            evidence.stable_since = None
             return _Verdict(acceptor.state, obs, acceptor.explain)
+    evidence.stable_since = None
     return None
 
 
@@ -354,16 +427,20 @@ def wait_until(
     clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[Progress], None] | None = None,
     rng: random.Random | None = None,
+    seen_transition: bool = False,
 ) -> Observation:
     """Poll until an acceptor says success (returns that observation) or failure
     (`ChangeFailed`), or the deadline (`WaiterTimeout`, carrying the last observation and the
     elapsed time). `observe`: `Reads` (one API call per poll in the steady state) or a
-    callable returning a whole observation per poll. `timeout` overrides the spec's."""
+    callable returning a whole observation per poll. `timeout` overrides the spec's.
+    `seen_transition`: the change was already seen in progress before this wait began."""
     limit = spec.timeout if timeout is None else timeout
     jitter = rng or random.Random()
     start = clock()
-    seen = [False]  # a transition was observed during this wait
+    evidence = _Evidence(seen_transition=seen_transition)
     polls = [0]
+    if spec.first_delay > 0:
+        sleep(min(spec.first_delay, max(0.0, limit)))
 
     def poll() -> _Verdict:
         polls[0] += 1
@@ -371,8 +448,8 @@ def wait_until(
             obs, error = _split_poll(spec, observe, polls[0] == 1, clock)
         else:
             obs, error = _attempt(observe, clock)
-        seen[0] = seen[0] or in_transition(obs)
-        verdict = _judge(spec, obs, seen[0])
+        evidence.seen_transition = evidence.seen_transition or in_transition(obs)
+        verdict = _judge(spec, obs, evidence)
         terminal = verdict is not None and verdict.state == "failure"
         if error is not None and not error.retryable and not terminal:
             raise error  # permanent, and no acceptor calls it a failure
@@ -388,7 +465,7 @@ def wait_until(
         return verdict
 
     def wait(state: RetryCallState) -> float:
-        return spec.delay_for(state.attempt_number, jitter)
+        return spec.next_delay(clock() - start, state.attempt_number, jitter)
 
     def stop(state: RetryCallState) -> bool:  # stop_before_delay, on the injected clock
         return clock() - start + state.upcoming_sleep >= limit

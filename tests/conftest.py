@@ -90,13 +90,24 @@ def server_pki(tmp_path_factory: pytest.TempPathFactory) -> ServerPki:
 @pytest.fixture(autouse=True, scope="session")
 def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """rdsssl's state directory (instance locks, default audit log) in a temp dir, never the
-    real ~/.local/state of whoever runs the tests."""
+    real ~/.local/state of whoever runs the tests; and the service profile of the test
+    emulators."""
     import os
 
-    previous = os.environ.get("RDSSSL_STATE_DIR")
-    os.environ["RDSSSL_STATE_DIR"] = str(tmp_path_factory.mktemp("rdsssl-state"))
+    state = tmp_path_factory.mktemp("rdsssl-state")
+    profile = state / "emulator-profile.json"
+    # The test emulators restart in 0.3 s and lock for 0.2 s (not 3 min / 1 min): a client that
+    # knows it polls densely from the start, as it would with a profile recorded on an account.
+    profile.write_text(
+        '{"format": 1, "name": "test emulator", "restart_seconds": 0.3,'
+        ' "acl_lock_seconds": 0.2, "status_lag_seconds": 0, "early_readback_seconds": 0}'
+    )
+    wanted = {"RDSSSL_STATE_DIR": str(state), "RDSSSL_SERVICE_PROFILE": str(profile)}
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     yield
-    if previous is None:
-        os.environ.pop("RDSSSL_STATE_DIR", None)
-    else:
-        os.environ["RDSSSL_STATE_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -105,6 +106,14 @@ class LazyGroup(click.Group):
     help="Credentials profile (env ALIBABA_CLOUD_PROFILE).",
 )
 @click.option(
+    "--service-profile",
+    envvar="RDSSSL_SERVICE_PROFILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="What the RDS service is known to do (rdsssl service-profile record); env "
+    "RDSSSL_SERVICE_PROFILE. Default: the documented timings.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -119,6 +128,7 @@ def cli(
     region: str | None,
     endpoint: str | None,
     profile: str | None,
+    service_profile: Path | None,
     as_json: bool,
     verbose: int,
     quiet: int,
@@ -130,6 +140,7 @@ def cli(
     """
     app = ctx.ensure_object(App)
     app.region, app.endpoint, app.profile = region, endpoint, profile
+    app.service_profile_path = service_profile
     app.json = app.json or as_json
     app.verbosity = verbose - quiet
 

@@ -14,12 +14,16 @@ import sys
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rdsssl import audit
 from rdsssl.errors import ExitCode, RdsSslError
+
+if TYPE_CHECKING:
+    from rdsssl.service_profile import ServiceProfile
 
 __all__ = ["App"]
 
@@ -42,6 +46,8 @@ class App:
         self.region: str | None = None
         self.endpoint: str | None = None
         self.profile: str | None = None
+        self.service_profile_path: Path | None = None
+        self._service_profile: ServiceProfile | None = None
         self._clock = clock
         self._interactive = interactive
         self._emitted = False
@@ -58,6 +64,15 @@ class App:
         if self._interactive is not None:
             return self._interactive
         return sys.stdin.isatty()
+
+    def service_profile(self) -> ServiceProfile:
+        """What the service is known to do (`--service-profile` / $RDSSSL_SERVICE_PROFILE, else
+        the documented timings); read once per command."""
+        if self._service_profile is None:
+            from rdsssl import service_profile
+
+            self._service_profile = service_profile.load(self.service_profile_path)
+        return self._service_profile
 
     # -- messages (stderr) ------------------------------------------------------------------
 

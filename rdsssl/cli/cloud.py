@@ -63,7 +63,7 @@ class MutatingOptions:
     timeout: float
     force: bool
     audit_log: Path | None
-    settle: float = DEFAULT_SETTLE
+    settle: float | None = None  # None: the service profile's
 
     @property
     def audit(self) -> AuditLog:
@@ -95,12 +95,12 @@ def mutating_options(f: F) -> F:
         click.option(
             "--settle",
             type=click.FloatRange(min=0),
-            default=DEFAULT_SETTLE,
-            show_default=True,
+            default=None,
             envvar="RDSSSL_SETTLE_SECONDS",
             metavar="SECONDS",
             help="How long a quiet instance is watched before its reads are believed (a change "
-            "may show late on the real service); env RDSSSL_SETTLE_SECONDS.",
+            f"may show late on the real service); default: the service profile's status lag, "
+            f"else {DEFAULT_SETTLE:g}s. Env RDSSSL_SETTLE_SECONDS.",
         ),
         click.option(
             "--audit-log",

@@ -120,6 +120,7 @@ def run(
     *,
     timeout: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    seen_transition: bool = False,
 ) -> Observation:
     return wait_until(
         spec,
@@ -129,6 +130,7 @@ def run(
         rng=random.Random(7),
         timeout=timeout,
         on_progress=on_progress,
+        seen_transition=seen_transition,
     )
 
 
@@ -186,7 +188,7 @@ def test_transient_api_error_while_polling_is_retried() -> None:
     throttled = Throttled("slow down", code="Throttling.User", retryable=True)
     busy_5xx = ApiError("oops", code="InternalError", retryable=True)
     observe, calls = scripted([throttled, busy_5xx, obs(ca=NEW_CA)])
-    result = run(ssl_applied(has_new_ca), observe, FakeTime())
+    result = run(ssl_applied(has_new_ca), observe, FakeTime(), seen_transition=True)
     assert result.ssl is not None and result.ssl.client_ca_pem == NEW_CA
     assert calls[0] == 3
 
@@ -317,13 +319,16 @@ class FakeRds:
         busy = self.race <= self.t.now < self.ready + self.running_late
         return replace(INFO, status="SSL_MODIFYING" if busy else "Running")
 
-    def wait(self, spec: WaiterSpec, rng: random.Random | None = None) -> Observation:
+    def wait(
+        self, spec: WaiterSpec, rng: random.Random | None = None, *, seen_transition: bool = False
+    ) -> Observation:
         return wait_until(
             spec,
             service.observe(cast(RdsApi, self), "pgm-1"),
             sleep=self.t.sleep,
             clock=self.t.clock,
             rng=rng or random.Random(3),
+            seen_transition=seen_transition,
         )
 
 
@@ -375,7 +380,7 @@ def test_failed_through_the_reads_is_terminal_without_an_attribute_call() -> Non
 
 def test_a_failed_ssl_read_adds_the_attribute_read_and_never_succeeds() -> None:
     t = FakeTime()
-    rds = FakeRds(t, ready=0.0)
+    rds = FakeRds(t, ready=0.5)  # the attribute read of the first poll sees it in progress
     rds.faults["ssl"] = [Throttled("slow down", code="Throttling.User", retryable=True)]
     seen: list[Progress] = []
     wait_until(
@@ -393,7 +398,7 @@ def test_a_failed_attribute_read_after_ssl_success_is_not_success() -> None:
     t = FakeTime()
     rds = FakeRds(t, ready=0.0)
     rds.faults["instance"] = [ApiError("oops", code="InternalError", retryable=True)]
-    result = rds.wait(ssl_applied(has_new_ca))
+    result = rds.wait(ssl_applied(has_new_ca), seen_transition=True)
     assert result.instance is not None
     assert rds.calls == ["ssl", "instance", "ssl", "instance"]
 
