@@ -4,6 +4,8 @@ store (or the would-be store) byte-identical afterwards."""
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -241,3 +243,82 @@ def test_foreign_owned_ca_directory(ca_dir: Path) -> None:
     assert f"the CA directory {store} is owned by uid" in line
     assert f"chown -R {os.geteuid()} {store}" in line
     assert snapshot(ca_dir) == before
+
+
+# --- a damaged inventory: exit 3 naming the file, from every command that opens the store ----
+
+STORE_COMMANDS = {
+    "ca show": ("ca", "show"),
+    "cert list": ("cert", "list"),
+    "cert issue": ("cert", "issue", "--user", "alice", "--out", "{tmp}/alice"),
+    "cert revoke": ("cert", "revoke", "--serial", "{serial}"),
+    "crl build": ("crl", "build", "--out", "{tmp}/crl.pem"),
+}
+
+
+def _damage(inventory: Path, how: str) -> None:
+    """Replace the inventory with a truncated, foreign or empty file."""
+    data = inventory.read_bytes()
+    if how == "first 1000 bytes":
+        inventory.write_bytes(data[:1000])
+    elif how == "truncated to half":
+        inventory.write_bytes(data[: len(data) // 2])
+    elif how == "random bytes":
+        inventory.write_bytes(os.urandom(len(data)))
+    elif how == "empty":
+        inventory.write_bytes(b"")
+    elif how in ("another schema", "meta only"):
+        conn = sqlite3.connect(inventory)
+        meta = conn.execute("SELECT key, value FROM meta").fetchall()
+        conn.close()
+        inventory.unlink()
+        conn = sqlite3.connect(inventory)
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", meta)  # the right version and CA
+        if how == "another schema":  # same table names, other columns
+            conn.execute("CREATE TABLE certs (id INTEGER PRIMARY KEY, pem TEXT)")
+            conn.execute("CREATE TABLE crls (id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.close()
+    else:  # pragma: no cover - a typo in the parameters
+        raise AssertionError(how)
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store with enough certificates for its inventory to span several sqlite pages, and
+    the serial of one of them (copied per test: issuing 40 certificates takes a while)."""
+    root = tmp_path_factory.mktemp("filled")
+    path = root / "ca"
+    assert invoke("ca", "init", "--ca-dir", path, "--no-passphrase").exit_code == 0
+    serial = ""
+    for n in range(40):
+        serial = issue(path, f"user{n}", root / f"u{n}")["serial"]
+    return path, serial
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "first 1000 bytes",
+        "truncated to half",
+        "random bytes",
+        "empty",
+        "another schema",
+        "meta only",
+    ],
+)
+@pytest.mark.parametrize("command", list(STORE_COMMANDS))
+def test_damaged_inventory(
+    filled_store: tuple[Path, str], tmp_path: Path, how: str, command: str
+) -> None:
+    ca_dir = tmp_path / "ca"
+    shutil.copytree(filled_store[0], ca_dir)
+    inventory = ca_dir / "inventory.sqlite"
+    _damage(inventory, how)
+    args = [a.format(tmp=tmp_path, serial=filled_store[1]) for a in STORE_COMMANDS[command]]
+    before = snapshot(ca_dir)
+    line = error_line(invoke(*args, "--ca-dir", ca_dir))
+    assert f"{inventory} is not a usable inventory" in line
+    assert snapshot(ca_dir) == before
+    assert not (tmp_path / "alice").exists() and not (tmp_path / "crl.pem").exists()
