@@ -65,6 +65,7 @@ __all__ = [
     "DEFAULT_CRL_DAYS",
     "DEFAULT_CRL_EXPIRED_GRACE",
     "DEFAULT_LEAF_DAYS",
+    "LATEST_TIME",
     "BlockKind",
     "CertInfo",
     "CrlInfo",
@@ -76,6 +77,7 @@ __all__ = [
     "build_crl",
     "cert_pem",
     "check_csr_signature",
+    "check_days",
     "check_key_matches",
     "cn_of",
     "crl_pem",
@@ -96,6 +98,7 @@ __all__ = [
     "load_csr",
     "load_private_key",
     "make_ca",
+    "max_days",
     "name_of",
     "new_serial",
     "parse_pem_bundle",
@@ -113,6 +116,10 @@ DEFAULT_LEAF_DAYS = 365
 DEFAULT_CRL_DAYS = 180  # nextUpdate: PostgreSQL rejects every client once the CRL is stale
 # Revoked certificates that expired longer ago than this leave the CRL (keeps it small).
 DEFAULT_CRL_EXPIRED_GRACE = timedelta(days=30)
+
+# X.509 times end here: GeneralizedTime has four year digits (RFC 5280 section 4.1.2.5), and
+# Python's datetime cannot go further either (a larger --days would raise OverflowError).
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
 # notBefore is back-dated by this much, so a server whose clock is a few minutes behind ours does
 # not reject a certificate (or a whole CA) we have just made as "not yet valid".
@@ -210,9 +217,23 @@ def reason_to_x509(reason: RevocationReason) -> x509.ReasonFlags:
     return _REASONS[RevocationReason(reason)]
 
 
-def _check_days(days: int, what: str) -> None:
+def max_days(now: datetime) -> int:
+    """The longest validity, in whole days from `now`, that still ends by `LATEST_TIME`."""
+    return (LATEST_TIME - _utc(now)).days
+
+
+def check_days(days: int, what: str, *, now: datetime) -> None:
+    """CryptoError unless a validity of `days` from `now` is at least a day and ends by
+    `LATEST_TIME`. The signing functions apply it; commands call it on their --days options
+    before any work, so an absurd value costs nothing (not even half a rotation)."""
     if days < 1:
         raise CryptoError(f"{what} validity must be at least 1 day (got {days})")
+    most = max_days(now)
+    if days > most:
+        raise CryptoError(
+            f"{what} validity of {days} days would end after {LATEST_TIME:%Y-%m-%d}, the last "
+            f"date X.509 can express; use at most {most} days"
+        )
 
 
 def _key_id(cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -246,7 +267,7 @@ def make_ca(
     notBefore is `now - CLOCK_SKEW`; notAfter is `now + days`.
     """
     now = _utc(now)
-    _check_days(days, "CA")
+    check_days(days, "CA", now=now)
     if not cn or len(cn) > 64:
         raise CryptoError(f"invalid CA common name {cn!r}: it must be 1 to 64 characters")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -335,7 +356,7 @@ def issue_client_cert(
     """
     now = _utc(now)
     validate_role_name(user)
-    _check_days(days, "certificate")
+    check_days(days, "certificate", now=now)
     _check_ca(ca_cert, ca_key, now)
     _check_leaf_key(public_key, source)
     if serial is None:
@@ -483,7 +504,7 @@ def build_crl(
     2050 and GeneralizedTime from 2050 on.
     """
     now = _utc(now)
-    _check_days(days, "CRL")
+    check_days(days, "CRL", now=now)
     _check_ca(ca_cert, ca_key, now)
     if not 0 <= number < _MAX_SERIAL:
         raise CryptoError(f"CRL number {number} is out of range (0 .. 2**159-1)")

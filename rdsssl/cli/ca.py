@@ -9,6 +9,7 @@ import click
 from rdsssl import crypto
 from rdsssl.cli.common import (
     cert_json,
+    check_days,
     get_app,
     iso,
     json_option,
@@ -96,6 +97,7 @@ def _summary_json(summary: CaSummary) -> dict[str, object]:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_CA_DAYS,
     show_default=True,
+    callback=check_days("CA"),
     help="CA validity in days.",
 )
 @_new_store_options

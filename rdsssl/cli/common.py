@@ -20,7 +20,7 @@ import click
 
 from rdsssl import crypto
 from rdsssl.cli.app import App
-from rdsssl.errors import ConfigError, InputError, StoreError, UsageError
+from rdsssl.errors import ConfigError, CryptoError, InputError, StoreError, UsageError
 from rdsssl.models import KeyType
 from rdsssl.store import CaStore, CertRecord
 from rdsssl.store_db import format_time
@@ -31,6 +31,7 @@ __all__ = [
     "Duration",
     "ca_dir_option",
     "cert_json",
+    "check_days",
     "days_option",
     "format_options",
     "get_app",
@@ -244,6 +245,22 @@ def cert_json(cert: crypto.CertInfo) -> dict[str, Any]:
 CLIENT_FORMATS = ["pem", "pk8", "p12"]
 
 
+def check_days(what: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    """A callback for a ``--days``-like option: ``crypto.check_days`` as soon as it is parsed,
+    so a validity no certificate or CRL can carry is exit 3 (with the maximum that works)
+    before the command does anything, not an OverflowError half-way through."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None:
+            try:
+                crypto.check_days(value, what, now=ctx.ensure_object(App).now())
+            except CryptoError as exc:
+                raise CryptoError(f"{param.opts[0]} {value}: {exc}") from None
+        return value
+
+    return callback
+
+
 def days_option(f: click.decorators.FC) -> click.decorators.FC:
     """``--days N``: a client certificate's validity (cert issue, sign and renew)."""
     return click.option(
@@ -251,6 +268,7 @@ def days_option(f: click.decorators.FC) -> click.decorators.FC:
         type=click.IntRange(min=1),
         default=crypto.DEFAULT_LEAF_DAYS,
         show_default=True,
+        callback=check_days("certificate"),
         help="Certificate validity in days (never beyond the CA's notAfter).",
     )(f)
 

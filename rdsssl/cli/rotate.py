@@ -33,6 +33,7 @@ from rdsssl.cli.cloud import (
 )
 from rdsssl.cli.common import (
     ca_dir_option,
+    check_days,
     get_app,
     json_option,
     open_store,
@@ -153,6 +154,7 @@ def _show(app: App, event: Event) -> None:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_LEAF_DAYS,
     show_default=True,
+    callback=check_days("certificate"),
     help="Validity of reissued certificates (never beyond the new CA).",
 )
 @click.option(
@@ -160,6 +162,7 @@ def _show(app: App, event: Event) -> None:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_CRL_DAYS,
     show_default=True,
+    callback=check_days("CRL"),
     help="Validity (nextUpdate) of the CRLs uploaded.",
 )
 @probe_options()

@@ -322,3 +322,114 @@ def test_damaged_inventory(
     assert f"{inventory} is not a usable inventory" in line
     assert snapshot(ca_dir) == before
     assert not (tmp_path / "alice").exists() and not (tmp_path / "crl.pem").exists()
+
+
+# --- absurd --days: exit 3 with the maximum that works, before any work ---------------------
+
+ABSURD = str(10**9)
+
+
+def _days_commands(ca_dir: Path, tmp_path: Path) -> dict[str, list[str | Path]]:
+    key = crypto.generate_key(KeyType.EC_P256)
+    csr = tmp_path / "bob.csr"
+    csr.write_bytes(
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bob")]))
+        .sign(key, crypto.hash_for(key))
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    new_ca = tmp_path / "new-ca"
+    return {
+        "ca init": ["ca", "init", "--ca-dir", new_ca, "--no-passphrase", "--days", ABSURD],
+        "cert issue": [
+            "cert",
+            "issue",
+            "--ca-dir",
+            ca_dir,
+            "--user",
+            "bob",
+            "--out",
+            tmp_path / "bob",
+            "--days",
+            ABSURD,
+        ],
+        "cert sign": [
+            "cert",
+            "sign",
+            "--ca-dir",
+            ca_dir,
+            "--csr",
+            csr,
+            "--out",
+            tmp_path / "bob.crt",
+            "--days",
+            ABSURD,
+        ],
+        "cert renew": [
+            "cert",
+            "renew",
+            "--ca-dir",
+            ca_dir,
+            "--out-root",
+            tmp_path / "users",
+            "--days",
+            ABSURD,
+        ],
+        "crl build": [
+            "crl",
+            "build",
+            "--ca-dir",
+            ca_dir,
+            "--out",
+            tmp_path / "crl.pem",
+            "--days",
+            ABSURD,
+        ],
+        "rotate --days": [
+            "rotate",
+            "ca",
+            "--ca-dir",
+            ca_dir,
+            "--new-ca-dir",
+            new_ca,
+            "pgm-x",
+            "--days",
+            ABSURD,
+        ],
+        "rotate --crl-days": [
+            "rotate",
+            "ca",
+            "--ca-dir",
+            ca_dir,
+            "--new-ca-dir",
+            new_ca,
+            "pgm-x",
+            "--crl-days",
+            ABSURD,
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        ("ca init", "CA"),
+        ("cert issue", "certificate"),
+        ("cert sign", "certificate"),
+        ("cert renew", "certificate"),
+        ("crl build", "CRL"),
+        ("rotate --days", "certificate"),
+        ("rotate --crl-days", "CRL"),
+    ],
+)
+def test_absurd_days(ca_dir: Path, tmp_path: Path, command: str, what: str) -> None:
+    issue(ca_dir, "alice", tmp_path / "users" / "alice")  # something cert renew could renew
+    args = _days_commands(ca_dir, tmp_path)[command]
+    before, around = snapshot(ca_dir), sorted(p.name for p in tmp_path.iterdir())
+    line = error_line(invoke(*args, env={"RDSSSL_ENDPOINT": "http://127.0.0.1:9"}))
+    most = crypto.max_days(datetime.now(timezone.utc))
+    option = "--crl-days" if command.endswith("--crl-days") else "--days"
+    assert f"{option} {ABSURD}: {what} validity of {ABSURD} days would end after 9999-12-31" in line
+    assert f"use at most {most} days" in line or f"use at most {most - 1} days" in line
+    assert snapshot(ca_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == around
