@@ -10,7 +10,8 @@ Layout of ``DIR`` (0700, owned by the user running rdsssl)::
 Crash safety follows from three rules: a new store is built in a private temp directory and
 renamed into place in one step; every inventory change is one sqlite transaction; and a
 certificate is recorded in the inventory *before* it is written anywhere else, so every
-certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write``.
+certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write`` (or its
+two-step form ``StagedFile``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from rdsssl import crypto
 from rdsssl.errors import CryptoError, InputError, NotFoundError, StoreError, UsageError
-from rdsssl.fsutil import atomic_write
+from rdsssl.fsutil import StagedFile
 from rdsssl.lock import LOCK_NAME, FileLock, current_command
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store_db import (
@@ -87,6 +88,17 @@ def _verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate, source:
         raise CryptoError(
             f"{source}: not issued by this CA ({crypto.name_of(ca_cert)}); the certificate's "
             f"issuer is {cert.issuer.rfc4514_string() or 'empty'}"
+        ) from None
+
+
+def _stage_crl_file(out: Path) -> StagedFile:
+    """``out`` staged for writing; InputError naming its directory when that cannot be done."""
+    try:
+        return StagedFile(out, mode=0o644)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the CRL to {out}: {out.parent}: {exc.strerror}; create the "
+            "directory or choose another file"
         ) from None
 
 
@@ -472,9 +484,15 @@ class CaStore:
         self, *, now: datetime, days: int = crypto.DEFAULT_CRL_DAYS, out: Path | None = None
     ) -> BuiltCrl:
         """Sign a CRL of every revoked certificate with the next CRL number, advancing the
-        number in the same transaction that records the CRL; ``out`` is written (atomically)
-        while the lock is still held, so two runs never leave an older CRL in place."""
-        with self.locked():
+        number in the same transaction that records the CRL.
+
+        ``out`` is staged first (a temp file in its directory: a directory that is missing or
+        not writable is an InputError before anything is signed), filled before the COMMIT
+        (a failed write rolls the number back) and renamed into place after it, all under the
+        lock: a CRL file always carries a recorded number, and two runs never leave an older
+        CRL in place."""
+        with self.locked(), contextlib.ExitStack() as stack:
+            staged = None if out is None else stack.enter_context(_stage_crl_file(out))
             with self._inv.transaction():
                 number = self.next_crl_number()
                 revocations = [
@@ -504,8 +522,10 @@ class CaStore:
                     )
                 )
                 self._inv.set_meta("crl_number", str(number + 1))
-            if out is not None:
-                atomic_write(out, pem, mode=0o644)
+                if staged is not None:
+                    staged.write(pem)
+            if staged is not None:
+                staged.commit()
         return built
 
     # -- consistency ------------------------------------------------------------------------

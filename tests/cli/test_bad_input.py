@@ -433,3 +433,24 @@ def test_absurd_days(ca_dir: Path, tmp_path: Path, command: str, what: str) -> N
     assert f"use at most {most} days" in line or f"use at most {most - 1} days" in line
     assert snapshot(ca_dir) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == around
+
+
+# --- crl build --out somewhere it cannot write: exit 3, the CRL number not used up -------------
+
+
+@pytest.mark.parametrize("where", ["missing directory", "parent is a file"])
+def test_crl_out_that_cannot_be_written(ca_dir: Path, tmp_path: Path, where: str) -> None:
+    if where == "parent is a file":
+        (tmp_path / "file").write_text("not a directory\n")
+        out = tmp_path / "file" / "crl.pem"
+    else:
+        out = tmp_path / "missing" / "crl.pem"
+    before = snapshot(ca_dir)
+    line = error_line(invoke("crl", "build", "--ca-dir", ca_dir, "--out", out))
+    assert f"cannot write the CRL to {out}: {out.parent}" in line
+    assert snapshot(ca_dir) == before  # the CRL number is not used up, no CRL recorded
+    good = tmp_path / "crl.pem"
+    result = invoke("--json", "crl", "build", "--ca-dir", ca_dir, "--out", good)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["number"] == 1
+    assert crypto.inspect_crl(crypto.load_crls(good.read_bytes(), source="crl")[0]).number == 1

@@ -16,7 +16,7 @@ import pytest
 
 from rdsssl import crypto
 from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
-from rdsssl.fsutil import atomic_write, make_private_dir
+from rdsssl.fsutil import StagedFile, atomic_write, make_private_dir
 from rdsssl.lock import FileLock
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store import CaStore, write_client_files
@@ -252,6 +252,46 @@ def test_build_crl_advances_the_number_in_the_same_transaction(
     assert info.revoked_serials == (serial,)
     assert crypto.crl_signed_by(first.crl, store.ca_cert)
     assert store.problems() == []
+
+
+def test_build_crl_whose_file_cannot_be_written_uses_no_number(
+    store: CaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "crl.pem"
+    first = store.build_crl(now=NOW, days=7, out=out)
+    with pytest.raises(InputError, match=f"cannot write the CRL to {tmp_path}/no/crl.pem"):
+        store.build_crl(now=NOW, days=7, out=tmp_path / "no" / "crl.pem")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        store.build_crl(now=NOW, days=7, out=out)
+    monkeypatch.undo()
+    assert store.next_crl_number() == 2  # neither failure used up a number
+    last = store._inv.last_crl()
+    assert last is not None and last.number == 1
+    assert out.read_bytes() == first.pem  # the previous CRL stays in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca", "crl.pem"]  # no temp file left
+    assert store.build_crl(now=NOW, days=7, out=out).number == 2
+
+
+def test_staged_file_is_invisible_until_committed(tmp_path: Path) -> None:
+    target = tmp_path / "crl.pem"
+    target.write_bytes(b"old")
+    with StagedFile(target, mode=0o640) as staged:
+        staged.write(b"new")
+        assert target.read_bytes() == b"old"
+    assert target.read_bytes() == b"old"  # left without commit: discarded
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+    with StagedFile(target, mode=0o640) as staged:
+        staged.write(b"new")
+        staged.commit()
+    assert target.read_bytes() == b"new" and mode(target) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+    with pytest.raises(FileNotFoundError):
+        StagedFile(tmp_path / "missing" / "crl.pem")
 
 
 def test_open_refuses_untrusted_directories(store: CaStore, tmp_path: Path) -> None:
