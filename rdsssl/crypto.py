@@ -76,6 +76,7 @@ __all__ = [
     "Revocation",
     "build_crl",
     "cert_pem",
+    "check_ca_key",
     "check_csr_signature",
     "check_days",
     "check_key_matches",
@@ -132,6 +133,7 @@ _RESERVED_ROLE_NAMES = ("public", "none")  # CREATE ROLE refuses these outright
 
 _RSA_EXPONENT = 65537
 _RSA_MIN_BITS = 2048  # OpenSSL security level 2 (the PostgreSQL default) refuses smaller keys
+_EC_MIN_BITS = 224  # the same level (112-bit strength) for curves: P-192 is refused
 _KEY_FACTORIES: dict[KeyType, Callable[[], PrivateKey]] = {
     KeyType.EC_P256: lambda: ec.generate_private_key(ec.SECP256R1()),
     KeyType.EC_P384: lambda: ec.generate_private_key(ec.SECP384R1()),
@@ -336,6 +338,24 @@ def _check_leaf_key(public_key: CertificatePublicKeyTypes, source: str) -> None:
             f"{source}: RSA key of {public_key.key_size} bits is too weak (OpenSSL on the "
             f"server refuses it); use at least {_RSA_MIN_BITS} bits"
         )
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.key_size < _EC_MIN_BITS:
+        raise CryptoError(
+            f"{source}: EC key on {public_key.curve.name} is too weak (OpenSSL on the server "
+            "refuses it); use P-256 or P-384"
+        )
+
+
+def check_ca_key(cert: x509.Certificate, *, source: str) -> None:
+    """CryptoError unless the key of CA `cert` is one a client certificate could have: a CA
+    whose key the server refuses would make every certificate it signs useless (`ca import`)."""
+    try:
+        public_key = cert.public_key()
+    except UnsupportedAlgorithm:
+        raise CryptoError(
+            f"{source} ({name_of(cert)}): unsupported key algorithm "
+            f"{cert.public_key_algorithm_oid.dotted_string}; use EC, RSA (>= 2048 bits) or Ed25519"
+        ) from None
+    _check_leaf_key(public_key, f"{source} ({name_of(cert)})")
 
 
 def issue_client_cert(

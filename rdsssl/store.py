@@ -164,6 +164,7 @@ class CaStore:
         if len(certs) != 1:
             raise CryptoError(f"{cert_source}: holds {len(certs)} certificates; import one CA")
         cert = certs[0]
+        crypto.check_ca_key(cert, source=cert_source)
         key = crypto.load_private_key(key_pem, source=key_source, passphrase=key_passphrase)
         crypto.check_key_matches(cert, key, source=key_source)
         entries = parse_index_txt(index_txt, source=index_source) if index_txt else []

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from rdsssl import crypto
 from rdsssl.models import KeyType
@@ -454,3 +457,54 @@ def test_crl_out_that_cannot_be_written(ca_dir: Path, tmp_path: Path, where: str
     assert result.exit_code == 0, result.stderr
     assert result.json()["number"] == 1
     assert crypto.inspect_crl(crypto.load_crls(good.read_bytes(), source="crl")[0]).number == 1
+
+
+# --- ca import of a CA key weaker than what leaves may have --------------------------------
+
+
+def _hand_made_ca(tmp_path: Path, key: Any) -> tuple[Path, Path]:
+    """A self-signed CA:TRUE certificate for `key` (any type), as openssl would make it."""
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "weak-ca")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "weak.crt", tmp_path / "weak.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "RSA key of 1024 bits is too weak"),
+        (lambda: dsa.generate_private_key(2048), "unsupported key type dsa-2048"),
+        (lambda: ec.generate_private_key(ec.SECP192R1()), "EC key on secp192r1 is too weak"),
+    ],
+    ids=["rsa-1024", "dsa-2048", "ec-p192"],
+)
+def test_import_a_ca_with_a_weak_key(
+    target: Path, tmp_path: Path, make: Callable[[], Any], problem: str
+) -> None:
+    cert, key = _hand_made_ca(tmp_path, make())
+    before = snapshot(target)
+    line = error_line(
+        invoke("ca", "import", "--ca-dir", target, "--cert", cert, "--key", key, "--no-passphrase")
+    )
+    assert f"{cert} (CN=weak-ca): {problem}" in line
+    assert snapshot(target) == before

@@ -306,6 +306,22 @@ def test_weak_rsa_leaf_key_is_refused(pki: Pki) -> None:
         crypto.issue_client_cert(pki.cert, pki.key, weak.public_key(), user="bob", now=NOW)
 
 
+def test_weak_curve_leaf_key_is_refused(pki: Pki) -> None:
+    weak = ec.generate_private_key(ec.SECP192R1())
+    with pytest.raises(CryptoError, match="EC key on secp192r1 is too weak"):
+        crypto.issue_client_cert(pki.cert, pki.key, weak.public_key(), user="bob", now=NOW)
+    p224 = ec.generate_private_key(ec.SECP224R1())  # 112-bit strength: security level 2 is met
+    crypto.issue_client_cert(pki.cert, pki.key, p224.public_key(), user="bob", now=NOW)
+
+
+def test_check_ca_key_applies_the_leaf_rule_to_the_ca(pki: Pki) -> None:
+    crypto.check_ca_key(pki.cert, source="ca.crt")
+    weak = rsa.generate_private_key(65537, 1024)
+    cert = crypto.make_ca(weak, cn="weak", now=NOW)
+    with pytest.raises(CryptoError, match=r"^ca.crt \(CN=weak\): RSA key of 1024 bits"):
+        crypto.check_ca_key(cert, source="ca.crt")
+
+
 def test_leaf_days_must_be_positive(pki: Pki) -> None:
     with pytest.raises(CryptoError, match="at least 1 day"):
         pki.issue(days=0)
