@@ -2,8 +2,9 @@
 
 Nothing here touches files, the network or the clock: `now` is always a parameter, so the store,
 the CLI and the tests decide what time it is, and every function is trivially testable. PEM
-parsing, validation, fingerprints and exports live in `rdsssl.crypto_pem` and are re-exported
-here, so callers only ever import `rdsssl.crypto`.
+parsing, validation, fingerprints and exports live in `rdsssl.crypto_pem`, the CA key's
+encryption at rest in `rdsssl.crypto_pkcs8`; both are re-exported here, so callers only ever
+import `rdsssl.crypto`.
 
 Secure defaults sit in plain sight below (trustme's habit): EC P-256 keys, SHA-256 signatures,
 CA:TRUE / CA:FALSE marked critical, clientAuth only, serials of 159 random bits.
@@ -56,6 +57,7 @@ from rdsssl.crypto_pem import (
     pkcs12,
     serial_hex,
 )
+from rdsssl.crypto_pkcs8 import KDF_ROUNDS, KeyProtection, ca_key_pem, key_protection
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType, RevocationReason
 
@@ -65,16 +67,19 @@ __all__ = [
     "DEFAULT_CRL_DAYS",
     "DEFAULT_CRL_EXPIRED_GRACE",
     "DEFAULT_LEAF_DAYS",
+    "KDF_ROUNDS",
     "LATEST_TIME",
     "BlockKind",
     "CertInfo",
     "CrlInfo",
     "Issued",
+    "KeyProtection",
     "PemBlock",
     "PrivateKey",
     "PublicKey",
     "Revocation",
     "build_crl",
+    "ca_key_pem",
     "cert_pem",
     "check_ca_key",
     "check_csr_signature",
@@ -92,6 +97,7 @@ __all__ = [
     "issue_client_cert",
     "key_pem",
     "key_pk8_der",
+    "key_protection",
     "key_type_of",
     "load_ca_certificates",
     "load_certificates",
