@@ -35,6 +35,7 @@ __all__ = [
     "CrlRecord",
     "Inventory",
     "IssuedCert",
+    "KeyRewrap",
     "RevokeResult",
     "SignedCert",
     "format_time",
@@ -244,12 +245,28 @@ class CaSummary:
 
     path: Path
     info: crypto.CertInfo
-    key_encrypted: bool
+    key_protection: crypto.KeyProtection
     valid: int
     revoked: int
     expired: int
     next_crl_number: int
     last_crl: CrlRecord | None
+
+    @property
+    def key_encrypted(self) -> bool:
+        """True when ca.key needs a passphrase."""
+        return self.key_protection.encrypted
+
+
+@dataclass(frozen=True)
+class KeyRewrap:
+    """What ``ca passphrase`` did to ca.key: its protection before and after, and the old file
+    when it was kept (``--keep-old``)."""
+
+    path: Path
+    before: crypto.KeyProtection
+    after: crypto.KeyProtection
+    kept_old: Path | None
 
 
 # Statements `Inventory.open` runs to prove the file has this schema: each names every column the

@@ -32,6 +32,7 @@ from rdsssl.cli.cloud import (
     take_probe,
 )
 from rdsssl.cli.common import (
+    NEW_PASSPHRASE_ENV,
     ca_dir_option,
     check_days,
     get_app,
@@ -60,7 +61,6 @@ from rdsssl.store import CaStore
 
 __all__ = ["rotate"]
 
-NEW_PASSPHRASE_ENV = "RDSSSL_NEW_CA_PASSPHRASE"
 
 _STEP_TEXT = {
     Step.STAGE: "trust old + new CA, with a CRL for each: one change, RESTARTS each instance",
