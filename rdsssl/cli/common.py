@@ -147,7 +147,10 @@ class Duration(_DurationBase):
         if not match:
             self.fail(f"{value!r} is not a duration like 30d, 12h, 90m or 2w", param, ctx)
         unit = self._UNITS[match.group(2) or "d"]
-        return timedelta(**{unit: int(match.group(1))})
+        try:
+            return timedelta(**{unit: int(match.group(1))})
+        except OverflowError:
+            self.fail(f"{value!r} is longer than any certificate can live", param, ctx)
 
 
 def read_input(path: Path, what: str) -> bytes:
