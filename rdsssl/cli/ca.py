@@ -27,7 +27,7 @@ from rdsssl.cli.common import (
 from rdsssl.crypto import KeyProtection
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.store import CA_KEY, CaStore, CaSummary
+from rdsssl.store import CA_KEY, CaStore, CaSummary, KeyRewrap
 
 __all__ = ["ca"]
 
@@ -340,12 +340,7 @@ def passphrase(
         store.unlock(old)  # a wrong passphrase stops here, before asking for the new one
         new: bytes | None
         if same_passphrase:
-            if old is None:
-                raise ConfigError(
-                    f"{store.key_path} is not encrypted, so there is no passphrase to keep; "
-                    f"give a new one ({NEW_PASSPHRASE_ENV}, --new-passphrase-file or a prompt)"
-                )
-            new = old
+            new = _same(store, old)
         else:
             new = new_passphrase(
                 app,
@@ -360,6 +355,22 @@ def passphrase(
     changed = (old is None) != (new is None) or (
         old is not None and new is not None and not hmac.compare_digest(old, new)
     )
+    _report_rewrap(ca_dir, done, changed=changed)
+
+
+def _same(store: CaStore, old: bytes | None) -> bytes:
+    """--same-passphrase: the current one, which an unencrypted key does not have."""
+    if old is None:
+        raise ConfigError(
+            f"{store.key_path} is not encrypted, so there is no passphrase to keep; "
+            f"give a new one ({NEW_PASSPHRASE_ENV}, --new-passphrase-file or a prompt)"
+        )
+    return old
+
+
+def _report_rewrap(ca_dir: Path, done: KeyRewrap, *, changed: bool) -> None:
+    """What ``ca passphrase`` did, without any passphrase."""
+    app = get_app()
     app.result(
         {
             "ca_dir": str(ca_dir),
