@@ -2,8 +2,9 @@
 
 Nothing here touches files, the network or the clock: `now` is always a parameter, so the store,
 the CLI and the tests decide what time it is, and every function is trivially testable. PEM
-parsing, validation, fingerprints and exports live in `rdsssl.crypto_pem` and are re-exported
-here, so callers only ever import `rdsssl.crypto`.
+parsing, validation, fingerprints and exports live in `rdsssl.crypto_pem`, the CA key's
+encryption at rest in `rdsssl.crypto_pkcs8`; both are re-exported here, so callers only ever
+import `rdsssl.crypto`.
 
 Secure defaults sit in plain sight below (trustme's habit): EC P-256 keys, SHA-256 signatures,
 CA:TRUE / CA:FALSE marked critical, clientAuth only, serials of 159 random bits.
@@ -56,6 +57,7 @@ from rdsssl.crypto_pem import (
     pkcs12,
     serial_hex,
 )
+from rdsssl.crypto_pkcs8 import KDF_ROUNDS, KeyProtection, ca_key_pem, key_protection
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType, RevocationReason
 
@@ -65,17 +67,23 @@ __all__ = [
     "DEFAULT_CRL_DAYS",
     "DEFAULT_CRL_EXPIRED_GRACE",
     "DEFAULT_LEAF_DAYS",
+    "KDF_ROUNDS",
+    "LATEST_TIME",
     "BlockKind",
     "CertInfo",
     "CrlInfo",
     "Issued",
+    "KeyProtection",
     "PemBlock",
     "PrivateKey",
     "PublicKey",
     "Revocation",
     "build_crl",
+    "ca_key_pem",
     "cert_pem",
+    "check_ca_key",
     "check_csr_signature",
+    "check_days",
     "check_key_matches",
     "client_key_problem",
     "cn_of",
@@ -90,6 +98,7 @@ __all__ = [
     "issue_client_cert",
     "key_pem",
     "key_pk8_der",
+    "key_protection",
     "key_type_of",
     "load_ca_certificates",
     "load_certificates",
@@ -97,6 +106,7 @@ __all__ = [
     "load_csr",
     "load_private_key",
     "make_ca",
+    "max_days",
     "name_of",
     "new_serial",
     "parse_pem_bundle",
@@ -116,6 +126,10 @@ DEFAULT_CRL_DAYS = 180  # nextUpdate: PostgreSQL rejects every client once the C
 # Revoked certificates that expired longer ago than this leave the CRL (keeps it small).
 DEFAULT_CRL_EXPIRED_GRACE = timedelta(days=30)
 
+# X.509 times end here: GeneralizedTime has four year digits (RFC 5280 section 4.1.2.5), and
+# Python's datetime cannot go further either (a larger --days would raise OverflowError).
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
 # notBefore is back-dated by this much, so a server whose clock is a few minutes behind ours does
 # not reject a certificate (or a whole CA) we have just made as "not yet valid".
 CLOCK_SKEW = timedelta(minutes=5)
@@ -127,6 +141,7 @@ _RESERVED_ROLE_NAMES = ("public", "none")  # CREATE ROLE refuses these outright
 
 _RSA_EXPONENT = 65537
 _RSA_MIN_BITS = 2048  # OpenSSL security level 2 (the PostgreSQL default) refuses smaller keys
+_EC_MIN_BITS = 224  # the same level (112-bit strength) for curves: P-192 is refused
 _KEY_FACTORIES: dict[KeyType, Callable[[], PrivateKey]] = {
     KeyType.EC_P256: lambda: ec.generate_private_key(ec.SECP256R1()),
     KeyType.EC_P384: lambda: ec.generate_private_key(ec.SECP384R1()),
@@ -240,9 +255,23 @@ def reason_to_x509(reason: RevocationReason) -> x509.ReasonFlags:
     return _REASONS[RevocationReason(reason)]
 
 
-def _check_days(days: int, what: str) -> None:
+def max_days(now: datetime) -> int:
+    """The longest validity, in whole days from `now`, that still ends by `LATEST_TIME`."""
+    return (LATEST_TIME - _utc(now)).days
+
+
+def check_days(days: int, what: str, *, now: datetime) -> None:
+    """CryptoError unless a validity of `days` from `now` is at least a day and ends by
+    `LATEST_TIME`. The signing functions apply it; commands call it on their --days options
+    before any work, so an absurd value costs nothing (not even half a rotation)."""
     if days < 1:
         raise CryptoError(f"{what} validity must be at least 1 day (got {days})")
+    most = max_days(now)
+    if days > most:
+        raise CryptoError(
+            f"{what} validity of {days} days would end after {LATEST_TIME:%Y-%m-%d}, the last "
+            f"date X.509 can express; use at most {most} days"
+        )
 
 
 def _key_id(cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -276,7 +305,7 @@ def make_ca(
     notBefore is `now - CLOCK_SKEW`; notAfter is `now + days`.
     """
     now = _utc(now)
-    _check_days(days, "CA")
+    check_days(days, "CA", now=now)
     if not cn or len(cn) > 64:
         raise CryptoError(f"invalid CA common name {cn!r}: it must be 1 to 64 characters")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -344,6 +373,11 @@ def client_key_problem(public_key: CertificatePublicKeyTypes) -> str | None:
             f"RSA key of {public_key.key_size} bits is too weak (OpenSSL on the server refuses "
             f"it); use at least {_RSA_MIN_BITS} bits"
         )
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.key_size < _EC_MIN_BITS:
+        return (
+            f"EC key on {public_key.curve.name} is too weak (OpenSSL on the server refuses it); "
+            "use P-256 or P-384"
+        )
     return None
 
 
@@ -351,6 +385,19 @@ def _check_leaf_key(public_key: CertificatePublicKeyTypes, source: str) -> None:
     problem = client_key_problem(public_key)
     if problem:
         raise CryptoError(f"{source}: {problem}")
+
+
+def check_ca_key(cert: x509.Certificate, *, source: str) -> None:
+    """CryptoError unless the key of CA `cert` is one a client certificate could have: a CA
+    whose key the server refuses would make every certificate it signs useless (`ca import`)."""
+    try:
+        public_key = cert.public_key()
+    except UnsupportedAlgorithm:
+        raise CryptoError(
+            f"{source} ({name_of(cert)}): unsupported key algorithm "
+            f"{cert.public_key_algorithm_oid.dotted_string}; use EC, RSA (>= 2048 bits) or Ed25519"
+        ) from None
+    _check_leaf_key(public_key, f"{source} ({name_of(cert)})")
 
 
 def issue_client_cert(
@@ -371,7 +418,7 @@ def issue_client_cert(
     """
     now = _utc(now)
     validate_role_name(user)
-    _check_days(days, "certificate")
+    check_days(days, "certificate", now=now)
     _check_ca(ca_cert, ca_key, now)
     _check_leaf_key(public_key, source)
     if serial is None:
@@ -519,7 +566,7 @@ def build_crl(
     2050 and GeneralizedTime from 2050 on.
     """
     now = _utc(now)
-    _check_days(days, "CRL")
+    check_days(days, "CRL", now=now)
     _check_ca(ca_cert, ca_key, now)
     if not 0 <= number < _MAX_SERIAL:
         raise CryptoError(f"CRL number {number} is out of range (0 .. 2**159-1)")

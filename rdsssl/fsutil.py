@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 __all__ = [
+    "StagedFile",
     "atomic_write",
     "fsync_dir",
     "loose_dir_mode",
@@ -121,3 +122,50 @@ def loose_dir_mode(path: Path) -> int | None:
         return None
     mode = stat.S_IMODE(st.st_mode)
     return mode if stat.S_ISDIR(st.st_mode) and mode & 0o077 else None
+
+
+class StagedFile:
+    """``atomic_write`` in two steps, for a caller that must commit something else in between.
+
+    Creating it makes the temp file next to ``path`` (so a missing or read-only directory fails
+    here, before the caller has done anything); ``write`` fills and fsyncs it; ``commit``
+    renames it over ``path``. Leaving the ``with`` block without ``commit`` removes it.
+    """
+
+    def __init__(self, path: Path, *, mode: int = 0o644) -> None:
+        self.path = path
+        self._tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+        self._fd: int | None = os.open(
+            self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode
+        )
+        self._committed = False
+
+    def write(self, data: bytes) -> None:
+        """Write and fsync the whole content (once)."""
+        if self._fd is None:
+            raise ValueError(f"{self._tmp} was already written")
+        fd, self._fd = self._fd, None
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def commit(self) -> None:
+        """Rename the written temp file over ``path``, durably."""
+        if self._fd is not None:
+            raise ValueError(f"{self._tmp} has not been written")
+        os.replace(self._tmp, self.path)
+        self._committed = True
+        fsync_dir(self.path.parent)
+
+    def __enter__(self) -> StagedFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._committed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)

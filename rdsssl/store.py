@@ -3,20 +3,23 @@
 Layout of ``DIR`` (0700, owned by the user running rdsssl)::
 
     ca.crt            the CA certificate (0644)
-    ca.key            the CA private key, PKCS#8 PEM, encrypted unless --no-passphrase (0600)
+    ca.key            the CA private key, PKCS#8 PEM, encrypted unless --no-passphrase (0600):
+                      PBES2, PBKDF2-HMAC-SHA256 at crypto.KDF_ROUNDS, AES-256-CBC
     inventory.sqlite  every certificate issued, signed or adopted, keyed by serial; CRL numbers
     .lock             flock'ed by every mutation; records who holds it
 
 Crash safety follows from three rules: a new store is built in a private temp directory and
 renamed into place in one step; every inventory change is one sqlite transaction; and a
 certificate is recorded in the inventory *before* it is written anywhere else, so every
-certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write``.
+certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write`` (or its
+two-step form ``StagedFile``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from rdsssl import crypto
 from rdsssl.errors import CryptoError, InputError, NotFoundError, StoreError, UsageError
-from rdsssl.fsutil import atomic_write
+from rdsssl.fsutil import StagedFile
 from rdsssl.lock import LOCK_NAME, FileLock, current_command
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store_db import (
@@ -39,6 +42,7 @@ from rdsssl.store_db import (
     CrlRecord,
     Inventory,
     IssuedCert,
+    KeyRewrap,
     RevokeResult,
     SignedCert,
     format_time,
@@ -55,6 +59,7 @@ from rdsssl.store_files import (
     client_file_names,
     create_store_dir,
     loose_client_dir_warning,
+    replace_key_file,
     user_dir,
     write_client_files,
 )
@@ -69,6 +74,7 @@ __all__ = [
     "CaSummary",
     "CertRecord",
     "IssuedCert",
+    "KeyRewrap",
     "RevokeResult",
     "SignedCert",
     "check_client_dir",
@@ -94,6 +100,17 @@ def _verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate, source:
         ) from None
 
 
+def _stage_crl_file(out: Path) -> StagedFile:
+    """``out`` staged for writing; InputError naming its directory when that cannot be done."""
+    try:
+        return StagedFile(out, mode=0o644)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the CRL to {out}: {out.parent}: {exc.strerror}; create the "
+            "directory or choose another file"
+        ) from None
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -108,6 +125,7 @@ class CaStore:
         self._ca_cert = ca_cert
         self._ca_fp = crypto.fingerprint(ca_cert)
         self._key: crypto.PrivateKey | None = None
+        self._key_digest = b""  # SHA-256 of the ca.key bytes that were unlocked
         self._lock = FileLock(
             path / LOCK_NAME, command=current_command(), wait=wait_lock, label=f"CA store {path}"
         )
@@ -156,6 +174,7 @@ class CaStore:
         if len(certs) != 1:
             raise CryptoError(f"{cert_source}: holds {len(certs)} certificates; import one CA")
         cert = certs[0]
+        crypto.check_ca_key(cert, source=cert_source)
         key = crypto.load_private_key(key_pem, source=key_source, passphrase=key_passphrase)
         crypto.check_key_matches(cert, key, source=key_source)
         entries = parse_index_txt(index_txt, source=index_source) if index_txt else []
@@ -184,7 +203,7 @@ class CaStore:
         }
         create_store_dir(
             path,
-            key_pem=crypto.key_pem(key, passphrase),
+            key_pem=crypto.ca_key_pem(key, passphrase),
             cert_pem=crypto.cert_pem(cert),
             meta=meta,
             rows=rows,
@@ -241,28 +260,93 @@ class CaStore:
         """Where the CA key lives (for messages)."""
         return self.path / CA_KEY
 
+    def _read_key(self) -> bytes:
+        try:
+            return self.key_path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.key_path}: {exc.strerror}") from None
+
+    def key_protection(self) -> crypto.KeyProtection:
+        """How ca.key is protected (scheme, KDF, rounds, cipher, ``weak``), read from the file
+        without decrypting it: no passphrase needed."""
+        return crypto.key_protection(self._read_key(), source=str(self.key_path))
+
     @property
     def key_encrypted(self) -> bool:
-        """True when ca.key needs a passphrase (read from the PEM label, without decrypting)."""
-        return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in self.key_path.read_bytes()
+        """True when ca.key needs a passphrase (read without decrypting)."""
+        return self.key_protection().encrypted
+
+    @property
+    def unlocked(self) -> bool:
+        """True once ``unlock`` has loaded the CA key."""
+        return self._key is not None
 
     def unlock(self, passphrase: bytes | None) -> None:
-        """Load and decrypt ca.key; StoreError for a wrong or missing passphrase."""
-        if self.key_encrypted and passphrase is None:
+        """Load and decrypt ca.key; StoreError for a wrong or missing passphrase.
+
+        Once per store: the key derivation is slow on purpose (``crypto.KDF_ROUNDS``), so a
+        store already unlocked returns at once, whatever ``passphrase`` is.
+        """
+        if self._key is not None:
+            return
+        data = self._read_key()
+        source = str(self.key_path)
+        encrypted = crypto.key_protection(data, source=source).encrypted
+        if encrypted and passphrase is None:
             raise StoreError(
                 f"{self.key_path} is encrypted: set RDSSSL_CA_PASSPHRASE, pass "
                 "--passphrase-file FILE, or run on a terminal to be asked"
             )
         try:
-            key = crypto.load_private_key(
-                self.key_path.read_bytes(), source=str(self.key_path), passphrase=passphrase
-            )
+            key = crypto.load_private_key(data, source=source, passphrase=passphrase)
         except CryptoError:
-            if self.key_encrypted:
+            if encrypted:
                 raise StoreError(f"wrong passphrase for {self.key_path}") from None
             raise
-        crypto.check_key_matches(self._ca_cert, key, source=str(self.key_path))
-        self._key = key
+        crypto.check_key_matches(self._ca_cert, key, source=source)
+        self._key, self._key_digest = key, hashlib.sha256(data).digest()
+
+    def change_passphrase(
+        self, passphrase: bytes | None, *, now: datetime, keep_old: bool = False
+    ) -> KeyRewrap:
+        """Re-encrypt the unlocked CA key for ``passphrase`` (None: unencrypted) with the
+        parameters of ``crypto.ca_key_pem``, also when the passphrase is unchanged (to
+        strengthen an older file), under the store lock.
+
+        ca.key is replaced by ``store_files.replace_key_file``: the new file is verified (it
+        decrypts with ``passphrase`` to the key of ca.crt) before it is renamed into place, and
+        the old one is kept as ``ca.key.bak-<time>`` until then, or for good with ``keep_old``.
+        StoreError, nothing changed, when ca.key is no longer the file that was unlocked.
+        """
+        key = self._ca_key()
+        source = str(self.key_path)
+        with self.locked():
+            current = self._read_key()
+            if hashlib.sha256(current).digest() != self._key_digest:
+                raise StoreError(
+                    f"{self.key_path} changed since it was unlocked (another run?); run again"
+                )
+            before = crypto.key_protection(current, source=source)
+            data = crypto.ca_key_pem(key, passphrase)
+
+            def verify(written: bytes) -> None:
+                loaded = crypto.load_private_key(written, source=source, passphrase=passphrase)
+                crypto.check_key_matches(self._ca_cert, loaded, source=source)
+
+            kept = replace_key_file(
+                self.key_path,
+                data,
+                stamp=utc_seconds(now).strftime("%Y%m%dT%H%M%SZ"),
+                verify=verify,
+                keep_old=keep_old,
+            )
+            self._key_digest = hashlib.sha256(data).digest()
+        return KeyRewrap(
+            path=self.key_path,
+            before=before,
+            after=crypto.key_protection(data, source=source),
+            kept_old=kept,
+        )
 
     def _ca_key(self) -> crypto.PrivateKey:
         if self._key is None:
@@ -484,7 +568,7 @@ class CaStore:
         return CaSummary(
             path=self.path,
             info=crypto.inspect_cert(self._ca_cert),
-            key_encrypted=self.key_encrypted,
+            key_protection=self.key_protection(),
             valid=states.count("valid"),
             revoked=states.count("revoked"),
             expired=states.count("expired"),
@@ -498,9 +582,15 @@ class CaStore:
         self, *, now: datetime, days: int = crypto.DEFAULT_CRL_DAYS, out: Path | None = None
     ) -> BuiltCrl:
         """Sign a CRL of every revoked certificate with the next CRL number, advancing the
-        number in the same transaction that records the CRL; ``out`` is written (atomically)
-        while the lock is still held, so two runs never leave an older CRL in place."""
-        with self.locked():
+        number in the same transaction that records the CRL.
+
+        ``out`` is staged first (a temp file in its directory: a directory that is missing or
+        not writable is an InputError before anything is signed), filled before the COMMIT
+        (a failed write rolls the number back) and renamed into place after it, all under the
+        lock: a CRL file always carries a recorded number, and two runs never leave an older
+        CRL in place."""
+        with self.locked(), contextlib.ExitStack() as stack:
+            staged = None if out is None else stack.enter_context(_stage_crl_file(out))
             with self._inv.transaction():
                 number = self.next_crl_number()
                 revocations = [
@@ -530,8 +620,10 @@ class CaStore:
                     )
                 )
                 self._inv.set_meta("crl_number", str(number + 1))
-            if out is not None:
-                atomic_write(out, pem, mode=0o644)
+                if staged is not None:
+                    staged.write(pem)
+            if staged is not None:
+                staged.commit()
         return built
 
     # -- consistency ------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "CrlRecord",
     "Inventory",
     "IssuedCert",
+    "KeyRewrap",
     "RevokeResult",
     "SignedCert",
     "format_time",
@@ -244,12 +245,44 @@ class CaSummary:
 
     path: Path
     info: crypto.CertInfo
-    key_encrypted: bool
+    key_protection: crypto.KeyProtection
     valid: int
     revoked: int
     expired: int
     next_crl_number: int
     last_crl: CrlRecord | None
+
+    @property
+    def key_encrypted(self) -> bool:
+        """True when ca.key needs a passphrase."""
+        return self.key_protection.encrypted
+
+
+@dataclass(frozen=True)
+class KeyRewrap:
+    """What ``ca passphrase`` did to ca.key: its protection before and after, and the old file
+    when it was kept (``--keep-old``)."""
+
+    path: Path
+    before: crypto.KeyProtection
+    after: crypto.KeyProtection
+    kept_old: Path | None
+
+
+# Statements `Inventory.open` runs to prove the file has this schema: each names every column the
+# code reads, and each reads one row, so the first page of every table is read as well.
+_TABLE_PROBES = (
+    f"SELECT {_COLUMNS}, seq FROM certs LIMIT 1",
+    "SELECT number, last_update, next_update, entries, fingerprint, size FROM crls LIMIT 1",
+)
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """The one message for an inventory sqlite cannot read as ours (exit 3, file named)."""
+    return StoreError(
+        f"{path} is not a usable inventory ({exc}): the file is damaged, truncated or not "
+        "rdsssl's; restore it from a backup"
+    )
 
 
 class Inventory:
@@ -274,15 +307,24 @@ class Inventory:
 
     @classmethod
     def open(cls, path: Path) -> Inventory:
-        """Open an existing inventory; StoreError naming the file when it is missing or corrupt."""
+        """Open an existing inventory; StoreError naming the file when it is missing, truncated,
+        not an sqlite database, or not an inventory of this schema.
+
+        Every table is read here (one row each, through statements that name every column the
+        code uses), so a damaged or foreign file is refused now with exit 3, instead of as an
+        sqlite3 error half-way through a command.
+        """
         if not path.is_file():
             raise StoreError(f"{path} is missing: the CA store is incomplete")
         inv = cls._connect(path)
         try:
             version = inv.get_meta("schema_version")
+            if version == str(SCHEMA_VERSION):
+                for probe in _TABLE_PROBES:
+                    inv._conn.execute(probe).fetchall()
         except sqlite3.DatabaseError as exc:
             inv.close()
-            raise StoreError(f"{path} is not a usable inventory ({exc})") from None
+            raise _unusable(path, exc) from None
         if version != str(SCHEMA_VERSION):
             inv.close()
             raise StoreError(
@@ -297,7 +339,11 @@ class Inventory:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from None
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.execute("PRAGMA synchronous = FULL")  # reads the header: a foreign file fails
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _unusable(path, exc) from None
         return cls(conn, path)
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ Split from ``store.py`` to keep modules small; import these names from ``rdsssl.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ __all__ = [
     "client_file_names",
     "create_store_dir",
     "loose_client_dir_warning",
+    "replace_key_file",
     "user_dir",
     "write_client_files",
 ]
@@ -96,6 +98,56 @@ def check_key_file(path: Path) -> None:
             f"{path} must be private to its owner (mode {mode:04o}, uid {st.st_uid}); "
             f"fix it: chown {me} {path} && chmod 600 {path}"
         )
+
+
+def replace_key_file(
+    path: Path, data: bytes, *, stamp: str, verify: Callable[[bytes], None], keep_old: bool
+) -> Path | None:
+    """Replace the key file ``path`` with ``data`` so that it is never missing, partial or
+    unverified, and the old key survives until the new one has been checked.
+
+    1. the old key is kept as ``path.bak-<stamp>`` (a hard link: same bytes, same 0600 inode);
+    2. ``path.new`` is written 0600 and fsynced, read back, and ``verify`` must accept it;
+    3. it is renamed over ``path`` (atomic; the directory is fsynced);
+    4. ``path`` is read back and compared; then the backup goes, unless ``keep_old``.
+
+    Returns the backup kept, or None. Before step 3 a failure removes ``path.new`` and the
+    backup (``path`` was never touched); after it, the backup stays and the error names it.
+    """
+    new = path.with_name(f"{path.name}.new")
+    backup = _link_backup(path, stamp)
+    try:
+        atomic_write(new, data, mode=0o600)
+        verify(new.read_bytes())
+        os.replace(new, path)
+    except BaseException:
+        for leftover in (new, backup):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        raise
+    fsync_dir(path.parent)
+    if path.read_bytes() != data:
+        raise StoreError(f"{path} does not read back as written; the old key is in {backup}")
+    if keep_old:
+        return backup
+    os.unlink(backup)
+    fsync_dir(path.parent)
+    return None
+
+
+def _link_backup(path: Path, stamp: str) -> Path:
+    """Hard-link ``path`` as ``path.bak-<stamp>`` (``-2``, ``-3``, ... when that name is taken:
+    ``link(2)`` never replaces a file)."""
+    for attempt in range(1, 100):
+        backup = path.with_name(f"{path.name}.bak-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            os.link(path, backup)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot keep a copy of {path} as {backup}: {exc.strerror}") from None
+        return backup
+    raise StoreError(f"too many {path.name}.bak-{stamp}* files next to {path}; remove some")
 
 
 def check_store_target(path: Path) -> None:

@@ -20,17 +20,20 @@ import click
 
 from rdsssl import crypto
 from rdsssl.cli.app import App
-from rdsssl.errors import ConfigError, InputError, StoreError, UsageError
+from rdsssl.errors import ConfigError, CryptoError, InputError, StoreError, UsageError
 from rdsssl.models import KeyType
 from rdsssl.store import CaStore, CertRecord
 from rdsssl.store_db import format_time
 
 __all__ = [
     "CLIENT_FORMATS",
+    "NEW_PASSPHRASE_ENV",
     "PASSPHRASE_ENV",
     "Duration",
     "ca_dir_option",
     "cert_json",
+    "check_days",
+    "current_passphrase",
     "days_option",
     "format_options",
     "get_app",
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 PASSPHRASE_ENV = "RDSSSL_CA_PASSPHRASE"
+NEW_PASSPHRASE_ENV = "RDSSSL_NEW_CA_PASSPHRASE"  # the new key's (ca passphrase, rotate ca)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -143,7 +147,10 @@ class Duration(_DurationBase):
         if not match:
             self.fail(f"{value!r} is not a duration like 30d, 12h, 90m or 2w", param, ctx)
         unit = self._UNITS[match.group(2) or "d"]
-        return timedelta(**{unit: int(match.group(1))})
+        try:
+            return timedelta(**{unit: int(match.group(1))})
+        except OverflowError:
+            self.fail(f"{value!r} is longer than any certificate can live", param, ctx)
 
 
 def read_input(path: Path, what: str) -> bytes:
@@ -166,36 +173,45 @@ def _from_file(path: Path) -> bytes:
     return value
 
 
-def _from_env() -> bytes | None:
-    value = os.environ.get(PASSPHRASE_ENV)
+def _from_env(name: str = PASSPHRASE_ENV) -> bytes | None:
+    value = os.environ.get(name)
     return value.encode("utf-8") if value else None
 
 
 def new_passphrase(
-    app: App, *, key_path: Path, no_passphrase: bool, passphrase_file: Path | None
+    app: App,
+    *,
+    key_path: Path,
+    no_passphrase: bool,
+    passphrase_file: Path | None,
+    env: str = PASSPHRASE_ENV,
+    file_option: str = "--passphrase-file",
+    prompt: str = "Passphrase",
 ) -> bytes | None:
-    """The passphrase that will encrypt a new CA key (``ca init`` / ``ca import``)."""
+    """The passphrase that will encrypt a CA key (``ca init`` / ``ca import``; ``ca passphrase``
+    passes its own ``env``, ``file_option`` and ``prompt``): the file, the environment
+    variable, or a confirmed prompt on a terminal; None only with ``no_passphrase``."""
     if no_passphrase:
         if passphrase_file is not None:
-            raise UsageError("--no-passphrase and --passphrase-file contradict each other")
+            raise UsageError(f"--no-passphrase and {file_option} contradict each other")
         return None
     if passphrase_file is not None:
         return _from_file(passphrase_file)
-    env = _from_env()
-    if env is not None:
-        return env
+    value = _from_env(env)
+    if value is not None:
+        return value
     if app.interactive:
-        value: str = click.prompt(
-            f"Passphrase for {key_path}",
+        typed: str = click.prompt(
+            f"{prompt} for {key_path}",
             hide_input=True,
             confirmation_prompt=True,
             err=True,
         )
-        if not value:
+        if not typed:
             raise ConfigError("an empty passphrase would not protect the CA key")
-        return value.encode("utf-8")
+        return typed.encode("utf-8")
     raise ConfigError(
-        f"{key_path} needs a passphrase: set {PASSPHRASE_ENV}, pass --passphrase-file FILE, "
+        f"{key_path} needs a passphrase: set {env}, pass {file_option} FILE, "
         "run on a terminal to be asked, or pass --no-passphrase for an unencrypted key"
     )
 
@@ -205,11 +221,11 @@ def open_store(ca_dir: Path, *, wait_lock: float = 0.0) -> CaStore:
     return CaStore.open(ca_dir, wait_lock=wait_lock)
 
 
-def unlock(app: App, store: CaStore, passphrase_file: Path | None) -> None:
-    """Decrypt the CA key with the first available passphrase source."""
+def current_passphrase(app: App, store: CaStore, passphrase_file: Path | None) -> bytes | None:
+    """The passphrase of the store's CA key from the first available source; None when the key
+    is not encrypted (StoreError when it is and no source gave one)."""
     if not store.key_encrypted:
-        store.unlock(None)
-        return
+        return None
     passphrase = _from_file(passphrase_file) if passphrase_file is not None else _from_env()
     if passphrase is None and app.interactive:
         value: str = click.prompt(f"Passphrase for {store.key_path}", hide_input=True, err=True)
@@ -219,7 +235,14 @@ def unlock(app: App, store: CaStore, passphrase_file: Path | None) -> None:
             f"{store.key_path} is encrypted and no passphrase was given: set {PASSPHRASE_ENV}, "
             "pass --passphrase-file FILE, or run on a terminal to be asked"
         )
-    store.unlock(passphrase)
+    return passphrase
+
+
+def unlock(app: App, store: CaStore, passphrase_file: Path | None) -> None:
+    """Decrypt the CA key with the first available passphrase source, once: a store already
+    unlocked is left alone (no second prompt, no second slow key derivation)."""
+    if not store.unlocked:
+        store.unlock(current_passphrase(app, store, passphrase_file))
 
 
 def iso(value: datetime | None) -> str | None:
@@ -244,6 +267,22 @@ def cert_json(cert: crypto.CertInfo) -> dict[str, Any]:
 CLIENT_FORMATS = ["pem", "pk8", "p12"]
 
 
+def check_days(what: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    """A callback for a ``--days``-like option: ``crypto.check_days`` as soon as it is parsed,
+    so a validity no certificate or CRL can carry is exit 3 (with the maximum that works)
+    before the command does anything, not an OverflowError half-way through."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None:
+            try:
+                crypto.check_days(value, what, now=ctx.ensure_object(App).now())
+            except CryptoError as exc:
+                raise CryptoError(f"{param.opts[0]} {value}: {exc}") from None
+        return value
+
+    return callback
+
+
 def days_option(f: click.decorators.FC) -> click.decorators.FC:
     """``--days N``: a client certificate's validity (cert issue, sign and renew)."""
     return click.option(
@@ -251,6 +290,7 @@ def days_option(f: click.decorators.FC) -> click.decorators.FC:
         type=click.IntRange(min=1),
         default=crypto.DEFAULT_LEAF_DAYS,
         show_default=True,
+        callback=check_days("certificate"),
         help="Certificate validity in days (never beyond the CA's notAfter).",
     )(f)
 

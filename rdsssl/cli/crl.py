@@ -12,6 +12,7 @@ import click
 from rdsssl import crypto
 from rdsssl.cli.common import (
     ca_dir_option,
+    check_days,
     get_app,
     iso,
     json_option,
@@ -56,6 +57,7 @@ def crl() -> None:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_CRL_DAYS,
     show_default=True,
+    callback=check_days("CRL"),
     help="Days until nextUpdate (each upload restarts the instance).",
 )
 @click.option(

@@ -32,7 +32,9 @@ from rdsssl.cli.cloud import (
     take_probe,
 )
 from rdsssl.cli.common import (
+    NEW_PASSPHRASE_ENV,
     ca_dir_option,
+    check_days,
     get_app,
     json_option,
     open_store,
@@ -59,7 +61,6 @@ from rdsssl.store import CaStore
 
 __all__ = ["rotate"]
 
-NEW_PASSPHRASE_ENV = "RDSSSL_NEW_CA_PASSPHRASE"
 
 _STEP_TEXT = {
     Step.STAGE: "trust old + new CA, with a CRL for each: one change, RESTARTS each instance",
@@ -156,6 +157,7 @@ def _show(app: App, event: Event) -> None:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_LEAF_DAYS,
     show_default=True,
+    callback=check_days("certificate"),
     help="Validity of reissued certificates (never beyond the new CA).",
 )
 @click.option(
@@ -163,6 +165,7 @@ def _show(app: App, event: Event) -> None:
     type=click.IntRange(min=1),
     default=crypto.DEFAULT_CRL_DAYS,
     show_default=True,
+    callback=check_days("CRL"),
     help="Validity (nextUpdate) of the CRLs uploaded.",
 )
 @probe_options()

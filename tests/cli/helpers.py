@@ -25,6 +25,8 @@ _CLEAN_ENV: dict[str, str | None] = {
     "RDSSSL_CA_PASSPHRASE": None,
     "RDSSSL_CA_DIR": None,
     "RDSSSL_ENDPOINT": None,
+    "RDSSSL_NEW_CA_PASSPHRASE": None,
+    "RDSSSL_VENV": None,  # set by scripts/test; a deploy hook would see it among RDSSSL_*
     "ALIBABA_CLOUD_REGION_ID": None,
     "ALIBABA_CLOUD_PROFILE": None,
 }

@@ -1,14 +1,18 @@
-"""`rdsssl ca init | import | show`, including a CA made by hand with the openssl CLI."""
+"""`rdsssl ca init | import | show | passphrase`, including a CA made by hand with the openssl
+CLI."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from rdsssl import crypto
+from rdsssl.fsutil import atomic_write
 from tests.cli.helpers import invoke, mode, snapshot
 
 OPENSSL_CNF = """\
@@ -474,3 +478,200 @@ def test_import_does_not_touch_the_source_files(hand_made: HandMadeCa, tmp_path:
     )
     assert snapshot(hand_made.root) == before
     shutil.rmtree(tmp_path / "ca")
+
+
+# --- the key at rest: ca show, ca passphrase --------------------------------------------------
+
+STRONG = {
+    "encrypted": True,
+    "scheme": "pbes2",
+    "kdf": "pbkdf2-hmac-sha256",
+    "rounds": 600_000,
+    "cipher": "aes-256-cbc",
+    "weak": False,
+}
+OLD = {"RDSSSL_CA_PASSPHRASE": "correct horse"}  # the passphrase of the enc_ca_dir fixture
+
+
+def _weaken(ca_dir: Path) -> None:
+    """ca.key as rdsssl wrote it before: PBKDF2 at 2,048 rounds (BestAvailableEncryption)."""
+    key_path = ca_dir / "ca.key"
+    key = crypto.load_private_key(key_path.read_bytes(), source="k", passphrase=b"correct horse")
+    atomic_write(key_path, crypto.key_pem(key, b"correct horse"), mode=0o600)
+
+
+def _builds_a_crl(ca_dir: Path, tmp_path: Path, passphrase: str | None) -> bool:
+    env = {} if passphrase is None else {"RDSSSL_CA_PASSPHRASE": passphrase}
+    result = invoke("crl", "build", "--ca-dir", ca_dir, "--out", tmp_path / "crl.pem", env=env)
+    return result.exit_code == 0
+
+
+def test_show_reports_the_key_protection_without_a_passphrase(
+    enc_ca_dir: Path, ca_dir: Path
+) -> None:
+    human = invoke("ca", "show", "--ca-dir", enc_ca_dir)  # no passphrase anywhere
+    assert human.exit_code == 0, human.stderr
+    assert "Key protection:  pbkdf2-hmac-sha256, 600,000 rounds, aes-256-cbc\n" in human.stdout
+    doc = invoke("--json", "ca", "show", "--ca-dir", enc_ca_dir).json()
+    assert doc["key_encrypted"] is True and doc["key_protection"] == STRONG
+    plain = invoke("ca", "show", "--ca-dir", ca_dir)
+    assert "Key protection:  not encrypted\n" in plain.stdout
+    assert invoke("--json", "ca", "show", "--ca-dir", ca_dir).json()["key_protection"] == {
+        "encrypted": False,
+        "scheme": "none",
+        "kdf": None,
+        "rounds": None,
+        "cipher": None,
+        "weak": True,
+    }
+
+
+def test_show_says_how_to_strengthen_a_weak_key(enc_ca_dir: Path) -> None:
+    _weaken(enc_ca_dir)
+    human = invoke("ca", "show", "--ca-dir", enc_ca_dir)
+    assert (
+        "Key protection:  pbkdf2-hmac-sha256, 2,048 rounds, aes-256-cbc; weak "
+        "(strengthen it: rdsssl ca passphrase --same-passphrase)\n"
+    ) in human.stdout
+    doc = invoke("--json", "ca", "show", "--ca-dir", enc_ca_dir).json()
+    assert doc["key_protection"]["weak"] is True and doc["key_protection"]["rounds"] == 2048
+
+
+def test_passphrase_changes_the_passphrase(enc_ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "--json",
+        "ca",
+        "passphrase",
+        "--ca-dir",
+        enc_ca_dir,
+        env={**OLD, "RDSSSL_NEW_CA_PASSPHRASE": "battery staple"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.json() == {
+        "ok": True,
+        "ca_dir": str(enc_ca_dir),
+        "key": str(enc_ca_dir / "ca.key"),
+        "passphrase_changed": True,
+        "before": STRONG,
+        "after": STRONG,
+        "kept_old": None,
+    }
+    for secret in ("correct horse", "battery staple"):
+        assert secret not in result.stdout + result.stderr
+    assert mode(enc_ca_dir / "ca.key") == 0o600
+    assert sorted(p.name for p in enc_ca_dir.iterdir()) == [
+        ".lock", "ca.crt", "ca.key", "inventory.sqlite"
+    ]  # fmt: skip
+    assert not _builds_a_crl(enc_ca_dir, tmp_path, "correct horse")
+    assert _builds_a_crl(enc_ca_dir, tmp_path, "battery staple")
+
+
+def test_passphrase_same_passphrase_strengthens_a_weak_key(
+    enc_ca_dir: Path, tmp_path: Path
+) -> None:
+    _weaken(enc_ca_dir)
+    result = invoke("ca", "passphrase", "--ca-dir", enc_ca_dir, "--same-passphrase", env=OLD)
+    assert result.exit_code == 0, result.stderr
+    assert "passphrase unchanged (strengthened only)" in result.stderr
+    assert "was: pbkdf2-hmac-sha256, 2,048 rounds, aes-256-cbc; weak" in result.stderr
+    doc = invoke("--json", "ca", "show", "--ca-dir", enc_ca_dir).json()
+    assert doc["key_protection"] == STRONG
+    assert _builds_a_crl(enc_ca_dir, tmp_path, "correct horse")
+
+
+def test_passphrase_with_a_wrong_current_passphrase_changes_nothing(enc_ca_dir: Path) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke(
+        "ca",
+        "passphrase",
+        "--ca-dir",
+        enc_ca_dir,
+        env={"RDSSSL_CA_PASSPHRASE": "wrong horse", "RDSSSL_NEW_CA_PASSPHRASE": "new one"},
+    )
+    assert result.exit_code == 3
+    assert f"wrong passphrase for {enc_ca_dir}/ca.key" in result.stderr
+    assert "wrong horse" not in result.stderr and "new one" not in result.stderr
+    assert snapshot(enc_ca_dir) == before
+
+
+def test_passphrase_prompts_for_both_on_a_terminal(enc_ca_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "ca",
+        "passphrase",
+        "--ca-dir",
+        enc_ca_dir,
+        interactive=True,
+        input="correct horse\ntyped new\ntyped new\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "New passphrase for" in result.stderr  # confirmed: asked twice
+    assert "typed new" not in result.stdout + result.stderr
+    assert _builds_a_crl(enc_ca_dir, tmp_path, "typed new")
+
+
+def test_passphrase_reads_files_and_keeps_the_old_key_on_request(
+    enc_ca_dir: Path, tmp_path: Path
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_text("correct horse\n")
+    new.write_text("from a file\n")
+    result = invoke(
+        "--json",
+        "ca",
+        "passphrase",
+        "--ca-dir",
+        enc_ca_dir,
+        "--passphrase-file",
+        old,
+        "--new-passphrase-file",
+        new,
+        "--keep-old",
+        clock=lambda: datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc),
+    )
+    assert result.exit_code == 0, result.stderr
+    kept = enc_ca_dir / "ca.key.bak-20260301T083000Z"
+    assert result.json()["kept_old"] == str(kept)
+    assert f"the previous key is kept as {kept}" in result.stderr
+    assert mode(kept) == 0o600
+    assert crypto.load_private_key(kept.read_bytes(), source="bak", passphrase=b"correct horse")
+    assert _builds_a_crl(enc_ca_dir, tmp_path, "from a file")
+
+
+def test_passphrase_without_a_new_one_says_how_to_give_it(enc_ca_dir: Path) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke("ca", "passphrase", "--ca-dir", enc_ca_dir, env=OLD)
+    assert result.exit_code == 3
+    assert "RDSSSL_NEW_CA_PASSPHRASE" in result.stderr and "--new-passphrase-file" in result.stderr
+    assert snapshot(enc_ca_dir) == before
+
+
+def test_passphrase_no_passphrase_stores_the_key_in_the_clear(
+    enc_ca_dir: Path, tmp_path: Path
+) -> None:
+    result = invoke("ca", "passphrase", "--ca-dir", enc_ca_dir, "--no-passphrase", env=OLD)
+    assert result.exit_code == 0, result.stderr
+    assert "is NOT encrypted now" in result.stderr
+    assert _builds_a_crl(enc_ca_dir, tmp_path, None)
+    # and back: an unencrypted key has no passphrase to keep, but takes a new one
+    same = invoke("ca", "passphrase", "--ca-dir", enc_ca_dir, "--same-passphrase")
+    assert same.exit_code == 3 and "no passphrase to keep" in same.stderr
+    again = invoke(
+        "ca", "passphrase", "--ca-dir", enc_ca_dir, env={"RDSSSL_NEW_CA_PASSPHRASE": "n3w"}
+    )
+    assert again.exit_code == 0, again.stderr
+    assert _builds_a_crl(enc_ca_dir, tmp_path, "n3w")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--same-passphrase", "--no-passphrase"),
+        ("--no-passphrase", "--keep-old", "--same-passphrase"),
+    ],
+)
+def test_passphrase_options_that_contradict(enc_ca_dir: Path, flags: tuple[str, ...]) -> None:
+    before = snapshot(enc_ca_dir)
+    result = invoke("ca", "passphrase", "--ca-dir", enc_ca_dir, *flags, env=OLD)
+    assert result.exit_code == 2
+    assert "--same-passphrase and --no-passphrase contradict each other" in result.stderr
+    assert snapshot(enc_ca_dir) == before

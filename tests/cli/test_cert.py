@@ -444,6 +444,13 @@ def test_renew_rejects_a_bad_duration(ca_dir: Path) -> None:
     assert "not a duration" in result.stderr
 
 
+@pytest.mark.parametrize("text", ["99999999999d", "9999999999w"])
+def test_renew_rejects_a_duration_too_long_for_python(ca_dir: Path, text: str) -> None:
+    result = invoke("cert", "renew", "--ca-dir", ca_dir, "--before", text)
+    assert result.exit_code == 2, result.stderr  # a bad flag value, not an OverflowError
+    assert "is longer than any certificate can live" in result.stderr
+
+
 @pytest.mark.parametrize("text,days", [("30d", 30), ("2w", 14), ("48h", 2), ("7", 7)])
 def test_renew_durations(ca_dir: Path, tmp_path: Path, text: str, days: int) -> None:
     issue(ca_dir, "alice", tmp_path / "a", "--days", str(days + 1))

@@ -4,12 +4,17 @@ others, the exit code says so, and the audit log holds exactly one line per chan
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from rdsssl import crypto
 from rdsssl.emulator.server import Emulator
+from rdsssl.models import KeyType
+from rdsssl.store import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
 
 TEAM = {"team": "fleet-e2e"}
@@ -148,3 +153,39 @@ def test_apply_file_configures_tagged_instances_concurrently_one_failure_isolate
     second = cloud.cli(*args)
     assert second.exit_code == 4
     assert sorted(cloud.modifies()) == sorted(tagged)
+
+
+def test_an_encrypted_store_is_unlocked_once_per_run_however_many_instances(
+    cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc = tmp_path / "enc-ca"
+    now = datetime.now(timezone.utc)
+    CaStore.init(enc, cn="enc-ca", key_type=KeyType.EC_P256, days=90, passphrase=b"pw", now=now)
+    tagged = cloud.emu.instance_ids[1:]
+    runs: list[list[str]] = []
+    real = crypto.load_private_key
+
+    def counting(data: bytes, *, source: str, passphrase: bytes | None) -> crypto.PrivateKey:
+        runs[-1].append(source)  # every decryption of a key, in the run going on
+        return real(data, source=source, passphrase=passphrase)
+
+    monkeypatch.setattr(crypto, "load_private_key", counting)
+    run = dataclasses.replace(cloud, env={**cloud.env, "RDSSSL_CA_PASSPHRASE": "pw"})
+    config = tmp_path / "rdsssl.toml"
+    config.write_text(
+        f'[defaults]\nca_dir = "{enc}"\ncrl = true\n\n'
+        '[[instances]]\ntags = { team = "fleet-e2e" }\n'
+    )
+    runs.append([])  # apply: the CRL of the one store goes to four instances
+    applied = run.cli("--json", "apply", "-f", config, "--yes", "--no-wait", "--rate", "200")
+    assert applied.exit_code == 0, applied.stderr
+    assert sorted(cloud.modifies()) == sorted(tagged)
+    cloud.settle()
+    runs.append([])  # crl refresh: every instance due at once (--min-remaining beyond the CRL)
+    refreshed = run.cli(
+        "--json", "crl", "refresh", "--tag", "team=fleet-e2e", "--ca-dir", enc,
+        "--min-remaining", "300d", "--days", "301", "--no-wait", "--yes", "--rate", "200",
+    )  # fmt: skip
+    assert refreshed.exit_code == 0, refreshed.stderr
+    assert refreshed.json()["summary"] == {"sent": len(tagged)}  # --no-wait: sent, not seen
+    assert runs == [[str(enc / "ca.key")]] * 2  # one unlock per run, not one per instance

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from rdsssl import crypto
 from rdsssl.models import KeyType, RevocationReason
@@ -176,3 +177,66 @@ def test_openssl_reads_our_key_exports(openssl: str, tmp_path: Path) -> None:
         openssl, "pkcs12", "-in", "client.p12", "-passin", "pass:s3cret", "-nokeys", cwd=tmp_path
     )
     assert "subject=CN = alice" in listing and "subject=CN = root-ca1" in listing
+
+
+def test_openssl_reads_our_ca_key(openssl: str, tmp_path: Path) -> None:
+    key = crypto.generate_key()
+    (tmp_path / "ca.key").write_bytes(crypto.ca_key_pem(key, b"s3cret pw"))
+    public = _ok(
+        openssl, "pkey", "-in", "ca.key", "-passin", "pass:s3cret pw", "-pubout", cwd=tmp_path
+    )
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert (
+        public.strip()
+        == key.public_key().public_bytes(serialization.Encoding.PEM, spki).decode().strip()
+    )
+    wrong = _run(openssl, "pkey", "-in", "ca.key", "-passin", "pass:nope", "-noout", cwd=tmp_path)
+    assert wrong.returncode != 0
+    # and openssl sees the parameters we claim: PBES2, PBKDF2 + hmacWithSHA256, AES-256-CBC
+    parsed = _ok(openssl, "asn1parse", "-in", "ca.key", cwd=tmp_path)
+    for name in (":PBES2", ":PBKDF2", ":hmacWithSHA256", ":aes-256-cbc"):
+        assert name in parsed
+    rounds = format(crypto.KDF_ROUNDS, "X")
+    rounds = rounds.zfill(len(rounds) + len(rounds) % 2)  # openssl prints whole bytes: 0927C0
+    assert f"prim:INTEGER:{rounds}\n" in parsed.replace(" ", "")
+
+
+OPENSSL_PKCS8 = {
+    "strong": (
+        ["-v2", "aes-256-cbc", "-v2prf", "hmacWithSHA256", "-iter", "600000"],
+        crypto.KeyProtection("pbes2", "pbkdf2-hmac-sha256", 600_000, "aes-256-cbc"),
+    ),
+    "sha1-aes128": (
+        ["-v2", "aes-128-cbc", "-v2prf", "hmacWithSHA1", "-iter", "1000"],
+        crypto.KeyProtection("pbes2", "pbkdf2-hmac-sha1", 1000, "aes-128-cbc"),
+    ),
+    "pbes1": (
+        ["-v1", "PBE-SHA1-3DES", "-iter", "2048"],
+        crypto.KeyProtection("pkcs12-pbe", "pkcs12-kdf-sha1", 2048, "des-ede3-cbc"),
+    ),
+    "scrypt": (["-scrypt"], crypto.KeyProtection("pbes2", "scrypt", 16384, "aes-256-cbc")),
+}
+
+
+@pytest.mark.parametrize("variant", list(OPENSSL_PKCS8))
+def test_key_protection_of_keys_encrypted_by_openssl(
+    openssl: str, variant: str, tmp_path: Path
+) -> None:
+    args, expected = OPENSSL_PKCS8[variant]
+    (tmp_path / "plain.key").write_bytes(crypto.key_pem(crypto.generate_key()))
+    _ok(openssl, "pkcs8", "-topk8", "-in", "plain.key", *args, "-passout", "pass:pw",
+        "-out", "ca.key", cwd=tmp_path)  # fmt: skip
+    data = (tmp_path / "ca.key").read_bytes()
+    protection = crypto.key_protection(data, source="ca.key")
+    assert protection == expected
+    assert protection.weak is (variant != "strong")
+    crypto.load_private_key(data, source="ca.key", passphrase=b"pw")  # and it opens
+
+
+def test_key_protection_of_a_traditional_openssl_key(openssl: str, tmp_path: Path) -> None:
+    (tmp_path / "plain.key").write_bytes(crypto.key_pem(crypto.generate_key()))
+    _ok(openssl, "pkey", "-in", "plain.key", "-traditional", "-aes256", "-passout", "pass:pw",
+        "-out", "ca.key", cwd=tmp_path)  # fmt: skip
+    protection = crypto.key_protection((tmp_path / "ca.key").read_bytes(), source="ca.key")
+    assert protection == crypto.KeyProtection("traditional", "openssl-md5", 1, "aes-256-cbc")
+    assert protection.weak

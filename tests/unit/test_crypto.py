@@ -169,6 +169,34 @@ def test_ca_days_must_be_positive() -> None:
         crypto.make_ca(cached_key(KeyType.EC_P256), cn="ca", now=NOW, days=0)
 
 
+def test_validity_may_reach_the_last_x509_date_and_not_beyond() -> None:
+    most = crypto.max_days(NOW)
+    assert timedelta(0) <= crypto.LATEST_TIME - (NOW + timedelta(days=most)) < timedelta(days=1)
+    ca = crypto.make_ca(cached_key(KeyType.EC_P256), cn="ca", now=NOW, days=most)
+    assert ca.not_valid_after_utc.year == 9999
+    pki = Pki(key=cached_key(KeyType.EC_P256), cert=ca)
+    assert pki.issue(days=most).cert.not_valid_after_utc == ca.not_valid_after_utc
+    crl = crypto.build_crl(ca, pki.key, [], number=1, now=NOW, days=most)
+    assert crl.next_update_utc is not None and crl.next_update_utc.year == 9999
+    refused = f"would end after 9999-12-31, the last date X.509 can express; use at most {most} "
+    with pytest.raises(CryptoError, match=f"^CA validity of {most + 1} days {refused}"):
+        crypto.make_ca(pki.key, cn="ca", now=NOW, days=most + 1)
+    with pytest.raises(CryptoError, match=f"^certificate validity of {most + 1} days {refused}"):
+        pki.issue(days=most + 1)
+    with pytest.raises(CryptoError, match=f"^CRL validity of {most + 1} days {refused}"):
+        crypto.build_crl(ca, pki.key, [], number=1, now=NOW, days=most + 1)
+
+
+@pytest.mark.parametrize("days", [10**7, 10**9, 10**30])
+def test_absurd_validity_is_a_crypto_error_not_an_overflow(days: int, pki: Pki) -> None:
+    with pytest.raises(CryptoError, match="use at most"):
+        crypto.make_ca(pki.key, cn="ca", now=NOW, days=days)
+    with pytest.raises(CryptoError, match="use at most"):
+        pki.issue(days=days)
+    with pytest.raises(CryptoError, match="use at most"):
+        crypto.build_crl(pki.cert, pki.key, [], number=1, now=NOW, days=days)
+
+
 def test_naive_datetimes_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         crypto.make_ca(cached_key(KeyType.EC_P256), cn="ca", now=datetime(2025, 1, 1))
@@ -276,6 +304,22 @@ def test_weak_rsa_leaf_key_is_refused(pki: Pki) -> None:
     weak = rsa.generate_private_key(65537, 1024)
     with pytest.raises(CryptoError, match="1024 bits is too weak"):
         crypto.issue_client_cert(pki.cert, pki.key, weak.public_key(), user="bob", now=NOW)
+
+
+def test_weak_curve_leaf_key_is_refused(pki: Pki) -> None:
+    weak = ec.generate_private_key(ec.SECP192R1())
+    with pytest.raises(CryptoError, match="EC key on secp192r1 is too weak"):
+        crypto.issue_client_cert(pki.cert, pki.key, weak.public_key(), user="bob", now=NOW)
+    p224 = ec.generate_private_key(ec.SECP224R1())  # 112-bit strength: security level 2 is met
+    crypto.issue_client_cert(pki.cert, pki.key, p224.public_key(), user="bob", now=NOW)
+
+
+def test_check_ca_key_applies_the_leaf_rule_to_the_ca(pki: Pki) -> None:
+    crypto.check_ca_key(pki.cert, source="ca.crt")
+    weak = rsa.generate_private_key(65537, 1024)
+    cert = crypto.make_ca(weak, cn="weak", now=NOW)
+    with pytest.raises(CryptoError, match=r"^ca.crt \(CN=weak\): RSA key of 1024 bits"):
+        crypto.check_ca_key(cert, source="ca.crt")
 
 
 def test_leaf_days_must_be_positive(pki: Pki) -> None:

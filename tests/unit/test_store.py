@@ -18,7 +18,7 @@ import pytest
 from rdsssl import crypto
 from rdsssl.audit import AuditLog
 from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
-from rdsssl.fsutil import atomic_write, make_private_dirs
+from rdsssl.fsutil import StagedFile, atomic_write, make_private_dirs
 from rdsssl.lock import FileLock
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store import CaStore, write_client_files
@@ -289,6 +289,179 @@ def test_encrypted_store_needs_the_passphrase(tmp_path: Path) -> None:
         s.issue(user="alice", key_type=KeyType.EC_P256, days=1, now=NOW)
 
 
+# --- the CA key at rest -----------------------------------------------------------------------
+
+FAST = 1000  # PBKDF2 rounds where the count is not what a test is about
+
+
+@pytest.fixture
+def enc_store(tmp_path: Path) -> Iterator[CaStore]:
+    """A store whose key is encrypted with b"old pw" (the real rounds: this is what init does)."""
+    path = tmp_path / "enc"
+    CaStore.init(path, cn="c", key_type=KeyType.EC_P256, days=10, passphrase=b"old pw", now=NOW)
+    with CaStore.open(path) as s:
+        yield s
+
+
+def _weaken(store: CaStore, passphrase: bytes) -> None:
+    """Re-encrypt ca.key the way rdsssl did before (cryptography's BestAvailableEncryption)."""
+    key = crypto.load_private_key(store.key_path.read_bytes(), source="k", passphrase=passphrase)
+    atomic_write(store.key_path, crypto.key_pem(key, passphrase), mode=0o600)
+
+
+def _opens_with(store: CaStore, passphrase: bytes | None) -> bool:
+    with CaStore.open(store.path) as again:
+        try:
+            again.unlock(passphrase)
+        except StoreError:
+            return False
+        return True
+
+
+def test_init_encrypts_the_ca_key_strongly(enc_store: CaStore) -> None:
+    protection = enc_store.key_protection()  # read without the passphrase
+    assert protection == crypto.KeyProtection(
+        "pbes2", "pbkdf2-hmac-sha256", crypto.KDF_ROUNDS, "aes-256-cbc"
+    )
+    assert not protection.weak and enc_store.key_encrypted and not enc_store.unlocked
+    assert enc_store.summary(now=NOW).key_protection == protection
+    assert mode(enc_store.key_path) == 0o600
+
+
+def test_import_re_encrypts_an_adopted_key_strongly(tmp_path: Path) -> None:
+    key = crypto.generate_key()
+    cert = crypto.make_ca(key, cn="hand-made", now=NOW)
+    store = CaStore.import_ca(
+        tmp_path / "ca",
+        cert_pem=crypto.cert_pem(cert),
+        key_pem=crypto.key_pem(key, b"theirs"),  # weak, as openssl or older rdsssl wrote it
+        key_passphrase=b"theirs",
+        passphrase=b"ours",
+        index_txt=None,
+        crlnumber=None,
+        now=NOW,
+    )
+    with store:
+        assert not store.key_protection().weak
+        store.unlock(b"ours")
+
+
+def test_unlock_decrypts_once_per_store(
+    enc_store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = crypto.load_private_key
+
+    def counting(data: bytes, *, source: str, passphrase: bytes | None) -> crypto.PrivateKey:
+        calls.append(source)
+        return real(data, source=source, passphrase=passphrase)
+
+    monkeypatch.setattr(crypto, "load_private_key", counting)
+    enc_store.unlock(b"old pw")
+    enc_store.unlock(b"old pw")
+    enc_store.unlock(None)  # already unlocked: not even the missing passphrase matters
+    assert enc_store.unlocked and calls == [str(enc_store.key_path)]
+
+
+def test_change_passphrase_replaces_the_key_atomically(enc_store: CaStore) -> None:
+    enc_store.unlock(b"old pw")
+    done = enc_store.change_passphrase(b"new pw", now=NOW)
+    assert done.before == done.after == enc_store.key_protection()
+    assert done.kept_old is None
+    assert mode(enc_store.key_path) == 0o600
+    assert sorted(p.name for p in enc_store.path.iterdir()) == [
+        ".lock", "ca.crt", "ca.key", "inventory.sqlite"
+    ]  # fmt: skip
+    assert _opens_with(enc_store, b"new pw") and not _opens_with(enc_store, b"old pw")
+    issued = enc_store.issue(user="alice", key_type=KeyType.EC_P256, days=1, now=NOW)
+    assert crypto.fingerprint(issued.cert)  # the unlocked key still signs
+
+
+def test_change_passphrase_strengthens_a_weak_key_and_can_keep_the_old_one(
+    enc_store: CaStore,
+) -> None:
+    _weaken(enc_store, b"old pw")
+    with CaStore.open(enc_store.path) as store:
+        assert store.key_protection().weak
+        store.unlock(b"old pw")
+        done = store.change_passphrase(b"old pw", now=NOW, keep_old=True)
+    assert done.before.weak and not done.after.weak
+    assert done.kept_old == enc_store.path / "ca.key.bak-20250115T120000Z"
+    assert mode(done.kept_old) == 0o600
+    old = crypto.key_protection(done.kept_old.read_bytes(), source="bak")
+    assert old == done.before  # the backup is the previous file, untouched
+    assert _opens_with(enc_store, b"old pw")
+
+
+def test_change_passphrase_to_none_and_back(enc_store: CaStore) -> None:
+    enc_store.unlock(b"old pw")
+    assert not enc_store.change_passphrase(None, now=NOW).after.encrypted
+    assert not enc_store.key_encrypted and _opens_with(enc_store, None)
+    enc_store.change_passphrase(b"again", now=NOW + timedelta(seconds=1))
+    assert not enc_store.key_protection().weak and _opens_with(enc_store, b"again")
+
+
+def test_change_passphrase_keeps_the_old_key_when_the_new_one_fails_verification(
+    enc_store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc_store.unlock(b"old pw")
+    before = enc_store.key_path.read_bytes()
+    stranger = crypto.generate_key()
+    real = crypto.ca_key_pem
+
+    def wrong_key(key: crypto.PrivateKey, passphrase: bytes | None) -> bytes:
+        return real(stranger, passphrase, rounds=FAST)  # what a bug or bad RAM could produce
+
+    monkeypatch.setattr(crypto, "ca_key_pem", wrong_key)
+    with pytest.raises(CryptoError, match="does not match the certificate"):
+        enc_store.change_passphrase(b"new pw", now=NOW)
+    assert enc_store.key_path.read_bytes() == before
+    assert sorted(p.name for p in enc_store.path.iterdir()) == [
+        ".lock", "ca.crt", "ca.key", "inventory.sqlite"
+    ]  # fmt: skip
+
+
+def test_change_passphrase_survives_a_failed_rename(
+    enc_store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc_store.unlock(b"old pw")
+    before = enc_store.key_path.read_bytes()
+
+    real = os.replace
+    renamed: list[str] = []
+
+    def failing_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == enc_store.key_path:  # writing ca.key.new works; putting it in place not
+            raise OSError(5, "Input/output error")
+        renamed.append(Path(dst).name)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        enc_store.change_passphrase(b"new pw", now=NOW)
+    monkeypatch.undo()
+    assert renamed == ["ca.key.new"]
+    assert enc_store.key_path.read_bytes() == before
+    assert not list(enc_store.path.glob("ca.key.*"))  # neither ca.key.new nor a backup left
+    assert _opens_with(enc_store, b"old pw")
+
+
+def test_change_passphrase_refuses_a_key_replaced_since_unlock(enc_store: CaStore) -> None:
+    enc_store.unlock(b"old pw")
+    with CaStore.open(enc_store.path) as other:  # another run changes it first
+        other.unlock(b"old pw")
+        other.change_passphrase(b"theirs", now=NOW)
+    theirs = enc_store.key_path.read_bytes()
+    with pytest.raises(StoreError, match="changed since it was unlocked"):
+        enc_store.change_passphrase(b"mine", now=NOW)
+    assert enc_store.key_path.read_bytes() == theirs
+
+
+def test_change_passphrase_needs_the_store_unlocked(enc_store: CaStore) -> None:
+    with pytest.raises(StoreError, match="unlock the store first"):
+        enc_store.change_passphrase(b"new", now=NOW)
+
+
 def test_issue_records_before_returning(store: CaStore, tmp_path: Path) -> None:
     issued = store.issue(user="alice", key_type=KeyType.ED25519, days=30, now=NOW)
     (row,) = store.certificates()
@@ -348,6 +521,46 @@ def test_build_crl_advances_the_number_in_the_same_transaction(
     assert info.revoked_serials == (serial,)
     assert crypto.crl_signed_by(first.crl, store.ca_cert)
     assert store.problems() == []
+
+
+def test_build_crl_whose_file_cannot_be_written_uses_no_number(
+    store: CaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "crl.pem"
+    first = store.build_crl(now=NOW, days=7, out=out)
+    with pytest.raises(InputError, match=f"cannot write the CRL to {tmp_path}/no/crl.pem"):
+        store.build_crl(now=NOW, days=7, out=tmp_path / "no" / "crl.pem")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        store.build_crl(now=NOW, days=7, out=out)
+    monkeypatch.undo()
+    assert store.next_crl_number() == 2  # neither failure used up a number
+    last = store._inv.last_crl()
+    assert last is not None and last.number == 1
+    assert out.read_bytes() == first.pem  # the previous CRL stays in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca", "crl.pem"]  # no temp file left
+    assert store.build_crl(now=NOW, days=7, out=out).number == 2
+
+
+def test_staged_file_is_invisible_until_committed(tmp_path: Path) -> None:
+    target = tmp_path / "crl.pem"
+    target.write_bytes(b"old")
+    with StagedFile(target, mode=0o640) as staged:
+        staged.write(b"new")
+        assert target.read_bytes() == b"old"
+    assert target.read_bytes() == b"old"  # left without commit: discarded
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+    with StagedFile(target, mode=0o640) as staged:
+        staged.write(b"new")
+        staged.commit()
+    assert target.read_bytes() == b"new" and mode(target) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+    with pytest.raises(FileNotFoundError):
+        StagedFile(tmp_path / "missing" / "crl.pem")
 
 
 def test_open_refuses_untrusted_directories(store: CaStore, tmp_path: Path) -> None:
