@@ -25,8 +25,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from rdsssl import crypto
+from rdsssl import crl_policy, crypto
 from rdsssl.crl_refresh import StoreCrl
+from rdsssl.crypto import KeyProtection
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.service import Plan
 from rdsssl.store_db import format_time
@@ -62,19 +63,25 @@ class Thresholds:
     warn: timedelta = timedelta(days=30)
     critical: timedelta = timedelta(days=7)
     crl_min_remaining: timedelta = timedelta(days=30)
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One result: which check, how bad, and what to do about it."""
+    """One result: which check, how bad, and what to do about it; `code` is a stable word for
+    programs where there is one (a `crl_policy.Code` value for CRL findings)."""
 
     check: str
     severity: Severity
     message: str
+    code: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """The JSON shape."""
-        return {"check": self.check, "severity": self.severity.name.lower(), "msg": self.message}
+        doc = {"check": self.check, "severity": self.severity.name.lower(), "msg": self.message}
+        if self.code:
+            doc["code"] = self.code
+        return doc
 
 
 def _worst(findings: Sequence[Finding]) -> Severity:
@@ -233,7 +240,9 @@ def check_instance(
                 action=f"rotate to a new CA before then (rdsssl rotate ca {iid} ...)",
             )
         )
-    crl_findings, next_update, listed = _crl_findings(iid, ssl.crl_pem, cas, now, thresholds)
+    crl_findings, next_update, listed = _crl_findings(
+        iid, ssl.crl_pem, ssl.client_ca_pem, now, thresholds
+    )
     found.extend(crl_findings)
     pending: int | None = None
     if stores:
@@ -279,57 +288,39 @@ def _server_findings(ssl: SslState, now: datetime, th: Thresholds) -> list[Findi
 def _crl_findings(
     iid: str,
     crl_pem: str | None,
-    cas: Sequence[x509.Certificate],
+    ca_pem: str,
     now: datetime,
     th: Thresholds,
 ) -> tuple[list[Finding], datetime | None, frozenset[int]]:
-    """Findings, the earliest nextUpdate over the CAs' newest CRLs, and every listed serial."""
+    """Findings from the one CRL policy (`rdsssl.crl_policy`), the earliest nextUpdate of the
+    CRLs in use, and every serial the CRLs list. Anything the policy refuses on the instance
+    (missing for a CA, expired, not yet valid, listing a CA, ...) locks users out: critical."""
     refresh = f"rdsssl crl refresh {iid} --ca-dir DIR"
-    if not crl_pem or not crl_pem.strip():
+    verdict = crl_policy.evaluate_pem(
+        ca_pem, crl_pem, now=now, restart_margin=th.restart_margin, source=f"{iid}'s CRL"
+    )
+    if verdict.codes == {crl_policy.Code.NO_CRL}:
         message = f"no CRL: revoked certificates are still accepted; upload one ({refresh})"
         return [Finding("crl", Severity.WARNING, message)], None, frozenset()
-    crls = crypto.load_crls(crl_pem.encode(), source=f"{iid}'s CRL")
-    found: list[Finding] = []
-    earliest: datetime | None = None
-    for ca in cas:
-        subject = ca.subject.rfc4514_string()
-        mine = [crypto.inspect_crl(c) for c in crls if crypto.crl_signed_by(c, ca)]
-        if not mine:
-            found.append(
-                Finding(
-                    "crl",
-                    Severity.CRITICAL,
-                    f"no CRL covers CA {subject}: PostgreSQL refuses its certificates "
-                    f"('unknown ca'); upload a CRL for every CA of the bundle ({refresh})",
-                )
-            )
+    found = [
+        Finding("crl", Severity.CRITICAL, f"{f.message()} ({refresh})", code=f.code.value)
+        for f in verdict.findings
+    ]
+    for cover in verdict.coverage:
+        if cover.next_update is None or cover.crl_fingerprint is None:
             continue
-        newest = max(mine, key=lambda i: i.last_update)
-        if newest.last_update > now:
-            found.append(
-                Finding(
-                    "crl",
-                    Severity.CRITICAL,
-                    f"the CRL of {subject} is not valid before {format_time(newest.last_update)}"
-                    f": PostgreSQL refuses every certificate of this CA until then ({refresh})",
-                )
-            )
-        if newest.next_update is None:
-            continue
-        earliest = newest.next_update if earliest is None else min(earliest, newest.next_update)
         found.append(
             _expiry(
                 "crl",
-                f"the CRL of {subject} (nextUpdate)",
-                newest.next_update,
+                f"the CRL of {cover.ca_subject} (nextUpdate)",
+                cover.next_update,
                 now,
                 warn=th.crl_min_remaining,
                 critical=min(th.critical, th.crl_min_remaining),
                 action=f"an expired CRL locks out every certificate user; {refresh}",
             )
         )
-    listed = frozenset().union(*(crypto.inspect_crl(c).revoked_serials for c in crls))
-    return found, earliest, listed
+    return found, verdict.next_update, verdict.listed
 
 
 def _revocation_findings(
@@ -396,9 +387,12 @@ def check_store(
     *,
     now: datetime,
     thresholds: Thresholds = Thresholds(),
+    key: KeyProtection | None = None,
 ) -> StoreReport:
-    """Judge a CA store: its CA's expiry and the certificates due for renewal (pure)."""
+    """Judge a CA store: its CA's expiry, how its key is wrapped (`key`), and the certificates
+    due for renewal (pure)."""
     found = [
+        *_key_findings(ca_dir, key),
         _expiry(
             "ca",
             f"the CA of {ca_dir} ({ca_cert.subject.rfc4514_string()})",
@@ -407,7 +401,7 @@ def check_store(
             warn=thresholds.warn,
             critical=thresholds.critical,
             action="rotate to a new CA (rdsssl rotate ca) and re-issue the certificates",
-        )
+        ),
     ]
     for row in renewal.due:
         found.append(
@@ -433,6 +427,28 @@ def check_store(
     if not due:
         found.append(Finding("renewal", Severity.OK, "no certificate is due for renewal"))
     return StoreReport(ca_dir, tuple(found), ca_cert.not_valid_after_utc, due)
+
+
+def _key_findings(ca_dir: Path, key: KeyProtection | None) -> list[Finding]:
+    """A CA key wrapped more weakly than rdsssl wraps it is a warning (copied, it can be
+    brute-forced cheaply); an unencrypted one is reported, since --no-passphrase is explicit."""
+    if key is None:
+        return []
+    if not key.encrypted:
+        message = f"the CA key of {ca_dir} is not encrypted (--no-passphrase): protect the file"
+        return [Finding("ca_key", Severity.OK, message)]
+    if key.weak:
+        how = f"{key.kdf or key.scheme}" + (f" at {key.rounds} rounds" if key.rounds else "")
+        return [
+            Finding(
+                "ca_key",
+                Severity.WARNING,
+                f"the CA key of {ca_dir} is wrapped weakly ({how}): a copy of ca.key can be "
+                f"brute-forced cheaply; strengthen it: rdsssl ca passphrase --ca-dir {ca_dir}",
+                code="weak-key-encryption",
+            )
+        ]
+    return [Finding("ca_key", Severity.OK, f"the CA key of {ca_dir} is wrapped with {key.kdf}")]
 
 
 # ------------------------------------------------------------------ Prometheus

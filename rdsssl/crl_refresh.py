@@ -1,10 +1,12 @@
-"""`crl refresh`: upload a freshly signed CRL only when the instance needs one (SPEC section 6).
+"""`crl refresh`: upload a freshly signed CRL only when the instance needs one.
 
 Every CRL upload restarts the instance, so a refresh happens only when it is due: the CRL on the
-instance expires within `min_remaining`, a local revocation is not on it yet, or it does not
-cover every CA of the instance's client CA bundle. That rule is `service.crl_is_current`,
-reached through `service.apply` with `DesiredSsl(crl=CrlFromStore(...))`: a no-op plan is
-"nothing to do", otherwise ONE ModifyDBInstanceSSL call uploads the CRL and waits.
+instance is refused by the CRL policy (`rdsssl.crl_policy`: missing for a CA of the bundle,
+expired or expiring within the restart margin, not yet valid, listing a CA, ...), reaches
+nextUpdate within `min_remaining`, or misses a local revocation. That rule is
+`service.crl_status`, reached through `service.apply` with `DesiredSsl(crl=CrlFromStore(...))`:
+a no-op plan is "nothing to do", otherwise ONE ModifyDBInstanceSSL call uploads the CRL and
+waits.
 
 Decisions:
 - Several CA stores may be given (e.g. both stores during a CA rotation); each instance uses
@@ -29,13 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from rdsssl import crypto, service
+from rdsssl import crl_policy, crypto, service
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.desired import DesiredBuilder
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.models import InstanceSpec
 from rdsssl.service import ApplyResult, CrlFromStore, DesiredSsl
+from rdsssl.service_profile import ServiceProfile
 from rdsssl.waiters import Progress
 
 __all__ = [
@@ -187,6 +190,7 @@ class RefreshResult:
     size: int | None
     warnings: tuple[str, ...]
     applied: ApplyResult | None
+    code: str = "current"  # why it is due: `service.CrlStatus.code`
 
     @property
     def changed(self) -> bool:
@@ -199,6 +203,7 @@ class RefreshResult:
         return {
             "status": self.status,
             "reason": self.reason,
+            "reason_code": self.code,
             "entries": self.entries,
             "size": self.size,
             "warnings": list(self.warnings),
@@ -207,16 +212,12 @@ class RefreshResult:
         }
 
 
-def _due_reason(result: ApplyResult) -> str:
-    """Why the CRL is due, from the plan's `crl` change ("a fresh CRL (<why>)")."""
+def _due(result: ApplyResult) -> tuple[str, str]:
+    """Why the CRL is due: the `crl` change's code and its reason (`service.CrlStatus`)."""
     for change in result.plan.changes:
         if change.field == "crl":
-            text = change.after
-            prefix = "a fresh CRL ("
-            return (
-                text[len(prefix) : -1] if text.startswith(prefix) and text.endswith(")") else text
-            )
-    return "the CRL differs"
+            return change.code, change.reason
+    return "differs", "the CRL differs"
 
 
 def refresh(
@@ -235,6 +236,8 @@ def refresh(
     on_progress: Callable[[Progress], None] | None = None,
     sleep: Callable[[float], None] = _time.sleep,
     audit: AuditLog | None = None,
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
+    profile: ServiceProfile | None = None,
 ) -> RefreshResult:
     """Refresh one instance's CRL if due (see the module docstring)."""
     if not stores:
@@ -256,20 +259,18 @@ def refresh(
         now=now,
         sleep=sleep,
         audit=audit,
+        restart_margin=restart_margin,
+        crl_size_budget=max_size,
+        profile=profile,
     )
     if result.plan.noop:
         return RefreshResult(instance_id, "current", "current", entries, None, (), result)
-    reason = _due_reason(result)
-    warnings = [w for w in result.plan.warnings if "-byte budget" not in w]  # ours is below
+    code, reason = _due(result)
+    warnings = result.plan.warnings
     if plan_only:
         status = "would-refresh" if dry_run else "deferred"
-        return RefreshResult(instance_id, status, reason, entries, None, tuple(warnings), result)
+        return RefreshResult(instance_id, status, reason, entries, None, warnings, result, code)
     request = result.plan.request
     size = len(request.crl_pem.encode()) if request is not None and request.crl_pem else None
-    if size is not None and size > max_size:
-        warnings.append(
-            f"the CRL is {size} bytes, above the {max_size}-byte budget: the RDS API may refuse "
-            "a larger one; entries of certificates expired over 30 days ago are already dropped"
-        )
     status = "refreshed" if wait else "sent"
-    return RefreshResult(instance_id, status, reason, entries, size, tuple(warnings), result)
+    return RefreshResult(instance_id, status, reason, entries, size, warnings, result, code)

@@ -529,6 +529,11 @@ class Revocation:
     reason: RevocationReason
     not_after: datetime | None = None
 
+    def listed(self, now: datetime, grace: timedelta = DEFAULT_CRL_EXPIRED_GRACE) -> bool:
+        """Whether a CRL built at `now` lists it: not when its certificate expired more than
+        `grace` ago (an expired certificate is refused anyway; the CRL stays small)."""
+        return self.not_after is None or self.not_after >= now - grace
+
 
 # The crlEntryExtensions DER per reason, derived once from cryptography's own encoding (constant
 # data, nothing that can go stale). RFC 5280 says omit the extension rather than write
@@ -576,7 +581,7 @@ def build_crl(
     encoded: dict[int, bytes] = {}
     for rev in revocations:
         serial = rev.serial
-        if rev.not_after is not None and rev.not_after < cutoff:  # aware only
+        if rev.not_after is not None and rev.not_after < cutoff:  # = not rev.listed(), inlined
             continue
         if serial == own:
             raise CryptoError(

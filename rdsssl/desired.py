@@ -106,7 +106,7 @@ class DesiredBuilder:
                 with CaStore.open(ca_dir, wait_lock=self.wait_lock) as store:
                     self._views[key] = _StoreView(
                         ca_pem=crypto.cert_pem(store.ca_cert).decode(),
-                        revoked=_listed_serials(store, self.now),
+                        revoked=store.live_revocations(now=self.now),
                     )
             return self._views[key]
 
@@ -120,17 +120,6 @@ class DesiredBuilder:
                     built = store.build_crl(now=self.now, days=self.crl_days)
                 self._crls[key] = built.pem.decode()
             return self._crls[key]
-
-
-def _listed_serials(store: CaStore, now: datetime) -> frozenset[int]:
-    """Serials a CRL built now would list: revoked, and not expired beyond the CRL's grace
-    (`crypto.build_crl` drops older ones, so requiring them would force endless uploads)."""
-    cutoff = now - crypto.DEFAULT_CRL_EXPIRED_GRACE
-    return frozenset(
-        r.serial
-        for r in store.certificates()
-        if r.revoked_at is not None and not r.not_after < cutoff
-    )
 
 
 def _read_bundle(path: Path) -> str:

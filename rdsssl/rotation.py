@@ -35,14 +35,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from rdsssl import crypto, guard, service
+from rdsssl import crl_policy, crypto, guard, service
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.errors import (
@@ -56,6 +56,7 @@ from rdsssl.errors import (
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.probe import ProbeResult
 from rdsssl.rotation_state import RotationState, Step, StepRecord, UserRecord, save
+from rdsssl.service_profile import ServiceProfile
 from rdsssl.store import CaStore, CertRecord, client_file_names, user_dir
 from rdsssl.store_db import format_time, parse_time
 from rdsssl.store_renew import RenewalPlan, finish_interrupted, renew_due
@@ -69,7 +70,6 @@ __all__ = [
     "Rotation",
     "check_users",
     "holds",
-    "live_revocations",
 ]
 
 # store_renew's staging directory of a renewal in progress; see Rotation._finish_interrupted.
@@ -96,6 +96,9 @@ class Options:
     probe_cert: Path | None = None
     probe_key: Path | None = None
     on_progress: Callable[[Progress], None] | None = None
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN
+    profile: ServiceProfile | None = None
+    settle: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,24 +140,27 @@ def _fps(pem: str | None, what: str) -> frozenset[str]:
     return crypto.pem_fingerprints(pem.encode(), source=what)
 
 
-def holds(ssl: SslState, cas: Sequence[x509.Certificate]) -> bool:
-    """True when the instance trusts exactly ``cas`` and its CRLs are signed by exactly them
-    (each CA covered, no CRL of another CA): the shape the step targeting ``cas`` leaves."""
+_SHAPE = frozenset(
+    {
+        crl_policy.Code.NO_CRL,
+        crl_policy.Code.NOT_A_CRL,
+        crl_policy.Code.UNPARSABLE,
+        crl_policy.Code.FOREIGN_CRL,
+        crl_policy.Code.BAD_SIGNATURE,
+        crl_policy.Code.MISSING_CA,
+    }
+)
+
+
+def holds(ssl: SslState, cas: Sequence[x509.Certificate], *, now: datetime) -> bool:
+    """True when the instance trusts exactly ``cas`` and its CRLs are the CRLs of exactly them
+    (each CA covered, none of another CA): the shape the step targeting ``cas`` leaves. Whether
+    those CRLs are fresh enough is the CRL requirement's business (``service.crl_status``)."""
     if _fps(ssl.client_ca_pem, "the instance's client CA") != {crypto.fingerprint(c) for c in cas}:
         return False
-    if not ssl.crl_pem or not ssl.crl_pem.strip():
-        return False
-    crls = crypto.load_crls(ssl.crl_pem.encode(), source="the instance's CRL")
-    signed = all(any(crypto.crl_signed_by(crl, ca) for ca in cas) for crl in crls)
-    return signed and all(any(crypto.crl_signed_by(crl, ca) for crl in crls) for ca in cas)
-
-
-def live_revocations(store: CaStore, now: datetime) -> frozenset[int]:
-    """The serials ``store.build_crl`` lists now (long-expired entries are dropped there)."""
-    cutoff = now - crypto.DEFAULT_CRL_EXPIRED_GRACE
-    return frozenset(
-        r.serial for r in store.certificates() if r.revoked_at is not None and r.not_after >= cutoff
-    )
+    bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
+    verdict = crl_policy.evaluate_pem(bundle, ssl.crl_pem, now=now, source="the instance's CRL")
+    return not verdict.codes & _SHAPE
 
 
 class _Crls:
@@ -164,7 +170,7 @@ class _Crls:
     def __init__(self, stores: Sequence[CaStore], *, now: datetime, days: int) -> None:
         self._stores, self._now, self._days = stores, now, days
         self._pem: str | None = None
-        self.revoked = frozenset().union(*(live_revocations(s, now) for s in stores))
+        self.revoked = frozenset().union(*(s.live_revocations(now=now) for s in stores))
 
     def pem(self) -> str:
         if self._pem is None:
@@ -383,7 +389,7 @@ class Rotation:
         _info, ssl = self._ready(iid)
         cas = [s.ca_cert for s in stores]
         bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
-        there = holds(ssl, cas)
+        there = holds(ssl, cas, now=self.clock())
         if not there:
             self._check_part_of_rotation(iid, step, ssl)
         crl: str | service.CrlFromStore
@@ -395,7 +401,9 @@ class Rotation:
         else:
             crl = crls.pem()
         desired = service.DesiredSsl(client_ca_pem=bundle, crl=crl)
-        preview = service.plan(desired, ssl, instance_id=iid)
+        preview = service.plan(
+            desired, ssl, instance_id=iid, restart_margin=self.options.restart_margin
+        )
         if not preview.noop and not self.options.dry_run:  # shown before anything is sent
             self._emit(Event(step, "changing", instance=iid, plan=preview))
         try:
@@ -410,6 +418,9 @@ class Rotation:
                 timeout=self.options.timeout,
                 on_progress=self.options.on_progress,
                 audit=self.options.audit,
+                restart_margin=self.options.restart_margin,
+                profile=self.options.profile,
+                settle=self.options.settle,
             )
         except ApiError as exc:
             if step is Step.STAGE and exc.code == "InvalidClientCACert":

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rdsssl import crypto, guard, service_profile
+from rdsssl import crl_policy, crypto, guard, service_profile
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.errors import (
     ApiError,
     ConfigError,
-    CryptoError,
     PlanChanged,
     WaiterError,
     WaiterTimeout,
@@ -83,12 +82,15 @@ class DesiredSsl:
 
 @dataclass(frozen=True)
 class Change:
-    """One differing field, shown to the user before anything is sent."""
+    """One differing field, shown to the user before anything is sent. `code` and `reason` say
+    why, for a program and for people (for a fresh CRL: `CrlStatus`); nobody parses `after`."""
 
     field: str
     before: str
     after: str
     effect: Effect
+    code: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,32 +155,61 @@ def _short(fps: frozenset[str]) -> str:
     return ", ".join(sorted(f[:16] for f in fps)) if fps else "(none)"
 
 
-def crl_is_current(
-    crl_pem: str | None, ca_pem: str, req: CrlFromStore, *, now: datetime
-) -> tuple[bool, str]:
-    """Whether the instance's CRL satisfies `req` for every CA in `ca_pem`; and why not."""
-    if not crl_pem or not crl_pem.strip():
-        return False, "no CRL on the instance"
-    crls = crypto.load_crls(crl_pem.encode(), source="the instance's CRL")
-    cas = crypto.load_certificates(ca_pem.encode(), source="the CA bundle")
-    for ca in cas:
-        mine = [c for c in crls if crypto.crl_signed_by(c, ca)]
-        if not mine:
-            return False, f"no CRL signed by {ca.subject.rfc4514_string()}"
-        newest = max(mine, key=lambda c: crypto.inspect_crl(c).last_update)
-        info = crypto.inspect_crl(newest)
-        if info.next_update is None or info.next_update - now < req.min_remaining:
-            days = req.min_remaining.days
-            return False, f"its nextUpdate {info.next_update} is under {days} days away"
-    listed = set().union(*(crypto.inspect_crl(c).revoked_serials for c in crls))
-    missing = req.revoked - listed
+@dataclass(frozen=True)
+class CrlStatus:
+    """Whether an instance's CRL satisfies a `CrlFromStore` requirement, and why not.
+
+    `code`: `current`; `no-client-ca`; a `crl_policy.Code` value (the CRL on the instance is
+    refused by the CRL policy: missing, expired, not yet valid, listing a CA, ...);
+    `renewal-window` (it reaches nextUpdate within `min_remaining`); `revocations-pending`
+    (a revocation of the store is not on it)."""
+
+    code: str
+    reason: str
+
+    @property
+    def current(self) -> bool:
+        """True when no upload is needed."""
+        return self.code == "current"
+
+
+def crl_status(
+    crl_pem: str | None,
+    ca_pem: str,
+    req: CrlFromStore,
+    *,
+    now: datetime,
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
+) -> CrlStatus:
+    """The instance's CRL against `req`, judged by the one CRL policy (`rdsssl.crl_policy`)."""
+    if not ca_pem.strip():
+        return CrlStatus("no-client-ca", "the instance has no client CA")
+    verdict = crl_policy.evaluate_pem(
+        ca_pem, crl_pem, now=now, restart_margin=restart_margin, source="the instance's CRL"
+    )
+    if not verdict.ok:
+        finding = verdict.findings[0]
+        return CrlStatus(finding.code.value, finding.message())
+    next_update = verdict.next_update
+    if next_update is not None and next_update - now < req.min_remaining:
+        days = req.min_remaining.days
+        when = next_update.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return CrlStatus("renewal-window", f"its nextUpdate {when} is under {days} days away")
+    missing = req.revoked - verdict.listed
     if missing:
-        return False, f"{len(missing)} local revocation(s) not yet on the instance"
-    return True, "current"
+        return CrlStatus(
+            "revocations-pending", f"{len(missing)} local revocation(s) not yet on the instance"
+        )
+    return CrlStatus("current", "current")
 
 
 def plan(
-    desired: DesiredSsl, ssl: SslState, *, instance_id: str, now: datetime | None = None
+    desired: DesiredSsl,
+    ssl: SslState,
+    *,
+    instance_id: str,
+    now: datetime | None = None,
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
 ) -> Plan:
     """Compare desired with observed and build the one request that realises the difference."""
     now = now or datetime.now(timezone.utc)
@@ -200,11 +231,15 @@ def plan(
     effective_ca = ca_pem if ca_pem is not None else (ssl.client_ca_pem or "")
     observed_crl = _fps(ssl.crl_pem, "the instance's CRL")
     if isinstance(desired.crl, CrlFromStore):
-        ok, why = crl_is_current(ssl.crl_pem, effective_ca, desired.crl, now=now)
-        if not ok:
-            changes.append(
-                Change("crl", _short(observed_crl), f"a fresh CRL ({why})", Effect.RESTART)
+        status = crl_status(
+            ssl.crl_pem, effective_ca, desired.crl, now=now, restart_margin=restart_margin
+        )
+        if not status.current:
+            after = f"a fresh CRL ({status.reason})"
+            change = Change(
+                "crl", _short(observed_crl), after, Effect.RESTART, status.code, status.reason
             )
+            changes.append(change)
             source = desired.crl  # signed in apply(), so a dry run leaves the store untouched
     elif desired.crl is not None:
         wanted = _fps(desired.crl, "the desired CRL")
@@ -251,9 +286,13 @@ def validate(
     *,
     now: datetime,
     crl_pem: str | None = None,
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
+    crl_size_budget: int | None = None,
 ) -> list[str]:
-    """SPEC section 3's local checks; raises on anything the service would refuse or that
-    would lock users out. Returns warnings (CRL size, ...)."""
+    """The local checks made before anything is sent; raises on anything the service would
+    refuse or that would lock users out (the CRL that will be live is judged by the one CRL
+    policy, `rdsssl.crl_policy`, against the CA bundle that will be live). Returns warnings
+    (CRL size, ...)."""
     warnings: list[str] = []
     request = plan_.request
     if request is None:
@@ -288,45 +327,27 @@ def validate(
     if crl_after is None and ssl.crl_pem and request.client_ca_pem and not fresh_later:
         crl_after = ssl.crl_pem  # a CA change keeps the old CRL: it must still cover the bundle
     if crl_after and ca_enabled_after:
-        warnings += _check_crl(crl_after, ca_pem_after, now=now)
+        budget = CRL_SIZE_BUDGET if crl_size_budget is None else crl_size_budget
+        warnings += _check_crl(
+            crl_after, ca_pem_after, now=now, restart_margin=restart_margin, budget=budget
+        )
     return warnings
 
 
 CRL_SIZE_BUDGET = 32 * 1024
 
 
-def _check_crl(crl_pem: str, ca_pem: str, *, now: datetime) -> list[str]:
-    crls = crypto.load_crls(crl_pem.encode(), source="the CRL")
-    cas = crypto.load_certificates(ca_pem.encode(), source="the client CA bundle")
-    for ca in cas:
-        mine = [c for c in crls if crypto.crl_signed_by(c, ca)]
-        if not mine:
-            raise CryptoError(
-                f"no CRL covers CA {ca.subject.rfc4514_string()}: PostgreSQL would "
-                "refuse its certificates as 'unknown ca'; add that CA's CRL"
-            )
-        best = max(
-            (crypto.inspect_crl(c) for c in mine),
-            key=lambda i: i.next_update or datetime.min.replace(tzinfo=timezone.utc),
-        )
-        if best.next_update is None or best.next_update <= now + timedelta(days=1):
-            raise CryptoError(
-                f"the CRL of {ca.subject.rfc4514_string()} expires at "
-                f"{best.next_update}: an expired CRL locks out every certificate "
-                "user; build a fresh one (rdsssl crl build)"
-            )
-    for crl in crls:
-        if not any(crypto.crl_signed_by(crl, ca) for ca in cas):
-            info = crypto.inspect_crl(crl)
-            raise CryptoError(
-                f"the CRL issued by {info.issuer} is not signed by any CA in the "
-                "client CA bundle; build it from the same CA store"
-            )
+def _check_crl(
+    crl_pem: str, ca_pem: str, *, now: datetime, restart_margin: timedelta, budget: int
+) -> list[str]:
+    verdict = crl_policy.evaluate_pem(ca_pem, crl_pem, now=now, restart_margin=restart_margin)
+    verdict.raise_if_refused("refusing to upload this CRL")
     size = len(crl_pem.encode())
-    if size > CRL_SIZE_BUDGET:
+    if size > budget:
         return [
-            f"the CRL is {size} bytes, above the {CRL_SIZE_BUDGET}-byte budget: the API "
-            "request may be refused as too long"
+            f"the CRL is {size} bytes, above the {budget}-byte budget: the RDS API may refuse "
+            "the request as too long (entries of certificates expired over 30 days ago are "
+            "already dropped)"
         ]
     return []
 
@@ -410,6 +431,8 @@ def apply(
     timeout: float = DEFAULT_TIMEOUT,
     profile: service_profile.ServiceProfile | None = None,
     settle: float | None = None,
+    restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
+    crl_size_budget: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -440,7 +463,9 @@ def apply(
     held = instance_lock(instance_id) if lock and not dry_run else contextlib.nullcontext()
     with held:
         info, ssl, notes = waiting.until_ready(dry_run=dry_run)
-        the_plan = plan(desired, ssl, instance_id=instance_id, now=now)
+        the_plan = plan(
+            desired, ssl, instance_id=instance_id, now=now, restart_margin=restart_margin
+        )
         if expected is not None and not same_plan(the_plan, expected):
             raise PlanChanged(
                 f"{instance_id} changed since the plan was shown: it now needs "
@@ -451,7 +476,19 @@ def apply(
             return ApplyResult(
                 the_plan, False, dry_run, elapsed=clock() - started, final=ssl, before=ssl
             )
-        warnings = validate(the_plan, desired, info, ssl, now=now)
+
+        def validated(candidate: Plan) -> list[str]:
+            return validate(
+                candidate,
+                desired,
+                info,
+                ssl,
+                now=now,
+                restart_margin=restart_margin,
+                crl_size_budget=crl_size_budget,
+            )
+
+        warnings = validated(the_plan)
         need = guard_need(the_plan, ssl)
         checked = None
         if need is not None and not force and not dry_run:
@@ -467,10 +504,17 @@ def apply(
             assert the_plan.request is not None
             pem = the_plan.crl_source.build()
             request = replace(the_plan.request, crl_enabled=True, crl_pem=pem)
-            extra = validate(replace(the_plan, request=request), desired, info, ssl, now=now)
+            extra = validated(replace(the_plan, request=request))
             the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
         request_id, seen = waiting.send(the_plan, ssl, audit)
-    final = waiting.confirm(the_plan, ssl, request_id, audit, seen=seen) if wait else None
+    try:
+        final = waiting.confirm(the_plan, ssl, request_id, audit, seen=seen) if wait else None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM after the call: its `sent` line stays valid
+        waiting.record(
+            audit, the_plan, ssl, "interrupted", request_id,
+            detail="the wait was interrupted; run again to confirm",
+        )  # fmt: skip
+        raise
     return ApplyResult(
         the_plan,
         True,
@@ -532,7 +576,7 @@ class _Waiting:
             )
         return info, ssl, notes
 
-    def _record(
+    def record(
         self,
         audit: AuditLog,
         the_plan: Plan,
@@ -566,7 +610,7 @@ class _Waiting:
                 request_id = self.api.modify_ssl(request)
             except ApiError as exc:
                 if not exc.retryable:
-                    self._record(
+                    self.record(
                         audit,
                         the_plan,
                         before,
@@ -578,7 +622,7 @@ class _Waiting:
                 taken = self._taken(matches, before)
                 if taken is not None:
                     request_id = exc.request_id or "(accepted before the error)"
-                    self._record(
+                    self.record(
                         audit,
                         the_plan,
                         before,
@@ -588,7 +632,7 @@ class _Waiting:
                     )
                     return request_id, taken
                 if attempt == _MODIFY_ATTEMPTS:
-                    self._record(
+                    self.record(
                         audit,
                         the_plan,
                         before,
@@ -600,7 +644,7 @@ class _Waiting:
                 self.sleep(2.0 * attempt)
                 self._check_unchanged(before)
                 continue
-            self._record(audit, the_plan, before, "sent", request_id)
+            self.record(audit, the_plan, before, "sent", request_id)
             return request_id, False
         raise AssertionError("unreachable")
 
@@ -663,19 +707,9 @@ class _Waiting:
             obs = self._wait(spec, seen=seen)
         except WaiterError as exc:
             outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
-            self._record(audit, the_plan, before, outcome, request_id, detail=str(exc))
+            self.record(audit, the_plan, before, outcome, request_id, detail=str(exc))
             raise
-        except KeyboardInterrupt:
-            self._record(
-                audit,
-                the_plan,
-                before,
-                "interrupted",
-                request_id,
-                detail="the wait was interrupted; run again to confirm",
-            )
-            raise
-        self._record(
+        self.record(
             audit,
             the_plan,
             before,

@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from rdsssl import crypto
+from rdsssl import crl_policy, crypto
 from rdsssl.errors import CryptoError, InputError, NotFoundError, StoreError, UsageError
 from rdsssl.fsutil import StagedFile
 from rdsssl.lock import LOCK_NAME, FileLock, current_command
@@ -558,6 +558,18 @@ class CaStore:
         """One row by serial."""
         return self._inv.get(serial)
 
+    def revocations(self) -> list[crypto.Revocation]:
+        """Every revoked certificate, as a CRL needs it (four columns, not whole rows)."""
+        return [
+            crypto.Revocation(serial, revoked_at, reason, not_after)
+            for serial, revoked_at, reason, not_after in self._inv.revocations()
+        ]
+
+    def live_revocations(self, *, now: datetime) -> frozenset[int]:
+        """The serials a CRL built at `now` lists (`crypto.Revocation.listed`): what an
+        instance's CRL must list for this store's revocations to be live."""
+        return frozenset(r.serial for r in self.revocations() if r.listed(now))
+
     def next_crl_number(self) -> int:
         """The number the next CRL will carry."""
         return int(self._inv.get_meta("crl_number") or "1")
@@ -579,10 +591,18 @@ class CaStore:
     # -- CRLs -------------------------------------------------------------------------------
 
     def build_crl(
-        self, *, now: datetime, days: int = crypto.DEFAULT_CRL_DAYS, out: Path | None = None
+        self,
+        *,
+        now: datetime,
+        days: int = crypto.DEFAULT_CRL_DAYS,
+        out: Path | None = None,
+        restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
     ) -> BuiltCrl:
         """Sign a CRL of every revoked certificate with the next CRL number, advancing the
-        number in the same transaction that records the CRL.
+        number in the same transaction that records the CRL. The CRL must pass the one CRL
+        policy (`rdsssl.crl_policy`) for this CA before anything is recorded: a CRL that would
+        lock users out (expiring within `restart_margin`, listing the CA, ...) is refused with
+        its number unused and nothing written.
 
         ``out`` is staged first (a temp file in its directory: a directory that is missing or
         not writable is an InputError before anything is signed), filled before the COMMIT
@@ -593,13 +613,14 @@ class CaStore:
             staged = None if out is None else stack.enter_context(_stage_crl_file(out))
             with self._inv.transaction():
                 number = self.next_crl_number()
-                revocations = [
-                    crypto.Revocation(serial, revoked_at, reason, not_after)
-                    for serial, revoked_at, reason, not_after in self._inv.revocations()
-                ]
+                revocations = self.revocations()
                 crl = crypto.build_crl(
                     self._ca_cert, self._ca_key(), revocations, number=number, now=now, days=days
                 )
+                verdict = crl_policy.evaluate(
+                    [self._ca_cert], [crl], now=now, restart_margin=restart_margin
+                )
+                verdict.raise_if_refused("refusing to sign this CRL")
                 pem = crypto.crl_pem(crl)
                 built = BuiltCrl(
                     crl=crl,

@@ -186,6 +186,7 @@ def apply_one(
         expected=outcome.preview.plan if outcome.preview is not None else None,
         timeout=opts.timeout,
         settle=opts.settle,
+        restart_margin=opts.restart_margin,
         profile=app.service_profile(),
         on_progress=progress_reporter(app),
         sleep=sleep,

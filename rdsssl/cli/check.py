@@ -28,7 +28,7 @@ from rdsssl.checks import (
     check_store,
     prometheus_text,
 )
-from rdsssl.cli.common import Duration, get_app, json_option
+from rdsssl.cli.common import Duration, get_app, json_option, restart_margin_option
 from rdsssl.cli.fleet_opts import (
     FleetOptions,
     error_text,
@@ -90,7 +90,12 @@ class Checker:
         with CaStore.open(ca_dir) as store:
             renewal = plan_renewal(store, before=self.thresholds.warn, now=self.now)
             return check_store(
-                ca_dir, store.ca_cert, renewal, now=self.now, thresholds=self.thresholds
+                ca_dir,
+                store.ca_cert,
+                renewal,
+                now=self.now,
+                thresholds=self.thresholds,
+                key=store.key_protection(),
             )
 
 
@@ -157,12 +162,14 @@ def _write_prometheus(path: Path, text: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write a node_exporter textfile here (atomically).",
 )
+@restart_margin_option
 @json_option
 def check_cmd(
     ca_dirs: tuple[Path, ...],
     warn_days: int,
     crl_min_remaining: timedelta,
     prometheus_file: Path | None,
+    restart_margin: timedelta,
     **kwargs: Any,
 ) -> int:
     """Check instances and CA stores for what needs action; change nothing.
@@ -186,7 +193,11 @@ def check_cmd(
     if not selecting and not ca_dirs:
         raise UsageError("name instances (ID..., --tag KEY=VALUE, -f FILE) and/or --ca-dir DIR")
     now = app.now()
-    thresholds = Thresholds(warn=timedelta(days=warn_days), crl_min_remaining=crl_min_remaining)
+    thresholds = Thresholds(
+        warn=timedelta(days=warn_days),
+        crl_min_remaining=crl_min_remaining,
+        restart_margin=restart_margin,
+    )
     builder = DesiredBuilder(now=now, min_remaining=crl_min_remaining)
     api = opts.api(app) if selecting else None
     items = opts.select(app, api) if api is not None else []

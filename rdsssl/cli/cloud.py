@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import click
 from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
 from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
+from rdsssl.cli.common import restart_margin_option
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
 from rdsssl.service import DEFAULT_SETTLE, Plan
@@ -64,6 +66,7 @@ class MutatingOptions:
     force: bool
     audit_log: Path | None
     settle: float | None = None  # None: the service profile's
+    restart_margin: timedelta = timedelta(hours=1)
 
     @property
     def audit(self) -> AuditLog:
@@ -112,7 +115,7 @@ def mutating_options(f: F) -> F:
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return restart_margin_option(f)
 
 
 def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
@@ -125,6 +128,7 @@ def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
         force=kwargs.pop("force"),
         audit_log=kwargs.pop("audit_log"),
         settle=kwargs.pop("settle"),
+        restart_margin=kwargs.pop("restart_margin"),
     )
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "p12_passphrase",
     "passphrase_file_option",
     "read_input",
+    "restart_margin_option",
     "unlock",
     "wait_lock_option",
     "warn_truncated",
@@ -151,6 +152,23 @@ class Duration(_DurationBase):
             return timedelta(**{unit: int(match.group(1))})
         except OverflowError:
             self.fail(f"{value!r} is longer than any certificate can live", param, ctx)
+
+
+RESTART_MARGIN_ENV = "RDSSSL_RESTART_MARGIN"
+
+
+def restart_margin_option(f: F) -> F:
+    """``--restart-margin DURATION``: a CRL must stay valid this long after the change (1h)."""
+    return click.option(
+        "--restart-margin",
+        type=Duration(),
+        default="1h",
+        show_default=True,
+        envvar=RESTART_MARGIN_ENV,
+        metavar="DURATION",
+        help="Refuse a CRL that expires within this long (the restart applying it takes ~3 "
+        f"min, and an expired CRL locks every certificate user out); env {RESTART_MARGIN_ENV}.",
+    )(f)
 
 
 def read_input(path: Path, what: str) -> bytes:

@@ -19,6 +19,7 @@ from rdsssl.cli.common import (
     open_store,
     passphrase_file_option,
     read_input,
+    restart_margin_option,
     unlock,
     wait_lock_option,
 )
@@ -68,6 +69,7 @@ def crl() -> None:
     metavar="BYTES",
     help="Warn when the CRL is larger than this.",
 )
+@restart_margin_option
 @passphrase_file_option
 @wait_lock_option
 @json_option
@@ -76,6 +78,7 @@ def build(
     out_file: Path,
     days: int,
     size_budget: int,
+    restart_margin: timedelta,
     passphrase_file: Path | None,
     wait_lock: float,
 ) -> None:
@@ -88,7 +91,9 @@ def build(
     app = get_app()
     with open_store(ca_dir, wait_lock=wait_lock) as store:
         unlock(app, store, passphrase_file)
-        built = store.build_crl(now=app.now(), days=days, out=out_file)
+        built = store.build_crl(
+            now=app.now(), days=days, out=out_file, restart_margin=restart_margin
+        )
     size = len(built.pem)
     over = size > size_budget
     app.result(
@@ -359,6 +364,8 @@ def _run_refresh(
             on_progress=progress_for(app, iid, many=many),
             sleep=fleet.sleeper(cancel),
             audit=mutating.audit,
+            restart_margin=mutating.restart_margin,
+            profile=app.service_profile(),
         )
 
     def report(outcome: fleet.Outcome[RefreshResult]) -> None:

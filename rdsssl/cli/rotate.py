@@ -267,6 +267,9 @@ def rotate_ca(
                 probe_cert=probe.cert,
                 probe_key=probe.key,
                 on_progress=progress_reporter(app),
+                restart_margin=opts.restart_margin,
+                profile=app.service_profile(),
+                settle=opts.settle,
             )
             completed = Rotation(
                 api,

@@ -185,21 +185,39 @@ def test_verify_full_needs_pg12() -> None:
 def test_crl_that_does_not_cover_every_ca_is_refused() -> None:
     bundle = _ca(CA) + _ca(CA2)
     api = FakeApi(ssl_state())
-    with pytest.raises(CryptoError, match="no CRL covers CA"):
+    with pytest.raises(CryptoError, match="no usable CRL for CA"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=bundle, crl=_crl(CA)))
     assert api.modify_calls == []
 
 
-def test_crl_close_to_expiry_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("left", "margin", "refused"),
+    [
+        (timedelta(minutes=30), timedelta(hours=1), True),  # expires during/after the restart
+        (timedelta(hours=12), timedelta(hours=1), False),
+        (timedelta(hours=12), timedelta(days=1), True),  # a longer margin, configured
+    ],
+)
+def test_crl_expiring_within_the_restart_margin_is_refused(
+    left: timedelta, margin: timedelta, refused: bool
+) -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca()))
-    with pytest.raises(CryptoError, match="locks out"):
-        apply(api, "pgm-x", DesiredSsl(crl=_crl(days=30, at=NOW - timedelta(days=29, hours=12))))
-    assert api.modify_calls == []
+    crl = _crl(days=30, at=NOW - timedelta(days=30) + left)
+    if refused:
+        with pytest.raises(CryptoError, match="restart"):
+            apply(api, "pgm-x", DesiredSsl(crl=crl), restart_margin=margin)
+        assert api.modify_calls == []
+    else:
+        t = FakeTime()
+        apply(
+            api, "pgm-x", DesiredSsl(crl=crl), restart_margin=margin, sleep=t.sleep, clock=t.clock
+        )
+        assert len(api.modify_calls) == 1
 
 
 def test_ca_change_that_keeps_an_old_crl_not_covering_it_is_refused() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca(CA), crl_pem=_crl(CA)))
-    with pytest.raises(CryptoError, match="no CRL covers CA"):
+    with pytest.raises(CryptoError, match="no usable CRL for CA"):
         apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca(CA2)), force=True)
 
 
