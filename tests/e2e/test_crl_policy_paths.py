@@ -111,11 +111,7 @@ def test_upload_crl_refuses_a_certificate_in_the_crl_file(with_ca: Cloud, ca: Pa
     path.write_text(_crl(ca) + (ca / "ca.crt").read_text())
     result = with_ca.cli("instance", "upload-crl", with_ca.iid, "--crl", path, "--yes")
     assert result.exit_code == ExitCode.BAD_INPUT
-    assert (
-        "would trust" in result.stderr
-        or "not an X509 CRL" in result.stderr
-        or ("certificate" in result.stderr)
-    )
+    assert "PostgreSQL would trust a certificate placed in the CRL file" in result.stderr
     assert len(with_ca.calls("ModifyDBInstanceSSL")) == 1
 
 
