@@ -48,7 +48,8 @@ def emulator() -> None:
     show_default=True,
     metavar="documented|pessimistic|FILE",
     help="How the emulator answers where the real API is undocumented: a built-in profile "
-    "or a file recorded on a real account.",
+    "or a file recorded on a real account (a service profile, not the global credentials "
+    "`rdsssl --profile`).",
 )
 @click.option(
     "--state-dir",
