@@ -7,6 +7,7 @@ stays. Error texts are the stable substrings of docs/postgres-client-cert-behavi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,18 @@ class Pg:
             self.connect(cert, **kw).close()
         return str(exc.value)
 
+    def log_since(self, offset: int, *, until: str, timeout: float = 10.0) -> str:
+        """The server log after `offset`, once it holds `until` (the server writes its side
+        of a refused handshake a moment after the client sees the alert) or at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.cluster.log_file.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode("utf-8", "replace")
+            if until in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def configure(self, **fields: Any) -> None:
         modify(self.client, self.iid, self.conn_str, **fields)
         body = wait_applied(self.client, self.iid)
@@ -120,9 +133,7 @@ def test_tls_is_capped_at_1_2_and_a_p384_client_key_fails_on_the_curve(pg: Pg) -
     log_start = pg.cluster.log_file.stat().st_size
     error = pg.refused(pg.cert("ec-p384"))
     assert "illegal parameter" in error
-    with pg.cluster.log_file.open("rb") as f:
-        f.seek(log_start)
-        assert b"wrong curve" in f.read()
+    assert "wrong curve" in pg.log_since(log_start, until="wrong curve")
 
 
 def test_without_the_cap_tls_1_3_takes_every_key(pg: Pg) -> None:
