@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rdsssl.emulator.pg import PgCluster, PgSslConfig
+
+PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
 def utcnow() -> datetime:
@@ -32,7 +34,7 @@ class KeyPair:
     """A certificate with its key, plus the PEM forms PostgreSQL and libpq read."""
 
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey = field(repr=False)
+    key: PrivateKey = field(repr=False)
 
     @property
     def cert_pem(self) -> bytes:
@@ -84,10 +86,18 @@ def make_ca(cn: str, *, days: int = 30) -> KeyPair:
     return KeyPair(cert, key)
 
 
-def make_leaf(ca: KeyPair, cn: str, *, server: bool = False, days: int = 30) -> KeyPair:
+def make_leaf(
+    ca: KeyPair,
+    cn: str,
+    *,
+    server: bool = False,
+    days: int = 30,
+    key: PrivateKey | None = None,
+) -> KeyPair:
     """A leaf signed by `ca`: a client cert (CN = role) or, with server=True, a server cert
-    with SAN DNS:localhost + IP:127.0.0.1 so `sslmode=verify-full` to 127.0.0.1 works."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    with SAN DNS:localhost + IP:127.0.0.1 so `sslmode=verify-full` to 127.0.0.1 works.
+    `key`: the leaf's own key (default a fresh EC P-256 one)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     now = utcnow()
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (

@@ -34,16 +34,22 @@ def emulator() -> None:
 @click.option(
     "--restart-seconds",
     type=click.FloatRange(min=0),
-    default=180.0,
-    show_default=True,
-    help="How long a client CA / CRL / SSL change keeps the instance in SSL_MODIFYING.",
+    help="How long a client CA / CRL / SSL change keeps the instance in SSL_MODIFYING "
+    "[default: the profile's, else 180].",
 )
 @click.option(
     "--acl-lock-seconds",
     type=click.FloatRange(min=0),
-    default=60.0,
+    help="How long an ACL-only change locks the instance [default: the profile's, else 60].",
+)
+@click.option(
+    "--profile",
+    default="documented",
     show_default=True,
-    help="How long an ACL-only change locks the instance.",
+    metavar="documented|pessimistic|FILE",
+    help="How the emulator answers where the real API is undocumented: a built-in profile "
+    "or a file recorded on a real account (a service profile, not the global credentials "
+    "`rdsssl --profile`).",
 )
 @click.option(
     "--state-dir",
@@ -79,8 +85,9 @@ def serve(
     ctx: click.Context,
     port: int,
     instances: int,
-    restart_seconds: float,
-    acl_lock_seconds: float,
+    restart_seconds: float | None,
+    acl_lock_seconds: float | None,
+    profile: str,
     state_dir: Path | None,
     backend: str,
     env: bool,
@@ -104,7 +111,7 @@ def serve(
         port=port, instances=instances, restart_seconds=restart_seconds,
         acl_lock_seconds=acl_lock_seconds, state_dir=state_dir, backend=backend, env=env,
         env_file=env_file, engine_version=engine_version, access_key_id=access_key_id,
-        access_key_secret=access_key_secret, seed=seed, json=app.json,
+        access_key_secret=access_key_secret, seed=seed, json=app.json, profile=profile,
     )  # fmt: skip
     try:
         run_serve(opts)

@@ -21,8 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rdsssl.emulator", description=__doc__)
     p.add_argument("--port", type=int, default=0, help="port to bind on 127.0.0.1 (0: any)")
     p.add_argument("--instances", type=int, default=1)
-    p.add_argument("--restart-seconds", type=float, default=180.0)
-    p.add_argument("--acl-lock-seconds", type=float, default=60.0)
+    p.add_argument(
+        "--restart-seconds", type=float, help="default: the profile's, else 180 (production)"
+    )
+    p.add_argument(
+        "--acl-lock-seconds", type=float, help="default: the profile's, else 60 (production)"
+    )
+    p.add_argument(
+        "--profile",
+        default="documented",
+        metavar="documented|pessimistic|FILE",
+        help="answers to the unknowns of the real service (default: documented)",
+    )
     p.add_argument("--state-dir", type=Path)
     p.add_argument("--backend", choices=("pg", "none"), default="pg")
     p.add_argument("--env", action="store_true", help="print shell export lines")
@@ -33,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     ns = p.parse_args(args)
-    return serve(ServeOptions(**vars(ns)))
+    try:
+        return serve(ServeOptions(**vars(ns)))
+    except ValueError as exc:  # a bad profile file or option value: nothing was started
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -156,32 +156,40 @@ def describe_net_info(ctx: ActionContext, p: Mapping[str, str]) -> Json:
     }
 
 
+def _pem(ctx: ActionContext, text: str) -> str:
+    """A PEM as read back: as sent ("exact"), or with LF line ends ("normalized")."""
+    return text.replace("\r\n", "\n") if ctx.switches.crlf_pem_readback == "normalized" else text
+
+
 def describe_ssl(ctx: ActionContext, p: Mapping[str, str]) -> Json:
     inst = ctx.state.get(p.get("DBInstanceId"))
     ssl = inst.ssl
     on = ssl.enabled
     cert = x509.load_pem_x509_certificate(ssl.server_cert_pem.encode()) if on else None
+    acl, replication_acl = ssl.acl, ssl.replication_acl
+    if on and not ssl.client_ca_pem:  # RDS reads back prefer/prefer here (Terraform's tests)
+        acl = replication_acl = ctx.switches.acl_without_ca
     body: Json = {
         "SSLEnabled": "on" if on else "off",
         "CAType": ssl.ca_type if on else "",
         "ConnectionString": ssl.connection_string if on else "",
-        "ServerCert": ssl.server_cert_pem if on else "",
+        "ServerCert": _pem(ctx, ssl.server_cert_pem) if on else "",
         "ServerCAUrl": ctx.server_ca_url if on and ssl.ca_type == "aliyun" else "",
         "SSLCreateTime": _time(cert.not_valid_before_utc) if cert else "",
         "SSLExpireTime": _time(cert.not_valid_after_utc) if cert else "",
         "RequireUpdate": "0",
         "RequireUpdateItem": "",
         "RequireUpdateReason": "",
-        "ClientCACert": ssl.client_ca_pem,
+        "ClientCACert": _pem(ctx, ssl.client_ca_pem),
         "ClientCACertExpireTime": "",
-        "ClientCertRevocationList": ssl.crl_pem,
-        "ACL": ssl.acl,
-        "ReplicationACL": ssl.replication_acl,
+        "ClientCertRevocationList": _pem(ctx, ssl.crl_pem),
+        "ACL": acl,
+        "ReplicationACL": replication_acl,
         "LastModifyStatus": inst.last_modify_status,
         "ModifyStatusReason": inst.modify_status_reason,
     }
     if ctx.switches.return_server_key and on:
-        body["ServerKey"] = ssl.server_key_pem
+        body["ServerKey"] = _pem(ctx, ssl.server_key_pem)
     return body
 
 

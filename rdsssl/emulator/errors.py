@@ -31,12 +31,19 @@ CATALOGUE: dict[str, tuple[int, str]] = {
         "The request processing has failed due to some unknown error, exception or failure.",
     ),
     # instance
-    "InvalidDBInstanceId.NotFound": (404, "The specified instance is not found."),
+    # 400 on the ModifyDBInstanceSSL reference (one older page says 404; a switch can say so)
+    "InvalidDBInstanceId.NotFound": (400, "The specified instance is not found."),
     "IncorrectDBInstanceLockMode": (
         403,
         "Current DB instance lock mode does not support this operation.",
     ),
+    # busy: three codes are documented for a Modify while the instance is busy (a switch)
     "IncorrectDBInstanceState": (403, "Current DB instance state does not support this operation."),
+    "InvalideStatus.Format": (400, "The instance status does not support this operation."),
+    "OperationDenied.DBInstanceStatus": (
+        403,
+        "The operation is not permitted due to status of instance.",
+    ),
     "IncorrectDBInstanceType": (403, "Current DB instance type does not support this operation."),
     "IncorrectEngineVersion": (403, "Current engine version does not support this operation."),
     "InvalidConnectionString.NotFound": (404, "The specified connection string is not found."),
@@ -74,16 +81,28 @@ class EmulatorError(Exception):
         self.status = status
 
 
-def api_error(code: str, detail: str | None = None) -> EmulatorError:
+def api_error(
+    code: str,
+    detail: str | None = None,
+    *,
+    status: int | None = None,
+    fallback: str | None = None,
+) -> EmulatorError:
     """The catalogued error for `code`; `detail` is appended to help people debug.
 
     `Missing<Param>` codes (MissingDBInstanceId, ...) are generated, as the service does.
+    `status` overrides the catalogued HTTP status (a profile recorded another one); a code
+    missing from the catalogue (recorded on a real account) needs a `fallback` message and is
+    answered with HTTP 400 unless `status` says otherwise.
     """
     if code.startswith("Missing") and code not in CATALOGUE:
         param = code[len("Missing") :]
-        status, message = 400, f"{param} is mandatory for this action."
+        default, message = 400, f"{param} is mandatory for this action."
+    elif code not in CATALOGUE and fallback is not None:
+        default, message = 400, fallback
     else:
-        status, message = CATALOGUE[code]
+        default, message = CATALOGUE[code]
+    status = default if status is None else status
     if detail:
         message = f"{message.rstrip('.')}: {detail}"
     return EmulatorError(code, message, status)

@@ -222,6 +222,14 @@ class EmulatorApp:
             )
         if path.startswith("instances/") and method == "POST":
             instance_id = path.split("/", 1)[1]
+            unknown = sorted(set(doc) - {"LockMode", "LockReason", "SSLEnabled"})
+            if unknown:
+                raise ValueError(f"unknown keys: {', '.join(unknown)}")
+            ssl_enabled = doc.get("SSLEnabled")
+            if ssl_enabled is not None and ssl_enabled not in ("on", "off"):
+                raise ValueError(f"SSLEnabled must be on or off, not {ssl_enabled!r}")
+            if ssl_enabled is not None:  # first: a locked instance refuses it
+                self.state.set_ssl_enabled(instance_id, ssl_enabled == "on")
             if "LockMode" in doc:
                 self.state.set_lock_mode(
                     instance_id, str(doc["LockMode"]), str(doc.get("LockReason", ""))
@@ -243,6 +251,7 @@ class EmulatorApp:
             "EngineVersion": inst.engine_version,
             "DBInstanceStatus": inst.status,
             "LockMode": inst.lock_mode,
+            "SSLEnabled": "on" if inst.ssl.enabled else "off",
             "LastModifyStatus": inst.last_modify_status,
             "restarts": inst.restarts,
             "reloads": inst.reloads,

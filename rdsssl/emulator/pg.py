@@ -188,6 +188,22 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _tls_cap(version: str | None, major_version: int) -> str | None:
+    """The ssl_max_protocol_version line's value, or None for PostgreSQL's default.
+
+    The setting exists from PostgreSQL 12; older servers keep OpenSSL's maximum, so a cap
+    asked of them is a PgError rather than silently not applied.
+    """
+    if version is None:
+        return None
+    if major_version < 12:
+        raise PgError(
+            f"capping TLS at {version} needs PostgreSQL 12 or later (ssl_max_protocol_version); "
+            f"this server is {major_version}: use a newer server or no TLS cap"
+        )
+    return _quote(version)
+
+
 # --------------------------------------------------------------------------- the cluster
 
 
@@ -397,6 +413,7 @@ class PgCluster:
             "ssl_key_file": _quote(str(tls / "server.key")),
             "ssl_ca_file": _quote(str(tls / "client-ca.pem")) if ssl.client_ca_pem else None,
             "ssl_crl_file": _quote(str(tls / "client-crl.pem")) if ssl.crl_pem else None,
+            "ssl_max_protocol_version": _tls_cap(ssl.tls_max_version, self.major_version),
             "password_encryption": "'scram-sha-256'",
             "log_connections": "on",
             "log_line_prefix": "'%m [%p] '",

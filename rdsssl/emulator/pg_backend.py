@@ -44,6 +44,11 @@ class PgSslConfig:
 
     `acl` / `replication_acl`: an RDS ACL value (cert, prefer, verify-ca, verify-full) or None
     for "no client CA" (password over TCP, SSL optional); see `pg_hba.acl_line`.
+    `tls_max_version`: `ssl_max_protocol_version` (e.g. "TLSv1.2", which RDS for PostgreSQL
+    documents as its highest version), or None for PostgreSQL's default (no cap: TLS 1.3).
+    Under TLS 1.2 an ECDSA client certificate works only on the server's `ssl_ecdh_curve`
+    (prime256v1 by default): P-384 client keys fail with `wrong curve`
+    (docs/postgres-client-cert-behaviour.md §6).
     """
 
     server_cert_pem: bytes
@@ -53,6 +58,7 @@ class PgSslConfig:
     acl: str | None = None
     replication_acl: str | None = None
     ssl_enabled: bool = True
+    tls_max_version: str | None = None
 
 
 class PgBackend(Protocol):

@@ -19,19 +19,27 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from rdsssl.emulator.profiles import load_profile
 from rdsssl.emulator.server import DEFAULT_REGION, Emulator
 
 __all__ = ["ServeOptions", "describe", "env_lines", "serve"]
 
 
+PRODUCTION_TIMINGS = (180.0, 60.0)  # restart, ACL lock (docs §1.4)
+
+
 @dataclass(frozen=True)
 class ServeOptions:
-    """Everything `serve` takes; defaults mimic production timings (docs §1.4)."""
+    """Everything `serve` takes; defaults mimic production timings (docs §1.4).
+
+    `restart_seconds` / `acl_lock_seconds`: None means the profile's recorded length, else
+    the production one; an explicit value always wins.
+    """
 
     port: int = 0
     instances: int = 1
-    restart_seconds: float = 180.0
-    acl_lock_seconds: float = 60.0
+    restart_seconds: float | None = None
+    acl_lock_seconds: float | None = None
     state_dir: Path | None = None
     backend: str = "pg"
     env: bool = False
@@ -41,6 +49,7 @@ class ServeOptions:
     access_key_secret: str | None = None
     seed: int = 0
     json: bool = False
+    profile: str = "documented"  # a built-in name or a profile file
 
 
 def describe(emu: Emulator) -> dict[str, Any]:
@@ -65,6 +74,9 @@ def describe(emu: Emulator) -> dict[str, Any]:
         "region": emu.region,
         "server_ca_url": emu.server_ca_url,
         "backend": emu.backend,
+        "profile": emu.profile.name,
+        "restart_seconds": emu.state.restart_seconds,
+        "acl_lock_seconds": emu.state.acl_lock_seconds,
         "instances": instances,
     }
 
@@ -78,6 +90,7 @@ def env_lines(emu: Emulator) -> list[str]:
         "ALIBABA_CLOUD_REGION_ID": emu.region or DEFAULT_REGION,
         "RDSSSL_EMULATOR_INSTANCES": " ".join(emu.instance_ids),
         "RDSSSL_EMULATOR_SERVER_CA_URL": emu.server_ca_url,
+        "RDSSSL_EMULATOR_PROFILE": emu.profile.name,
     }
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 
@@ -89,6 +102,8 @@ def _human(doc: dict[str, Any]) -> str:
         f"  AccessKeySecret:  {doc['access_key_secret']}   (the emulator's own, fake)",
         f"  Region:           {doc['region']}",
         f"  Server CA:        {doc['server_ca_url']}",
+        f"  Profile:          {doc['profile']} (restart {doc['restart_seconds']:g} s,"
+        f" ACL lock {doc['acl_lock_seconds']:g} s)",
         f"  Instances ({len(doc['instances'])}, backend {doc['backend']}):",
     ]
     for i in doc["instances"]:
@@ -113,8 +128,15 @@ def serve(
     err: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Start, print, wait for a signal (or `stop`), stop everything; returns the exit code."""
+    """Start, print, wait for a signal (or `stop`), stop everything; returns the exit code.
+
+    A profile that does not load is a ValueError before anything starts.
+    """
     out, err = out or sys.stdout, err or sys.stderr
+    profile = load_profile(opts.profile)
+    restart_seconds, acl_lock_seconds = profile.timings(
+        opts.restart_seconds, opts.acl_lock_seconds, defaults=PRODUCTION_TIMINGS
+    )
     stop = stop or threading.Event()
     previous: dict[signal.Signals, Any] = {}
 
@@ -133,14 +155,15 @@ def serve(
         with Emulator(
             instances=opts.instances,
             backend=opts.backend,
-            restart_seconds=opts.restart_seconds,
-            acl_lock_seconds=opts.acl_lock_seconds,
+            restart_seconds=restart_seconds,
+            acl_lock_seconds=acl_lock_seconds,
             state_dir=opts.state_dir,
             access_key_id=opts.access_key_id,
             access_key_secret=opts.access_key_secret,
             seed=opts.seed,
             engine_version=opts.engine_version,
             port=opts.port,
+            profile=profile,
         ) as emu:
             doc = describe(emu)
             lines = env_lines(emu)

@@ -1,6 +1,6 @@
 """`Emulator`: the HTTP server, the instances and their PostgreSQL servers, as one object.
 
-    with Emulator(instances=1, backend="pg", restart_seconds=0.3) as emu:
+    with Emulator(instances=1, backend="pg", restart_seconds=0.3, profile="documented") as emu:
         client = Client(Config(access_key_id=emu.access_key_id,
                                access_key_secret=emu.access_key_secret,
                                endpoint=f"{emu.host}:{emu.port}", protocol="http",
@@ -10,6 +10,10 @@ It binds 127.0.0.1 (port 0 picks a free one), starts one PostgreSQL per instance
 state-only `NullBackend` with backend="none"), and a ticker thread that completes pending
 changes when their delay has passed, so a restart happens even if nobody polls. Leaving the
 `with` block stops every PostgreSQL it started, whatever happened inside.
+
+`profile` (a built-in name, a file or a loaded `Profile`, see profiles.py) sets the switches
+for the unknowns of the real service; `reset()` goes back to them. Explicit
+`restart_seconds` / `acl_lock_seconds` win over a profile's; without either, 0.3 s / 0.2 s.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from rdsssl.emulator.cloudca import CloudCa
 from rdsssl.emulator.faults import Faults
 from rdsssl.emulator.http import EmulatorApp, EmulatorHTTPServer
 from rdsssl.emulator.pg import NullBackend, PgBackend, PgCluster
+from rdsssl.emulator.profiles import Profile, load_profile
 from rdsssl.emulator.requestlog import LoggedRequest
 from rdsssl.emulator.sslrules import SslSettings
 from rdsssl.emulator.state import EmulatorState, Instance, OffsetClock
@@ -38,6 +43,7 @@ __all__ = ["DEFAULT_REGION", "Emulator"]
 
 DEFAULT_REGION = "cn-hangzhou"
 BACKENDS = ("pg", "none")
+TEST_TIMINGS = (0.3, 0.2)  # restart, ACL lock: without an explicit or a recorded length
 log = logging.getLogger("rdsssl.emulator")
 
 
@@ -56,8 +62,8 @@ class Emulator:
         *,
         instances: int = 1,
         backend: str = "pg",
-        restart_seconds: float = 0.3,
-        acl_lock_seconds: float = 0.2,
+        restart_seconds: float | None = None,
+        acl_lock_seconds: float | None = None,
         state_dir: Path | str | None = None,
         access_key_id: str | None = None,
         access_key_secret: str | None = None,
@@ -67,21 +73,26 @@ class Emulator:
         region: str = DEFAULT_REGION,
         clock: Callable[[], float] | None = None,
         tick_seconds: float = 0.05,
+        profile: str | Path | Profile = "documented",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        self.profile = load_profile(profile)
         self.backend = backend
         self.region = region
         self.engine_version = _engine_version(engine_version) if engine_version else None
         self.access_key_id = access_key_id or "EMULATOR" + secrets.token_hex(8).upper()
         self.access_key_secret = access_key_secret or secrets.token_urlsafe(24)
         self.clock = OffsetClock(clock)
-        self.faults = Faults(seed=seed)
+        self.faults = Faults(seed=seed, switches=self.profile.switches(), profile=self.profile.name)
+        restart, acl_lock = self.profile.timings(
+            restart_seconds, acl_lock_seconds, defaults=TEST_TIMINGS
+        )
         self.state = EmulatorState(
             clock=self.clock,
             switches=self.faults.switches,
-            restart_seconds=restart_seconds,
-            acl_lock_seconds=acl_lock_seconds,
+            restart_seconds=restart,
+            acl_lock_seconds=acl_lock,
         )
         self.host = "127.0.0.1"
         self.port = port
@@ -222,7 +233,7 @@ class Emulator:
             server_key_pem=cert.key_pem.decode(),
         )
         self._backends.append(be)
-        be.start(ssl.to_pg())
+        be.start(self.state.pg_config(ssl))
         region = region or self.region
         self.state.register(
             Instance(
@@ -283,6 +294,11 @@ class Emulator:
         """PostgreSQL reloads performed for ACL-only changes of one instance."""
         return self.state.counters(instance_id)[1]
 
+    def set_ssl_enabled(self, instance_id: str, on: bool) -> None:
+        """Turn an instance's SSL off (no certificate, `ssl = off`) or back on (the cloud
+        certificate for the main connection string), as in the console."""
+        self.state.set_ssl_enabled(instance_id, on)
+
     def add_access_key(self, access_key_id: str, access_key_secret: str) -> None:
         """Accept one more key pair."""
         if self._app is None:
@@ -290,7 +306,8 @@ class Emulator:
         self._app.keys[access_key_id] = access_key_secret
 
     def reset(self) -> None:
-        """Between tests: SSL blocks back to initial, faults and the request log cleared."""
+        """Between tests: SSL blocks back to initial, faults and the request log cleared,
+        switches back to the profile's."""
         self.faults.clear()
         self.state.reset()
         self.clock.offset = 0.0

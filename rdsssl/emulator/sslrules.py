@@ -60,8 +60,8 @@ class SslSettings:
             fingerprints(self.crl_pem),
         )
 
-    def to_pg(self) -> PgSslConfig:
-        """The configuration the PostgreSQL backend runs."""
+    def to_pg(self, *, tls_max_version: str | None = None) -> PgSslConfig:
+        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap)."""
         return PgSslConfig(
             server_cert_pem=self.server_cert_pem.encode(),
             server_key_pem=self.server_key_pem.encode(),
@@ -70,6 +70,7 @@ class SslSettings:
             acl=self.acl or None,
             replication_acl=self.replication_acl or None,
             ssl_enabled=self.enabled,
+            tls_max_version=tls_max_version,
         )
 
 

@@ -1,12 +1,22 @@
 """Instances, their accounts and SSL blocks, and the status machine (no HTTP, no files).
 
 One `threading.RLock` guards everything. Time comes from an injected `clock` (wall-clock
-seconds), after moto's managed state: a change is accepted at t, the instance shows
-`SSL_MODIFYING` / `setting` until t + delay, and the transition to `Running` happens on the
-first read after that (lazily) or on the server's ticker (`tick()`), whichever comes first.
-The transition is where PostgreSQL is restarted or reloaded, under the lock, so every read
-after it sees the outcome. While `setting`, DescribeDBInstanceSSL already shows the requested
-values; a client that trusts the read-back without waiting for `Running` is caught out.
+seconds), after moto's managed state. A change accepted at t0 goes through phases whose
+lengths are the switches `status_lag_seconds` (L) and `early_readback_seconds` (E) and the
+change's delay R (`restart_seconds`, or `acl_lock_seconds` for an ACL-only change):
+
+    [t0, t0+L)          Running, the previous LastModifyStatus, the OLD values (queued)
+    [t0+L, t0+L+E)      Running / success, the NEW values (read back before the restart)
+    [t0+L+E, +R)        SSL_MODIFYING / setting, the new values
+    then                PostgreSQL restarts or reloads; Running / success (or failed)
+
+Both switches are 0 in the documented profile, so a change shows `SSL_MODIFYING` / `setting`
+with the requested values at once. Phase changes happen on the first read after their time
+(lazily) or on the server's ticker (`tick()`), whichever comes first. The last one is where
+PostgreSQL is restarted or reloaded, under the lock, so every read after it sees the outcome;
+until then PostgreSQL runs the OLD configuration, whatever DescribeDBInstanceSSL says. A client
+that trusts the read-back (or "Running + success") without seeing the task through is caught
+out. The instance is busy for every Modify from t0 until the end.
 """
 
 from __future__ import annotations
@@ -21,9 +31,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from rdsssl.emulator.errors import EmulatorError, api_error
+from rdsssl.emulator.errors import CATALOGUE, EmulatorError, api_error
 from rdsssl.emulator.faults import Switches
-from rdsssl.emulator.pg import PgApplyError, PgBackend
+from rdsssl.emulator.pg import PgApplyError, PgBackend, PgSslConfig
 from rdsssl.emulator.sslrules import SslSettings, plan_ssl_change
 
 __all__ = [
@@ -43,6 +53,7 @@ log = logging.getLogger("rdsssl.emulator")
 
 RUNNING = "Running"
 SSL_MODIFYING = "SSL_MODIFYING"
+BUSY_MESSAGE = CATALOGUE["InvalideStatus.Format"][1]  # for a recorded busy code we do not know
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ACCOUNT_NAME = re.compile(r"[a-z][a-z0-9_]{0,61}[a-z0-9]")
 _RESERVED_ACCOUNTS = frozenset({"postgres", "root", "admin", "aliyun_root", "replicator"})
@@ -62,7 +73,10 @@ class Account:
 @dataclass
 class _Pending:
     previous: SslSettings
-    due: float
+    target: SslSettings
+    shows_at: float  # the new values become readable (after the status lag)
+    modifying_at: float  # SSL_MODIFYING / setting begins (after the early read-back)
+    due: float  # PostgreSQL applies the change
     restart: bool
 
 
@@ -88,12 +102,13 @@ class Instance:
     lock_mode: str = "Unlock"
     lock_reason: str = ""
     status: str = RUNNING
-    last_modify_status: str = "success"
+    last_modify_status: str = ""  # "" until the first SSL change, as on a fresh RDS instance
     modify_status_reason: str = ""
     accounts: dict[str, Account] = field(default_factory=dict)
     restarts: int = 0
     reloads: int = 0
     pending: _Pending | None = field(default=None, repr=False)
+    applied: PgSslConfig | None = field(default=None, repr=False)  # what PostgreSQL runs
 
     @property
     def major_version(self) -> int:
@@ -190,9 +205,15 @@ class EmulatorState:
         """A fresh instance id: `pgm-` and 16 random lowercase letters and digits."""
         return "pgm-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
+    def pg_config(self, ssl: SslSettings) -> PgSslConfig:
+        """What PostgreSQL runs for `ssl` under the current switches (the TLS cap)."""
+        return ssl.to_pg(tls_max_version=self.switches.tls_max_version)
+
     def register(self, instance: Instance) -> None:
-        """Add an instance whose backend is already running `instance.ssl`."""
+        """Add an instance whose backend is already running `pg_config(instance.ssl)`."""
         with self.lock:
+            if instance.applied is None:
+                instance.applied = self.pg_config(instance.ssl)
             self._instances[instance.id] = instance
             self._initial[instance.id] = instance.ssl
 
@@ -205,7 +226,11 @@ class EmulatorState:
     def _get(self, instance_id: str | None) -> Instance:
         inst = self._instances.get(_required(instance_id, "DBInstanceId"))
         if inst is None:
-            raise api_error("InvalidDBInstanceId.NotFound", instance_id)
+            raise api_error(
+                "InvalidDBInstanceId.NotFound",
+                instance_id,
+                status=self.switches.not_found_http_status,
+            )
         self._advance(inst)
         return inst
 
@@ -245,22 +270,42 @@ class EmulatorState:
             for inst in self._instances.values():
                 self._advance(inst)
 
+    @staticmethod
+    def _show_phase(inst: Instance, now: float) -> None:
+        """Set what Describe shows for the phase `now` falls in (docstring of this module)."""
+        pending = inst.pending
+        if pending is None or now < pending.shows_at:
+            return  # queued: old values, Running, the previous LastModifyStatus
+        inst.ssl = pending.target
+        if now < pending.modifying_at:
+            inst.status, inst.last_modify_status, inst.modify_status_reason = RUNNING, "success", ""
+        else:
+            inst.status = SSL_MODIFYING
+            inst.last_modify_status, inst.modify_status_reason = "setting", ""
+
     def _advance(self, inst: Instance) -> None:
         pending = inst.pending
-        if pending is None or self.clock() < pending.due:
+        if pending is None:
+            return
+        now = self.clock()
+        self._show_phase(inst, now)
+        if now < pending.due:
             return
         inst.pending = None
         if pending.restart:
             inst.restarts += 1
         else:
             inst.reloads += 1
+        config = self.pg_config(pending.target)
         try:
-            inst.backend.apply(inst.ssl.to_pg(), restart=pending.restart)
+            inst.backend.apply(config, restart=pending.restart)
         except PgApplyError as e:
             self._fail(inst, pending, e.reason)
         except Exception as e:  # an unexpected backend failure must not wedge the instance
             self._fail(inst, pending, f"{type(e).__name__}: {e}")
         else:
+            inst.applied = config
+            inst.ssl = pending.target
             inst.last_modify_status, inst.modify_status_reason = "success", ""
             log.info(
                 "%s: SSL change applied (%s)", inst.id, "restart" if pending.restart else "reload"
@@ -273,11 +318,24 @@ class EmulatorState:
         inst.ssl = pending.previous
         inst.last_modify_status, inst.modify_status_reason = "failed", reason
 
-    def _check_operable(self, inst: Instance) -> None:
+    def _busy(self, inst: Instance) -> str | None:
+        """Why `inst` cannot take a change now, or None."""
+        if inst.pending is not None:
+            return f"status is {inst.status}; an SSL change is in progress"
+        if inst.status != RUNNING:
+            return f"status is {inst.status}"
+        return None
+
+    def _check_operable(
+        self, inst: Instance, *, busy: tuple[str, int | None] | None = None
+    ) -> None:
+        """Unlocked and idle, else the lock error or `busy` (code, HTTP status or None)."""
         if inst.lock_mode != "Unlock":
             raise api_error("IncorrectDBInstanceLockMode", f"LockMode is {inst.lock_mode}")
-        if inst.status != RUNNING:
-            raise api_error("IncorrectDBInstanceState", f"status is {inst.status}")
+        reason = self._busy(inst)
+        if reason is not None:
+            code, status = busy or ("IncorrectDBInstanceState", None)
+            raise api_error(code, reason, status=status, fallback=BUSY_MESSAGE)
 
     # -- actions that change state ----------------------------------------------------------------
 
@@ -287,7 +345,8 @@ class EmulatorState:
         connection_string = _required(params.get("ConnectionString"), "ConnectionString")
         with self.lock:
             inst = self._get(instance_id)
-            self._check_operable(inst)
+            sw = self.switches
+            self._check_operable(inst, busy=(sw.busy_code, sw.busy_http_status))
             if inst.major_version < 10:
                 raise api_error("IncorrectEngineVersion", "SSL needs PostgreSQL 10 or later")
             if not inst.storage_type.startswith("cloud_") or inst.pay_type.lower() == "serverless":
@@ -301,18 +360,27 @@ class EmulatorState:
                 aliyun_cert=inst.aliyun_cert,
                 switches=self.switches,
             )
-            restart = change.restart or self.switches.restart_on_acl_change
+            restart = change.restart or sw.restart_on_acl_change
             delay = self.restart_seconds if change.restart else self.acl_lock_seconds
-            inst.pending = _Pending(previous=inst.ssl, due=self.clock() + delay, restart=restart)
-            inst.ssl = change.target
-            inst.status = SSL_MODIFYING
-            inst.last_modify_status = "setting"
-            inst.modify_status_reason = ""
+            now = self.clock()
+            shows_at = now + sw.status_lag_seconds
+            modifying_at = shows_at + sw.early_readback_seconds
+            inst.pending = _Pending(
+                previous=inst.ssl,
+                target=change.target,
+                shows_at=shows_at,
+                modifying_at=modifying_at,
+                due=modifying_at + delay,
+                restart=restart,
+            )
+            self._show_phase(inst, now)  # not _advance: PostgreSQL is never touched in the call
             log.info(
-                "%s: SSL change accepted (%s in %.1fs)",
+                "%s: SSL change accepted (%s in %.1fs after %.1fs lag + %.1fs early read-back)",
                 inst.id,
                 "restart" if restart else "reload",
                 delay,
+                sw.status_lag_seconds,
+                sw.early_readback_seconds,
             )
 
     def create_account(
@@ -347,20 +415,55 @@ class EmulatorState:
             inst = self._get(instance_id)
             inst.lock_mode, inst.lock_reason = mode, reason if mode != "Unlock" else ""
 
+    def set_ssl_enabled(self, instance_id: str, on: bool) -> None:
+        """Turn SSL off or on out of band, as in the console (a control-route helper).
+
+        Off: no server certificate, client CA, CRL and ACLs cleared, PostgreSQL with
+        `ssl = off`. On: the cloud certificate for the main connection string, no client CA;
+        an instance that already has SSL on is left as it is. PostgreSQL reloads (`ssl` is a
+        reloadable setting); the change counters do not move. Refused while a change runs.
+        """
+        with self.lock:
+            inst = self._get(instance_id)
+            self._check_operable(inst)
+            if on == inst.ssl.enabled:
+                return
+            cert, key = inst.aliyun_cert
+            target = SslSettings(
+                enabled=on,
+                ca_type="aliyun",
+                connection_string=inst.connection_string if on else "",
+                server_cert_pem=cert,
+                server_key_pem=key,
+            )
+            self._apply_now(inst, target)
+            log.info("%s: SSL turned %s", inst.id, "on" if on else "off")
+
+    def _apply_now(self, inst: Instance, target: SslSettings) -> None:
+        """Reload PostgreSQL with `target` unless it already runs that; raises on failure."""
+        config = self.pg_config(target)
+        if config != inst.applied:
+            try:
+                inst.backend.apply(config, restart=False)
+            except PgApplyError as e:
+                raise api_error("InternalError", f"PostgreSQL refused it: {e.reason}") from e
+            inst.applied = config
+        inst.ssl = target
+
     def reset(self) -> None:
-        """Every instance back to its initial SSL block, Running, unlocked, counters at zero."""
+        """Every instance back to its initial SSL block, Running, unlocked, counters at zero,
+        LastModifyStatus "" (never changed)."""
         with self.lock:
             for inst in self._instances.values():
                 initial = self._initial[inst.id]
                 inst.pending = None
-                if inst.ssl != initial:
-                    try:
-                        inst.backend.apply(initial.to_pg(), restart=False)
-                    except PgApplyError as e:
-                        log.warning("%s: reset could not reload: %s", inst.id, e.reason)
-                inst.ssl = initial
+                try:
+                    self._apply_now(inst, initial)
+                except EmulatorError as e:
+                    log.warning("%s: reset could not reload: %s", inst.id, e.message)
+                    inst.ssl = initial
                 inst.status, inst.lock_mode, inst.lock_reason = RUNNING, "Unlock", ""
-                inst.last_modify_status, inst.modify_status_reason = "success", ""
+                inst.last_modify_status, inst.modify_status_reason = "", ""
                 inst.restarts = inst.reloads = 0
 
     def counters(self, instance_id: str) -> tuple[int, int]:

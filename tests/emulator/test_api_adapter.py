@@ -75,8 +75,9 @@ def test_describe_instance_shape(api: AliyunRdsApi, emu: Emulator, iid: str) -> 
 def test_describe_ssl_net_info_and_server_ca(api: AliyunRdsApi, emu: Emulator, iid: str) -> None:
     ssl = api.describe_ssl(iid)
     assert ssl.ssl_enabled and ssl.ca_type == "aliyun"
-    assert ssl.client_ca_pem is None and ssl.crl_pem is None and ssl.acl is None
-    assert ssl.last_modify_status == "success" and "BEGIN CERTIFICATE" in ssl.server_cert_pem
+    assert ssl.client_ca_pem is None and ssl.crl_pem is None
+    assert ssl.acl == ssl.replication_acl == AclMode.PREFER  # as RDS reads back without a CA
+    assert ssl.last_modify_status == "" and "BEGIN CERTIFICATE" in ssl.server_cert_pem
     nets = api.describe_net_info(iid)
     assert ssl.connection_string in {n.connection_string for n in nets}
     assert all(n.port == emu.instance(iid).port and n.connection_string_type for n in nets)

@@ -67,8 +67,9 @@ def test_describe_net_info_shape(client: Client, iid: str) -> None:
 def test_describe_ssl_shape(client: Client, emu: Emulator, iid: str) -> None:
     body = ssl_of(client, iid)
     assert (body.sslenabled, body.catype, body.require_update) == ("on", "aliyun", "0")
-    assert (body.client_cacert, body.client_cert_revocation_list, body.acl) == ("", "", "")
-    assert (body.last_modify_status, body.modify_status_reason) == ("success", "")
+    assert (body.client_cacert, body.client_cert_revocation_list) == ("", "")
+    assert (body.acl, body.replication_acl) == ("prefer", "prefer")  # SSL on, no client CA
+    assert (body.last_modify_status, body.modify_status_reason) == ("", "")  # never changed
     assert body.server_key is None
     assert body.server_caurl == f"{emu.endpoint}/_emulator/server-ca.pem"
     cert = x509.load_pem_x509_certificate(body.server_cert.encode())
@@ -231,7 +232,7 @@ def test_describe_instances_by_tags_with_or_semantics_and_paging(
 def test_unknown_instance_is_not_found(client: Client) -> None:
     with pytest.raises(ClientException) as exc:
         ssl_of(client, "pgm-doesnotexist")
-    assert _code(exc) == ("InvalidDBInstanceId.NotFound", 404)
+    assert _code(exc) == ("InvalidDBInstanceId.NotFound", 400)
 
 
 # -- signatures --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import shlex
@@ -90,10 +91,11 @@ def test_serve_env_exports_work_and_sigterm_stops_postgresql(
         "--restart-seconds", "0.2", "--acl-lock-seconds", "0.1",
     )  # fmt: skip
     servers.append(server)
-    lines = server.read_lines(6)
+    lines = server.read_lines(7)
     exports = dict(shlex.split(ln.removeprefix("export "))[0].split("=", 1) for ln in lines)
     assert all(ln.startswith("export ") for ln in lines)
     assert exports["ALIBABA_CLOUD_REGION_ID"] == "cn-hangzhou"
+    assert exports["RDSSSL_EMULATOR_PROFILE"] == "documented"
     assert exports["RDSSSL_ENDPOINT"].startswith("http://127.0.0.1:")
     assert env_file.read_text() == "\n".join(lines) + "\n"
     [instance_id] = exports["RDSSSL_EMULATOR_INSTANCES"].split()
@@ -135,3 +137,39 @@ def test_a_taken_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> No
         code = run(["emulator", "serve", "--backend", "none", "--port", str(taken.port)])
     assert code == 3
     assert f"cannot serve on 127.0.0.1:{taken.port}" in capsys.readouterr().err
+
+
+def test_serve_profile_pessimistic_json_reports_it(servers: list[Server]) -> None:
+    server = Server(
+        "-m", "rdsssl", "emulator", "serve", "--backend", "none", "--profile", "pessimistic",
+        "--acl-lock-seconds", "7", "--json",
+    )  # fmt: skip
+    servers.append(server)
+    doc = json.loads(server.read_until("}"))
+    assert (doc["ok"], doc["profile"]) == (True, "pessimistic")
+    assert (doc["restart_seconds"], doc["acl_lock_seconds"]) == (180.0, 7.0)
+    host_port = doc["endpoint"].removeprefix("http://")
+    conn = http.client.HTTPConnection(host_port, timeout=10)
+    conn.request("GET", "/_emulator/faults")
+    faults = json.loads(conn.getresponse().read())
+    conn.close()
+    assert faults["profile"] == "pessimistic"
+    assert faults["switches"]["busy_code"] == "InvalideStatus.Format"
+    assert server.stop(signal.SIGTERM) == 0
+
+
+def test_serve_with_a_bad_profile_file_is_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rdsssl.cli import run
+    from rdsssl.emulator.__main__ import main
+
+    bad = tmp_path / "typo.json"
+    bad.write_text(json.dumps({"format": 1, "multi_ca_bundel": False}))
+    assert run(["emulator", "serve", "--backend", "none", "--profile", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "unknown key 'multi_ca_bundel'" in err and str(bad) in err
+    assert run(["emulator", "serve", "--backend", "none", "--profile", "optimistic"]) == 3
+    assert "not a built-in profile (documented, pessimistic)" in capsys.readouterr().err
+    assert main(["serve", "--backend", "none", "--profile", str(bad)]) == 3
+    assert "unknown key 'multi_ca_bundel'" in capsys.readouterr().err

@@ -150,6 +150,28 @@ def test_a_configuration_postgresql_refuses_ends_failed_with_the_old_one_kept(
     assert after.ssl == before
 
 
+def test_a_failure_after_an_early_readback_takes_the_new_values_back(
+    state: EmulatorState, clock: ManualClock, ca: KeyPair
+) -> None:
+    """What a waiter that stopped at "Running + success + read-back" never sees."""
+    inst = _instance(state, FailingBackend())
+    before = state.get(inst.id).ssl
+    state.switches.update({"status_lag_seconds": 2.0, "early_readback_seconds": 3.0})
+    state.modify_ssl(_params(inst, **_enable(ca)))
+    seen = []
+    for step in (0.0, 2.0, 3.0, 10.0):
+        clock.now += step
+        snap = state.get(inst.id)
+        seen.append((snap.status, snap.last_modify_status, snap.ssl.client_ca_pem != ""))
+    assert seen == [
+        ("Running", "", False),
+        ("Running", "success", True),
+        ("SSL_MODIFYING", "setting", True),
+        ("Running", "failed", False),
+    ]
+    assert state.get(inst.id).ssl == before
+
+
 def test_disabling_the_client_ca_clears_ca_crl_and_acls(
     state: EmulatorState, inst: Instance, clock: ManualClock, ca: KeyPair
 ) -> None:
@@ -230,7 +252,7 @@ def test_instance_level_refusals_come_first(state: EmulatorState, inst: Instance
     assert _refusal(state, {"ConnectionString": "x"}).code == "MissingDBInstanceId"
     assert _refusal(state, {"DBInstanceId": inst.id}).code == "MissingConnectionString"
     missing = _refusal(state, {"DBInstanceId": "pgm-nope", "ConnectionString": "x", **bad_acl})
-    assert (missing.code, missing.status) == ("InvalidDBInstanceId.NotFound", 404)
+    assert (missing.code, missing.status) == ("InvalidDBInstanceId.NotFound", 400)
     state.set_lock_mode(inst.id, "LockByExpiration", "instance_expired")
     locked = _refusal(state, _params(inst, **bad_acl))
     assert (locked.code, locked.status) == ("IncorrectDBInstanceLockMode", 403)
