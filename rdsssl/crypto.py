@@ -116,6 +116,7 @@ __all__ = [
     "reason_to_x509",
     "serial_hex",
     "sign_csr",
+    "tls12_key_problem",
     "unsafe_name_problem",
     "validate_role_name",
 ]
@@ -363,8 +364,30 @@ class Issued:
     truncated: bool
 
 
-def client_key_problem(public_key: CertificatePublicKeyTypes) -> str | None:
-    """Why a client certificate with this key cannot log in to the server, or None."""
+# RDS for PostgreSQL offers TLS 1.0-1.2 (its SSL page lists no 1.3). Under TLS 1.2 PostgreSQL
+# accepts an ECDSA client key only on its one `ssl_ecdh_curve` (prime256v1 by default): a P-384
+# key fails the handshake ("wrong curve"). RSA and Ed25519 are not affected.
+TLS12_CURVE = "secp256r1"
+_TLS12_HINT = (
+    "RDS for PostgreSQL offers TLS 1.0-1.2, and under TLS 1.2 the server takes ECDSA client keys "
+    "only on its own curve (P-256), so this certificate could never log in; use ec-p256, "
+    "rsa-2048 or ed25519, or --force if every server you use speaks TLS 1.3"
+)
+
+
+def tls12_key_problem(key_type: KeyType) -> str | None:
+    """Why a client key of `key_type` fails over TLS 1.2, or None (checked before a key is
+    made, so a refusal costs nothing)."""
+    if KeyType(key_type) is KeyType.EC_P384:
+        return f"an {key_type.value} client key fails over TLS 1.2: {_TLS12_HINT}"
+    return None
+
+
+def client_key_problem(
+    public_key: CertificatePublicKeyTypes, *, tls12: bool = True
+) -> str | None:
+    """Why a client certificate with this key cannot log in to the server, or None. `tls12`:
+    also refuse keys that work over TLS 1.3 only (ECDSA off P-256; see `TLS12_CURVE`)."""
     if not isinstance(public_key, _SIGNING_PUBLIC_KEYS):
         kind = key_type_of(public_key)
         return f"unsupported key type {kind}; use EC, RSA (>= 2048 bits) or Ed25519"
@@ -378,11 +401,19 @@ def client_key_problem(public_key: CertificatePublicKeyTypes) -> str | None:
             f"EC key on {public_key.curve.name} is too weak (OpenSSL on the server refuses it); "
             "use P-256 or P-384"
         )
+    if (
+        tls12
+        and isinstance(public_key, ec.EllipticCurvePublicKey)
+        and public_key.curve.name != TLS12_CURVE
+    ):
+        return f"an ECDSA key on {public_key.curve.name} fails over TLS 1.2: {_TLS12_HINT}"
     return None
 
 
-def _check_leaf_key(public_key: CertificatePublicKeyTypes, source: str) -> None:
-    problem = client_key_problem(public_key)
+def _check_leaf_key(
+    public_key: CertificatePublicKeyTypes, source: str, *, tls12: bool = True
+) -> None:
+    problem = client_key_problem(public_key, tls12=tls12)
     if problem:
         raise CryptoError(f"{source}: {problem}")
 
@@ -397,7 +428,7 @@ def check_ca_key(cert: x509.Certificate, *, source: str) -> None:
             f"{source} ({name_of(cert)}): unsupported key algorithm "
             f"{cert.public_key_algorithm_oid.dotted_string}; use EC, RSA (>= 2048 bits) or Ed25519"
         ) from None
-    _check_leaf_key(public_key, f"{source} ({name_of(cert)})")
+    _check_leaf_key(public_key, f"{source} ({name_of(cert)})", tls12=False)  # a CA may be P-384
 
 
 def issue_client_cert(
@@ -410,8 +441,12 @@ def issue_client_cert(
     days: int = DEFAULT_LEAF_DAYS,
     serial: int | None = None,
     source: str = "client key",
+    allow_tls13_only: bool = False,
 ) -> Issued:
     """Sign a client certificate whose CN is the database user (PostgreSQL `cert` auth).
+
+    A key that could not log in is refused, a key that works over TLS 1.3 only as well unless
+    `allow_tls13_only` (see `TLS12_CURVE`).
 
     The validity never outlives the CA: a longer request is truncated to the CA's notAfter and
     reported with `truncated=True` rather than refused, so renewals keep working as the CA ages.
@@ -420,7 +455,7 @@ def issue_client_cert(
     validate_role_name(user)
     check_days(days, "certificate", now=now)
     _check_ca(ca_cert, ca_key, now)
-    _check_leaf_key(public_key, source)
+    _check_leaf_key(public_key, source, tls12=not allow_tls13_only)
     if serial is None:
         serial = new_serial()
     elif not 0 < serial < _MAX_SERIAL:
@@ -468,6 +503,7 @@ def sign_csr(
     days: int = DEFAULT_LEAF_DAYS,
     serial: int | None = None,
     source: str = "CSR",
+    allow_tls13_only: bool = False,
 ) -> Issued:
     """Sign an external CSR (`openssl req -new -subj /CN=alice`) as a client certificate.
 
@@ -513,6 +549,7 @@ def sign_csr(
         days=days,
         serial=serial,
         source=source,
+        allow_tls13_only=allow_tls13_only,
     )
 
 

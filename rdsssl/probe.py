@@ -39,6 +39,7 @@ class ProbeOutcome(str, enum.Enum):
     NO_CERTIFICATE = "no-certificate"  # the ACL wants a client certificate
     NO_ENCRYPTION = "no-encryption"  # a non-SSL connection was refused
     KEY_PERMISSIONS = "key-permissions"  # libpq refuses a key readable by others
+    KEY_UNUSABLE = "key-unusable"  # TLS 1.2: an ECDSA client key off the server's curve
     SERVER_UNTRUSTED = "server-untrusted"  # the server certificate did not verify
     UNREACHABLE = "unreachable"  # nothing answered at host:port
     ERROR = "error"  # anything else; see detail
@@ -51,6 +52,7 @@ _SUBSTRINGS: tuple[tuple[str, ProbeOutcome], ...] = (
     ("alert unknown ca", ProbeOutcome.UNKNOWN_CA),
     ("alert bad certificate", ProbeOutcome.NOT_YET_VALID),
     ("has group or world access", ProbeOutcome.KEY_PERMISSIONS),
+    ("alert illegal parameter", ProbeOutcome.KEY_UNUSABLE),
     ("connection requires a valid client certificate", ProbeOutcome.NO_CERTIFICATE),
     ("certificate authentication failed for user", ProbeOutcome.CN_MISMATCH),
     ("password authentication failed for user", ProbeOutcome.AUTH_FAILED),
@@ -80,6 +82,10 @@ _HINTS: dict[ProbeOutcome, str] = {
     ProbeOutcome.NO_CERTIFICATE: "this ACL needs a client certificate",
     ProbeOutcome.NO_ENCRYPTION: "non-SSL connections are refused (or SSL is off on the server)",
     ProbeOutcome.KEY_PERMISSIONS: "chmod 600 the client key file",
+    ProbeOutcome.KEY_UNUSABLE: (
+        "the server cannot use this client key: over TLS 1.2 an ECDSA key must be on the "
+        "server's curve (P-256); re-issue it with --key-type ec-p256"
+    ),
     ProbeOutcome.SERVER_UNTRUSTED: (
         "the server certificate did not verify against --root-cert (`rdsssl instance server-ca`)"
     ),

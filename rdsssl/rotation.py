@@ -59,7 +59,7 @@ from rdsssl.rotation_state import RotationState, Step, StepRecord, UserRecord, s
 from rdsssl.service_profile import ServiceProfile
 from rdsssl.store import CaStore, CertRecord, client_file_names, user_dir
 from rdsssl.store_db import format_time, parse_time
-from rdsssl.store_renew import RenewalPlan, finish_interrupted, renew_due
+from rdsssl.store_renew import RenewalPlan, finish_interrupted, renew_due, tls12_skips
 from rdsssl.waiters import Progress, instance_ready, wait_until
 
 __all__ = [
@@ -223,23 +223,32 @@ def _name_problem(cn: str) -> str | None:
     return None
 
 
-def _unusable(old: CaStore, now: datetime) -> list[tuple[CertRecord, str]]:
-    """The valid old-CA certificates whose user name cannot be reissued, with the reason."""
+def _unusable(
+    old: CaStore, now: datetime, *, allow_tls13_only: bool = False
+) -> list[tuple[CertRecord, str]]:
+    """The valid old-CA certificates that cannot be reissued (a bad user name; a key type that
+    fails over TLS 1.2, unless `allow_tls13_only`), with the reason."""
     rows = [r for r in old.certificates() if r.state(now) == "valid"]
-    return [(r, p) for r, p in ((r, _name_problem(r.cn)) for r in rows) if p is not None]
+    found = [(r, p) for r, p in ((r, _name_problem(r.cn)) for r in rows) if p is not None]
+    if not allow_tls13_only:
+        named = {r.serial for r, _ in found}
+        plan = tls12_skips(RenewalPlan(due=[r for r in rows if r.serial not in named], blocked=[]))
+        found += [(s.record, s.problem) for s in plan.skipped]
+    return found
 
 
 def _revoke_hint(old: CaStore, rows: list[tuple[CertRecord, str]]) -> str:
     commands = " && ".join(
         f"rdsssl cert revoke --ca-dir {old.path} --serial {r.serial_hex}" for r, _ in rows
     )
-    return f"revoke them ({commands}), then run rotate ca again"
+    return f"fix them as said, or revoke them ({commands}), then run rotate ca again"
 
 
-def check_users(old: CaStore, now: datetime) -> None:
+def check_users(old: CaStore, now: datetime, *, allow_tls13_only: bool = False) -> None:
     """InputError listing the valid old-CA certificates that could not be reissued (bad user
-    names), so that a rotation refuses them before staging restarts any instance."""
-    bad = _unusable(old, now)
+    names, keys that fail over TLS 1.2), so that a rotation refuses them before staging restarts
+    any instance."""
+    bad = _unusable(old, now, allow_tls13_only=allow_tls13_only)
     if bad:
         listed = "; ".join(f"certificate {r.serial_hex}: {problem}" for r, problem in bad)
         raise InputError(
@@ -529,7 +538,7 @@ class Rotation:
     def _reissue(self) -> bool:
         now = self.clock()
         due = _users_to_reissue(self.old, now)
-        refused = _unusable(self.old, now)
+        refused = _unusable(self.old, now, allow_tls13_only=self.options.force)
         root = Path(self.state.out_root)
         targets = {user: user_dir(root, user) for user in due}  # refuse bad names first
         if not due and not refused:
@@ -537,8 +546,10 @@ class Rotation:
         for row, problem in refused:
             detail = f"certificate {row.serial_hex} is not reissued: {problem}"
             self._emit(Event(Step.REISSUE, "refused", detail=detail))
+        skip = {r.serial for r, _ in refused}
         for user, old in due.items():
-            self._reissue_one(user, old, root, targets[user], now)
+            if old.serial not in skip:
+                self._reissue_one(user, old, root, targets[user], now)
         if refused:
             raise InputError(
                 f"every other user was reissued, but {len(refused)} certificate(s) of the old "
@@ -572,7 +583,14 @@ class Rotation:
         self.state.set_user(user, UserRecord(old.serial_hex, pending_since=at), at=at)
         self._save()  # the intent is on disk before the certificate exists
         plan = RenewalPlan(due=[old], blocked=[])
-        (done,) = renew_due(self.new, plan, now=now, out_root=root, days=self.options.days)
+        (done,) = renew_due(
+            self.new,
+            plan,
+            now=now,
+            out_root=root,
+            days=self.options.days,
+            allow_tls13_only=self.options.force,
+        )
         self._record_user(user, old, done.new.serial_hex, out_dir, at)
         short = " (ends with the new CA, earlier than asked)" if done.truncated else ""
         detail = f"{old.serial_hex} -> {done.new.serial_hex} in {out_dir}{short}"

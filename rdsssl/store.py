@@ -404,9 +404,22 @@ class CaStore:
                 return issued, record
         raise StoreError(f"could not find a free serial in {self._inv.path}")  # pragma: no cover
 
-    def issue(self, *, user: str, key_type: KeyType, days: int, now: datetime) -> IssuedCert:
-        """A new key and client certificate for ``user``, recorded before anyone sees it."""
+    def issue(
+        self,
+        *,
+        user: str,
+        key_type: KeyType,
+        days: int,
+        now: datetime,
+        allow_tls13_only: bool = False,
+    ) -> IssuedCert:
+        """A new key and client certificate for ``user``, recorded before anyone sees it. A key
+        type that fails over TLS 1.2 is refused before any key is made, unless
+        ``allow_tls13_only`` (`crypto.tls12_key_problem`)."""
         crypto.validate_role_name(user)
+        problem = None if allow_tls13_only else crypto.tls12_key_problem(key_type)
+        if problem:
+            raise CryptoError(f"{user}: {problem}")
         key = crypto.generate_key(key_type)  # slow for RSA: outside the lock
 
         def sign(serial: int) -> crypto.Issued:
@@ -418,13 +431,21 @@ class CaStore:
                 now=now,
                 days=days,
                 serial=serial,
+                allow_tls13_only=allow_tls13_only,
             )
 
         issued, record = self._sign_and_record(sign, origin="issued", now=now)
         return IssuedCert(record=record, cert=issued.cert, key=key, truncated=issued.truncated)
 
     def sign_csr(
-        self, csr_pem: bytes, *, source: str, user: str | None, days: int, now: datetime
+        self,
+        csr_pem: bytes,
+        *,
+        source: str,
+        user: str | None,
+        days: int,
+        now: datetime,
+        allow_tls13_only: bool = False,
     ) -> SignedCert:
         """Sign an external CSR (its signature verified); the certificate is recorded first."""
         csr = crypto.load_csr(csr_pem, source=source)
@@ -439,6 +460,7 @@ class CaStore:
                 days=days,
                 serial=serial,
                 source=source,
+                allow_tls13_only=allow_tls13_only,
             )
 
         issued, record = self._sign_and_record(sign, origin="signed", now=now)

@@ -68,12 +68,14 @@ __all__ = [
     "RenewalPlan",
     "RenewalWindow",
     "Skipped",
+    "check_key_types",
     "check_user_dir",
     "finish_interrupted",
     "hook_pending",
     "mark_deployed",
     "plan_renewal",
     "renew_due",
+    "tls12_skips",
     "user_dirs",
 ]
 
@@ -257,13 +259,17 @@ def renew_due(
     fmt: str = "pem",
     p12_passphrase: bytes | None = None,
     hook: bool = False,
+    allow_tls13_only: bool = False,
 ) -> list[Renewal]:
     """Renew every certificate of ``plan.due`` into ``out_root/<user>/``, holding the store
     lock for the whole run. The store must be unlocked. ``hook``: mark each new version as
     waiting for its deploy hook. Run ``finish_interrupted`` first (it clears ``.pending``).
-    A bad name or an unsafe directory among them is refused before anything is issued."""
+    A bad name, an unsafe directory or a key type that fails over TLS 1.2 (unless
+    ``allow_tls13_only``) among them is refused before anything is issued."""
     for old in plan.due:
         crypto.validate_role_name(old.cn)
+    if not allow_tls13_only:
+        check_key_types(plan.due, key_type)
     targets = {old.cn: check_user_dir(_user_dir(out_root, old.cn)) for old in plan.due}
     done: list[Renewal] = []
     with store.locked():
@@ -273,12 +279,39 @@ def renew_due(
             key = crypto.generate_key(chosen)  # slow for RSA: before anything is written
             _stage(out_dir, key, user=old.cn, old_serial=old.serial_hex, hook=hook)
             signed = store.sign_csr(
-                _csr(key, old.cn), source=f"renewal of {old.cn}", user=old.cn, days=days, now=now
+                _csr(key, old.cn),
+                source=f"renewal of {old.cn}",
+                user=old.cn,
+                days=days,
+                now=now,
+                allow_tls13_only=allow_tls13_only,
             )
             issued = IssuedCert(signed.record, signed.cert, key, signed.truncated)
             renewal = _complete(store, out_dir, issued, fmt=fmt, p12=p12_passphrase)
             done.append(replace(renewal, old=old))
     return done
+
+
+def tls12_skips(plan: RenewalPlan, key_type: KeyType | None = None) -> RenewalPlan:
+    """`plan` with the users whose renewed key (theirs, or `key_type`) would fail over TLS 1.2
+    (`crypto.tls12_key_problem`) moved to `skipped`: one such user must not stop everyone
+    else's renewal in a cron run."""
+    keep: list[CertRecord] = []
+    skipped = list(plan.skipped)
+    for row in plan.due:
+        problem = crypto.tls12_key_problem(key_type or _key_type_of(row))
+        if problem:
+            skipped.append(Skipped(row, f"{problem}; renew it with --key-type ec-p256"))
+        else:
+            keep.append(row)
+    return RenewalPlan(due=keep, blocked=plan.blocked, skipped=skipped)
+
+
+def check_key_types(rows: list[CertRecord], key_type: KeyType | None = None) -> None:
+    """CryptoError when a renewed key (theirs, or `key_type`) would fail over TLS 1.2."""
+    skipped = tls12_skips(RenewalPlan(due=list(rows), blocked=[]), key_type).skipped
+    if skipped:
+        raise CryptoError("; ".join(s.message() for s in skipped))
 
 
 def _key_type_of(record: CertRecord) -> KeyType:

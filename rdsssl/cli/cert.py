@@ -59,7 +59,11 @@ def cert() -> None:
     help="Output directory (default: ./USER), created 0700.",
 )
 @format_options
-@click.option("--force", is_flag=True, help="Overwrite existing files in --out.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite existing files in --out; allow a key type that fails over TLS 1.2 (ec-p384).",
+)
 @passphrase_file_option
 @wait_lock_option
 @json_option
@@ -86,6 +90,9 @@ def issue(
     """
     app = get_app()
     crypto.validate_role_name(user)
+    problem = None if force else crypto.tls12_key_problem(KeyType(key_type))
+    if problem:
+        raise InputError(f"{user}: {problem}")  # before the store is even opened
     out = out_dir if out_dir is not None else user_dir(Path(), user)
     p12_secret = p12_passphrase(fmt, p12_passphrase_env)
     check_client_dir(out, client_file_names(fmt))  # before the inventory row, like the next
@@ -96,7 +103,13 @@ def issue(
         app.warn(loose)
     with open_store(ca_dir, wait_lock=wait_lock) as store:
         unlock(app, store, passphrase_file)
-        issued = store.issue(user=user, key_type=KeyType(key_type), days=days, now=app.now())
+        issued = store.issue(
+            user=user,
+            key_type=KeyType(key_type),
+            days=days,
+            now=app.now(),
+            allow_tls13_only=force,
+        )
         try:
             files = write_client_files(
                 out, issued, store.ca_cert, fmt=fmt, overwrite=force, p12_passphrase=p12_secret
@@ -141,7 +154,11 @@ def issue(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the certificate here (default: stdout).",
 )
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite --out if it exists; sign a CSR key that fails over TLS 1.2 (ECDSA off P-256).",
+)
 @passphrase_file_option
 @wait_lock_option
 @json_option
@@ -169,7 +186,14 @@ def sign(
         raise InputError(f"{out_file} already exists; pass --force to overwrite it")
     with open_store(ca_dir, wait_lock=wait_lock) as store:
         unlock(app, store, passphrase_file)
-        signed = store.sign_csr(csr_pem, source=str(csr_file), user=user, days=days, now=app.now())
+        signed = store.sign_csr(
+            csr_pem,
+            source=str(csr_file),
+            user=user,
+            days=days,
+            now=app.now(),
+            allow_tls13_only=force,
+        )
     pem = crypto.cert_pem(signed.cert)
     record = signed.record
     if out_file is not None:

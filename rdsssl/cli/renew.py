@@ -54,6 +54,7 @@ from rdsssl.store_renew import (
     mark_deployed,
     plan_renewal,
     renew_due,
+    tls12_skips,
     user_dirs,
 )
 
@@ -187,6 +188,11 @@ def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
     help="With --dry-run: run the deploy hook anyway, with RDSSSL_DRY_RUN=1 and both serials "
     "empty (the hook must check RDSSSL_DRY_RUN).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also renew keys that fail over TLS 1.2 (ec-p384), which are skipped otherwise.",
+)
 @passphrase_file_option
 @wait_lock_option
 @json_option
@@ -203,6 +209,7 @@ def renew(
     p12_passphrase_env: str | None,
     dry_run: bool,
     run_deploy_hooks: bool,
+    force: bool,
     passphrase_file: Path | None,
     wait_lock: float,
 ) -> None:
@@ -211,7 +218,8 @@ def renew(
     The new files replace OUT_ROOT/USER/* in one atomic step; the old certificate stays valid
     (revoke it once clients use the new one). A run killed half-way is finished by the next
     run. Exit 0 when nothing is due; 1 when the deploy hook failed (renewals stay done); 3
-    when a user was skipped (bad name, unsafe directory; everyone else is renewed).
+    when a user was skipped (bad name, unsafe directory, a key that fails over TLS 1.2;
+    everyone else is renewed).
 
     \b
     Example (cron):
@@ -242,6 +250,9 @@ def renew(
                 dry_run=dry_run,
             )
             plan = plan_renewal(store, now=now, before=before, at=at, user=user, out_root=out_root)
+            chosen = None if key_type is None else KeyType(key_type)
+            if not force:
+                plan = tls12_skips(plan, chosen)
             dirs = user_dirs(store, out_root, user=user)
             if plan.due:
                 window.check_days(days)
@@ -254,10 +265,11 @@ def renew(
                     now=now,
                     out_root=out_root,
                     days=days,
-                    key_type=None if key_type is None else KeyType(key_type),
+                    key_type=chosen,
                     fmt=fmt,
                     p12_passphrase=p12_secret,
                     hook=deploy_hook is not None,
+                    allow_tls13_only=force,
                 )
         _report(app, plan, resumed, done, dry_run)
         hooks: list[dict[str, Any]] = []

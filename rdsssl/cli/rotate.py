@@ -234,7 +234,7 @@ def rotate_ca(
         before = state.phase
         events: list[Event] = []
         if Step.STAGE in steps:
-            check_users(old, app.now())  # before the prompt, the state file and any restart
+            check_users(old, app.now(), allow_tls13_only=opts.force)  # before any restart
         if steps:
             if not _confirm(app, state, steps, opts.yes, opts.dry_run):
                 raise click.exceptions.Abort()

@@ -388,7 +388,7 @@ def test_revoke_does_not_need_the_ca_passphrase(enc_ca_dir: Path, tmp_path: Path
 
 
 def test_renew_reissues_only_what_is_due(ca_dir: Path, tmp_path: Path) -> None:
-    short = issue(ca_dir, "alice", tmp_path / "a", "--days", "10", "--key-type", "ec-p384")
+    short = issue(ca_dir, "alice", tmp_path / "a", "--days", "10", "--key-type", "ed25519")
     issue(ca_dir, "bob", tmp_path / "b", "--days", "300")
     out_root = tmp_path / "renewed"
 
@@ -415,7 +415,7 @@ def test_renew_reissues_only_what_is_due(ca_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     (renewed,) = result.json()["renewed"]
     assert renewed["user"] == "alice" and renewed["old_serial"] == short["serial"]
-    assert renewed["certificate"]["key_type"] == "ec-p384"  # same key type as before
+    assert renewed["certificate"]["key_type"] == "ed25519"  # same key type as before
     cert = load_cert(out_root / "alice" / "client.crt")
     assert format(cert.serial_number, "x") == renewed["certificate"]["serial"]
     assert mode(out_root / "alice" / "client.key") == 0o600
@@ -601,3 +601,49 @@ def test_issue_creates_missing_parents_0700_whatever_the_umask(
     assert result.exit_code == 0, result.stderr
     for level in ("certs", "certs/team", "certs/team/alice"):
         assert mode(tmp_path / level) == 0o700, level
+
+
+# --- keys that fail over TLS 1.2 ------------------------------------------------------------------
+
+
+def test_issue_refuses_a_key_type_that_fails_over_tls_1_2_unless_forced(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    before = invoke("--json", "cert", "list", "--ca-dir", ca_dir).stdout
+    refused = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out",
+                     tmp_path / "a", "--key-type", "ec-p384")  # fmt: skip
+    assert refused.exit_code == 3 and "TLS 1.2" in refused.stderr
+    assert not (tmp_path / "a").exists()
+    assert invoke("--json", "cert", "list", "--ca-dir", ca_dir).stdout == before
+    forced = invoke("cert", "issue", "--ca-dir", ca_dir, "--user", "alice", "--out",
+                    tmp_path / "a", "--key-type", "ec-p384", "--force")  # fmt: skip
+    assert forced.exit_code == 0, forced.stderr
+
+
+def test_sign_refuses_a_p384_csr_unless_forced(ca_dir: Path, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bob")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, SHA256())
+    path = tmp_path / "bob.csr"
+    path.write_bytes(csr.public_bytes(Encoding.PEM))
+    refused = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", path, "--out", tmp_path / "b")
+    assert refused.exit_code == 3 and "fails over TLS 1.2" in refused.stderr
+    forced = invoke("cert", "sign", "--ca-dir", ca_dir, "--csr", path, "--out", tmp_path / "b",
+                    "--force")  # fmt: skip
+    assert forced.exit_code == 0, forced.stderr
+
+
+def test_renew_skips_a_p384_user_and_renews_everyone_else(ca_dir: Path, tmp_path: Path) -> None:
+    issue(ca_dir, "alice", tmp_path / "a", "--days", "10", "--key-type", "ec-p384", "--force")
+    issue(ca_dir, "bob", tmp_path / "b", "--days", "10")
+    out_root = tmp_path / "renewed"
+    args = ("--json", "cert", "renew", "--ca-dir", ca_dir, "--out-root", out_root)
+    skipped = invoke(*args)
+    assert skipped.exit_code == 3, skipped.stderr
+    doc = skipped.json()
+    assert [r["user"] for r in doc["renewed"]] == ["bob"]
+    assert [s["cn"] for s in doc["skipped"]] == ["alice"]
+    assert "--key-type ec-p256" in doc["skipped"][0]["problem"]
+    switched = invoke(*args, "--user", "alice", "--key-type", "ec-p256")
+    assert switched.exit_code == 0, switched.stderr
+    assert switched.json()["renewed"][0]["certificate"]["key_type"] == "ec-p256"

@@ -214,7 +214,13 @@ def test_client_cert_extensions(key_type: KeyType) -> None:
     ca = make_pki(key_type)
     leaf_key = cached_key(key_type, "leaf")
     issued = crypto.issue_client_cert(
-        ca.cert, ca.key, leaf_key.public_key(), user="alice", now=NOW, days=90
+        ca.cert,
+        ca.key,
+        leaf_key.public_key(),
+        user="alice",
+        now=NOW,
+        days=90,
+        allow_tls13_only=True,  # the extensions of every key type (P-384: TLS 1.3 only)
     )
     cert = issued.cert
 
@@ -311,7 +317,43 @@ def test_weak_curve_leaf_key_is_refused(pki: Pki) -> None:
     with pytest.raises(CryptoError, match="EC key on secp192r1 is too weak"):
         crypto.issue_client_cert(pki.cert, pki.key, weak.public_key(), user="bob", now=NOW)
     p224 = ec.generate_private_key(ec.SECP224R1())  # 112-bit strength: security level 2 is met
-    crypto.issue_client_cert(pki.cert, pki.key, p224.public_key(), user="bob", now=NOW)
+    crypto.issue_client_cert(
+        pki.cert, pki.key, p224.public_key(), user="bob", now=NOW, allow_tls13_only=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("curve", "refused"),
+    [(ec.SECP256R1(), False), (ec.SECP384R1(), True), (ec.SECP521R1(), True)],
+    ids=["p256", "p384", "p521"],
+)
+def test_ecdsa_client_keys_off_p256_are_refused_for_tls_1_2(
+    pki: Pki, curve: ec.EllipticCurve, refused: bool
+) -> None:
+    key = ec.generate_private_key(curve)
+    if refused:
+        with pytest.raises(CryptoError, match=r"fails over TLS 1\.2"):
+            crypto.issue_client_cert(pki.cert, pki.key, key.public_key(), user="bob", now=NOW)
+        crypto.issue_client_cert(  # works over TLS 1.3: allowed when asked for
+            pki.cert, pki.key, key.public_key(), user="bob", now=NOW, allow_tls13_only=True
+        )
+    else:
+        crypto.issue_client_cert(pki.cert, pki.key, key.public_key(), user="bob", now=NOW)
+
+
+@pytest.mark.parametrize("key_type", list(KeyType), ids=lambda k: k.value)
+def test_tls12_key_problem_names_only_p384(key_type: KeyType) -> None:
+    problem = crypto.tls12_key_problem(key_type)
+    assert (problem is not None) is (key_type is KeyType.EC_P384)
+    if problem:
+        assert "TLS 1.2" in problem and "ec-p256" in problem
+
+
+def test_a_p384_ca_still_signs_usable_client_certificates() -> None:
+    ca = make_pki(KeyType.EC_P384, cn="p384-ca", role="p384-ca")
+    crypto.check_ca_key(ca.cert, source="ca.crt")  # a P-384 CA is fine (measured: every pair)
+    leaf = cached_key(KeyType.EC_P256, "leaf")
+    crypto.issue_client_cert(ca.cert, ca.key, leaf.public_key(), user="bob", now=NOW)
 
 
 def test_check_ca_key_applies_the_leaf_rule_to_the_ca(pki: Pki) -> None:
@@ -395,7 +437,7 @@ def test_invalid_role_names_say_why(name: str, why: str, pki: Pki) -> None:
 def test_sign_csr_takes_the_cn_as_user(key_type: KeyType, pki: Pki) -> None:
     leaf_key = cached_key(key_type, "leaf")
     csr = crypto.load_csr(_pem(_csr(leaf_key, "alice")), source="client.csr")
-    issued = crypto.sign_csr(pki.cert, pki.key, csr, user=None, now=NOW)
+    issued = crypto.sign_csr(pki.cert, pki.key, csr, user=None, now=NOW, allow_tls13_only=True)
     assert crypto.cn_of(issued.cert.subject) == "alice"
     assert issued.cert.public_key() == leaf_key.public_key()
     issued.cert.verify_directly_issued_by(pki.cert)
@@ -598,7 +640,7 @@ def test_pkcs12_round_trip(key_type: KeyType, passphrase: bytes | None) -> None:
     ca = make_pki(KeyType.EC_P256)
     leaf_key = cached_key(key_type, "leaf")
     cert = crypto.issue_client_cert(
-        ca.cert, ca.key, leaf_key.public_key(), user="alice", now=NOW
+        ca.cert, ca.key, leaf_key.public_key(), user="alice", now=NOW, allow_tls13_only=True
     ).cert
     blob = crypto.pkcs12(cert, leaf_key, ca.cert, name="alice", passphrase=passphrase)
     loaded = pkcs12.load_pkcs12(blob, passphrase)
