@@ -95,9 +95,11 @@ _TRANSIENT_CODES = frozenset(
     {"ServiceUnavailable", "InternalError", "ExternalFailure", "RequestMetaDataFailed",
      "InvokeProxyFailure", "SignatureNonceUsed"}  # the SDK makes a new nonce per attempt
 )
+# The API reference lists two busy answers for ModifyDBInstanceSSL: IncorrectDBInstanceState
+# (403) and InvalideStatus.Format (400, "The instance status does not support this operation").
 _BUSY_CODES = frozenset(
-    {"IncorrectDBInstanceState", "OperationDenied.DBInstanceStatus", "ConcurrentTaskExceeded",
-     "LockTimeout"}
+    {"IncorrectDBInstanceState", "InvalideStatus.Format", "OperationDenied.DBInstanceStatus",
+     "ConcurrentTaskExceeded", "LockTimeout"}
 )
 _NOT_FOUND_CODES = frozenset({"InvalidDBInstanceId.NotFound"})
 _NO_CREDENTIALS_CODES = frozenset({"InvalidCredentials"})  # raised by the SDK itself

@@ -243,6 +243,7 @@ def refresh(
     if not stores:
         raise UsageError("crl refresh needs a CA store to sign with (--ca-dir DIR)")
     ssl = api.describe_ssl(instance_id)
+    service.refuse_ssl_off(instance_id, ssl)
     requirement = requirement_for(instance_id, ssl.client_ca_pem, stores, min_remaining)
     desired = DesiredSsl(crl=requirement)
     entries = len(requirement.revoked)

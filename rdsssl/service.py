@@ -352,6 +352,17 @@ def _check_crl(
     return []
 
 
+def refuse_ssl_off(instance_id: str, ssl: SslState) -> None:
+    """ConfigError (exit 3, before any call) when server SSL is off: the client CA, CRL and
+    ACLs ride on it, and ModifyDBInstanceSSL needs a ConnectionString it then does not have."""
+    if not ssl.ssl_enabled or not ssl.connection_string:
+        raise ConfigError(
+            f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): SSL must be "
+            "enabled on the instance first (the RDS console: Data Security > SSL), then run "
+            "this again; nothing was sent"
+        )
+
+
 def guard_need(plan_: Plan, ssl: SslState) -> guard.Need | None:
     """Why this plan could lock users out (the lockout guard's reason), or None."""
     return guard.need_for(plan_.request, ssl, _target(plan_, ssl))
@@ -569,6 +580,7 @@ class _Waiting:
             self._wait(instance_ready())
             info = self.api.describe_instance(self.instance_id)
             ssl = self.api.describe_ssl(self.instance_id)
+        refuse_ssl_off(self.instance_id, ssl)
         if info.lock_mode and info.lock_mode != "Unlock":
             raise ApiError(
                 f"{self.instance_id} is locked ({info.lock_mode}); unlock it first",

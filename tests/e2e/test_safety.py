@@ -301,3 +301,31 @@ def test_apply_plans_a_new_ca_over_the_old_cas_crl(
     applied = cloud.cli("apply", "-f", config, "--yes", "--force")
     assert applied.exit_code == 0, applied.stderr
     assert cloud.emu.restarts(cloud.iid) == 3  # CA, CRL, then CA + fresh CRL in one call
+
+
+# ------------------------------------------------------------------ SSL off
+
+
+def test_every_mutating_command_stops_when_ssl_is_off(
+    fresh: Cloud, ca: Path, tmp_path: Path
+) -> None:
+    fresh.emu.set_ssl_enabled(fresh.iid, False)
+    config = tmp_path / "rdsssl.toml"
+    config.write_text(
+        f'[defaults]\nca_dir = "{ca}"\ncrl = true\n[[instances]]\nid = "{fresh.iid}"\n'
+    )
+    commands = [
+        ("instance", "enable-client-ca", fresh.iid, "--ca-dir", ca, "--yes"),
+        ("instance", "upload-crl", fresh.iid, "--ca-dir", ca, "--yes"),
+        ("instance", "set-acl", fresh.iid, "--acl", "prefer", "--yes"),
+        ("apply", "-f", config, "--yes"),
+        ("crl", "refresh", fresh.iid, "--ca-dir", ca, "--yes"),
+    ]
+    try:
+        for command in commands:
+            result = fresh.cli(*command)
+            assert result.exit_code == ExitCode.BAD_INPUT, (command, result.stderr)
+            assert "SSL must be enabled on the instance first" in result.stderr, command
+        assert fresh.mutating() == []
+    finally:
+        fresh.emu.set_ssl_enabled(fresh.iid, True)

@@ -82,8 +82,10 @@ def test_client_error_keeps_code_raw_message_status_and_request_id() -> None:
         (ServerException, 502, "SomethingNew", ApiError, True),  # any 5xx
         (ClientException, 403, "IncorrectDBInstanceState", InstanceBusy, True),
         (ClientException, 400, "OperationDenied.DBInstanceStatus", InstanceBusy, True),
+        (ClientException, 400, "InvalideStatus.Format", InstanceBusy, True),
         (ClientException, 400, "ConcurrentTaskExceeded", InstanceBusy, True),
         (ClientException, 404, "InvalidDBInstanceId.NotFound", InstanceNotFound, False),
+        (ClientException, 400, "InvalidDBInstanceId.NotFound", InstanceNotFound, False),
         (ClientException, 403, "IncorrectDBInstanceLockMode", ApiError, False),
         (ClientException, 400, "InvalidClientCACert", ApiError, False),
         (ClientException, 404, "InvalidAccessKeyId.NotFound", ApiError, False),
