@@ -75,6 +75,7 @@ def describe(emu: Emulator) -> dict[str, Any]:
         "server_ca_url": emu.server_ca_url,
         "backend": emu.backend,
         "profile": emu.profile.name,
+        "service_profile": str(emu.service_profile_file),
         "restart_seconds": emu.state.restart_seconds,
         "acl_lock_seconds": emu.state.acl_lock_seconds,
         "instances": instances,
@@ -91,6 +92,7 @@ def env_lines(emu: Emulator) -> list[str]:
         "RDSSSL_EMULATOR_INSTANCES": " ".join(emu.instance_ids),
         "RDSSSL_EMULATOR_SERVER_CA_URL": emu.server_ca_url,
         "RDSSSL_EMULATOR_PROFILE": emu.profile.name,
+        "RDSSSL_SERVICE_PROFILE": str(emu.service_profile_file),
     }
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 

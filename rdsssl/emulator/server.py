@@ -18,6 +18,7 @@ for the unknowns of the real service; `reset()` goes back to them. Explicit
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -29,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rdsssl.emulator.cloudca import CloudCa
 from rdsssl.emulator.faults import Faults
@@ -137,6 +139,8 @@ class Emulator:
         else:
             self._root, self._tmp_root = Path(tempfile.mkdtemp(prefix="rdsssl-emulator-")), True
         self._root.chmod(0o711)  # PostgreSQL runs as another OS user below it
+        self.service_profile_file = self._root / "service-profile.json"
+        self.service_profile_file.write_text(json.dumps(self.service_profile(), indent=2) + "\n")
         self.cloud_ca = CloudCa.load_or_create(self._state_dir, now=self._now())
         self._app = EmulatorApp(
             state=self.state,
@@ -254,6 +258,16 @@ class Emulator:
         return instance_id
 
     # -- what tests read ---------------------------------------------------------------------------
+
+    def service_profile(self) -> dict[str, Any]:
+        """What this emulator does, in the service-profile file format with its real timings:
+        a client given it (`--service-profile`, RDSSSL_SERVICE_PROFILE) polls where the
+        emulated changes end, as it would with a profile recorded on an account."""
+        return {
+            **self.profile.to_json(),
+            "restart_seconds": self.state.restart_seconds,
+            "acl_lock_seconds": self.state.acl_lock_seconds,
+        }
 
     @property
     def endpoint(self) -> str:

@@ -19,6 +19,8 @@ from alibabacloud_rds20140815 import models as rds
 from alibabacloud_rds20140815.client import Client
 from alibabacloud_tea_openapi.models import Config
 
+from rdsssl import service_profile
+
 TIMEOUT = 60.0
 
 
@@ -91,11 +93,14 @@ def test_serve_env_exports_work_and_sigterm_stops_postgresql(
         "--restart-seconds", "0.2", "--acl-lock-seconds", "0.1",
     )  # fmt: skip
     servers.append(server)
-    lines = server.read_lines(7)
+    lines = server.read_lines(8)
     exports = dict(shlex.split(ln.removeprefix("export "))[0].split("=", 1) for ln in lines)
     assert all(ln.startswith("export ") for ln in lines)
     assert exports["ALIBABA_CLOUD_REGION_ID"] == "cn-hangzhou"
     assert exports["RDSSSL_EMULATOR_PROFILE"] == "documented"
+    profile = service_profile.load(Path(exports["RDSSSL_SERVICE_PROFILE"]))  # the client reads it
+    assert (profile.restart_seconds, profile.acl_lock_seconds) == (0.2, 0.1)
+    assert profile.status_lag_seconds == 0 and profile.name == "documented"
     assert exports["RDSSSL_ENDPOINT"].startswith("http://127.0.0.1:")
     assert env_file.read_text() == "\n".join(lines) + "\n"
     [instance_id] = exports["RDSSSL_EMULATOR_INSTANCES"].split()
