@@ -662,6 +662,24 @@ def test_crls_after_a_renewal_verify_against_every_certificate_of_the_ca(
     assert bob.record.serial in crypto.inspect_crl(built.crl).revoked_serials
 
 
+def test_an_expired_ca_can_still_be_renewed_and_then_issues_again(tmp_path: Path) -> None:
+    with CaStore.init(
+        tmp_path / "short", cn="root-ca1", key_type=KeyType.EC_P256, days=1, passphrase=None,
+        now=NOW,
+    ) as short:  # fmt: skip
+        short.unlock(None)
+        alice = short.issue(user="alice", key_type=KeyType.EC_P256, days=1, now=NOW)
+        later = NOW + timedelta(days=10)
+        with pytest.raises(CryptoError, match="expired on"):
+            short.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=later)
+        short.renew_ca(days=365, now=later)
+        bob = short.issue(user="bob", key_type=KeyType.EC_P256, days=30, now=later)
+        assert not bob.truncated and bob.cert.not_valid_after_utc == later + timedelta(days=30)
+        # a certificate issued under the expired certificate is still ours (and revocable)
+        assert short.revoke(cert_pem=crypto.cert_pem(alice.cert), now=later).changed
+        assert short.problems() == []
+
+
 def test_the_previous_ca_certificate_cannot_be_revoked_either(store: CaStore) -> None:
     old = store.ca_cert
     store.renew_ca(days=4000, now=NOW)
