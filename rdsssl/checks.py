@@ -237,7 +237,7 @@ def check_instance(
                 now,
                 warn=thresholds.warn,
                 critical=thresholds.critical,
-                action=f"rotate to a new CA before then (rdsssl rotate ca {iid} ...)",
+                action=_client_ca_action(iid, ca, stores),
             )
         )
     crl_findings, next_update, listed = _crl_findings(
@@ -256,6 +256,19 @@ def check_instance(
         crl_next_update=next_update,
         server_cert_not_after=server_after,
         pending_revocations=pending,
+    )
+
+
+def _client_ca_action(iid: str, ca: x509.Certificate, stores: Sequence[StoreCrl]) -> str:
+    """What to do about an instance's client CA that expires: renew it with the same key
+    (`ca renew`, in the store of that CA when one was given), then apply it; `rotate ca` only
+    for a key change."""
+    dirs = [str(s.ca_dir) for s in stores if s.signs_for(ca)]
+    ca_dir = dirs[0] if dirs else "DIR"
+    return (
+        f"renew it with the same key before then (rdsssl ca renew --ca-dir {ca_dir}, then "
+        "rdsssl apply: one restart, no client re-issue); to change the key instead, rotate "
+        f"to a new CA (rdsssl rotate ca {iid} ...)"
     )
 
 
@@ -330,8 +343,7 @@ def _revocation_findings(
     listed: frozenset[int],
 ) -> tuple[list[Finding], int | None]:
     """Revocations of the stores whose CA the instance trusts that its CRL does not list."""
-    bundle = {crypto.fingerprint(ca) for ca in cas}
-    used = [s for s in stores if s.ca_fingerprint in bundle]
+    used = [s for s in stores if any(s.signs_for(ca) for ca in cas)]
     if not used:
         dirs = ", ".join(str(s.ca_dir) for s in stores)
         message = (
@@ -400,7 +412,9 @@ def check_store(
             now,
             warn=thresholds.warn,
             critical=thresholds.critical,
-            action="rotate to a new CA (rdsssl rotate ca) and re-issue the certificates",
+            action=f"renew it with the same key (rdsssl ca renew --ca-dir {ca_dir}, then "
+            "rdsssl apply: one restart per instance, no client re-issue); only a key change "
+            "needs a rotation to a new CA (rdsssl rotate ca)",
         ),
     ]
     for row in renewal.due:
@@ -419,8 +433,8 @@ def check_store(
                 "renewal",
                 Severity.WARNING,
                 f"the certificate of {row.cn} (serial {row.serial_hex}) ends with the CA "
-                f"({format_time(row.not_after)}) and cannot be renewed from it: rotate the CA "
-                "(rdsssl rotate ca)",
+                f"({format_time(row.not_after)}) and cannot be renewed from it: renew the CA "
+                f"first (rdsssl ca renew --ca-dir {ca_dir}), then the certificate",
             )
         )
     due = len(renewal.due) + len(renewal.blocked)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+from cryptography import x509
+
 from rdsssl import crl_policy, crypto, service
 from rdsssl.api import RdsApi
 from rdsssl.audit import AuditLog
@@ -98,12 +100,22 @@ class Window:
 
 @dataclass(frozen=True)
 class StoreCrl:
-    """A CA store as a CRL source: its CA (by fingerprint) and what a fresh CRL would list."""
+    """A CA store as a CRL source: its CA (by fingerprint and identity) and what a fresh CRL
+    would list."""
 
     ca_dir: Path
     ca_fingerprint: str
     ca_subject: str
     requirement: CrlFromStore
+    ca_identity: crypto.CaIdentity | None = None
+
+    def signs_for(self, cert: x509.Certificate) -> bool:
+        """True when this store's CRL is the CRL of the CA `cert`: the store's CA certificate,
+        or another certificate of the same CA (`crypto.ca_identity`), such as the one a
+        `ca renew` replaced while instances still hold it."""
+        if crypto.fingerprint(cert) == self.ca_fingerprint:
+            return True
+        return self.ca_identity is not None and crypto.ca_identity(cert) == self.ca_identity
 
 
 def store_crl(builder: DesiredBuilder, ca_dir: Path) -> StoreCrl:
@@ -128,13 +140,8 @@ def store_crl(builder: DesiredBuilder, ca_dir: Path) -> StoreCrl:
         ca_fingerprint=crypto.fingerprint(cert),
         ca_subject=cert.subject.rfc4514_string(),
         requirement=desired.crl,
+        ca_identity=crypto.ca_identity(cert),
     )
-
-
-def _bundle(instance_id: str, ca_pem: str) -> dict[str, str]:
-    """fingerprint -> subject of every CA in the instance's ClientCACert."""
-    certs = crypto.load_certificates(ca_pem.encode(), source=f"{instance_id}'s client CA")
-    return {crypto.fingerprint(c): c.subject.rfc4514_string() for c in certs}
 
 
 def requirement_for(
@@ -147,17 +154,16 @@ def requirement_for(
             f"{instance_id} has no client CA, so no CRL to refresh: configure one first "
             "(rdsssl apply -f rdsssl.toml, or rdsssl instance enable-client-ca)"
         )
-    bundle = _bundle(instance_id, ca_pem)
-    used = tuple(s for s in stores if s.ca_fingerprint in bundle)
+    bundle = crypto.load_certificates(ca_pem.encode(), source=f"{instance_id}'s client CA")
+    used = tuple(s for s in stores if any(s.signs_for(c) for c in bundle))
     if not used:
         dirs = ", ".join(str(s.ca_dir) for s in stores)
+        subjects = "; ".join(c.subject.rfc4514_string() for c in bundle)
         raise ConfigError(
-            f"{instance_id}: its client CA ({'; '.join(bundle.values())}) is not the CA of "
+            f"{instance_id}: its client CA ({subjects}) is not the CA of "
             f"{dirs}: pass the CA store that issued it with --ca-dir"
         )
-    missing = [
-        subject for fp, subject in bundle.items() if fp not in {s.ca_fingerprint for s in used}
-    ]
+    missing = [c.subject.rfc4514_string() for c in bundle if not any(s.signs_for(c) for s in used)]
     if missing:
         raise ConfigError(
             f"{instance_id}: its client CA bundle also holds {'; '.join(missing)}, which no "

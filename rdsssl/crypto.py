@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rdsssl import crl_der
@@ -70,6 +71,7 @@ __all__ = [
     "KDF_ROUNDS",
     "LATEST_TIME",
     "BlockKind",
+    "CaIdentity",
     "CertInfo",
     "CrlInfo",
     "Issued",
@@ -78,7 +80,9 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "Revocation",
+    "akid_fits",
     "build_crl",
+    "ca_identity",
     "ca_key_pem",
     "cert_pem",
     "check_ca_key",
@@ -95,6 +99,7 @@ __all__ = [
     "inspect_cert",
     "inspect_crl",
     "is_ca",
+    "is_self_signed",
     "issue_client_cert",
     "key_pem",
     "key_pk8_der",
@@ -114,6 +119,7 @@ __all__ = [
     "pem_fingerprints",
     "pkcs12",
     "reason_to_x509",
+    "renew_ca",
     "serial_hex",
     "sign_csr",
     "tls12_key_problem",
@@ -337,6 +343,110 @@ def make_ca(
         )
     )
     return builder.sign(key, hash_for(key))
+
+
+def renew_ca(
+    old: x509.Certificate, key: PrivateKey, *, now: datetime, days: int = DEFAULT_CA_DAYS
+) -> x509.Certificate:
+    """The same CA again, with a new serial and a new validity: `ca renew`.
+
+    Subject, issuer (= subject), public key and every extension are the old certificate's, so
+    everything the old one signed chains to the new one as well: client certificates name the
+    same issuer, their signatures verify with the same key, and their authority key identifier
+    (the keyid) still matches the copied SubjectKeyIdentifier; CRLs likewise. Only the
+    AuthorityKeyIdentifier of the CA itself is rebuilt, keyid only (as `make_ca` writes it): one
+    that also named the old serial would no longer describe a self-signed certificate.
+    notBefore is `now - CLOCK_SKEW`, notAfter `now + days`, like `make_ca`.
+
+    Refused (CryptoError): a certificate that is not a CA, a key that is not its key, and a CA
+    that is not self-signed (an intermediate is renewed by its issuer, not by itself).
+    """
+    now = _utc(now)
+    check_days(days, "CA", now=now)
+    label = f"CA '{name_of(old)}'"
+    check_key_matches(old, key, source=label)
+    if not is_ca(old):
+        raise CryptoError(f"{label}: not a CA certificate (no basicConstraints CA:TRUE)")
+    if not is_self_signed(old):
+        raise CryptoError(
+            f"{label} is issued by {old.issuer.rfc4514_string() or 'an empty name'}, not by "
+            "itself: only a self-signed CA can renew itself; ask its issuer for a new certificate"
+        )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.subject)
+        .public_key(key.public_key())
+        .serial_number(new_serial())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + timedelta(days=days))
+    )
+    for ext in old.extensions:
+        value = ext.value
+        if isinstance(value, x509.AuthorityKeyIdentifier):
+            value = _key_id(old)  # keyid only, from the (copied) SKI or the key
+        builder = builder.add_extension(value, critical=ext.critical)
+    return builder.sign(key, hash_for(key))
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """True when `cert` names itself as issuer and its signature verifies with its own key."""
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class CaIdentity:
+    """What makes two CA certificates the same CA for everything either one signed: the
+    subject (the issuer name of what it signs), the public key (its signatures) and the
+    SubjectKeyIdentifier (matched against their authority key identifier by OpenSSL's
+    X509_check_akid). A CA and its same-key renewal (`renew_ca`) share it; fingerprints,
+    serials and validity differ."""
+
+    subject: bytes
+    public_key: bytes
+    key_id: bytes | None
+
+
+def ca_identity(cert: x509.Certificate) -> CaIdentity:
+    """The `CaIdentity` of a CA certificate (DER of the subject and of the public key)."""
+    try:
+        ski: bytes | None = cert.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value.digest
+    except x509.ExtensionNotFound:
+        ski = None
+    try:
+        public = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (UnsupportedAlgorithm, ValueError):  # a key rdsssl cannot read: only this very
+        public = b"certificate " + cert.fingerprint(hashes.SHA256())  # certificate is the same
+    return CaIdentity(cert.subject.public_bytes(), public, ski)
+
+
+def akid_fits(signed: x509.Certificate, ca: x509.Certificate) -> bool:
+    """OpenSSL's X509_check_akid: every part of `signed`'s authority key identifier that is
+    present must name `ca` (keyid = its SKI, serial = its serial, issuer = its issuer). A
+    certificate whose identifier names the CA's old serial does not chain to a renewal."""
+    try:
+        aki = signed.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True
+    try:
+        ski: bytes | None = ca.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value.digest
+    except x509.ExtensionNotFound:
+        ski = None
+    if aki.key_identifier is not None and ski is not None and aki.key_identifier != ski:
+        return False
+    serial = aki.authority_cert_serial_number
+    if serial is not None and serial != ca.serial_number:
+        return False
+    names = [n.value for n in aki.authority_cert_issuer or () if isinstance(n, x509.DirectoryName)]
+    return not names or names[0] == ca.issuer
 
 
 def _check_ca(ca_cert: x509.Certificate, ca_key: PrivateKey, now: datetime) -> None:

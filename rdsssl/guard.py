@@ -5,7 +5,10 @@ A change is a *tightening* when some client that logs in today might be refused 
 - the ACL or the ReplicationACL becomes `cert`, `verify-ca` or `verify-full` (from anything
   else, or from one of them to another: each asks for something the others do not);
 - the client CA bundle loses a CA: once a client CA is set, PostgreSQL refuses a client that
-  presents a certificate of an untrusted CA in every mode, `prefer` included;
+  presents a certificate of an untrusted CA in every mode, `prefer` included. CAs are compared
+  by identity (`crypto.ca_identity`: subject, public key, key identifier), not by fingerprint:
+  replacing a CA by its same-key renewal (`ca renew`) drops nothing, since every certificate
+  of the old one chains to the new one;
 - the client CA is switched off while an ACL needs certificates: certificate-only logins
   (`cert`) then need a password nobody may have.
 
@@ -148,7 +151,9 @@ def need_for(request: SslModifyRequest | None, before: SslState, target: Target)
             )
             return Need(("client-ca-disabled",), reason, provable=False)
         return None
-    dropped = _fps(_certs(before.client_ca_pem, "the instance's client CA")) - _fps(target.cas)
+    kept = {crypto.ca_identity(c) for c in target.cas}
+    before_cas = _certs(before.client_ca_pem, "the instance's client CA")
+    dropped = {crypto.ca_identity(c) for c in before_cas} - kept
     if dropped:
         codes.append("ca-dropped")
         reasons.append(

@@ -78,7 +78,9 @@ Prober = Callable[[str, str, Path, Path], ProbeResult]  # (instance, user, cert,
 
 
 class BundleRefused(ApiError):
-    """The service refused a client CA bundle of several CAs: an overlap is impossible there."""
+    """The service refused a client CA bundle of several CAs: an overlap is impossible there.
+    Expiry is then covered by ``ca renew`` (the same CA, one change); a key change needs a
+    maintenance window (clients move in one step)."""
 
 
 @dataclass(frozen=True)
@@ -437,7 +439,11 @@ class Rotation:
                     f"{iid}: the service refused a client CA bundle of the old and the new CA "
                     f"({exc.raw_message}), so this instance cannot trust both at once and an "
                     "overlapping rotation is impossible. The refused call changed nothing; "
-                    f"the rotation stays at phase {self.state.phase.value}",
+                    f"the rotation stays at phase {self.state.phase.value}. If the old CA is "
+                    f"only expiring, renew it instead: rdsssl ca renew --ca-dir {self.old.path} "
+                    "(same key, one restart, no client re-issue), then rdsssl apply. A key "
+                    "change on this service needs a maintenance window: clients move to the "
+                    "new CA in one step, old certificates are refused from the change on",
                     action=exc.action,
                     code=exc.code,
                     request_id=exc.request_id,

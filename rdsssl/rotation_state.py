@@ -360,6 +360,15 @@ def prepare(
             old=old_ref, new=new_ref, instances=ids, out_root=str(root), at=format_time(now)
         )
     if state.old.fingerprint != old_ref.fingerprint:
+        renewed = state.old.fingerprint in {v.info.fingerprint for v in old.ca_history()}
+        if renewed:
+            raise ConfigError(
+                f"{state_path(old.path)} records a rotation away from CA "
+                f"{state.old.fingerprint[:16]}, which {old.path} has since renewed (rdsssl ca "
+                f"renew) to {old_ref.fingerprint[:16]}: the recorded rotation (phase "
+                f"{state.phase.value}) is out of date; move {state_path(old.path)} aside "
+                "to start a rotation from the renewed CA"
+            )
         raise ConfigError(
             f"{state_path(old.path)} records a rotation away from CA {state.old.fingerprint[:16]}"
             f", but {old.path} holds {old_ref.fingerprint[:16]}; restore the original ca.crt"

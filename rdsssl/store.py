@@ -5,7 +5,8 @@ Layout of ``DIR`` (0700, owned by the user running rdsssl)::
     ca.crt            the CA certificate (0644)
     ca.key            the CA private key, PKCS#8 PEM, encrypted unless --no-passphrase (0600):
                       PBES2, PBKDF2-HMAC-SHA256 at crypto.KDF_ROUNDS, AES-256-CBC
-    inventory.sqlite  every certificate issued, signed or adopted, keyed by serial; CRL numbers
+    inventory.sqlite  every certificate issued, signed or adopted, keyed by serial; CRL numbers;
+                      after a ``ca renew``, every certificate the CA has had (``ca_certs``)
     .lock             flock'ed by every mutation; records who holds it
 
 Crash safety follows from three rules: a new store is built in a private temp directory and
@@ -13,6 +14,18 @@ renamed into place in one step; every inventory change is one sqlite transaction
 certificate is recorded in the inventory *before* it is written anywhere else, so every
 certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write`` (or its
 two-step form ``StagedFile``).
+
+``ca renew`` (``CaStore.renew_ca``) replaces ca.crt by the same CA with a new serial and
+validity (``crypto.renew_ca``: same subject, key and SubjectKeyIdentifier, so everything signed
+under the previous certificate still chains). The history lives in the inventory, not in files,
+so that one transaction decides it: (1) the current certificate is recorded (a no-op when it
+is already), committed; (2) the new ca.crt is staged (a fsynced temp file); (3) in one
+transaction the new certificate is recorded and the temp file renamed over ca.crt, then the
+COMMIT. A kill before the rename leaves the old ca.crt, recorded; one between the rename and
+the COMMIT leaves the new ca.crt unrecorded, which ``open`` accepts because it is self-signed
+by the recorded CA's key under the recorded subject and SubjectKeyIdentifier (the next renewal
+records it in step 1). Either way the store opens, with the old or the new CA current, and
+every certificate ever recorded as the CA's is the same CA.
 """
 
 from __future__ import annotations
@@ -37,7 +50,9 @@ from rdsssl.lock import LOCK_NAME, FileLock, current_command
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.store_db import (
     BuiltCrl,
+    CaRenewal,
     CaSummary,
+    CaVersion,
     CertRecord,
     CrlRecord,
     Inventory,
@@ -70,8 +85,10 @@ __all__ = [
     "CA_KEY",
     "INVENTORY",
     "BuiltCrl",
+    "CaRenewal",
     "CaStore",
     "CaSummary",
+    "CaVersion",
     "CertRecord",
     "IssuedCert",
     "KeyRewrap",
@@ -109,6 +126,59 @@ def _stage_crl_file(out: Path) -> StagedFile:
             f"cannot write the CRL to {out}: {out.parent}: {exc.strerror}; create the "
             "directory or choose another file"
         ) from None
+
+
+def _check_current_ca(inv: Inventory, cert: x509.Certificate, source: str) -> None:
+    """StoreError unless ``cert`` (ca.crt) is this store's CA: the certificate it was created
+    with, one recorded by ``ca renew``, or a renewal whose record a kill prevented (see the
+    module docstring): self-signed, with the identity of a recorded certificate."""
+    fp = crypto.fingerprint(cert)
+    if fp == inv.get_meta("ca_fingerprint"):
+        return
+    recorded = [c for c, _ in inv.ca_certs()]
+    if fp in {crypto.fingerprint(c) for c in recorded}:
+        return
+    identity = crypto.ca_identity(cert)
+    if any(crypto.ca_identity(c) == identity for c in recorded) and crypto.is_self_signed(cert):
+        return
+    raise StoreError(
+        f"{source} is not the CA this store was created with, nor a renewal of it (its "
+        "inventory records other fingerprints); restore the original ca.crt"
+    )
+
+
+def _stage_ca_file(path: Path) -> StagedFile:
+    try:
+        return StagedFile(path, mode=0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _refuse_shorter(old: x509.Certificate, new: x509.Certificate, now: datetime) -> None:
+    """InputError when the renewal would end before the current CA."""
+    old_end, new_end = old.not_valid_after_utc, new.not_valid_after_utc
+    if new_end >= old_end:
+        return
+    needed = -(-(old_end - now) // timedelta(days=1))  # whole days, rounded up
+    raise InputError(
+        f"the renewed CA would end {format_time(new_end)}, before the current one "
+        f"({format_time(old_end)}): a renewal does not shorten the CA's life; give at least "
+        f"{needed} days (--days), or --force to shorten it on purpose"
+    )
+
+
+def _refuse_stranded(stranded: list[CertRecord]) -> None:
+    """InputError naming the valid certificates that would not chain to the renewed CA."""
+    if not stranded:
+        return
+    shown = ", ".join(f"{r.serial_hex} ({r.cn})" for r in stranded[:5])
+    more = f" and {len(stranded) - 5} more" if len(stranded) > 5 else ""
+    raise InputError(
+        f"{len(stranded)} valid certificate(s) name the current CA certificate by its serial "
+        f"(authority key identifier) and would be refused once the renewed CA is on an "
+        f"instance: {shown}{more}. Revoke or re-issue them after the renewal; pass --force to "
+        "renew anyway"
+    )
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -224,12 +294,11 @@ class CaStore:
         if len(certs) != 1:
             raise StoreError(f"{source}: holds {len(certs)} certificates; expected one")
         inv = Inventory.open(path / INVENTORY)
-        if inv.get_meta("ca_fingerprint") != crypto.fingerprint(certs[0]):
+        try:
+            _check_current_ca(inv, certs[0], source)
+        except BaseException:
             inv.close()
-            raise StoreError(
-                f"{source} is not the CA this store was created with (its inventory records "
-                "another fingerprint); restore the original ca.crt"
-            )
+            raise
         return cls(path, inventory=inv, ca_cert=certs[0], wait_lock=wait_lock)
 
     def close(self) -> None:
@@ -347,6 +416,77 @@ class CaStore:
             after=crypto.key_protection(data, source=source),
             kept_old=kept,
         )
+
+    def renew_ca(self, *, days: int, now: datetime, force: bool = False) -> CaRenewal:
+        """Replace the CA certificate by the same CA valid for ``days`` from ``now``
+        (``crypto.renew_ca``: same subject, key and SubjectKeyIdentifier; a new serial), under
+        the store lock, keeping every earlier certificate in the inventory (the module docstring
+        says how a kill at any point leaves the old or the new CA current).
+
+        Refused (InputError, nothing changed) unless ``force``: a renewal ending before the
+        current CA does (surprising, and it would cut certificates issued from then on short),
+        and one that strands valid certificates (their authority key identifier names the
+        current CA's serial, so they would not chain to the renewed CA). StoreError when ca.crt
+        changed since the store was opened (another run renewed it).
+        """
+        key = self._ca_key()
+        with self.locked():
+            self._check_ca_file_unchanged()
+            old = self._ca_cert
+            new = crypto.renew_ca(old, key, now=now, days=days)
+            stranded = self._stranded(old, new, now)
+            if not force:
+                _refuse_shorter(old, new, now)
+                _refuse_stranded(stranded)
+            with self._inv.transaction():
+                self._inv.record_ca(old, now=now)
+            with _stage_ca_file(self.path / CA_CERT) as staged:
+                staged.write(crypto.cert_pem(new))
+                with self._inv.transaction():
+                    self._inv.record_ca(new, now=now)
+                    staged.commit()
+            self._ca_cert, self._ca_fp = new, crypto.fingerprint(new)
+        return CaRenewal(
+            previous=crypto.inspect_cert(old),
+            current=crypto.inspect_cert(new),
+            stranded=tuple(stranded),
+            history=tuple(self.ca_history()),
+        )
+
+    def _check_ca_file_unchanged(self) -> None:
+        source = self.path / CA_CERT
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {source}: {exc.strerror}") from None
+        certs = crypto.load_certificates(data, source=str(source), what="the CA certificate file")
+        if len(certs) != 1 or crypto.fingerprint(certs[0]) != self._ca_fp:
+            raise StoreError(f"{source} changed since it was read (another run?); run again")
+
+    def _stranded(
+        self, old: x509.Certificate, new: x509.Certificate, now: datetime
+    ) -> list[CertRecord]:
+        """Valid certificates that chain to ``old`` but would not to ``new``."""
+        found = []
+        for row in self._inv.all():
+            if row.cert_der is None or row.state(now) != "valid":
+                continue
+            cert = x509.load_der_x509_certificate(row.cert_der)
+            if crypto.akid_fits(cert, old) and not crypto.akid_fits(cert, new):
+                found.append(row)
+        return found
+
+    def ca_history(self) -> list[CaVersion]:
+        """Every certificate of the CA, oldest first, the current one (ca.crt) marked; a store
+        never renewed has only its current one."""
+        current = self._ca_fp
+        versions = [
+            CaVersion(crypto.inspect_cert(c), crypto.fingerprint(c) == current, at)
+            for c, at in self._inv.ca_certs()
+        ]
+        if not any(v.current for v in versions):  # never renewed, or a renewal's record lost
+            versions.append(CaVersion(crypto.inspect_cert(self._ca_cert), True, None))
+        return versions
 
     def _ca_key(self) -> crypto.PrivateKey:
         if self._key is None:
@@ -489,8 +629,9 @@ class CaStore:
                 record = self._only_valid_for(user, now)
             else:
                 assert serial is not None
-                if serial == self._ca_cert.serial_number:
-                    self._refuse_ca(self._record_for(self._ca_cert, origin="ca", now=now))
+                for ca_cert in self._ca_certs():
+                    if serial == ca_cert.serial_number:
+                        self._refuse_ca(self._record_for(ca_cert, origin="ca", now=now))
                 found = self._inv.get(serial)
                 if found is None:
                     raise NotFoundError(
@@ -507,13 +648,18 @@ class CaStore:
             self._inv.replace(revoked)
         return RevokeResult(record=revoked, changed=True)
 
+    def _ca_certs(self) -> list[x509.Certificate]:
+        """The current CA certificate and every earlier one."""
+        return [self._ca_cert, *(c for c, _ in self._inv.ca_certs())]
+
     def _refuse_ca(self, record: CertRecord) -> None:
         """A CA certificate is never revoked here: a CRL listing the store's own CA (or any CA
         of the chain) makes PostgreSQL refuse every certificate it issued."""
         is_ca_row = record.cert_der is not None and crypto.is_ca(
             x509.load_der_x509_certificate(record.cert_der)
         )
-        if record.serial == self._ca_cert.serial_number or is_ca_row:
+        own = {c.serial_number for c in self._ca_certs()}
+        if record.serial in own or is_ca_row:
             raise InputError(
                 f"serial {record.serial_hex} is a CA certificate ({record.cn or 'no CN'}); "
                 "revoking it would make PostgreSQL refuse every certificate it issued. Revoke "
@@ -608,6 +754,7 @@ class CaStore:
             expired=states.count("expired"),
             next_crl_number=self.next_crl_number(),
             last_crl=self._inv.last_crl(),
+            history=tuple(self.ca_history()),
         )
 
     # -- CRLs -------------------------------------------------------------------------------
@@ -675,8 +822,18 @@ class CaStore:
         """Every inconsistency found (empty when the store is sound): sqlite's integrity check,
         each recorded certificate against its row, and the CRL number against built CRLs."""
         found = self._inv.integrity_problems()
+        recorded = [c for c, _ in self._inv.ca_certs()]
+        identity = crypto.ca_identity(self._ca_cert)
+        for cert in recorded:
+            if crypto.ca_identity(cert) != identity:
+                found.append(
+                    f"CA certificate {crypto.serial_hex(cert.serial_number)} in the inventory is "
+                    "not the CA of ca.crt (another subject, key or key identifier)"
+                )
+        ours = {self._ca_fp, self._inv.get_meta("ca_fingerprint")}
+        ours |= {crypto.fingerprint(c) for c in recorded}
         for row in self._inv.all():
-            if row.issuer_fingerprint != self._ca_fp:
+            if row.issuer_fingerprint not in ours:
                 found.append(f"serial {row.serial_hex}: issued by another CA")
             if row.cert_der is None:
                 continue

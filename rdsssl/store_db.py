@@ -8,6 +8,12 @@ leaves the store byte-identical), and there are no -wal/-shm side files to copy 
 
 Serials are up to 159 bits, beyond sqlite's INTEGER, so they are stored as lowercase hex TEXT
 (the format used everywhere in rdsssl). Timestamps are ISO 8601 UTC text, which sorts correctly.
+
+The CA's own certificates (``ca_certs``): the first ``ca renew`` creates the table, in the
+transaction that records the current CA certificate, so stores that were never renewed keep the
+exact schema of version 1 and older rdsssl versions still read them. A renewed store is refused
+by those versions anyway: its ``ca.crt`` no longer matches the ``ca_fingerprint`` meta value,
+which keeps naming the certificate the store was created with.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from rdsssl import crypto
 from rdsssl.errors import StoreError
@@ -30,7 +37,9 @@ from rdsssl.models import CertStatus, RevocationReason
 __all__ = [
     "SCHEMA_VERSION",
     "BuiltCrl",
+    "CaRenewal",
     "CaSummary",
+    "CaVersion",
     "CertRecord",
     "CrlRecord",
     "Inventory",
@@ -77,6 +86,19 @@ CREATE TABLE crls (
     fingerprint TEXT NOT NULL,
     size        INTEGER NOT NULL
 );
+"""
+
+# Created by the first `ca renew` (see the module docstring): every certificate the CA has had.
+_CA_CERTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ca_certs (
+    fingerprint TEXT PRIMARY KEY,
+    serial      TEXT NOT NULL,
+    not_before  TEXT NOT NULL,
+    not_after   TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    cert_der    BLOB NOT NULL,
+    seq         INTEGER NOT NULL UNIQUE  -- the order the certificates were recorded in
+)
 """
 
 _COLUMNS = (
@@ -251,11 +273,46 @@ class CaSummary:
     expired: int
     next_crl_number: int
     last_crl: CrlRecord | None
+    history: tuple[CaVersion, ...] = ()  # every CA certificate, oldest first
 
     @property
     def key_encrypted(self) -> bool:
         """True when ca.key needs a passphrase."""
         return self.key_protection.encrypted
+
+
+@dataclass(frozen=True)
+class CaVersion:
+    """One certificate of the store's CA (``ca renew`` keeps every earlier one): ``current``
+    is the one in ca.crt, which signs from now on. All of them share subject and key, so
+    certificates and CRLs signed under any of them chain to each."""
+
+    info: crypto.CertInfo
+    current: bool
+    recorded_at: datetime | None  # None: ca.crt before the store's first renewal
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape in ``ca show`` and ``ca renew``."""
+        return {
+            "serial": self.info.serial_hex,
+            "not_before": format_time(self.info.not_before),
+            "not_after": format_time(self.info.not_after),
+            "fingerprint": self.info.fingerprint,
+            "current": self.current,
+            "recorded_at": None if self.recorded_at is None else format_time(self.recorded_at),
+        }
+
+
+@dataclass(frozen=True)
+class CaRenewal:
+    """What ``ca renew`` did: the CA certificate before and after (same subject and key), and
+    the valid certificates that will not chain to the new one (``stranded``: their authority
+    key identifier names the previous CA's serial; only made with ``force``)."""
+
+    previous: crypto.CertInfo
+    current: crypto.CertInfo
+    stranded: tuple[CertRecord, ...]
+    history: tuple[CaVersion, ...]
 
 
 @dataclass(frozen=True)
@@ -463,6 +520,52 @@ class Inventory:
         if row is None:
             return None
         return CrlRecord(row[0], parse_time(row[1]), _opt_time(row[2]), row[3], row[4], row[5])
+
+    # -- the CA's certificates ---------------------------------------------------------------
+
+    def _has_ca_certs(self) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ca_certs'"
+        ).fetchone()
+        return row is not None
+
+    def record_ca(self, cert: x509.Certificate, *, now: datetime) -> bool:
+        """Add a CA certificate to ``ca_certs`` (creating the table), inside a transaction;
+        False when it is there already."""
+        self._conn.execute(_CA_CERTS_SCHEMA)
+        fp = crypto.fingerprint(cert)
+        if self._conn.execute("SELECT 1 FROM ca_certs WHERE fingerprint = ?", (fp,)).fetchone():
+            return False
+        self._conn.execute(
+            "INSERT INTO ca_certs"
+            " (fingerprint, serial, not_before, not_after, recorded_at, cert_der, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM ca_certs))",
+            (
+                fp,
+                format(cert.serial_number, "x"),
+                format_time(cert.not_valid_before_utc),
+                format_time(cert.not_valid_after_utc),
+                format_time(now),
+                cert.public_bytes(Encoding.DER),
+            ),
+        )
+        return True
+
+    def ca_certs(self) -> list[tuple[x509.Certificate, datetime]]:
+        """Every recorded CA certificate with when it was recorded, oldest first (empty for a
+        store never renewed)."""
+        if not self._has_ca_certs():
+            return []
+        try:
+            rows = self._conn.execute(
+                "SELECT cert_der, recorded_at FROM ca_certs ORDER BY seq"
+            ).fetchall()
+            return [(x509.load_der_x509_certificate(der), parse_time(at)) for der, at in rows]
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise StoreError(
+                f"{self.path}: the CA certificates recorded in it cannot be read ({exc}); "
+                "restore the file from a backup"
+            ) from None
 
     # -- checks -----------------------------------------------------------------------------
 

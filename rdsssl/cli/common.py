@@ -344,9 +344,10 @@ def p12_passphrase(fmt: str, var: str | None) -> bytes | None:
 
 
 def warn_truncated(app: App, record: CertRecord, truncated: bool) -> None:
-    """Say when a certificate was cut to end with its CA (rotate the CA before then)."""
+    """Say when a certificate was cut to end with its CA (renew the CA before then)."""
     if truncated:
         app.warn(
             f"certificate {record.serial_hex} ends with the CA on {iso(record.not_after)}, "
-            "earlier than asked; rotate the CA before then"
+            "earlier than asked; renew the CA before then (rdsssl ca renew: same key, no "
+            "client re-issue)"
         )

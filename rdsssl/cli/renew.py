@@ -271,7 +271,7 @@ def renew(
                     hook=deploy_hook is not None,
                     allow_tls13_only=force,
                 )
-        _report(app, plan, resumed, done, dry_run)
+        _report(app, ca_dir, plan, resumed, done, dry_run)
         hooks: list[dict[str, Any]] = []
         if deploy_hook is not None and dry_run and not run_deploy_hooks:
             app.info(
@@ -349,14 +349,20 @@ def _dry_deployments(
 
 
 def _report(
-    app: App, plan: RenewalPlan, resumed: list[Renewal], done: list[Renewal], dry_run: bool
+    app: App,
+    ca_dir: Path,
+    plan: RenewalPlan,
+    resumed: list[Renewal],
+    done: list[Renewal],
+    dry_run: bool,
 ) -> None:
     for skipped in plan.skipped:
         app.warn(skipped.message())
     for r in plan.blocked:
         app.warn(
             f"{r.cn}: certificate {r.serial_hex} already ends with the CA on "
-            f"{iso(r.not_after)}; renewing cannot extend it: rotate the CA"
+            f"{iso(r.not_after)}; renewing cannot extend it: renew the CA first "
+            f"(rdsssl ca renew --ca-dir {ca_dir}: same key, no client re-issue)"
         )
     verb = "would finish" if dry_run else "finished"
     for item in resumed:

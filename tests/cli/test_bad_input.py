@@ -378,6 +378,7 @@ def _days_commands(ca_dir: Path, tmp_path: Path) -> dict[str, list[str | Path]]:
             "--days",
             ABSURD,
         ],
+        "ca renew": ["ca", "renew", "--ca-dir", ca_dir, "--days", ABSURD],
         "crl build": [
             "crl",
             "build",
@@ -420,6 +421,7 @@ def _days_commands(ca_dir: Path, tmp_path: Path) -> dict[str, list[str | Path]]:
         ("cert issue", "certificate"),
         ("cert sign", "certificate"),
         ("cert renew", "certificate"),
+        ("ca renew", "CA"),
         ("crl build", "CRL"),
         ("rotate --days", "certificate"),
         ("rotate --crl-days", "CRL"),

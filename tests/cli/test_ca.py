@@ -13,7 +13,9 @@ import pytest
 
 from rdsssl import crypto
 from rdsssl.fsutil import atomic_write
-from tests.cli.helpers import invoke, mode, snapshot
+from rdsssl.rotation_state import Step, prepare, save, state_path
+from rdsssl.store import CaStore
+from tests.cli.helpers import invoke, issue, mode, snapshot
 
 OPENSSL_CNF = """\
 [ ca ]
@@ -675,3 +677,139 @@ def test_passphrase_options_that_contradict(enc_ca_dir: Path, flags: tuple[str, 
     assert result.exit_code == 2
     assert "--same-passphrase and --no-passphrase contradict each other" in result.stderr
     assert snapshot(enc_ca_dir) == before
+
+
+# --- renew ------------------------------------------------------------------------------------
+
+
+def _openssl_verify(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "verify", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def test_renew_keeps_every_certificate_and_crl_valid_for_openssl(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    issue(ca_dir, "alice", tmp_path / "alice")
+    issue(ca_dir, "bob", tmp_path / "bob")
+    assert invoke("cert", "revoke", "--ca-dir", ca_dir, "--user", "bob").exit_code == 0
+    assert invoke("crl", "build", "--ca-dir", ca_dir, "--out", tmp_path / "crl1.pem").exit_code == 0
+    old_pem = (ca_dir / "ca.crt").read_bytes()
+
+    result = invoke("--json", "ca", "renew", "--ca-dir", ca_dir, "--days", "7300")
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    new_pem = (ca_dir / "ca.crt").read_bytes()
+    (new,) = crypto.load_certificates(new_pem, source="ca.crt")
+    (old,) = crypto.load_certificates(old_pem, source="old ca.crt")
+    assert doc["ca"]["fingerprint"] == crypto.fingerprint(new) != doc["previous"]["fingerprint"]
+    assert doc["previous"]["fingerprint"] == crypto.fingerprint(old)
+    assert (doc["ca"]["subject"], doc["stranded"]) == (doc["previous"]["subject"], [])
+    assert [(h["serial"], h["current"]) for h in doc["history"]] == [
+        (doc["previous"]["serial"], False),
+        (doc["ca"]["serial"], True),
+    ]
+    assert "put it on the instances with rdsssl apply" in result.stderr
+
+    issue(ca_dir, "carol", tmp_path / "carol")  # issued after the renewal, by the new CA
+    assert invoke("crl", "build", "--ca-dir", ca_dir, "--out", tmp_path / "crl2.pem").exit_code == 0
+    (tmp_path / "old-ca.crt").write_bytes(old_pem)
+    for ca_file in ("old-ca.crt", str(ca_dir / "ca.crt")):  # either CA certificate, either CRL
+        for crl in ("crl1.pem", "crl2.pem"):
+            check = ["-crl_check_all", "-CAfile", ca_file, "-CRLfile", crl]
+            for user in ("alice", "carol"):
+                ok = _openssl_verify(tmp_path, *check, f"{user}/client.crt")
+                assert ok.returncode == 0, (ca_file, crl, user, ok.stdout + ok.stderr)
+            revoked = _openssl_verify(tmp_path, *check, "bob/client.crt")
+            assert (
+                revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+            )
+
+
+def test_renew_then_show_lists_the_history(ca_dir: Path) -> None:
+    before = invoke("--json", "ca", "show", "--ca-dir", ca_dir).json()
+    assert [h["current"] for h in before["history"]] == [True]
+    assert before["history"][0]["recorded_at"] is None  # never renewed: nothing recorded yet
+    assert invoke("ca", "renew", "--ca-dir", ca_dir).exit_code == 0
+    doc = invoke("--json", "ca", "show", "--ca-dir", ca_dir).json()
+    first, second = doc["history"]
+    assert (first["fingerprint"], first["current"]) == (before["ca"]["fingerprint"], False)
+    assert (second["fingerprint"], second["current"]) == (doc["ca"]["fingerprint"], True)
+    human = invoke("ca", "show", "--ca-dir", ca_dir).stdout
+    assert f"previous serial {first['serial']}" in human
+    assert f"current  serial {second['serial']}" in human
+    assert f"SHA-256 {second['fingerprint']}" in human
+
+
+def test_renew_that_would_shorten_the_ca_is_exit_3_unless_forced(ca_dir: Path) -> None:
+    before = snapshot(ca_dir)
+    refused = invoke("ca", "renew", "--ca-dir", ca_dir, "--days", "30")
+    assert refused.exit_code == 3
+    assert "a renewal does not shorten the CA's life; give at least 3650 days" in refused.stderr
+    assert snapshot(ca_dir) == before
+    forced = invoke("--json", "ca", "renew", "--ca-dir", ca_dir, "--days", "30", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "ends earlier than the previous one" in forced.stderr
+    doc = forced.json()
+    assert doc["ca"]["not_after"] < doc["previous"]["not_after"]
+
+
+def test_renew_needs_the_passphrase_and_a_wrong_one_changes_nothing(enc_ca_dir: Path) -> None:
+    before = snapshot(enc_ca_dir)
+    wrong = invoke("ca", "renew", "--ca-dir", enc_ca_dir, env={"RDSSSL_CA_PASSPHRASE": "nope"})
+    assert wrong.exit_code == 3 and "wrong passphrase" in wrong.stderr
+    missing = invoke("ca", "renew", "--ca-dir", enc_ca_dir)
+    assert missing.exit_code == 3 and "RDSSSL_CA_PASSPHRASE" in missing.stderr
+    assert snapshot(enc_ca_dir) == before
+    done = invoke("ca", "renew", "--ca-dir", enc_ca_dir, env=OLD)
+    assert done.exit_code == 0, done.stderr
+    assert "correct horse" not in done.stdout + done.stderr
+
+
+def _record_rotation(old_dir: Path, new_dir: Path, out_root: Path, *steps: Step) -> None:
+    """rotation.json of a rotation from ``old_dir`` that has completed ``steps``."""
+    with CaStore.open(old_dir) as old, CaStore.open(new_dir) as new:
+        now = datetime.now(timezone.utc)
+        state = prepare(None, old=old, new=new, instances=["pgm-x"], out_root=out_root, now=now)
+    for step in steps:
+        state.begin(step, at="2026-01-01T00:00:00Z")
+        state.complete(step, at="2026-01-01T00:00:00Z")
+    save(state_path(old_dir), state)
+
+
+def test_renew_is_refused_while_a_rotation_from_the_store_is_under_way(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    new_ca = tmp_path / "ca2"
+    assert invoke("ca", "init", "--ca-dir", new_ca, "--no-passphrase").exit_code == 0
+    _record_rotation(ca_dir, new_ca, tmp_path)  # nothing done yet, as after a refused bundle
+    assert invoke("ca", "renew", "--ca-dir", ca_dir).exit_code == 0
+    stale = invoke("rotate", "ca", "--ca-dir", ca_dir, "--yes")  # refused before any call
+    assert stale.exit_code == 3
+    assert "has since renewed (rdsssl ca renew)" in stale.stderr
+    assert "move " in stale.stderr and "rotation.json aside" in stale.stderr
+    _record_rotation(ca_dir, new_ca, tmp_path, Step.STAGE)
+    before = snapshot(ca_dir)
+    refused = invoke("ca", "renew", "--ca-dir", ca_dir)
+    assert refused.exit_code == 3
+    assert "is in progress (phase staged): finish it" in refused.stderr
+    assert snapshot(ca_dir) == before
+
+
+def test_renew_an_imported_openssl_ca_keeps_its_crl_and_certificates(
+    hand_made: HandMadeCa, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca"
+    imported = invoke(
+        "ca", "import", "--ca-dir", ca, "--cert", hand_made.cert, "--key", hand_made.key,
+        "--index", hand_made.index, "--no-passphrase",
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.stderr
+    renewed = invoke("ca", "renew", "--ca-dir", ca)
+    assert renewed.exit_code == 0, renewed.stderr
+    check = ["-crl_check_all", "-CAfile", str(ca / "ca.crt"), "-CRLfile", "crl0.pem"]
+    dave = _openssl_verify(hand_made.root, *check, "dave.crt")
+    assert dave.returncode == 0, dave.stdout + dave.stderr
+    carol = _openssl_verify(hand_made.root, *check, "carol.crt")
+    assert "certificate revoked" in carol.stdout + carol.stderr

@@ -201,6 +201,38 @@ def test_a_revocation_not_yet_live_is_uploaded(cloud: Cloud, tmp_path: Path) -> 
     assert cloud.modifies().count(iid) == 2  # set-up + one refresh, not two
 
 
+def test_a_store_renewed_but_not_yet_applied_still_refreshes_and_checks_the_instance(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """Between `ca renew` and the apply that puts the renewed CA on the instance, the
+    instance holds the previous certificate of the same CA: the store's CRLs are still its
+    CRLs (same name, key and key identifier), so `check` compares revocations and `crl refresh`
+    uploads, instead of calling the store foreign."""
+    ca = make_store(tmp_path / "ca-renewed")
+    iid = cloud.emu.instance_ids[2]
+    cloud.configure(iid, ca)
+    with CaStore.open(ca) as store:
+        previous = crypto.fingerprint(store.ca_cert)
+        store.unlock(None)
+        now = datetime.now(timezone.utc)
+        store.renew_ca(days=7300, now=now)
+        issued = store.issue(user="mallory", key_type=KeyType.EC_P256, days=30, now=now)
+        store.revoke(serial=issued.record.serial, now=now)
+    checked = cloud.cli("--json", "check", iid, "--ca-dir", ca)
+    assert checked.exit_code == 10
+    (finding,) = [
+        f for f in checked.json()["instances"][0]["findings"] if f["check"] == "revocations"
+    ]
+    assert finding["severity"] == "critical" and issued.record.serial_hex in finding["msg"]
+    result = cloud.cli("--json", "crl", "refresh", iid, "--ca-dir", ca, "--no-wait")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["instances"][0]["status"] == "sent"
+    cloud.settle()
+    assert issued.record.serial in cloud.crl_info(iid).revoked_serials
+    ssl = cloud.api.describe_ssl(iid)
+    assert crypto.pem_fingerprints((ssl.client_ca_pem or "").encode(), source=iid) == {previous}
+
+
 def test_dry_run_signs_nothing_and_sends_nothing(cloud: Cloud, ca_dir: Path) -> None:
     iid = cloud.emu.instance_ids[0]
     cloud.configure(iid, ca_dir, crl_days=5)

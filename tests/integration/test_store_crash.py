@@ -5,6 +5,9 @@ SIGKILL at random moments; after every kill the store opens, sqlite's integrity 
 every row matches its certificate, the CRL number never went backwards, every client
 certificate on disk is in the inventory (so it can be revoked), and issuing continues.
 (b) Two workers issuing at once never produce the same serial and never lose a row.
+(c) A worker renewing the CA (`ca renew`) and issuing in a loop, killed at random moments:
+the store opens with the old or the new CA current, its history is the same CA throughout and
+holds every renewal that returned, and renewing and issuing continue.
 """
 
 from __future__ import annotations
@@ -143,3 +146,69 @@ def test_two_concurrent_issuers_never_collide_or_lose_a_row(
         assert store.problems() == []
     assert len(rows) == 60
     assert {format(r.serial, "x") for r in rows} == set(reported)
+
+
+RENEW_WORKER = """
+import sys, pathlib, datetime
+from rdsssl.store import CaStore
+from rdsssl.models import KeyType
+store = CaStore.open(pathlib.Path(sys.argv[1]), wait_lock=120)
+store.unlock(None)
+print("ready", flush=True)
+i = 0
+while True:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    done = store.renew_ca(days=3650 + i % 50, now=now, force=True)
+    print(format(done.current.serial, "x"), flush=True)
+    store.issue(user=f"u{i % 3}", key_type=KeyType.EC_P256, days=30, now=now)
+    i += 1
+"""
+
+
+def test_sigkill_during_ca_renewals_leaves_the_old_or_the_new_ca_current(
+    store_path: Path,
+) -> None:
+    rng = random.Random(20261204)
+    with CaStore.open(store_path) as store:
+        original = store.ca_cert
+    identity = crypto.ca_identity(original)
+    known = [f"{original.serial_number:x}"]  # the history as last seen
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RENEW_WORKER, str(store_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.05, 0.5))
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        assert proc.returncode == -9, stderr
+        returned = stdout.split()  # renewals that committed before the kill
+        with CaStore.open(store_path) as store:  # opens: ca.crt whole and accepted
+            assert store.problems() == []
+            history = store.ca_history()
+            serials = [v.info.serial_hex for v in history]
+            current = store.ca_cert
+            assert [v.current for v in history].count(True) == 1
+            assert history[-1].current and history[-1].info.serial == current.serial_number
+            assert {crypto.ca_identity(c) for c in _history_certs(store)} == {identity}
+            assert serials[: len(known)] == known  # nothing lost, nothing reordered
+            assert serials[len(known) : len(known) + len(returned)] == returned
+            assert len(serials) - len(known) - len(returned) <= 1  # the one the kill cut short
+            for row in store.certificates():
+                assert row.cert_der is not None
+                x509.load_der_x509_certificate(row.cert_der).verify_directly_issued_by(current)
+            known = serials
+    assert len(known) > 3  # the kills did land between renewals, not all before the first
+    with CaStore.open(store_path) as store:
+        store.unlock(None)
+        done = store.renew_ca(days=4000, now=utcnow())
+        assert done.history[-1].current and all(v.recorded_at for v in done.history)
+        store.issue(user="after-crash", key_type=KeyType.EC_P256, days=30, now=utcnow())
+        assert store.problems() == []
+
+
+def _history_certs(store: CaStore) -> list[x509.Certificate]:
+    return [store.ca_cert, *(c for c, _ in store._inv.ca_certs())]

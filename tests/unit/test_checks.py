@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from rdsssl import crypto
 from rdsssl.checks import (
@@ -112,7 +113,46 @@ def test_client_ca_expiry_is_graded(days_left: int, severity: Severity) -> None:
     found = _by_check(check_instance(INFO, ssl, now=now), "client_ca")
     assert [f.severity for f in found] == [severity]
     if severity is not Severity.OK:
+        assert "rdsssl ca renew --ca-dir DIR, then rdsssl apply" in found[0].message
+        assert "to change the key instead" in found[0].message
         assert "rdsssl rotate ca pgm-x" in found[0].message
+
+
+def _renewed(pki: Pki) -> x509.Certificate:
+    return crypto.renew_ca(pki.cert, pki.key, now=NOW, days=7300)
+
+
+def _store_of(cert: x509.Certificate, revoked: frozenset[int] = frozenset()) -> StoreCrl:
+    """A store as `crl_refresh.store_crl` reads it, whose CA certificate is `cert`."""
+    return StoreCrl(
+        Path("/srv/ca"),
+        crypto.fingerprint(cert),
+        cert.subject.rfc4514_string(),
+        CrlFromStore(revoked=revoked, build=lambda: ""),
+        crypto.ca_identity(cert),
+    )
+
+
+def test_an_expiring_client_ca_names_the_store_that_renews_it() -> None:
+    now = SOON_CA.cert.not_valid_after_utc - timedelta(days=3)
+    ssl = _ssl(client_ca_pem=_pem(SOON_CA), crl_pem=_crl(SOON_CA, days=1000))
+    renewed = _store_of(_renewed(SOON_CA))  # renewed locally, not applied yet
+    (finding,) = _by_check(check_instance(INFO, ssl, now=now, stores=[renewed]), "client_ca")
+    assert finding.severity is Severity.CRITICAL
+    assert "rdsssl ca renew --ca-dir /srv/ca, then rdsssl apply" in finding.message
+
+
+def test_a_store_renewed_since_the_instance_was_configured_is_still_its_store() -> None:
+    store = _store_of(_renewed(CA), frozenset({0x1001, 0x2002}))
+    ssl = _ssl(crl_pem=_crl(CA, serials=(0x1001,)))  # the instance still holds the old CA
+    report = check_instance(INFO, ssl, now=NOW, stores=[store])
+    (finding,) = _by_check(report, "revocations")
+    assert finding.severity is Severity.CRITICAL and "2002" in finding.message
+    assert report.pending_revocations == 1
+    impostor = make_pki(KeyType.EC_P256, cn="root-ca1", role="same-name-other-key")
+    other = check_instance(INFO, ssl, now=NOW, stores=[_store_of(impostor.cert)])
+    (refused,) = _by_check(other, "revocations")
+    assert refused.severity is Severity.WARNING and "not the CA of" in refused.message
 
 
 def test_crl_near_next_update_needs_a_refresh() -> None:
@@ -225,7 +265,16 @@ def test_store_checks_ca_expiry_and_renewals() -> None:
     quiet = check_store(Path("/ca"), CA.cert, RenewalPlan([], []), now=NOW)
     assert quiet.severity is Severity.OK
     ending = check_store(Path("/ca"), SOON_CA.cert, RenewalPlan([], []), now=NOW)
-    assert _by_check(ending, "ca")[0].severity is Severity.WARNING
+    (ca,) = _by_check(ending, "ca")
+    assert ca.severity is Severity.WARNING
+    assert "renew it with the same key (rdsssl ca renew --ca-dir /ca, then rdsssl apply" in (
+        ca.message
+    )
+    assert "only a key change needs a rotation" in ca.message
+    stuck = _record("bob", SOON_CA.cert.not_valid_after_utc)
+    blocked = check_store(Path("/ca"), SOON_CA.cert, RenewalPlan([], [stuck]), now=NOW)
+    (renewal,) = _by_check(blocked, "renewal")
+    assert "renew the CA first (rdsssl ca renew --ca-dir /ca)" in renewal.message
 
 
 # ------------------------------------------------------------------ Prometheus exposition format

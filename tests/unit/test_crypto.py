@@ -622,6 +622,128 @@ def test_crl_signed_by_another_ca_is_detected(pki: Pki) -> None:
     assert not crypto.crl_signed_by(crl, other_name.cert)
 
 
+# --- same-key CA renewal ------------------------------------------------------------------------
+
+
+def test_renew_ca_keeps_name_key_and_extensions_with_a_new_serial_and_validity(
+    key_type: KeyType,
+) -> None:
+    old = make_pki(key_type, days=30)
+    later = NOW + timedelta(days=25)
+    new = crypto.renew_ca(old.cert, old.key, now=later, days=3650)
+
+    assert (new.subject, new.issuer) == (old.cert.subject, old.cert.subject)
+    assert new.public_key() == old.cert.public_key()
+    assert new.serial_number != old.cert.serial_number
+    assert new.serial_number.bit_length() >= 64
+    assert new.not_valid_before_utc == later - crypto.CLOCK_SKEW
+    assert new.not_valid_after_utc == later + timedelta(days=3650)
+    assert [(e.oid, e.critical, e.value) for e in new.extensions] == [
+        (e.oid, e.critical, e.value) for e in old.cert.extensions
+    ]  # make_ca's AKI is keyid only already: rebuilt equal
+    new.verify_directly_issued_by(new)
+    assert crypto.ca_identity(new) == crypto.ca_identity(old.cert)
+    assert crypto.fingerprint(new) != crypto.fingerprint(old.cert)
+
+
+def test_what_the_old_ca_signed_chains_to_the_renewed_one(pki: Pki) -> None:
+    leaf = pki.issue("alice").cert
+    crl = crypto.build_crl(pki.cert, pki.key, [], number=1, now=NOW)
+    new = crypto.renew_ca(pki.cert, pki.key, now=NOW + timedelta(days=1), days=7300)
+    leaf.verify_directly_issued_by(new)  # issuer name and signature
+    assert crypto.akid_fits(leaf, new) and crypto.akid_fits(leaf, pki.cert)
+    assert crypto.crl_signed_by(crl, new)
+    after = crypto.issue_client_cert(
+        new, pki.key, cached_key(KeyType.EC_P256, "leaf").public_key(), user="bob", now=NOW
+    ).cert
+    after.verify_directly_issued_by(pki.cert)  # and the other way round
+    assert crypto.akid_fits(after, pki.cert)
+
+
+def test_renew_ca_rebuilds_an_authority_key_identifier_naming_the_old_serial(pki: Pki) -> None:
+    """A CA made by `openssl req` with authorityKeyIdentifier=keyid,issuer:always names its own
+    serial; the renewal's AKI is keyid only, and a client certificate whose AKI names the old
+    serial is seen not to chain to the renewal (`ca renew` refuses to strand it)."""
+    key, cert = pki.key, pki.cert
+    ski = _ext(cert, x509.SubjectKeyIdentifier).value
+    pinned = x509.AuthorityKeyIdentifier(
+        ski.digest, [x509.DirectoryName(cert.subject)], cert.serial_number
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.subject)
+        .public_key(key.public_key())
+        .serial_number(crypto.new_serial())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+    )
+    for ext in cert.extensions:
+        value = pinned if isinstance(ext.value, x509.AuthorityKeyIdentifier) else ext.value
+        builder = builder.add_extension(value, critical=ext.critical)
+    hand_made = builder.sign(key, hashes.SHA256())
+    renewed = crypto.renew_ca(hand_made, key, now=NOW, days=365)
+    aki = _ext(renewed, x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    assert (aki.authority_cert_issuer, aki.authority_cert_serial_number) == (None, None)
+
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carol")]))
+        .issuer_name(cert.subject)
+        .public_key(cached_key(KeyType.EC_P256, "leaf").public_key())
+        .serial_number(crypto.new_serial())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=10))
+        .add_extension(pinned_to(hand_made), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    assert crypto.akid_fits(leaf, hand_made)
+    assert not crypto.akid_fits(leaf, renewed)
+
+
+def pinned_to(ca: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """keyid + issuer + serial: what `authorityKeyIdentifier=keyid,issuer:always` writes."""
+    ski = _ext(ca, x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier(
+        ski.digest, [x509.DirectoryName(ca.issuer)], ca.serial_number
+    )
+
+
+def test_renew_ca_refuses_another_key_a_non_ca_and_an_intermediate(pki: Pki) -> None:
+    other = cached_key(KeyType.EC_P256, "other")
+    with pytest.raises(CryptoError, match="does not match"):
+        crypto.renew_ca(pki.cert, other, now=NOW, days=365)
+    leaf = pki.issue("alice").cert
+    with pytest.raises(CryptoError, match="not a CA certificate"):
+        crypto.renew_ca(leaf, cached_key(KeyType.EC_P256, "leaf"), now=NOW, days=365)
+    inter_key = cached_key(KeyType.EC_P256, "intermediate")
+    intermediate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuing-ca")]))
+        .issuer_name(pki.cert.subject)
+        .public_key(inter_key.public_key())
+        .serial_number(crypto.new_serial())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(pki.key, hashes.SHA256())
+    )
+    with pytest.raises(CryptoError, match="not by itself: only a self-signed CA"):
+        crypto.renew_ca(intermediate, inter_key, now=NOW, days=365)
+    with pytest.raises(CryptoError, match="at least 1 day"):
+        crypto.renew_ca(pki.cert, pki.key, now=NOW, days=0)
+
+
+def test_ca_identity_tells_a_renewal_from_a_same_name_ca_with_another_key(pki: Pki) -> None:
+    renewed = crypto.renew_ca(pki.cert, pki.key, now=NOW, days=365)
+    same_name = make_pki(KeyType.EC_P256, role="same-name")
+    assert crypto.cn_of(same_name.cert.subject) == crypto.cn_of(pki.cert.subject)
+    assert crypto.ca_identity(renewed) == crypto.ca_identity(pki.cert)
+    assert crypto.ca_identity(same_name.cert) != crypto.ca_identity(pki.cert)
+    assert crypto.ca_identity(make_pki(cn="root-ca2").cert) != crypto.ca_identity(pki.cert)
+
+
 # --- exports ------------------------------------------------------------------------------------
 
 

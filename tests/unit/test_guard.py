@@ -107,6 +107,44 @@ def test_dropping_a_ca_is_guarded_whatever_the_acl(acl: AclMode) -> None:
     assert need is not None and "ca-dropped" in need.codes
 
 
+@pytest.mark.parametrize("acl", list(AclMode), ids=lambda m: m.value)
+def test_replacing_a_ca_by_its_same_key_renewal_drops_nothing(acl: AclMode) -> None:
+    renewed = crypto.renew_ca(CA.cert, CA.key, now=NOW + timedelta(days=1), days=7300)
+    observed = ssl_state(client_ca_pem=_pem(CA), acl=acl)
+    desired = DesiredSsl(client_ca_pem=crypto.cert_pem(renewed).decode())
+    the_plan = plan(desired, observed, instance_id="pgm-x")
+    assert [c.field for c in the_plan.changes] == ["client_ca"]
+    assert guard_need(the_plan, observed) is None
+    api = FakeApi(observed)
+    assert _apply(api, desired, None).applied  # type: ignore[attr-defined]  # no proof, no force
+    assert len(api.modify_calls) == 1
+
+
+def test_a_ca_of_the_same_name_with_another_key_still_counts_as_dropped(tmp_path: Path) -> None:
+    impostor = make_pki(KeyType.EC_P256, cn="root-ca1", role="same-name-other-key")
+    observed = ssl_state(client_ca_pem=_pem(CA), acl=AclMode.PREFER)
+    desired = DesiredSsl(client_ca_pem=_pem(impostor))
+    need = guard_need(plan(desired, observed, instance_id="pgm-x"), observed)
+    assert need is not None and need.codes == ("ca-dropped",)
+    api = FakeApi(observed)
+    with pytest.raises(LockoutGuard, match="drops 1 CA"):
+        _apply(api, desired, None)
+    old_cert, old_key, _ = _files(tmp_path, CA)  # CN=root-ca1 too, but signed by the old key
+    with pytest.raises(LockoutGuard, match="not issued by a CA the instance will trust"):
+        _apply(api, desired, Proof("alice", old_cert, old_key, Probes()))
+    assert api.modify_calls == []
+
+
+def test_a_certificate_of_the_previous_ca_proves_access_after_a_renewal(tmp_path: Path) -> None:
+    renewed = crypto.renew_ca(CA.cert, CA.key, now=NOW, days=7300)
+    api = FakeApi(ssl_state(client_ca_pem=_pem(CA), acl=AclMode.PREFER))
+    cert, key, _ = _files(tmp_path, CA)  # issued under the certificate being replaced
+    probes = Probes()
+    desired = DesiredSsl(client_ca_pem=crypto.cert_pem(renewed).decode(), acl=AclMode.CERT)
+    assert _apply(api, desired, Proof("alice", cert, key, probes)).applied  # type: ignore[attr-defined]
+    assert probes.calls == 1 and len(api.modify_calls) == 1
+
+
 def test_adding_a_ca_or_first_enabling_one_is_not_guarded() -> None:
     for before in (None, _pem(CA)):
         observed = ssl_state(client_ca_pem=before, acl=AclMode.PREFER if before else None)
