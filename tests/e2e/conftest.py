@@ -38,6 +38,8 @@ class Cloud:
             "ALIBABA_CLOUD_REGION_ID": self.emu.region,
             "RDSSSL_AUDIT_LOG": str(self.work / "audit.jsonl"),
             "ALICE_PASSWORD": ALICE_PASSWORD,
+            # what the emulator does (its profile, its timings), as a recorded profile would
+            "RDSSSL_SERVICE_PROFILE": str(self.emu.service_profile_file),
         }
 
     def cli(self, *args: str | Path, env: dict[str, str] | None = None) -> Result:
@@ -81,10 +83,22 @@ def make_cloud(tmp: Path, **emulator: object) -> Iterator[Cloud]:
         yield cloud
 
 
+PROFILES = ("documented", "pessimistic")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets `PROFILES = ...` runs its tests under each emulator profile (the
+    `emulator_profile` fixture); others run under `documented` only."""
+    if "emulator_profile" in metafunc.fixturenames:
+        profiles = getattr(metafunc.module, "PROFILES", ("documented",))
+        metafunc.parametrize("emulator_profile", profiles, scope="module")
+
+
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    """The module's emulator (real PostgreSQL, 0.3 s restarts, 0.2 s ACL locks)."""
-    yield from make_cloud(tmp_path_factory.mktemp("e2e"))
+def cloud(tmp_path_factory: pytest.TempPathFactory, emulator_profile: str) -> Iterator[Cloud]:
+    """The module's emulator (real PostgreSQL, 0.3 s restarts, 0.2 s ACL locks) under
+    `emulator_profile` (the module's `PROFILES`)."""
+    yield from make_cloud(tmp_path_factory.mktemp("e2e"), profile=emulator_profile)
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from cryptography.x509.oid import ObjectIdentifier
 from rdsssl import crypto
 from rdsssl.errors import ExitCode
 from tests.cli.helpers import invoke
-from tests.e2e.conftest import Cloud
+from tests.e2e.conftest import PROFILES, Cloud
+
+__all__ = ["PROFILES"]  # every test under each emulator profile (tests/e2e/conftest.py)
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

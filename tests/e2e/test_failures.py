@@ -15,7 +15,9 @@ from rdsssl.desired import resolve
 from rdsssl.emulator.pg_hba import render_hba
 from rdsssl.errors import ExitCode
 from rdsssl.models import DesiredState, InstanceSpec
-from tests.e2e.conftest import Cloud
+from tests.e2e.conftest import PROFILES, Cloud
+
+__all__ = ["PROFILES"]  # every test under each emulator profile (tests/e2e/conftest.py)
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from rdsssl import audit
 from rdsssl.emulator.faults import FAULT_KINDS
 from rdsssl.errors import ExitCode
 from tests.cli.helpers import invoke
-from tests.e2e.conftest import Cloud
+from tests.e2e.conftest import PROFILES, Cloud
+
+__all__ = ["PROFILES"]  # every test under each emulator profile (tests/e2e/conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
