@@ -72,6 +72,31 @@ class AuditLog:
         """A log that records nothing (library users who keep their own records)."""
         return cls(None)
 
+    def pending(self, instance: str) -> dict[str, Any] | None:
+        """The last line about `instance` when it records a change sent and never confirmed
+        (`sent`, or `interrupted`), else None. Reads only the end of the log."""
+        if self.path is None:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - _TAIL))
+                tail = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no log yet: nothing pending (a log that cannot be written is refused
+            # before any change, by check_writable)
+        except OSError as exc:
+            raise InputError(f"cannot read the audit log {self.path}: {exc.strerror}") from None
+        for raw in reversed(tail.splitlines()):
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue  # the first, cut line of the tail, or a damaged one
+            if isinstance(line, dict) and line.get("instance") == instance:
+                return line if line.get("outcome") in ("sent", "interrupted") else None
+        return None
+
     def check_writable(self) -> None:
         """InputError (exit 3) unless a line can be appended: checked before any mutating call,
         so a change is never made that the log cannot record."""
@@ -98,6 +123,7 @@ class AuditLog:
         after: dict[str, Any] | None = None,
         detail: str = "",
         now: datetime | None = None,
+        target: dict[str, Any] | None = None,
     ) -> None:
         """Append one line: time, instance, action, request id, fingerprints before and
         after, outcome (sent / ok / failed / timeout / interrupted ...), and a short detail.
@@ -115,6 +141,8 @@ class AuditLog:
             "outcome": outcome,
             "detail": detail,
         }
+        if target is not None:
+            line["target"] = target  # what a `sent` change should read back as
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
         make_private_dirs(self.path.parent)  # 0700, parents too
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -123,6 +151,9 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_TAIL = 256 * 1024  # how much of the log `pending` reads: the latest lines are what it needs
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from rdsssl.models import AclMode, InstanceInfo, Observation, SslModifyRequest, 
 from rdsssl.paths import instance_lock
 from rdsssl.probe import ProbeResult
 from rdsssl.waiters import (
+    DENSE,
     Progress,
     Reads,
     WaiterSpec,
@@ -140,6 +141,7 @@ class ApplyResult:
     elapsed: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
     before: SslState | None = None  # what the plan was made against
+    pending: str | None = None  # an earlier run's change, sent and not yet confirmed (its id)
 
 
 # ---------------------------------------------------------------- comparing
@@ -398,6 +400,23 @@ def fingerprints(ssl: SslState) -> dict[str, object]:
     }
 
 
+def target_fingerprints(request: SslModifyRequest, before: SslState) -> dict[str, object]:
+    """`fingerprints` of the state `request` leads to from `before` (what a sent change should
+    read back as: kept in its `sent` audit line, so that a later run can confirm it)."""
+    if request.client_ca_enabled is False:
+        return {"client_ca": [], "crl": [], "acl": None, "replication_acl": None}
+    now = fingerprints(before)
+    if request.client_ca_pem is not None:
+        now["client_ca"] = sorted(_fps(request.client_ca_pem, "the client CA sent"))
+    if request.crl_pem is not None:
+        now["crl"] = sorted(_fps(request.crl_pem, "the CRL sent"))
+    if request.acl is not None:
+        now["acl"] = request.acl.value
+    if request.replication_acl is not None:
+        now["replication_acl"] = request.replication_acl.value
+    return now
+
+
 def observe(api: RdsApi, instance_id: str) -> Reads:
     """What the waiters poll on one instance: DescribeDBInstanceSSL and
     DescribeDBInstanceAttribute as separate reads, so that `wait_until` makes one API call per
@@ -473,11 +492,16 @@ def apply(
     waiting = _Waiting(api, instance_id, timeout, settle, profile, sleep, clock, on_progress)
     held = instance_lock(instance_id) if lock and not dry_run else contextlib.nullcontext()
     with held:
+        earlier = audit.pending(instance_id)
+        pending = str(earlier.get("request_id") or "?") if earlier else None
+        confirmed = waiting.settle_pending(audit, now) if earlier and not dry_run else False
         info, ssl, notes = waiting.until_ready(dry_run=dry_run)
         the_plan = plan(
             desired, ssl, instance_id=instance_id, now=now, restart_margin=restart_margin
         )
-        if expected is not None and not same_plan(the_plan, expected):
+        shown_plan_holds = expected is None or same_plan(the_plan, expected)
+        if not shown_plan_holds and not (confirmed and the_plan.noop):
+            assert expected is not None  # confirming an earlier change may leave nothing to do
             raise PlanChanged(
                 f"{instance_id} changed since the plan was shown: it now needs "
                 f"{_describe_changes(the_plan)} instead of {_describe_changes(expected)}. "
@@ -485,7 +509,13 @@ def apply(
             )
         if the_plan.noop:
             return ApplyResult(
-                the_plan, False, dry_run, elapsed=clock() - started, final=ssl, before=ssl
+                the_plan,
+                False,
+                dry_run,
+                elapsed=clock() - started,
+                final=ssl,
+                before=ssl,
+                pending=None if confirmed else pending,
             )
 
         def validated(candidate: Plan) -> list[str]:
@@ -509,7 +539,13 @@ def apply(
         the_plan = replace(the_plan, warnings=tuple(warnings))
         if dry_run:
             return ApplyResult(
-                the_plan, False, True, elapsed=clock() - started, notes=notes, before=ssl
+                the_plan,
+                False,
+                True,
+                elapsed=clock() - started,
+                notes=notes,
+                before=ssl,
+                pending=pending,
             )
         if the_plan.crl_source is not None:  # signed only now, so dry runs leave the store alone
             assert the_plan.request is not None
@@ -597,6 +633,8 @@ class _Waiting:
         request_id: str | None,
         **extra: Any,
     ) -> None:
+        if outcome in ("sent", "interrupted") and the_plan.request is not None:
+            extra["target"] = target_fingerprints(the_plan.request, before)  # for a re-run
         audit.record(
             instance=self.instance_id,
             action="modify-ssl:" + ",".join(c.field for c in the_plan.changes),
@@ -654,20 +692,26 @@ class _Waiting:
                     )
                     raise
                 self.sleep(2.0 * attempt)
-                self._check_unchanged(before)
+                if self._check_unchanged(before, matches):
+                    request_id = exc.request_id or "(accepted before the error)"
+                    self.record(
+                        audit, the_plan, before, "sent", request_id,
+                        detail=f"taken despite {exc.code or type(exc).__name__}",
+                    )  # fmt: skip
+                    return request_id, False
                 continue
             self.record(audit, the_plan, before, "sent", request_id)
             return request_id, False
         raise AssertionError("unreachable")
 
-    def _taken(self, matches: Callable[[SslState], bool], before: SslState) -> bool | None:
-        """After a failed Modify: did the service take the change anyway? Watches the instance
-        for `settle` seconds: a change in progress is waited out and judged by its read-back
-        (True: taken, and seen in progress); a read-back that already shows the change counts
-        as taken (False: not seen in progress); a quiet instance that still reads as before
-        for the whole period means it was not taken (None)."""
+    def _watch(
+        self, matches: Callable[[SslState], bool], before: dict[str, object]
+    ) -> tuple[str, SslState | None]:
+        """Watch the instance for `settle` seconds for a change that `matches` describes:
+        `seen` (it went through a restart or lock, now over, and reads back: the state is
+        returned), `shown` (its values read back, no progress seen yet), `other` (a change ran
+        and the read-back is something else), `quiet` (nothing but `before` all along)."""
         deadline = self.clock() + self.settle
-        before_fps = fingerprints(before)
         while True:
             try:
                 info = self.api.describe_instance(self.instance_id)
@@ -679,27 +723,82 @@ class _Waiting:
                 if info.status != "Running" or ssl.last_modify_status == "setting":
                     obs = self._wait(instance_ready())
                     after = obs.ssl or self.api.describe_ssl(self.instance_id)
-                    if matches(after):
-                        return True
-                    raise PlanChanged(
-                        f"{self.instance_id}: another change ran on the instance while this one "
-                        "was being sent; nothing more was sent. Run the command again to see "
-                        "the new plan"
-                    )
-                if matches(ssl) and fingerprints(ssl) != before_fps:
-                    return False
+                    return ("seen" if matches(after) else "other"), after
+                if matches(ssl) and fingerprints(ssl) != before:
+                    return "shown", ssl
+                if fingerprints(ssl) != before:
+                    return "other", ssl
             if self.clock() >= deadline:
-                return None
+                return "quiet", None
             self.sleep(min(1.0, max(0.0, deadline - self.clock())))
 
-    def _check_unchanged(self, before: SslState) -> None:
-        """Before a re-send: the instance must still hold what the plan was made against."""
+    def _taken(self, matches: Callable[[SslState], bool], before: SslState) -> bool | None:
+        """After a failed Modify: did the service take the change anyway? True: taken and seen
+        in progress; False: taken, its values read back; None: the instance stayed as it was
+        for the whole settle period, so it was not taken. Another change: `PlanChanged`."""
+        verdict, _ = self._watch(matches, fingerprints(before))
+        if verdict == "other":
+            raise PlanChanged(
+                f"{self.instance_id}: another change ran on the instance while this one was "
+                "being sent; nothing more was sent. Run the command again to see the new plan"
+            )
+        return {"seen": True, "shown": False}.get(verdict)
+
+    def _check_unchanged(self, before: SslState, matches: Callable[[SslState], bool]) -> bool:
+        """Before a re-send: True when the change shows up after all (it was taken: send
+        nothing more); `PlanChanged` when the instance holds something else than what the plan
+        was made against; False when it is unchanged (send again)."""
         ssl = self.api.describe_ssl(self.instance_id)
+        if matches(ssl) and fingerprints(ssl) != fingerprints(before):
+            return True
         if fingerprints(ssl) != fingerprints(before):
             raise PlanChanged(
                 f"{self.instance_id} changed while this change was being sent; nothing more "
                 "was sent. Run the command again to see the new plan"
             )
+        return False
+
+    def settle_pending(self, audit: AuditLog, now: datetime) -> bool:
+        """A change an earlier run sent and never confirmed (its `sent` line is the last one
+        for this instance: the run was killed, interrupted or used --no-wait) is confirmed
+        first, with the same evidence as any wait, so that a re-run neither sends it again
+        while the service still hides it (status lag) nor calls it done too early (early
+        read-back). Its outcome line is written now."""
+        line = audit.pending(self.instance_id)
+        if line is None or not isinstance(line.get("target"), dict):
+            return False
+        target: dict[str, object] = line["target"]
+        rid = line.get("request_id")
+        before = line.get("before") if isinstance(line.get("before"), dict) else {}
+
+        def matches(ssl: SslState) -> bool:
+            return fingerprints(ssl) == target
+
+        def record(outcome: str, detail: str, after: SslState | None = None) -> None:
+            audit.record(
+                instance=self.instance_id,
+                action=str(line.get("action", "modify-ssl")),
+                outcome=outcome,
+                request_id=str(rid) if rid else None,
+                before=before,
+                after=fingerprints(after) if after is not None else {},
+                detail=detail,
+                now=now,
+            )
+
+        verdict, ssl = self._watch(matches, before or {})
+        if verdict == "shown":  # its values read back: the usual evidence before calling it done
+            obs = self._wait(ssl_applied(matches, settle=self.settle))
+            verdict, ssl = "seen", obs.ssl
+        if verdict == "seen" and ssl is not None and ssl.last_modify_status == "failed":
+            record("failed", f"confirmed by a later run: {ssl.modify_status_reason}", ssl)
+        elif verdict == "seen":
+            record("ok", "confirmed by a later run", ssl)
+        elif verdict == "other":
+            record("superseded", "another change ran on the instance since", ssl)
+        else:
+            record("not-seen", f"no trace of it after {self.settle:g}s; planning afresh")
+        return True
 
     def confirm(
         self, the_plan: Plan, before: SslState, request_id: str, audit: AuditLog, *, seen: bool
@@ -714,6 +813,7 @@ class _Waiting:
             stale_failure=stale_failure,
             expected=self.profile.expected(restarts=request.restarts),
             settle=self.settle,
+            dense=self.profile.dense_interval(restarts=request.restarts, cap=DENSE),
         )
         try:
             obs = self._wait(spec, seen=seen)

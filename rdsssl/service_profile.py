@@ -80,9 +80,19 @@ class ServiceProfile:
         """When a change is expected to be live, in seconds after the call returned: the lag,
         the early read-back, then the restart (client CA, CRL, SSL) or the ACL lock."""
         lag = (self.status_lag_seconds or 0.0) + (self.early_readback_seconds or 0.0)
+        return lag + self.phase(restarts=restarts)
+
+    def phase(self, *, restarts: bool) -> float:
+        """How long the instance stays visibly busy (the restart or the ACL lock), without the
+        lag before it shows."""
         if restarts or self.acl_change_restarts:
-            return lag + (self.restart_seconds or DEFAULT_RESTART)
-        return lag + (self.acl_lock_seconds or DEFAULT_ACL_LOCK)
+            return self.restart_seconds or DEFAULT_RESTART
+        return self.acl_lock_seconds or DEFAULT_ACL_LOCK
+
+    def dense_interval(self, *, restarts: bool, cap: float) -> float:
+        """The waiter's dense interval: `cap` (close enough to return within 2 s), or a third
+        of a short busy phase, so that a change that is busy only briefly is seen busy."""
+        return min(cap, max(0.05, self.phase(restarts=restarts) / 3))
 
     def to_json(self) -> dict[str, Any]:
         """The file's shape (format 1)."""

@@ -118,6 +118,7 @@ class WaiterSpec:
     timeout: float = DEFAULT_TIMEOUT
     expected: float | None = None
     settle: float | None = None
+    dense: float | None = None  # the dense interval; default DENSE, or expected / 4 if smaller
 
     def delay_for(self, attempt: int, rng: random.Random) -> float:
         """The sleep after poll number `attempt` (1-based): capped exponential, then jitter."""
@@ -128,6 +129,8 @@ class WaiterSpec:
     @property
     def _dense(self) -> float:
         assert self.expected is not None
+        if self.dense is not None:
+            return self.dense
         return min(DENSE, max(0.05, self.expected / 4))
 
     @property
@@ -242,6 +245,7 @@ def ssl_applied(
     timeout: float = DEFAULT_TIMEOUT,
     expected: float | None = None,
     settle: float = 10.0,
+    dense: float | None = None,
 ) -> WaiterSpec:
     """After ModifyDBInstanceSSL: the change counts as applied only with evidence. It was seen
     in progress (a status other than Running, or LastModifyStatus `setting`) and then finished:
@@ -271,6 +275,7 @@ def ssl_applied(
         timeout=timeout,
         expected=expected,
         settle=settle,
+        dense=dense,
     )
 
 

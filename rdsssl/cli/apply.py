@@ -26,6 +26,7 @@ import click
 
 from rdsssl import fleet
 from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     MutatingOptions,
@@ -94,6 +95,13 @@ class Outcome:
         return guard_reason(self.preview.plan, self.preview.before)
 
     @property
+    def needs_run(self) -> bool:
+        """Something to send, or an earlier run's change to confirm first."""
+        return self.preview is not None and (
+            not self.preview.plan.noop or self.preview.pending is not None
+        )
+
+    @property
     def status(self) -> str:
         """One word for summaries: failed, changed, sent, planned, up-to-date."""
         if self.error is not None:
@@ -148,11 +156,12 @@ def error_json(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": " ".join(message.split()), "exit_code": code}
 
 
-def preview_one(api: RdsApi, outcome: Outcome) -> Outcome:
-    """The plan, validated locally: a dry run (Describe calls only), guard not yet applied."""
+def preview_one(api: RdsApi, outcome: Outcome, audit: AuditLog | None = None) -> Outcome:
+    """The plan, validated locally: a dry run (Describe calls only), guard not yet applied.
+    With `audit`, an earlier run's unconfirmed change is reported (`preview.pending`)."""
     assert outcome.desired is not None
     outcome.preview = service_apply(
-        api, outcome.instance_id, outcome.desired, dry_run=True, force=True
+        api, outcome.instance_id, outcome.desired, dry_run=True, force=True, audit=audit
     )
     return outcome
 
@@ -290,7 +299,13 @@ def _file_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _plan_all(
-    app: App, path: Path, passphrase_file: Path | None, *, concurrency: int, rate: float
+    app: App,
+    path: Path,
+    passphrase_file: Path | None,
+    *,
+    concurrency: int,
+    rate: float,
+    audit: AuditLog | None = None,
 ) -> list[tuple[Outcome, RdsApi]]:
     """Load the file, select the instances, and make every plan (reads only, concurrently)."""
     state = load_desired_state(path)
@@ -310,17 +325,23 @@ def _plan_all(
 
     def plan_item(outcome: Outcome, _sleep: Callable[[float], None]) -> Outcome:
         n = index[outcome.instance_id]
-        return captured(partial(_plan_entry, builder, planned[n][1], specs[n]))(outcome)
+        entry = partial(_plan_entry, builder, planned[n][1], specs[n], audit=audit)
+        return captured(entry)(outcome)
 
     run_each([o for o, _ in planned], plan_item, concurrency=concurrency)
     return planned
 
 
 def _plan_entry(
-    builder: DesiredBuilder, api: RdsApi, spec: InstanceSpec, outcome: Outcome
+    builder: DesiredBuilder,
+    api: RdsApi,
+    spec: InstanceSpec,
+    outcome: Outcome,
+    *,
+    audit: AuditLog | None = None,
 ) -> Outcome:
     outcome.desired = builder.for_spec(spec)
-    return preview_one(api, outcome)
+    return preview_one(api, outcome, audit)
 
 
 def _show(outcome: Outcome, *, echo: Callable[[str], None]) -> None:
@@ -406,10 +427,12 @@ def apply_cmd(
     """
     app = get_app()
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
-    planned = _plan_all(app, path, passphrase_file, concurrency=concurrency, rate=rate)
+    planned = _plan_all(
+        app, path, passphrase_file, concurrency=concurrency, rate=rate, audit=opts.audit
+    )
     for outcome, _ in planned:
         _show(outcome, echo=app.info)
-    todo = [(o, api) for o, api in planned if o.preview and not o.preview.plan.noop]
+    todo = [(o, api) for o, api in planned if o.preview and o.needs_run]
     if todo and not opts.dry_run and not opts.yes and app.interactive:
         question = f"Apply the changes to {len(todo)} instance(s)?"
         if not click.confirm(question, default=False, err=True):

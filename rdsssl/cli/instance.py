@@ -190,7 +190,7 @@ def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, A
     """The one path of every mutating instance command (see the module docstring)."""
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
     api = make_api(app)
-    outcome = preview_one(api, Outcome(instance_id, "command line", desired))
+    outcome = preview_one(api, Outcome(instance_id, "command line", desired), opts.audit)
     assert outcome.preview is not None
     the_plan = outcome.preview.plan
     if not confirm_plan(app, the_plan, opts):
@@ -201,7 +201,12 @@ def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, A
             proof = "the real run needs a successful --probe-* or --force"
         note = "skipped (--force)" if opts.force else proof
         app.info(f"  lockout guard: {outcome.guard}; {note}")
-    if the_plan.noop or opts.dry_run:
+    if outcome.preview.pending is not None and not opts.dry_run:
+        app.info(
+            f"{instance_id}: a change sent earlier (RequestId {outcome.preview.pending}) is not "
+            "confirmed yet: confirming it first"
+        )
+    if (the_plan.noop and not outcome.needs_run) or opts.dry_run:
         if opts.dry_run and not the_plan.noop:
             app.info(f"{instance_id}: dry run, nothing sent")
         return finish(app, {**outcome_json(outcome), "dry_run": opts.dry_run}, None)

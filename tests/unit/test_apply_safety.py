@@ -86,7 +86,7 @@ def test_if_the_instance_changed_meanwhile_nothing_more_is_sent() -> None:
         return original(instance_id)
 
     api.describe_ssl = someone_else  # type: ignore[method-assign]
-    with pytest.raises(PlanChanged, match="changed"):
+    with pytest.raises(PlanChanged, match="another change ran on the instance"):
         _run(api, DesiredSsl(client_ca_pem=PEM2), force=True)
     assert len(api.modify_calls) == 1
 
@@ -184,3 +184,75 @@ def test_the_instance_lock_says_who_holds_it() -> None:
 def test_an_instance_id_that_is_not_one_is_refused() -> None:
     with pytest.raises(InputError, match="not a valid RDS instance id"):
         instance_lock("../etc/passwd")
+
+
+# ------------------------------------------------------------------ re-run to confirm
+
+
+def _sent_then_killed(tmp_path: Path, api: FakeApi) -> AuditLog:
+    """A run that sent the CA change and was killed before its outcome line."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    real = api.modify_ssl
+
+    def killed(request):  # type: ignore[no-untyped-def]
+        real(request)
+        raise KeyboardInterrupt  # after the call: its `sent` line may or may not be written
+
+    api.modify_ssl = killed  # type: ignore[method-assign]
+    t = FakeTime()
+    with pytest.raises(KeyboardInterrupt):
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=PEM), audit=log, sleep=t.sleep,
+              clock=t.clock)  # fmt: skip
+    api.modify_ssl = real  # type: ignore[method-assign]
+    return log
+
+
+def _sent_line(log: AuditLog, api: FakeApi) -> None:
+    """Write the `sent` line a killed run leaves (the kill above came before it)."""
+    from rdsssl.service import fingerprints, target_fingerprints
+    from rdsssl.service import plan as make_plan
+
+    before = dataclasses.replace(api.ssl, client_ca_pem=None)
+    shown = make_plan(DesiredSsl(client_ca_pem=PEM), before, instance_id="pgm-x")
+    assert shown.request is not None
+    log.record(
+        instance="pgm-x",
+        action="modify-ssl:client_ca",
+        outcome="sent",
+        request_id="req-1",
+        before=fingerprints(before),
+        target=target_fingerprints(shown.request, before),
+    )
+
+
+def test_a_re_run_confirms_a_change_an_earlier_run_sent_and_sends_nothing(tmp_path: Path) -> None:
+    api = FakeApi(ssl_state())
+    log = _sent_then_killed(tmp_path, api)
+    _sent_line(log, api)
+    dry = _run(api, DesiredSsl(client_ca_pem=PEM), dry_run=True, audit=log)
+    assert dry.pending == "req-1"  # type: ignore[attr-defined]
+    assert audit.read(log.path)[-1]["outcome"] == "sent"  # type: ignore[arg-type]  # a dry run writes nothing
+    result = _run(api, DesiredSsl(client_ca_pem=PEM), audit=log)
+    assert not result.applied and len(api.modify_calls) == 1  # type: ignore[attr-defined]
+    last = audit.read(log.path)[-1]  # type: ignore[arg-type]
+    assert (last["outcome"], last["request_id"]) == ("ok", "req-1")
+    assert last["detail"] == "confirmed by a later run"
+
+
+def test_a_sent_change_that_never_shows_is_recorded_and_planned_afresh(tmp_path: Path) -> None:
+    api = FakeApi(ssl_state())
+    log = AuditLog(tmp_path / "audit.jsonl")
+    _sent_line(log, api)  # the line says it was sent; the instance never shows it
+    result = _run(api, DesiredSsl(client_ca_pem=PEM), audit=log)
+    assert result.applied and len(api.modify_calls) == 1  # type: ignore[attr-defined]
+    outcomes = [line["outcome"] for line in audit.read(log.path)]  # type: ignore[arg-type]
+    assert outcomes == ["sent", "not-seen", "sent", "ok"]
+
+
+def test_a_sent_change_superseded_by_another_is_recorded_as_such(tmp_path: Path) -> None:
+    api = FakeApi(ssl_state(client_ca_pem=PEM2))  # someone configured another CA meanwhile
+    log = AuditLog(tmp_path / "audit.jsonl")
+    _sent_line(log, api)
+    _run(api, DesiredSsl(acl=AclMode.PREFER), audit=log, force=True)
+    outcomes = [line["outcome"] for line in audit.read(log.path)]  # type: ignore[arg-type]
+    assert outcomes[:2] == ["sent", "superseded"]
