@@ -100,6 +100,7 @@ __all__ = [
     "SavedFiles",
     "Step",
     "by_hand",
+    "check_out",
     "describe_steps",
     "planned_steps",
     "preflight",
@@ -188,7 +189,38 @@ def preflight(api: RdsApi, instance_id: str) -> Original:
         )
     if not (ssl.connection_string or info.connection_string):
         raise InputError(f"{instance_id} reports no connection string to name in the calls")
+    if _carries_temporary_ca(ssl.client_ca_pem):
+        raise InputError(
+            f"{instance_id} still has the recorder's temporary client CA: an earlier recording "
+            "was not restored. Restore it first from that run's FILE.original.json (it lists "
+            "the commands), then record again"
+        )
     return Original(info, ssl)
+
+
+def _carries_temporary_ca(pem: str | None) -> bool:
+    if not pem:
+        return False
+    try:
+        certs = crypto.load_certificates(pem.encode("utf-8"), source="the client CA")
+    except RdsSslError:
+        return False
+    return any((crypto.cn_of(c.subject) or "") in _CA_NAMES for c in certs)
+
+
+def check_out(out: Path) -> SavedFiles:
+    """InputError unless `out` can be written and no earlier run left its saved originals
+    next to it (they may be the only record of the instance's real settings)."""
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: the directory {out.parent} does not exist")
+    saved = SavedFiles.next_to(out)
+    if saved.existing():
+        raise InputError(
+            f"{saved.existing()[0]} exists: an earlier recording did not finish restoring its "
+            "instance. Restore it with the commands in that file (or check that it is "
+            "restored: rdsssl instance show ID), remove the file, then record again"
+        )
+    return saved
 
 
 @dataclass(frozen=True)
@@ -355,7 +387,6 @@ def _signature(ssl: SslState) -> tuple[object, ...]:
 class _Measured:
     multi_ca_bundle: bool | None = None
     acl_change_restarts: bool | None = None
-    acl_restart_evidence: str | None = None
     busy_error: tuple[str, int] | None = None
     not_found_http_status: int | None = None
     url_limit: tuple[int | None] | None = None  # (value,) once measured: the value may be None
@@ -510,19 +541,23 @@ class _Session:
                 "CRLF" if crlf else "LF"
             )
             try:
-                samples, final = self._change("ca_change", request, busy_probe=True)
-            except ApiError as exc:
+                before = self._start(request)
+            except ApiError as exc:  # the call itself: a refusal changed nothing
                 if not self._is_refusal(exc):
                     raise
                 refused[(kind, crlf)] = exc
                 self.notes.append(f"{label} was refused: {exc.code or exc}")
                 continue
+            try:
+                samples = self._watch("ca_change", before, request)
             except ChangeFailed as exc:
                 if kind != "bundle":
                     raise
                 bundle_ok = False
                 self.notes.append(f"{label} was accepted, then failed: {exc}")
                 continue
+            assert self.last_ssl is not None
+            final = self.last_ssl
             read = _fps(final.client_ca_pem)
             if kind == "bundle":
                 bundle_ok = fp1 in read and fp2 in read
@@ -573,7 +608,9 @@ class _Session:
         after = self._facts(0) if before is not None else None
         if before is not None and after is not None:
             self.m.acl_change_restarts = after.started != before.started
-            self.m.acl_restart_evidence = "pg_postmaster_start_time() before and after"
+            self.notes.append(
+                "acl_change_restarts: measured, pg_postmaster_start_time() before and after"
+            )
             return
         restart_words = restart_statuses(samples)
         ca_busy = self.m.ca_timing.busy if self.m.ca_timing else None
@@ -590,20 +627,22 @@ class _Session:
         else:
             self.notes.append("acl_change_restarts: no probe connection and no busy phase seen")
             return
-        self.m.acl_restart_evidence = evidence
         self.notes.append(f"acl_change_restarts: {evidence}")
 
     # -- one observed change
 
-    def _change(
-        self, label: str, request: SslModifyRequest, *, busy_probe: bool = False
-    ) -> tuple[list[Sample], SslState]:
+    def _change(self, label: str, request: SslModifyRequest) -> tuple[list[Sample], SslState]:
         """Send `request` and sample the instance until the change is done (module doc)."""
-        before = self._read_ssl()
-        self._send(request)
-        samples = self._watch(label, before, request if busy_probe else None)
+        before = self._start(request)
+        samples = self._watch(label, before, None)
         assert self.last_ssl is not None
         return samples, self.last_ssl
+
+    def _start(self, request: SslModifyRequest) -> SslState:
+        """Read the instance (what "old" means for the samples), then send `request`."""
+        before = self._read_ssl()
+        self._send(request)
+        return before
 
     def _watch(
         self, label: str, before: SslState, busy_request: SslModifyRequest | None
@@ -617,17 +656,9 @@ class _Session:
         while True:
             sample, ssl = self._sample(start, before)
             samples.append(sample)
-            if sample.key() != shown:
+            if sample.key() != shown:  # progress: each new state once
                 shown = sample.key()
-                opts.info(
-                    f"{label}: {sample.t:.1f}s "
-                    + (
-                        f"error {sample.error}"
-                        if sample.error
-                        else f"{sample.status} / {sample.last_modify_status or '-'} / "
-                        f"read-back {sample.readback}"
-                    )
-                )
+                opts.info(f"{label}: {sample.describe()}")
             stale = before.last_modify_status == MODIFY_FAILED and not seen
             if ssl is not None and ssl.last_modify_status == MODIFY_FAILED and not stale:
                 raise ChangeFailed(
@@ -795,6 +826,7 @@ def _save_original(original: Original, saved: SavedFiles) -> None:
         "crl_pem": ssl.crl_pem,
         "acl": _acl_text(ssl.acl) or None,
         "replication_acl": _acl_text(ssl.replication_acl) or None,
+        "restore_commands": by_hand(original, saved),
     }
     try:
         atomic_write(saved.json, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
@@ -970,13 +1002,11 @@ def record(
     KeyboardInterrupt (Ctrl-C, SIGTERM) restores first; a second one abandons the restore.
     """
     opts = options or Options()
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: the directory {out.parent} does not exist")
+    saved = check_out(out)
     held = instance_lock(instance_id) if opts.lock else contextlib.nullcontext()
     with held, tempfile.TemporaryDirectory(prefix="rdsssl-record-") as tmp:
         original = preflight(api, instance_id)
         pki = _Pki.make(Path(tmp), opts.probe_user, now=opts.now())
-        saved = SavedFiles.next_to(out)
         _save_original(original, saved)
         session = _Session(api, original, pki, opts)
         try:

@@ -63,6 +63,13 @@ class Sample:
             and self.readback == NEW
         )
 
+    def describe(self) -> str:
+        """One line for a progress display."""
+        if self.error is not None:
+            return f"{self.t:.1f}s error {self.error}"
+        lms = self.last_modify_status or "-"
+        return f"{self.t:.1f}s {self.status} / {lms} / read-back {self.readback}"
+
     def key(self) -> tuple[str, str, str, str | None]:
         """What a progress display compares to decide whether something changed."""
         return (self.status, self.last_modify_status, self.readback, self.error)

@@ -115,8 +115,7 @@ def record_cmd(
         password = os.environ.get(probe_password_env)
         if not password:
             raise ConfigError(f"environment variable {probe_password_env} is not set")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: the directory {out.parent} does not exist")
+    recorder.check_out(out)
     api = AliyunRdsApi(
         ApiSettings.from_env(region=app.region, endpoint=app.endpoint, profile=app.profile)
     )

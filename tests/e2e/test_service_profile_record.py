@@ -23,7 +23,7 @@ import pytest
 from rdsssl import crypto, service_profile
 from rdsssl.api import AliyunRdsApi
 from rdsssl.emulator.profiles import load_profile
-from rdsssl.errors import ApiError
+from rdsssl.errors import ApiError, InputError
 from rdsssl.models import AclMode, SslModifyRequest, SslState
 from rdsssl.profile_recorder import Options, SavedFiles, record
 from tests.cli.helpers import invoke
@@ -88,11 +88,11 @@ def no_client_ca(cloud: Cloud) -> None:
     assert applied is not None and applied.client_ca_pem is None
 
 
-def install_original(cloud: Cloud) -> SslState:
+def install_original(cloud: Cloud, cn: str = "users-ca") -> SslState:
     """A client CA (not the recorder's), its CRL and ACLs cert / verify-ca, in one call."""
     now = datetime.now(timezone.utc)
     key = crypto.generate_key()
-    ca = crypto.make_ca(key, cn="users-ca", now=now)
+    ca = crypto.make_ca(key, cn=cn, now=now)
     crl = crypto.build_crl(ca, key, [], number=1, now=now)
     api = cloud.api()
     api.modify_ssl(
@@ -271,9 +271,10 @@ def test_a_second_ctrl_c_abandons_the_restore_and_says_how_to_finish_by_hand(
     saved = SavedFiles.next_to(out)
     assert sorted(saved.existing()) == sorted([saved.json, saved.ca, saved.crl])
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in saved.existing())
-    # the commands in the report restore the instance
+    # the commands in the report (and in the saved file) restore the instance
     commands = report.split("restore them by hand with: ", 1)[1].split("; ")
     assert len(commands) == 3
+    assert json.loads(saved.json.read_text())["restore_commands"] == commands
     wait_idle(cloud.api(), cloud.iid)
     for command in commands:
         args = shlex.split(command)
@@ -363,3 +364,23 @@ def test_a_probe_user_needs_its_password_variable(cloud: Cloud, tmp_path: Path) 
     result = cloud.cli(*args, "--yes", "--probe-user", "alice", "--probe-password-env", "NOPE")
     assert result.exit_code == 3 and "NOPE is not set" in result.stderr
     assert cloud.emu.requests == []
+
+
+def test_an_unfinished_earlier_recording_is_not_overwritten(cloud: Cloud, tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    leftover = SavedFiles.next_to(out).json
+    leftover.write_text('{"client_ca_pem": "the only copy"}')
+    result = cloud.cli("service-profile", "record", cloud.iid, "--out", out, "--throwaway", "--yes")
+    assert result.exit_code == 3
+    assert "did not finish restoring" in result.stderr
+    assert leftover.read_text() == '{"client_ca_pem": "the only copy"}'
+    assert cloud.emu.requests == []
+
+
+def test_an_instance_left_with_the_temporary_ca_is_refused(cloud: Cloud, tmp_path: Path) -> None:
+    install_original(cloud, cn="rdsssl profile recorder CA 1")
+    before = len(cloud.mutating())
+    with pytest.raises(InputError, match="still has the recorder's temporary client CA"):
+        record(cloud.api(), cloud.iid, out=tmp_path / "p.json", options=Messages().options())
+    assert len(cloud.mutating()) == before
+    assert SavedFiles.next_to(tmp_path / "p.json").existing() == []

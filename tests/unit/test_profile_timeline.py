@@ -84,6 +84,8 @@ def test_failed_polls_are_kept_in_the_sequence_but_ignored_by_the_analysis() -> 
         "last_modify_status": "setting",
         "readback": NEW,
     }
+    assert samples[0].describe() == "0.0s error IncorrectDBInstanceState"
+    assert samples[2].describe() == "2.0s Running / success / read-back new"
     timing = analyse(samples)
     assert (timing.status_lag, timing.busy) == (1.0, 1.0)
 
