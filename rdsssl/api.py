@@ -22,6 +22,12 @@ Decisions (see docs/aliyun-rds-ssl-api.md):
 - Endpoint override: `http://host:port` -> plain HTTP; `https://host[:port]` -> HTTPS; a bare
   `host[:port]` -> HTTP for loopback hosts (127.0.0.0/8, ::1, localhost: the emulator) and HTTPS
   otherwise. Without an override the SDK's default endpoint for the region is used.
+- `request_target_fits` (only `rdsssl service-profile record` uses it) measures the gateway's
+  URL limit with a DescribeDBInstanceSSL padded through `OwnerAccount`, a parameter of the SDK's
+  own request model, so the call takes the SDK's ordinary path (no hand-built request); a dummy
+  parameter would need `call_api` with hand-made Params. The gateway judges the request line
+  before any parameter, so any JSON answer (success or a service error about the odd owner
+  account) means the length passed; only a non-JSON 4xx page (Tengine's HTML 414) means too long.
 - Credentials: explicit `profile` (--profile) > ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET (and
   _SECURITY_TOKEN), read when the adapter is built, not when the credentials package was imported >
   ALIBABA_CLOUD_PROFILE > the package's default chain (OIDC, CLI profile, credentials.ini, ECS RAM
@@ -43,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from tenacity import (
     Retrying,
@@ -456,6 +462,32 @@ class AliyunRdsApi:
                 f"cannot download the server CA from {url}: {reason} — check the network",
                 action="ServerCAUrl", retryable=retryable,
             ) from None
+
+    def request_target_fits(self, instance_id: str, target_bytes: int) -> bool:
+        """Whether a DescribeDBInstanceSSL whose request target (`/?` + query, what an HTTP
+        server's URL limit counts) is exactly `target_bytes` long gets past the gateway.
+
+        The SDK sends `/?` + urlencode(DBInstanceId, OwnerAccount) (darabonba `compose_url`);
+        the padding is letters, which urlencode leaves alone, so the length is exact. Raises
+        ApiError for transport failures and 5xx pages: those say nothing about the length.
+        """
+        base = len("/?" + urlencode({"DBInstanceId": instance_id, "OwnerAccount": ""}))
+        pad = target_bytes - base
+        if pad < 1:
+            raise ValueError(f"a request target of {target_bytes} bytes is below the minimum")
+        request = self._models.DescribeDBInstanceSSLRequest(
+            dbinstance_id=instance_id, owner_account="a" * pad
+        )
+        try:
+            self._call("DescribeDBInstanceSSL",
+                       lambda: self._client.describe_dbinstance_ssl(request))
+        except ApiUnreachable as exc:
+            if exc.http_status is not None and 400 <= exc.http_status < 500:
+                return False  # a gateway page (HTML 414): the request line was too long
+            raise
+        except ApiError:
+            return True  # the service itself answered: the length passed the gateway
+        return True
 
     # -- writes (not retried except where the service surely refused them)
 

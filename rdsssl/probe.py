@@ -13,16 +13,19 @@ import enum
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rdsssl.errors import ConfigError
 
 if TYPE_CHECKING:  # the Protocol only: importing rdsssl.api here would slow `import rdsssl`
     from rdsssl.api import RdsApi
+
+T = TypeVar("T")
 
 
 class ProbeOutcome(str, enum.Enum):
@@ -172,6 +175,73 @@ def probe(
     libpq value that disables it) so `~/.postgresql/` defaults never change the answer.
     `sslmode="disable"` probes what a client without SSL gets.
     """
+
+    def select_one(conn: Any) -> None:
+        conn.execute("SELECT 1")
+
+    result, _ = _session(
+        target, select_one, user=user, cert=cert, key=key, root_cert=root_cert,
+        password=password, sslmode=sslmode, timeout=timeout,
+    )  # fmt: skip
+    return result
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What one probe session learned about the server (`server_facts`)."""
+
+    started: datetime  # pg_postmaster_start_time(): it moves only when PostgreSQL restarts
+    tls_version: str | None  # the negotiated protocol, e.g. "TLSv1.2"; None without SSL
+
+
+# pg_stat_ssl shows this very session's handshake; psycopg 3.3 has no PQsslAttribute wrapper.
+_FACTS_SQL = (
+    "SELECT pg_postmaster_start_time(), "
+    "(SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid())"
+)
+
+
+def server_facts(
+    target: ProbeTarget,
+    *,
+    user: str,
+    cert: Path | None = None,
+    key: Path | None = None,
+    root_cert: Path | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[ProbeResult, ServerFacts | None]:
+    """A verify-full probe that also reads when PostgreSQL last started and the negotiated TLS
+    version (`rdsssl service-profile record`: does an ACL change restart the server?). The
+    facts are None when the connection failed; the result says why."""
+
+    def read(conn: Any) -> ServerFacts:
+        row = conn.execute(_FACTS_SQL).fetchone()
+        protocol = getattr(conn.pgconn, "ssl_attribute", None)  # newer psycopg: the client's view
+        version = protocol(b"protocol") if protocol is not None else None
+        if isinstance(version, bytes):
+            return ServerFacts(row[0], version.decode())
+        return ServerFacts(row[0], None if row[1] is None else str(row[1]))
+
+    return _session(
+        target, read, user=user, cert=cert, key=key, root_cert=root_cert, password=password,
+        sslmode="verify-full", timeout=timeout,
+    )  # fmt: skip
+
+
+def _session(
+    target: ProbeTarget,
+    work: Callable[[Any], T],
+    *,
+    user: str,
+    cert: Path | None,
+    key: Path | None,
+    root_cert: Path | None,
+    password: str | None,
+    sslmode: str,
+    timeout: float,
+) -> tuple[ProbeResult, T | None]:
+    """One connection running `work(conn)`, classified; `work`'s value when it connected."""
     import psycopg  # imported here: local PKI commands never pay for it
 
     started = time.monotonic()
@@ -181,7 +251,7 @@ def probe(
             outcome = classify(problem)
             if outcome is ProbeOutcome.ERROR:
                 outcome = ProbeOutcome.KEY_PERMISSIONS
-            return ProbeResult(outcome, target, user, problem, 0.0, sslmode)
+            return ProbeResult(outcome, target, user, problem, 0.0, sslmode), None
     params: dict[str, str | int] = {
         "host": target.host,
         "port": target.port,
@@ -201,9 +271,10 @@ def probe(
         params["password"] = password
     else:
         params["passfile"] = _NO_FILE  # never pick up ~/.pgpass silently
+    value: T | None = None
     try:
         with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
-            conn.execute("SELECT 1")
+            value = work(conn)
             detail = f"connected as {user} (ssl={'on' if conn.info.pgconn.ssl_in_use else 'off'})"
         outcome = ProbeOutcome.OK
     except psycopg.Error as exc:
@@ -211,7 +282,9 @@ def probe(
         if password:
             detail = detail.replace(password, "***")
         outcome = classify(detail)
-    return ProbeResult(outcome, target, user, detail, time.monotonic() - started, sslmode)
+        value = None
+    elapsed = time.monotonic() - started
+    return ProbeResult(outcome, target, user, detail, elapsed, sslmode), value
 
 
 # ---------------------------------------------------------------- probing an instance

@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("rdsssl.cli.apply:apply_cmd", "Make instances match a desired-state file."),
     "rotate": ("rdsssl.cli.rotate:rotate", "Two-phase client CA rotation with rollback."),
     "check": ("rdsssl.cli.check:check_cmd", "Expiry and drift checks (Nagios-style exit codes)."),
+    "service-profile": (
+        "rdsssl.cli.service_profile:service_profile",
+        "Record what the RDS service does, on a throwaway instance.",
+    ),
 }
 
 
