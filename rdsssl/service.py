@@ -448,6 +448,37 @@ def _read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
     return matches
 
 
+def confirm_earlier(
+    api: RdsApi,
+    instance_id: str,
+    audit: AuditLog,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    profile: service_profile.ServiceProfile | None = None,
+    settle: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    lock: bool = True,
+) -> str | None:
+    """Confirm a change an earlier run sent and never confirmed, before planning the next one
+    (under a status lag the instance still looks as it did before that change, so a plan made
+    now would be made against the past). Returns its RequestId, or None when nothing was
+    pending. Its outcome line is written to `audit`."""
+    line = audit.pending(instance_id)
+    if line is None:
+        return None
+    audit.check_writable()
+    profile = profile or service_profile.load()
+    settle = profile.settle if settle is None else settle
+    waiting = _Waiting(api, instance_id, timeout, settle, profile, sleep, clock, on_progress)
+    held = instance_lock(instance_id) if lock else contextlib.nullcontext()
+    with held:
+        waiting.settle_pending(audit, now or datetime.now(timezone.utc))
+    return str(line.get("request_id") or "?")
+
+
 def apply(
     api: RdsApi,
     instance_id: str,

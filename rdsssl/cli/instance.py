@@ -40,7 +40,7 @@ from rdsssl.desired import DesiredBuilder
 from rdsssl.errors import ChangeFailed, CryptoError, UsageError, VerificationError, WaiterTimeout
 from rdsssl.fsutil import atomic_write
 from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslState
-from rdsssl.service import CrlFromStore, DesiredSsl, fingerprints, observe
+from rdsssl.service import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
 from rdsssl.store import CaStore
 from rdsssl.waiters import describe, instance_ready, wait_until
 
@@ -190,6 +190,21 @@ def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, A
     """The one path of every mutating instance command (see the module docstring)."""
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
     api = make_api(app)
+    earlier = opts.audit.pending(instance_id) if not opts.dry_run else None
+    if earlier is not None:  # plan against what the instance will be, not what it still shows
+        app.info(
+            f"{instance_id}: a change sent earlier (RequestId {earlier.get('request_id', '?')}) "
+            "is not confirmed yet: confirming it first"
+        )
+        confirm_earlier(
+            api,
+            instance_id,
+            opts.audit,
+            timeout=opts.timeout,
+            settle=opts.settle,
+            profile=app.service_profile(),
+            on_progress=progress_reporter(app),
+        )
     outcome = preview_one(api, Outcome(instance_id, "command line", desired), opts.audit)
     assert outcome.preview is not None
     the_plan = outcome.preview.plan
@@ -201,11 +216,6 @@ def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, A
             proof = "the real run needs a successful --probe-* or --force"
         note = "skipped (--force)" if opts.force else proof
         app.info(f"  lockout guard: {outcome.guard}; {note}")
-    if outcome.preview.pending is not None and not opts.dry_run:
-        app.info(
-            f"{instance_id}: a change sent earlier (RequestId {outcome.preview.pending}) is not "
-            "confirmed yet: confirming it first"
-        )
     if (the_plan.noop and not outcome.needs_run) or opts.dry_run:
         if opts.dry_run and not the_plan.noop:
             app.info(f"{instance_id}: dry run, nothing sent")

@@ -87,10 +87,14 @@ PROFILES = ("documented", "pessimistic")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module that sets `PROFILES = ...` runs its tests under each emulator profile (the
-    `emulator_profile` fixture); others run under `documented` only."""
+    """A module that sets `PROFILES = ...`, or a test marked `@pytest.mark.profiles(...)`, runs
+    under each emulator profile named (the `emulator_profile` fixture); others run under
+    `documented` only."""
     if "emulator_profile" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("profiles")
         profiles = getattr(metafunc.module, "PROFILES", ("documented",))
+        if marker is not None:
+            profiles = marker.args
         metafunc.parametrize("emulator_profile", profiles, scope="module")
 
 
@@ -103,6 +107,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, emulator_profile: str) -> It
 
 @pytest.fixture
 def fresh(cloud: Cloud) -> Cloud:
-    """The module's emulator, reset before the test."""
+    """The module's emulator, reset before the test, with an empty audit log (a change the
+    last test left unconfirmed does not belong to the reset instance)."""
     cloud.emu.reset()
+    (cloud.work / "audit.jsonl").unlink(missing_ok=True)
     return cloud
