@@ -19,11 +19,13 @@ from rdsssl import crypto
 from rdsssl.cli.app import App
 from rdsssl.cli.apply import Outcome, apply_one, finish, outcome_json, preview_one
 from rdsssl.cli.cloud import (
+    ProbeOptions,
     confirm_plan,
     make_api,
     mutating_options,
     probe_options,
     progress_reporter,
+    run_probe,
     take_mutating,
     take_probe,
 )
@@ -37,9 +39,17 @@ from rdsssl.cli.common import (
     wait_lock_option,
 )
 from rdsssl.desired import DesiredBuilder
-from rdsssl.errors import ChangeFailed, CryptoError, UsageError, VerificationError, WaiterTimeout
+from rdsssl.errors import (
+    ChangeFailed,
+    CryptoError,
+    InputError,
+    UsageError,
+    VerificationError,
+    WaiterTimeout,
+)
 from rdsssl.fsutil import atomic_write
 from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslState
+from rdsssl.probe import ProbeOutcome
 from rdsssl.service import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
 from rdsssl.store import CaStore
 from rdsssl.waiters import describe, instance_ready, wait_until
@@ -186,9 +196,19 @@ def show(instance_id: str) -> None:
 # ------------------------------------------------------------------ changes
 
 
-def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, Any]) -> int:
-    """The one path of every mutating instance command (see the module docstring)."""
+def _change(
+    app: App,
+    instance_id: str,
+    desired: DesiredSsl,
+    kwargs: dict[str, Any],
+    *,
+    revoked: ProbeOptions | None = None,
+) -> int:
+    """The one path of every mutating instance command (see the module docstring).
+    `revoked`: a revoked certificate that must be refused once the change is live."""
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
+    if revoked is not None and opts.no_wait:
+        raise UsageError("--expect-revoked-cert needs the wait: drop --no-wait")
     api = make_api(app)
     earlier = opts.audit.pending(instance_id) if not opts.dry_run else None
     if earlier is not None:  # plan against what the instance will be, not what it still shows
@@ -240,7 +260,35 @@ def _change(app: App, instance_id: str, desired: DesiredSsl, kwargs: dict[str, A
         )
     if outcome.verification is not None:
         app.info(f"{instance_id}: probe as {outcome.verification.user} after the change: ok")
-    return finish(app, {**outcome_json(outcome), "dry_run": False}, None)
+    doc = {**outcome_json(outcome), "dry_run": False}
+    if revoked is not None and result.final is not None:
+        refused = run_probe(api, instance_id, revoked)
+        doc["revoked_probe"] = {"user": refused.user, "outcome": refused.outcome.value}
+        if refused.outcome is not ProbeOutcome.REVOKED:
+            failure = VerificationError(
+                f"{instance_id}: the CRL is live, but the revoked certificate of "
+                f"{refused.user} was not refused as revoked ({refused.outcome.value}: "
+                f"{refused.detail}); check that the CRL lists it (rdsssl crl show)"
+            )
+            return finish(app, doc, failure)
+        app.info(f"{instance_id}: the revoked certificate of {refused.user} is refused: ok")
+    return finish(app, doc, None)
+
+
+def _revoked_probe(cert: Path | None, key: Path | None) -> ProbeOptions | None:
+    """The probe of a revoked certificate: its CN is the user (revocation is checked in the
+    handshake, before any login), no password."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--expect-revoked-cert and --expect-revoked-key go together")
+    certs = crypto.load_certificates(
+        read_input(cert, "a certificate file"), source=str(cert), what="a certificate file"
+    )
+    user = crypto.cn_of(certs[0].subject)
+    if not user:
+        raise InputError(f"{cert}: the certificate has no CN to probe as")
+    return ProbeOptions(user=user, cert=cert, key=key, root_cert=None, password_env=None)
 
 
 @instance.command("enable-client-ca")
@@ -281,6 +329,13 @@ def enable_client_ca(
     type=click.Path(path_type=Path, file_okay=False),
     help="Build the CRL from this CA store, only when the instance's one is not current.",
 )
+@click.option(
+    "--expect-revoked-cert",
+    type=_FILE,
+    help="A revoked client certificate: once the CRL is live, a connection with it must be "
+    "refused as revoked, else exit 6 (its CN is the user; with --expect-revoked-key).",
+)
+@click.option("--expect-revoked-key", type=_FILE, help="The private key of that certificate.")
 @passphrase_file_option
 @wait_lock_option
 @mutating_options
@@ -290,6 +345,8 @@ def upload_crl(
     instance_id: str,
     crl_file: Path | None,
     ca_dir: Path | None,
+    expect_revoked_cert: Path | None,
+    expect_revoked_key: Path | None,
     passphrase_file: Path | None,
     wait_lock: float,
     **kwargs: Any,
@@ -308,6 +365,7 @@ def upload_crl(
     app = get_app()
     if (crl_file is None) == (ca_dir is None):
         raise UsageError("give exactly one of --crl FILE or --ca-dir DIR")
+    revoked = _revoked_probe(expect_revoked_cert, expect_revoked_key)
     crl: str | CrlFromStore
     if crl_file is not None:
         crl = read_input(crl_file, "a CRL file").decode("utf-8", errors="replace")
@@ -319,7 +377,7 @@ def upload_crl(
 
         builder = DesiredBuilder(now=app.now(), unlock=unlock_store, wait_lock=wait_lock)
         crl = builder.crl_from_store(ca_dir)
-    return _change(app, instance_id, DesiredSsl(crl=crl), kwargs)
+    return _change(app, instance_id, DesiredSsl(crl=crl), kwargs, revoked=revoked)
 
 
 @instance.command("set-acl")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from rdsssl import audit
+from rdsssl.errors import ExitCode
 from tests.e2e.conftest import PROFILES, Cloud
 
 __all__ = ["PROFILES"]  # run every test under each emulator profile (tests/e2e/conftest.py)
@@ -43,8 +44,10 @@ def test_the_whole_procedure(fresh: Cloud, tmp_path: Path) -> None:
     assert cloud.cli("cert", "revoke", "--ca-dir", ca, "--user", "alice").exit_code == 0
     crl = tmp_path / "crl.pem"
     assert cloud.cli("crl", "build", "--ca-dir", ca, "--out", crl).exit_code == 0
-    uploaded = cloud.cli("instance", "upload-crl", iid, "--crl", crl, "--yes")
+    expect = ["--expect-revoked-cert", alice[1], "--expect-revoked-key", alice[3]]
+    uploaded = cloud.cli("instance", "upload-crl", iid, "--crl", crl, "--yes", *expect)
     assert uploaded.exit_code == 0, uploaded.stderr
+    assert "the revoked certificate of alice is refused: ok" in uploaded.stderr
     refused = cloud.cli("--json", "probe", iid, "--user", "alice", *alice, *password)
     assert refused.exit_code == 6
     assert (refused.json()["ok"], refused.json()["probe"]["outcome"]) == (False, "revoked")
@@ -78,6 +81,28 @@ def test_the_whole_procedure(fresh: Cloud, tmp_path: Path) -> None:
     assert [r["action"] for r in lines[1::2]] == [
         "modify-ssl:client_ca", "modify-ssl:crl", "modify-ssl:acl"
     ]  # fmt: skip
+
+
+def test_a_crl_that_does_not_refuse_the_expected_certificate_exits_6(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    cloud, iid = fresh, fresh.iid
+    ca = cloud.new_ca(tmp_path / "ca")
+    bob = cloud.issue(ca, tmp_path / "bob", user="bob")
+    assert cloud.cli("instance", "enable-client-ca", iid, "--ca-dir", ca, "--yes").exit_code == 0
+    crl = tmp_path / "crl.pem"  # built before bob is revoked: it does not list him
+    assert cloud.cli("crl", "build", "--ca-dir", ca, "--out", crl).exit_code == 0
+    assert cloud.cli("cert", "revoke", "--ca-dir", ca, "--user", "bob").exit_code == 0
+    expect = ["--expect-revoked-cert", bob[1], "--expect-revoked-key", bob[3]]
+    uploaded = cloud.cli("--json", "instance", "upload-crl", iid, "--crl", crl, "--yes", *expect)
+    assert uploaded.exit_code == ExitCode.VERIFICATION_FAILED, uploaded.stderr
+    assert "the revoked certificate of bob was not refused as revoked" in uploaded.stderr
+    doc = uploaded.json()
+    assert doc["ok"] is False and doc["revoked_probe"]["user"] == "bob"
+    assert doc["revoked_probe"]["outcome"] != "revoked"
+    assert cloud.emu.instance(iid).ssl.crl_pem  # the CRL itself went live: only the proof failed
+    no_wait = cloud.cli("instance", "upload-crl", iid, "--crl", crl, "--yes", "--no-wait", *expect)
+    assert no_wait.exit_code == ExitCode.USAGE and "needs the wait" in no_wait.stderr
 
 
 def test_ca_crl_and_acl_in_one_apply_cost_one_call_and_one_restart(
