@@ -1,4 +1,4 @@
-"""Benchmark 4 (issue 5, SPEC section 7): rdsssl.crypto vs the openssl CLI of the manual procedure.
+"""Benchmark 4: rdsssl.pki.crypto against the openssl CLI of the manual procedure.
 
 Same key type on both sides, same CA (made with `openssl req -x509`, loaded by rdsssl):
 
@@ -39,8 +39,8 @@ from benchmarks._common import (
     time_call,
     time_command,
 )
-from rdsssl import crypto
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.pki import crypto
 
 # key type -> (openssl -newkey arguments, SPEC target for issuing: times faster than openssl)
 KEY_TYPES: dict[KeyType, tuple[str, float]] = {
@@ -157,7 +157,7 @@ def store_issue_seconds(ca_dir: Path, key_type: KeyType, n: int) -> float | str:
     """All N through `CaStore.issue` (key, certificate, inventory row in an fsynced sqlite
     transaction). A string explains why the store could not be measured."""
     try:
-        from rdsssl.store import CaStore
+        from rdsssl.store.castore import CaStore
 
         store = CaStore.import_ca(
             ca_dir / "store",
@@ -274,7 +274,7 @@ def store_crl_seconds(
     """`CaStore.build_crl` end to end (sqlite read, sign, PEM, record the CRL, write the file)
     over a store that imported the same index.txt; (median seconds, entries) or why not."""
     try:
-        from rdsssl.store import CaStore
+        from rdsssl.store.castore import CaStore
 
         store = CaStore.import_ca(
             ca_dir / "crl-store",

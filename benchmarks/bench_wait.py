@@ -17,7 +17,7 @@ shows the mean and the worst. `--fixed` runs every trial at the nominal duration
 - API calls: the Describe* requests the emulator logged between the Modify call and the
   return, per minute of waiting (Modify to return). A poll is DescribeDBInstanceSSL alone while
   the change is in progress; DescribeDBInstanceAttribute is added on the first poll and to
-  confirm Running once the read-back matches (rdsssl/waiters.py).
+  confirm Running once the read-back matches (rdsssl/rds/waiters.py).
 
 Targets (issue 4): returned within 2 s of ready on short waits (the 5 s and 30 s rows); at
 most 1 API call per 3 s of waiting (20 per minute) on long ones (the 180 s row). Both numbers
@@ -45,7 +45,7 @@ from benchmarks.bench_restarts import point_cli_at, rdsssl_command
 from rdsssl.emulator.server import Emulator
 
 TRIALS = ((5.0, 5), (30.0, 3), (180.0, 1))  # (restart seconds, runs)
-SPREAD = 3.4  # one polling interval at the cap (WaiterSpec.max_delay in rdsssl/waiters.py)
+SPREAD = 3.4  # one polling interval at the cap (WaiterSpec.max_delay in rdsssl/rds/waiters.py)
 LONG = 60.0  # waits at least this long are "long": the call rate applies, not the lag
 READY_TARGET = 2.0  # seconds after ready
 CALLS_MIN = 20.0  # one per 3 s

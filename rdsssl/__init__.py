@@ -12,8 +12,8 @@ exactly these names::
 
 Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neither the Alibaba
 Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. `probe`
-is bound eagerly because `rdsssl.probe` is also a submodule: the function wins, so write
-`from rdsssl.probe import ...` (not `import rdsssl.probe as ...`) to reach the module.
+is bound eagerly because `rdsssl.ops.probe` is also a submodule: the function wins, so write
+`from rdsssl.ops.probe import ...` (not `import rdsssl.ops.probe as ...`) to reach the module.
 """
 
 from __future__ import annotations
@@ -21,35 +21,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
+from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
 
 __version__ = "0.1.0"
 
 # name -> module it lives in (loaded on first attribute access)
 _LAZY: dict[str, str] = {
-    "CaStore": "rdsssl.store",
-    "write_client_files": "rdsssl.store",
+    "CaStore": "rdsssl.store.castore",
+    "write_client_files": "rdsssl.store.castore",
     "KeyType": "rdsssl.models",
     "AclMode": "rdsssl.models",
     "RevocationReason": "rdsssl.models",
-    "DesiredSsl": "rdsssl.service",
-    "CrlFromStore": "rdsssl.service",
-    "Plan": "rdsssl.service",
-    "ApplyResult": "rdsssl.service",
-    "plan": "rdsssl.service",
-    "apply": "rdsssl.service",
-    "AliyunRdsApi": "rdsssl.api",
-    "ApiSettings": "rdsssl.api",
-    "RdsApi": "rdsssl.api",
-    "wait_until": "rdsssl.waiters",
-    "ssl_applied": "rdsssl.waiters",
-    "instance_ready": "rdsssl.waiters",
-    "load_desired_state": "rdsssl.config",
-    "DesiredBuilder": "rdsssl.desired",
-    "desired_ssl": "rdsssl.desired",
-    "resolve": "rdsssl.desired",
-    "AuditLog": "rdsssl.audit",
-    "Proof": "rdsssl.guard",
+    "DesiredSsl": "rdsssl.ops.change",
+    "CrlFromStore": "rdsssl.ops.change",
+    "Plan": "rdsssl.ops.change",
+    "ApplyResult": "rdsssl.ops.change",
+    "plan": "rdsssl.ops.change",
+    "apply": "rdsssl.ops.change",
+    "AliyunRdsApi": "rdsssl.rds.api",
+    "ApiSettings": "rdsssl.rds.api",
+    "RdsApi": "rdsssl.rds.api",
+    "wait_until": "rdsssl.rds.waiters",
+    "ssl_applied": "rdsssl.rds.waiters",
+    "instance_ready": "rdsssl.rds.waiters",
+    "load_desired_state": "rdsssl.ops.config",
+    "DesiredBuilder": "rdsssl.ops.desired",
+    "desired_ssl": "rdsssl.ops.desired",
+    "resolve": "rdsssl.ops.desired",
+    "AuditLog": "rdsssl.ops.audit",
+    "Proof": "rdsssl.ops.guard",
     "PlanChanged": "rdsssl.errors",
     "ExitCode": "rdsssl.errors",
     "RdsSslError": "rdsssl.errors",
@@ -139,10 +139,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
-    from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
-    from rdsssl.audit import AuditLog
-    from rdsssl.config import load_desired_state
-    from rdsssl.desired import DesiredBuilder, desired_ssl, resolve
     from rdsssl.errors import (
         ApiError,
         ApiUnreachable,
@@ -165,9 +161,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         WaiterError,
         WaiterTimeout,
     )
-    from rdsssl.guard import Proof
     from rdsssl.models import AclMode, KeyType, RevocationReason
-    from rdsssl.service import (
+    from rdsssl.ops.audit import AuditLog
+    from rdsssl.ops.change import (
         ApplyResult,
         CrlFromStore,
         DesiredSsl,
@@ -175,5 +171,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         apply,
         plan,
     )
-    from rdsssl.store import CaStore, write_client_files
-    from rdsssl.waiters import instance_ready, ssl_applied, wait_until
+    from rdsssl.ops.config import load_desired_state
+    from rdsssl.ops.desired import DesiredBuilder, desired_ssl, resolve
+    from rdsssl.ops.guard import Proof
+    from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+    from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until
+    from rdsssl.store.castore import CaStore, write_client_files

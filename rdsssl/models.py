@@ -51,7 +51,7 @@ class RevocationReason(str, enum.Enum):
 
 
 # --------------------------------------------------------------------------------------------
-# Cloud-side value types (issue 4): what rdsssl.api returns and rdsssl.waiters observes. They
+# Cloud-side value types: what rdsssl.rds.api returns and rdsssl.rds.waiters observes. They
 # are plain data: api.py parses SDK responses into them, so no SDK object travels further.
 
 

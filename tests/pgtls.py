@@ -1,6 +1,6 @@
 """Throwaway X.509 material for PostgreSQL tests, made with `cryptography` directly.
 
-Deliberately independent of `rdsssl.crypto`: the emulator's tests must not pass or fail with the
+Deliberately independent of `rdsssl.pki.crypto`: the emulator's tests must not pass or fail with the
 code under test elsewhere. Everything is EC P-256 and valid from one hour ago for 30 days, unless
 asked otherwise. Used by tests/conftest.py (`server_pki`) and any test that needs a CA, a leaf
 or a CRL; `write_client_files` writes libpq-ready files (key 0600, as libpq insists).

@@ -20,9 +20,10 @@ from typing import NoReturn
 
 import click
 
-from rdsssl import __version__, audit
+from rdsssl import __version__
 from rdsssl.cli.app import App
 from rdsssl.errors import ExitCode, RdsSslError
+from rdsssl.ops import audit
 
 __all__ = ["COMMANDS", "App", "Terminated", "cli", "main", "run"]
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rdsssl import audit
 from rdsssl.errors import ExitCode, RdsSslError
+from rdsssl.ops import audit
 
 if TYPE_CHECKING:
-    from rdsssl.service_profile import ServiceProfile
+    from rdsssl.rds.service_profile import ServiceProfile
 
 __all__ = ["App"]
 
@@ -69,7 +69,7 @@ class App:
         """What the service is known to do (`--service-profile` / $RDSSSL_SERVICE_PROFILE, else
         the documented timings); read once per command."""
         if self._service_profile is None:
-            from rdsssl import service_profile
+            from rdsssl.rds import service_profile
 
             self._service_profile = service_profile.load(self.service_profile_path)
         return self._service_profile

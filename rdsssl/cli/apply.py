@@ -8,7 +8,7 @@ that the certificate still works (exit 6 otherwise).
 
 Many instances: every plan is made and shown first, confirmed once, then each instance is
 applied by `apply_one` through `run_each`, `--concurrency` at a time, all API calls sharing one
-`--rate` budget (`rdsssl.fleet.RateLimiter`). A failing instance never stops the others; the
+`--rate` budget (`rdsssl.ops.fleet.RateLimiter`). A failing instance never stops the others; the
 exit code is the highest exit code among the failures (0 when all succeeded).
 """
 
@@ -24,9 +24,6 @@ from typing import Any
 
 import click
 
-from rdsssl import fleet
-from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
-from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     MutatingOptions,
@@ -41,15 +38,18 @@ from rdsssl.cli.cloud import (
 )
 from rdsssl.cli.common import get_app, json_option, passphrase_file_option, unlock
 from rdsssl.cli.fleet_opts import pacing_options
-from rdsssl.config import load_desired_state
-from rdsssl.desired import DesiredBuilder, resolve
 from rdsssl.errors import ExitCode, RdsSslError, VerificationError
-from rdsssl.guard import Proof
 from rdsssl.models import AclMode, InstanceSpec
-from rdsssl.probe import ProbeResult
-from rdsssl.service import ApplyResult, DesiredSsl, fingerprints, guard_reason
-from rdsssl.service import apply as service_apply
-from rdsssl.store import CaStore
+from rdsssl.ops import fleet
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.change import ApplyResult, DesiredSsl, fingerprints, guard_reason
+from rdsssl.ops.change import apply as service_apply
+from rdsssl.ops.config import load_desired_state
+from rdsssl.ops.desired import DesiredBuilder, resolve
+from rdsssl.ops.guard import Proof
+from rdsssl.ops.probe import ProbeResult
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.store.castore import CaStore
 
 __all__ = [
     "Outcome",
@@ -63,7 +63,6 @@ __all__ = [
     "probe_json",
     "run_each",
 ]
-
 
 
 @dataclass
@@ -119,7 +118,7 @@ def run_each(
     *,
     concurrency: int = 1,
 ) -> None:
-    """Run `fn` over `outcomes` through the fleet runner (`rdsssl.fleet.run`), at most
+    """Run `fn` over `outcomes` through the fleet runner (`rdsssl.ops.fleet.run`), at most
     `concurrency` at a time. `fn` keeps its own errors in the outcome (see `captured`), so one
     instance never stops the others; it gets a `sleep` that ends with `Interrupted` once the
     run is interrupted, so Ctrl-C or SIGTERM stops every wait promptly."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.common import (
     NEW_PASSPHRASE_ENV,
     ca_dir_option,
@@ -25,11 +24,12 @@ from rdsssl.cli.common import (
     unlock,
     wait_lock_option,
 )
-from rdsssl.crypto import KeyProtection
 from rdsssl.errors import ConfigError, InputError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.rotation_state import Phase, load, state_path
-from rdsssl.store import CA_KEY, CaRenewal, CaStore, CaSummary, CaVersion, KeyRewrap
+from rdsssl.ops.rotation_state import Phase, load, state_path
+from rdsssl.pki import crypto
+from rdsssl.pki.crypto import KeyProtection
+from rdsssl.store.castore import CA_KEY, CaRenewal, CaStore, CaSummary, CaVersion, KeyRewrap
 
 __all__ = ["ca"]
 

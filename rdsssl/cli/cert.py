@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.common import (
     ca_dir_option,
     days_option,
@@ -28,9 +27,9 @@ from rdsssl.cli.common import (
 )
 from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
-from rdsssl.fsutil import atomic_write
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.store import (
+from rdsssl.pki import crypto
+from rdsssl.store.castore import (
     check_client_dir,
     check_client_files_absent,
     client_file_names,
@@ -38,6 +37,7 @@ from rdsssl.store import (
     user_dir,
     write_client_files,
 )
+from rdsssl.store.fsutil import atomic_write
 
 __all__ = ["cert"]
 

@@ -17,17 +17,6 @@ from typing import Any
 
 import click
 
-from rdsssl import fleet, service
-from rdsssl.api import RdsApi
-from rdsssl.checks import (
-    InstanceReport,
-    Severity,
-    StoreReport,
-    Thresholds,
-    check_instance,
-    check_store,
-    prometheus_text,
-)
 from rdsssl.cli.common import Duration, get_app, json_option, restart_margin_option
 from rdsssl.cli.fleet_opts import (
     FleetOptions,
@@ -38,13 +27,24 @@ from rdsssl.cli.fleet_opts import (
     summary_line,
     take_fleet,
 )
-from rdsssl.crl_refresh import StoreCrl, store_crl
-from rdsssl.desired import DesiredBuilder
 from rdsssl.errors import ExitCode, InputError, UsageError
-from rdsssl.fsutil import atomic_write
-from rdsssl.service import Plan
-from rdsssl.store import CaStore
-from rdsssl.store_renew import plan_renewal
+from rdsssl.ops import change, fleet
+from rdsssl.ops.change import Plan
+from rdsssl.ops.checks import (
+    InstanceReport,
+    Severity,
+    StoreReport,
+    Thresholds,
+    check_instance,
+    check_store,
+    prometheus_text,
+)
+from rdsssl.ops.crl_refresh import StoreCrl, store_crl
+from rdsssl.ops.deploy import plan_renewal
+from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.rds.api import RdsApi
+from rdsssl.store.castore import CaStore
+from rdsssl.store.fsutil import atomic_write
 
 __all__ = ["Checker", "check_cmd"]
 
@@ -63,7 +63,7 @@ class Checker:
 
     def instance(self, item: fleet.Item) -> InstanceReport:
         """Two Describe calls, then the judgement; with a desired-state entry also the drift
-        (`service.plan`, which signs nothing) and the revocations of its CA store."""
+        (`change.plan`, which signs nothing) and the revocations of its CA store."""
         assert self.api is not None
         iid, spec = (item, None) if isinstance(item, str) else item
         info = self.api.describe_instance(iid)
@@ -73,7 +73,7 @@ class Checker:
         if spec is not None:
             if spec.ca_dir is not None and spec.crl and spec.ca_dir not in dirs:
                 dirs.append(spec.ca_dir)
-            drift = service.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
+            drift = change.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
         stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
         return check_instance(
             info,

@@ -2,7 +2,7 @@
 display and confirmation, progress while waiting, and the probe wiring.
 
 Imported only by cloud commands (`instance`, `probe`, `plan`, `apply`, `rotate`, `check`, ...);
-the SDK itself is imported lazily inside `rdsssl.api` when a client is built.
+the SDK itself is imported lazily inside `rdsssl.rds.api` when a client is built.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 import click
 
-from rdsssl.api import AliyunRdsApi, ApiSettings, RdsApi
-from rdsssl.audit import AuditLog
 from rdsssl.cli.app import App
 from rdsssl.cli.common import restart_margin_option
 from rdsssl.errors import ConfigError, UsageError
-from rdsssl.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
-from rdsssl.service import DEFAULT_SETTLE, Plan
-from rdsssl.waiters import Progress
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.change import DEFAULT_SETTLE, Plan
+from rdsssl.ops.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.rds.waiters import Progress
 
 __all__ = [
     "MutatingOptions",
@@ -70,7 +70,7 @@ class MutatingOptions:
 
     @property
     def audit(self) -> AuditLog:
-        """The audit log these options select (default: `rdsssl.audit.default_path()`)."""
+        """The audit log these options select (default: `rdsssl.ops.audit.default_path()`)."""
         return AuditLog(self.audit_log) if self.audit_log else AuditLog.default()
 
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, CryptoError, InputError, StoreError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore, CertRecord
-from rdsssl.store_db import format_time
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore, CertRecord
+from rdsssl.store.db import format_time
 
 __all__ = [
     "CLIENT_FORMATS",

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.common import (
     ca_dir_option,
     check_days,
@@ -23,12 +22,13 @@ from rdsssl.cli.common import (
     unlock,
     wait_lock_option,
 )
+from rdsssl.pki import crypto
 
 if TYPE_CHECKING:
     from rdsssl.cli.app import App
     from rdsssl.cli.cloud import MutatingOptions
     from rdsssl.cli.fleet_opts import FleetOptions
-    from rdsssl.crl_refresh import RefreshResult
+    from rdsssl.ops.crl_refresh import RefreshResult
 
 __all__ = ["crl"]
 
@@ -193,10 +193,10 @@ class _LazyCommand(click.Command):
 
 
 def _refresh_command() -> click.Command:
-    from rdsssl import crl_refresh
     from rdsssl.cli.cloud import mutating_options, take_mutating
     from rdsssl.cli.common import Duration
     from rdsssl.cli.fleet_opts import fleet_options, take_fleet
+    from rdsssl.ops import crl_refresh
 
     @click.command("refresh")
     @fleet_options
@@ -304,10 +304,9 @@ def _run_refresh(
     passphrase_file: Path | None,
     wait_lock: float,
 ) -> int:
-    """`crl refresh` over the selected instances (see rdsssl.crl_refresh)."""
+    """`crl refresh` over the selected instances (see rdsssl.ops.crl_refresh)."""
     import threading
 
-    from rdsssl import crl_refresh, fleet
     from rdsssl.cli.cloud import plan_lines
     from rdsssl.cli.fleet_opts import (
         error_json,
@@ -317,8 +316,9 @@ def _run_refresh(
         progress_for,
         summary_line,
     )
-    from rdsssl.desired import DesiredBuilder
     from rdsssl.errors import UsageError
+    from rdsssl.ops import crl_refresh, fleet
+    from rdsssl.ops.desired import DesiredBuilder
 
     if timedelta(days=days) <= min_remaining:
         raise UsageError(

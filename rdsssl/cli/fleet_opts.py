@@ -5,9 +5,9 @@ Selection (SPEC section 6): instance IDs as arguments, or `--tag KEY=VALUE` (rep
 tag must match; DescribeDBInstances, every page), or `-f rdsssl.toml` (ids and tags entries of a
 desired-state file). Exactly one of the three. `--concurrency N` bounds the instances handled at
 once; `--rate N` bounds the API requests per second of the whole run (all workers share one
-client and one `RateLimiter`, see `rdsssl.fleet`).
+client and one `RateLimiter`, see `rdsssl.ops.fleet`).
 
-Module-level imports stay light (click and rdsssl.fleet): `rdsssl crl` imports this module
+Module-level imports stay light (click and rdsssl.ops.fleet): `rdsssl crl` imports this module
 only when `crl refresh` runs, but a cheap import keeps it safe to use anywhere.
 """
 
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rdsssl import fleet
 from rdsssl.cli.app import App
 from rdsssl.errors import RdsSslError
+from rdsssl.ops import fleet
 
 if TYPE_CHECKING:
-    from rdsssl.api import RdsApi
-    from rdsssl.waiters import Progress
+    from rdsssl.rds.api import RdsApi
+    from rdsssl.rds.waiters import Progress
 
 __all__ = [
     "FleetOptions",

@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.app import App
 from rdsssl.cli.apply import Outcome, apply_one, finish, outcome_json, preview_one
 from rdsssl.cli.cloud import (
@@ -38,7 +37,6 @@ from rdsssl.cli.common import (
     unlock,
     wait_lock_option,
 )
-from rdsssl.desired import DesiredBuilder
 from rdsssl.errors import (
     ChangeFailed,
     CryptoError,
@@ -47,12 +45,14 @@ from rdsssl.errors import (
     VerificationError,
     WaiterTimeout,
 )
-from rdsssl.fsutil import atomic_write
 from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslState
-from rdsssl.probe import ProbeOutcome
-from rdsssl.service import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
-from rdsssl.store import CaStore
-from rdsssl.waiters import describe, instance_ready, wait_until
+from rdsssl.ops.change import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
+from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.probe import ProbeOutcome
+from rdsssl.pki import crypto
+from rdsssl.rds.waiters import describe, instance_ready, wait_until
+from rdsssl.store.castore import CaStore
+from rdsssl.store.fsutil import atomic_write
 
 __all__ = ["instance"]
 

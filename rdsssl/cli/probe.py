@@ -1,6 +1,6 @@
 """``rdsssl probe ID``: connect to an instance with a client certificate and say what happened.
 
-The outcome is classified (`rdsssl.probe.ProbeOutcome`) so runbooks can assert the expected
+The outcome is classified (`rdsssl.ops.probe.ProbeOutcome`) so runbooks can assert the expected
 failure too: ``--expect revoked`` after uploading a CRL, ``--sslmode disable --expect
 no-encryption`` once the ACL refuses non-SSL clients. Exit 0 when the outcome is `ok` (or the
 expected one), 6 otherwise. The password comes from an environment variable, never a flag.
@@ -16,7 +16,7 @@ from rdsssl.cli.apply import finish, probe_json
 from rdsssl.cli.cloud import ProbeOptions, make_api, run_probe
 from rdsssl.cli.common import get_app, json_option
 from rdsssl.errors import VerificationError
-from rdsssl.probe import ProbeOutcome
+from rdsssl.ops.probe import ProbeOutcome
 
 __all__ = ["probe_cmd"]
 

@@ -2,7 +2,7 @@
 
 Kept apart from `rdsssl.cli.cert` (which registers it on the `cert` group) because renewal has
 its own machinery: the run lock on OUT_ROOT, deploy hooks and the atomic version switch of
-`rdsssl.store_renew`.
+`rdsssl.ops.deploy`.
 
 A dry run never runs the deploy hook unless ``--run-deploy-hooks`` asks for it: hooks are
 written for real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rdsssl import rotation_state
 from rdsssl.cli.app import App
 from rdsssl.cli.common import (
     Duration,
@@ -37,13 +36,9 @@ from rdsssl.cli.common import (
     warn_truncated,
 )
 from rdsssl.errors import HookFailed, InputError, UsageError
-from rdsssl.fsutil import make_private_dirs
-from rdsssl.hooks import Deployment, check_hook, deploy_env, run_hook
-from rdsssl.lock import FileLock, current_command
 from rdsssl.models import KeyType
-from rdsssl.rotation_state import Phase
-from rdsssl.store import loose_client_dir_warning
-from rdsssl.store_renew import (
+from rdsssl.ops import rotation_state
+from rdsssl.ops.deploy import (
     CURRENT,
     Renewal,
     RenewalPlan,
@@ -57,6 +52,11 @@ from rdsssl.store_renew import (
     tls12_skips,
     user_dirs,
 )
+from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
+from rdsssl.ops.rotation_state import Phase
+from rdsssl.store.castore import loose_client_dir_warning
+from rdsssl.store.fsutil import make_private_dirs
+from rdsssl.store.lock import FileLock, current_command
 
 __all__ = ["renew"]
 

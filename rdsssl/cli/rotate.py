@@ -1,5 +1,5 @@
 """``rdsssl rotate ca | status``: two-phase client CA rotation, a thin layer over
-``rdsssl.rotation`` (which documents the design).
+``rdsssl.ops.rotation`` (which documents the design).
 
 Which steps a run performs: by default everything up to and including ``verify``, then it
 stops, because old-certificate clients need overlap time to move to their new certificates
@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from rdsssl import crypto
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     ProbeOptions,
@@ -43,9 +42,9 @@ from rdsssl.cli.common import (
     wait_lock_option,
 )
 from rdsssl.errors import UsageError
-from rdsssl.probe import ProbeResult
-from rdsssl.rotation import Event, Options, Rotation, check_users
-from rdsssl.rotation_state import (
+from rdsssl.ops.probe import ProbeResult
+from rdsssl.ops.rotation import Event, Options, Rotation, check_users
+from rdsssl.ops.rotation_state import (
     FORWARD,
     Phase,
     RotationState,
@@ -57,7 +56,8 @@ from rdsssl.rotation_state import (
     save,
     state_path,
 )
-from rdsssl.store import CaStore
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
 
 __all__ = ["rotate"]
 

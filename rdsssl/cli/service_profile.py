@@ -1,6 +1,6 @@
 """``rdsssl service-profile record ID --out FILE --throwaway``: measure what the real RDS service
 does where its documentation is silent, on an instance the user declares disposable, and
-write a service profile (the logic is `rdsssl.profile_recorder`).
+write a service profile (the logic is `rdsssl.ops.profile_recorder`).
 
 It changes the instance several times (each client-CA change restarts it for ~3 minutes), so
 `--throwaway` is mandatory, the steps and their restarts are listed first, and a terminal asks
@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from rdsssl.api import AliyunRdsApi, ApiSettings
 from rdsssl.cli.app import App
 from rdsssl.cli.common import get_app, json_option
 from rdsssl.errors import ConfigError, UsageError
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings
 
 __all__ = ["service_profile"]
 
@@ -94,7 +94,7 @@ def record_cmd(
       rdsssl service-profile record pgm-bp1scratch --out hangzhou.json --throwaway \\
           --probe-user alice --probe-password-env ALICE_PASSWORD
     """
-    from rdsssl import profile_recorder as recorder
+    from rdsssl.ops import profile_recorder as recorder
 
     app = get_app()
     if not throwaway:

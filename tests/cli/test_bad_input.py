@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from rdsssl import crypto
 from rdsssl.models import KeyType
+from rdsssl.pki import crypto
 from tests.cli.helpers import Result, invoke, issue, snapshot
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import crypto
-from rdsssl.fsutil import atomic_write
-from rdsssl.rotation_state import Step, prepare, save, state_path
-from rdsssl.store import CaStore
+from rdsssl.ops.rotation_state import Step, prepare, save, state_path
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
+from rdsssl.store.fsutil import atomic_write
 from tests.cli.helpers import invoke, issue, mode, snapshot
 
 OPENSSL_CNF = """\

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rdsssl.cli import App
-from rdsssl.lock import FileLock
+from rdsssl.store.lock import FileLock
 from tests.cli.helpers import invoke
 
 RDSSSL = Path(sys.executable).parent / "rdsssl"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from rdsssl import crypto
+from rdsssl.pki import crypto
 from tests.cli.helpers import Result, invoke, issue, mode, rewrite_cn, snapshot
 
 NOW = datetime.now(timezone.utc)
@@ -453,7 +453,7 @@ def test_a_hook_may_use_the_same_store(ca_dir: Path, tmp_path: Path) -> None:
 
 KILLER = """
 import os, signal, sys
-import rdsssl.store_renew as m
+import rdsssl.ops.deploy as m
 point, args = sys.argv[1], sys.argv[2:]
 calls = {"n": 0}
 
@@ -510,9 +510,9 @@ def test_sigkill_mid_renewal_is_finished_by_the_next_run(
 def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
     ca_dir: Path, tmp_path: Path
 ) -> None:
-    from rdsssl import rotation_state
-    from rdsssl.rotation_state import Phase
-    from rdsssl.store import CaStore
+    from rdsssl.ops import rotation_state
+    from rdsssl.ops.rotation_state import Phase
+    from rdsssl.store.castore import CaStore
 
     new_dir = tmp_path / "new-ca"
     assert (

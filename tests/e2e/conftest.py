@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl.api import AliyunRdsApi, ApiSettings
 from rdsssl.emulator.requestlog import LoggedRequest
 from rdsssl.emulator.server import Emulator
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings
 from tests.cli.helpers import Result, invoke
 
 ALICE_PASSWORD = "Alice-e2e-pass-1"

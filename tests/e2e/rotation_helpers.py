@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rdsssl import crypto, service
-from rdsssl.api import AliyunRdsApi, ApiSettings
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import AclMode, KeyType
-from rdsssl.probe import ProbeOutcome, ProbeTarget, probe
-from rdsssl.store import CaStore, write_client_files
+from rdsssl.ops import change
+from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
+from rdsssl.pki import crypto
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.store.castore import CaStore, write_client_files
 from tests.cli.helpers import Result, invoke
 
 PASSWORDS = {"alice": "Alice-pass-1", "bob": "Bob-pass-22"}
@@ -97,8 +98,8 @@ def configure_old_ca(api: AliyunRdsApi, iid: str, pki: Pki) -> None:
         store.unlock(OLD_PASSPHRASE.encode())
         crl = store.build_crl(now=now()).pem.decode()
         ca = crypto.cert_pem(store.ca_cert).decode()
-    desired = service.DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.VERIFY_FULL)
-    service.apply(api, iid, desired, force=True, timeout=60)
+    desired = change.DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.VERIFY_FULL)
+    change.apply(api, iid, desired, force=True, timeout=60)
 
 
 def client_outcome(emu: Emulator, iid: str, folder: Path, root: Path, user: str = "alice") -> str:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import crypto, service
 from rdsssl.models import AclMode
-from rdsssl.store import CaStore
+from rdsssl.ops import change
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result
 from tests.e2e.conftest import Cloud, make_cloud
 
@@ -115,8 +116,8 @@ def _configure_v1(rc: RenewCloud, tmp_path: Path) -> tuple[Path, Path]:
         store.unlock(None)
         ca_pem = crypto.cert_pem(store.ca_cert).decode()
         crl_pem = store.build_crl(now=datetime.now(timezone.utc)).pem.decode()
-    desired = service.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem, acl=AclMode.CERT)
-    assert service.apply(cloud.api(), rc.iid, desired, wait=False, force=True).applied
+    desired = change.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem, acl=AclMode.CERT)
+    assert change.apply(cloud.api(), rc.iid, desired, wait=False, force=True).applied
     cloud.emu.clock.advance(30)
     cloud.emu.state.tick()
     config = _toml(tmp_path / "rdsssl.toml", rc.iid, ca)

@@ -13,7 +13,7 @@ import pytest
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore
+from rdsssl.store.castore import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
 from tests.unit.test_checks import parse_exposition
 

@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
 
-from rdsssl import crypto
 from rdsssl.errors import ExitCode
+from rdsssl.pki import crypto
 from tests.cli.helpers import invoke
 from tests.e2e.conftest import Cloud
 

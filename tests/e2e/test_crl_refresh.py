@@ -21,13 +21,14 @@ from unittest import mock
 
 import pytest
 
-from rdsssl import audit, crypto, service
-from rdsssl.api import AliyunRdsApi, ApiSettings
-from rdsssl.crl_refresh import Window
 from rdsssl.emulator.server import Emulator
 from rdsssl.errors import ConfigError
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore
+from rdsssl.ops import audit, change
+from rdsssl.ops.crl_refresh import Window
+from rdsssl.pki import crypto
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result, invoke
 
 RESTART_SECONDS = 0.3
@@ -66,8 +67,8 @@ class Cloud:
             store.unlock(None)
             ca_pem = crypto.cert_pem(store.ca_cert).decode()
             crl_pem = store.build_crl(now=now, days=crl_days).pem.decode() if crl else None
-        desired = service.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem)
-        result = service.apply(self.api, iid, desired, wait=False, now=now)
+        desired = change.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem)
+        result = change.apply(self.api, iid, desired, wait=False, now=now)
         assert result.applied
         self.settle()
 

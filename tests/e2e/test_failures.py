@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import audit
-from rdsssl.desired import resolve
 from rdsssl.emulator.pg_hba import render_hba
 from rdsssl.errors import ExitCode
 from rdsssl.models import DesiredState, InstanceSpec
+from rdsssl.ops import audit
+from rdsssl.ops.desired import resolve
 from tests.e2e.conftest import PROFILES, Cloud
 
 __all__ = ["PROFILES"]  # every test under each emulator profile (tests/e2e/conftest.py)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import crypto
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
 
 TEAM = {"team": "fleet-e2e"}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rdsssl import audit
 from rdsssl.errors import ExitCode
+from rdsssl.ops import audit
 from tests.e2e.conftest import PROFILES, Cloud
 
 __all__ = ["PROFILES"]  # run every test under each emulator profile (tests/e2e/conftest.py)

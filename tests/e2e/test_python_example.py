@@ -56,9 +56,9 @@ def test_import_rdsssl_loads_neither_the_sdk_nor_psycopg() -> None:
 
 
 def test_all_names_resolve_to_the_library_objects() -> None:
-    from rdsssl.probe import probe
-    from rdsssl.service import apply
+    from rdsssl.ops.change import apply
+    from rdsssl.ops.probe import probe
 
     assert set(rdsssl.__all__) >= {"CaStore", "DesiredSsl", "plan", "apply", "probe", "ExitCode"}
-    assert (rdsssl.apply, rdsssl.probe) == (apply, probe)
+    assert (rdsssl.apply, rdsssl.ops.probe) == (apply, probe)
     assert rdsssl.LockoutGuard("x").exit_code == rdsssl.ExitCode.VERIFICATION_FAILED

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from rdsssl import rotation, store_renew
-from rdsssl.api import AliyunRdsApi
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
-from rdsssl.rotation_state import Step, load, prepare
-from rdsssl.store import CaStore
+from rdsssl.ops import deploy, rotation
+from rdsssl.ops.rotation_state import Step, load, prepare
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.store.castore import CaStore
 from tests.cli.helpers import rewrite_cn
 from tests.e2e.rotation_helpers import (
     NEW_PASSPHRASE,
@@ -242,7 +242,7 @@ def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.
     ("owner", "name", "expected"),
     [
         (CaStore, "sign_csr", "reissued"),  # key staged in .pending, never certified
-        (store_renew, "_complete", "adopted"),  # certified, not published yet
+        (deploy, "_complete", "adopted"),  # certified, not published yet
         (rotation.Rotation, "_record_user", "adopted"),  # live, not recorded yet
     ],
 )

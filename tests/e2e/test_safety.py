@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import audit
 from rdsssl.emulator.faults import FAULT_KINDS
 from rdsssl.errors import ExitCode
+from rdsssl.ops import audit
 from tests.cli.helpers import invoke
 from tests.e2e.conftest import Cloud
 

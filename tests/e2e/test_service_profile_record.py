@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from rdsssl import crypto, service_profile
-from rdsssl.api import AliyunRdsApi
 from rdsssl.emulator.profiles import load_profile
 from rdsssl.errors import ApiError, InputError
 from rdsssl.models import AclMode, SslModifyRequest, SslState
-from rdsssl.profile_recorder import Options, SavedFiles, record
+from rdsssl.ops.profile_recorder import Options, SavedFiles, record
+from rdsssl.pki import crypto
+from rdsssl.rds import service_profile
+from rdsssl.rds.api import AliyunRdsApi
 from tests.cli.helpers import invoke
 from tests.e2e.conftest import ALICE_PASSWORD, Cloud, make_cloud
 

@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-import rdsssl.api
-from rdsssl import crypto
-from rdsssl.api import AliyunRdsApi, ApiSettings
+import rdsssl.rds.api
 from rdsssl.emulator.server import Emulator
 from rdsssl.errors import ApiError, ApiUnreachable, ExitCode, InstanceNotFound
 from rdsssl.models import AclMode, Observation, SslModifyRequest, SslState
-from rdsssl.waiters import ssl_applied, wait_until
+from rdsssl.pki import crypto
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.rds.waiters import ssl_applied, wait_until
 
 REGION = "cn-hangzhou"
 
@@ -102,7 +102,7 @@ def test_list_instances_pages_through_everything(
     emu: Emulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rdsssl.api, "PAGE_SIZE", 2)
+    monkeypatch.setattr(rdsssl.rds.api, "PAGE_SIZE", 2)
     found = api.list_instances(region="cn-paging")
     assert len({i.instance_id for i in found}) == 5
     pages = [r.params.get("PageNumber") for r in emu.requests if r.action == "DescribeDBInstances"]

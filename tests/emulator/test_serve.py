@@ -19,7 +19,7 @@ from alibabacloud_rds20140815 import models as rds
 from alibabacloud_rds20140815.client import Client
 from alibabacloud_tea_openapi.models import Config
 
-from rdsssl import service_profile
+from rdsssl.rds import service_profile
 
 TIMEOUT = 60.0
 

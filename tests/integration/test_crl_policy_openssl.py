@@ -1,4 +1,4 @@
-"""rdsssl.crl_policy against the real `openssl verify -crl_check_all`, PostgreSQL's own check.
+"""rdsssl.pki.crl_policy against the real `openssl verify -crl_check_all`, PostgreSQL's own check.
 
 PostgreSQL checks client chains with X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL, which is
 what `openssl verify -crl_check_all` does, so the openssl binary (a tool nobody here wrote) is
@@ -36,9 +36,9 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rdsssl import crl_policy, crypto
-from rdsssl.crl_policy import Code
 from rdsssl.errors import CryptoError
+from rdsssl.pki import crl_policy, crypto
+from rdsssl.pki.crl_policy import Code
 from tests.crl_pki import NOW, Ca, key, make_ca, pem
 
 ROOT_1 = make_ca("prop-root-1", serial=0x1001)

@@ -1,4 +1,4 @@
-"""The openssl CLI, a tool nobody here wrote, must agree with rdsssl.crypto.
+"""The openssl CLI, a tool nobody here wrote, must agree with rdsssl.pki.crypto.
 
 It verifies our certificates and CRLs (and proves a revoked certificate is refused), and rdsssl
 adopts a CA and a CSR made with the exact commands of the manual procedure. The `openssl` binary
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from rdsssl import crypto
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.pki import crypto
 
 VERIFY_KEY_TYPES = [KeyType.EC_P256, KeyType.RSA_2048, KeyType.ED25519]
 MANUAL_PROCEDURE = [

@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from rdsssl import crypto
 from rdsssl.emulator.pg import PgCluster, PgSslConfig
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.store import CaStore, write_client_files
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore, write_client_files
 from tests.pgtls import ClusterFactory, ServerPki
 
 
@@ -43,9 +43,7 @@ def ssl_config(pki: ServerPki, store: CaStore, crl_pem: bytes | None = None) -> 
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    pg_cluster_factory: ClusterFactory, server_pki: ServerPki, store: CaStore
-) -> PgCluster:
+def cluster(pg_cluster_factory: ClusterFactory, server_pki: ServerPki, store: CaStore) -> PgCluster:
     c = pg_cluster_factory("real-tls", ssl=ssl_config(server_pki, store))
     for role in ("alice", "bob"):
         c.create_role(role, f"{role}-unused-password")

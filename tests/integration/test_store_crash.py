@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rdsssl import crypto
 from rdsssl.models import KeyType
-from rdsssl.store import CaStore
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
 
 WORKER = """
 import sys, pathlib, datetime
-from rdsssl.store import CaStore, write_client_files
+from rdsssl.store.castore import CaStore, write_client_files
 from rdsssl.models import KeyType
 path, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 count, busy = int(sys.argv[3]), sys.argv[4] == "busy"
@@ -150,7 +150,7 @@ def test_two_concurrent_issuers_never_collide_or_lose_a_row(
 
 RENEW_WORKER = """
 import sys, pathlib, datetime
-from rdsssl.store import CaStore
+from rdsssl.store.castore import CaStore
 from rdsssl.models import KeyType
 store = CaStore.open(pathlib.Path(sys.argv[1]), wait_lock=120)
 store.unlock(None)

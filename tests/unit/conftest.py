@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import pytest
 from cryptography import x509
 
-from rdsssl import crypto
 from rdsssl.models import KeyType
+from rdsssl.pki import crypto
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 ALL_KEY_TYPES = list(KeyType)

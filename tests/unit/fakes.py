@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from rdsssl.errors import ApiError
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
-from rdsssl.probe import ProbeOutcome, ProbeResult, ProbeTarget
+from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget
 
 
 class FakeTime:

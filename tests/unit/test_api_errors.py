@@ -1,4 +1,4 @@
-"""rdsssl.api without a server: real SDK exception objects translated, endpoint parsing,
+"""rdsssl.rds.api without a server: real SDK exception objects translated, endpoint parsing,
 credentials errors without secrets, the retry policy, and response parsing."""
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from alibabacloud_tea_openapi.exceptions import (
 from darabonba.exceptions import RetryError, UnretryableException
 from darabonba.policy.retry import RetryPolicyContext
 
-from rdsssl.api import AliyunRdsApi, ApiSettings, parse_endpoint, translate_error
-from rdsssl.api_parse import ssl_from
 from rdsssl.errors import (
     ApiError,
     ApiUnreachable,
@@ -30,20 +28,30 @@ from rdsssl.errors import (
     Throttled,
 )
 from rdsssl.models import AclMode, SslModifyRequest
+from rdsssl.rds.api import AliyunRdsApi, ApiSettings, parse_endpoint, translate_error
+from rdsssl.rds.parse import ssl_from
 
 ENDPOINT = "http://127.0.0.1:1"
-ENV_VARS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            "ALIBABA_CLOUD_SECURITY_TOKEN", "ALIBABA_CLOUD_PROFILE")
+ENV_VARS = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+    "ALIBABA_CLOUD_PROFILE",
+)
 
 
-def sdk_error(cls: type[Any], status: int, code: str, message: str = "raw text",
-              request_id: str = "RID-1") -> Any:
+def sdk_error(
+    cls: type[Any], status: int, code: str, message: str = "raw text", request_id: str = "RID-1"
+) -> Any:
     """Built exactly as alibabacloud_tea_openapi's do_request builds it."""
-    data = {"RequestId": request_id, "HostId": "rds.aliyuncs.com", "Code": code,
-            "Message": message}
-    return cls(status_code=status, code=code,
-               message=f"code: {status}, {message} request id: {request_id}",
-               data=data, request_id=request_id)
+    data = {"RequestId": request_id, "HostId": "rds.aliyuncs.com", "Code": code, "Message": message}
+    return cls(
+        status_code=status,
+        code=code,
+        message=f"code: {status}, {message} request id: {request_id}",
+        data=data,
+        request_id=request_id,
+    )
 
 
 def unretryable(inner: BaseException) -> UnretryableException:
@@ -58,8 +66,14 @@ def translate(exc: BaseException) -> Any:
 
 
 def test_client_error_keeps_code_raw_message_status_and_request_id() -> None:
-    error = translate(sdk_error(ClientException, 400, "SignatureDoesNotMatch",
-                                "Specified signature is not matched with our calculation."))
+    error = translate(
+        sdk_error(
+            ClientException,
+            400,
+            "SignatureDoesNotMatch",
+            "Specified signature is not matched with our calculation.",
+        )
+    )
     assert type(error) is ApiError
     assert error.code == "SignatureDoesNotMatch"
     assert error.raw_message == "Specified signature is not matched with our calculation."
@@ -91,8 +105,9 @@ def test_client_error_keeps_code_raw_message_status_and_request_id() -> None:
         (ClientException, 404, "InvalidAccessKeyId.NotFound", ApiError, False),
     ],
 )
-def test_classification_by_code(cls: type[Any], status: int, code: str,
-                                expected: type[ApiError], retryable: bool) -> None:
+def test_classification_by_code(
+    cls: type[Any], status: int, code: str, expected: type[ApiError], retryable: bool
+) -> None:
     error = translate(sdk_error(cls, status, code))
     assert type(error) is expected
     assert error.code == code and error.retryable is retryable
@@ -100,23 +115,35 @@ def test_classification_by_code(cls: type[Any], status: int, code: str,
 
 
 def test_throttling_exception_with_retry_after_is_throttled() -> None:
-    exc = ThrottlingException(status_code=400, code="Throttling.User", message="m",
-                              data={"Code": "Throttling.User", "Message": "flow control"},
-                              request_id="R", retry_after=1500)
+    exc = ThrottlingException(
+        status_code=400,
+        code="Throttling.User",
+        message="m",
+        data={"Code": "Throttling.User", "Message": "flow control"},
+        request_id="R",
+        retry_after=1500,
+    )
     error = translate(exc)
     assert isinstance(error, Throttled) and error.raw_message == "flow control"
 
 
 def test_missing_body_message_falls_back_to_the_unformatted_sdk_text() -> None:
-    exc = ClientException(status_code=400, code="Odd", message="code: 400, bare text request id: R",
-                          data=None, request_id="R")
+    exc = ClientException(
+        status_code=400,
+        code="Odd",
+        message="code: 400, bare text request id: R",
+        data=None,
+        request_id="R",
+    )
     assert translate(exc).raw_message == "bare text"
 
 
 def test_connection_refused_is_unreachable_without_the_url() -> None:
-    inner = RetryError("HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with "
-                       "url: /?AccountPassword=hunter2 (Caused by NewConnectionError('[Errno 111] "
-                       "Connection refused'))")
+    inner = RetryError(
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with "
+        "url: /?AccountPassword=hunter2 (Caused by NewConnectionError('[Errno 111] "
+        "Connection refused'))"
+    )
     error = translate(unretryable(inner))
     assert isinstance(error, ApiUnreachable) and error.retryable is False
     assert f"cannot reach the RDS API at {ENDPOINT}: connection refused" in str(error)
@@ -125,15 +152,18 @@ def test_connection_refused_is_unreachable_without_the_url() -> None:
 
 
 def test_timeout_is_unreachable_and_retryable() -> None:
-    error = translate(unretryable(RetryError("HTTPConnectionPool: Read timed out. (read "
-                                             "timeout=10.0)")))
+    error = translate(
+        unretryable(RetryError("HTTPConnectionPool: Read timed out. (read timeout=10.0)"))
+    )
     assert isinstance(error, ApiUnreachable) and error.retryable is True
     assert "timed out" in str(error)
 
 
 def test_html_414_page_is_unreachable_and_permanent() -> None:
-    html = ('Failed to parse the value as json format, Value: "<html><head><title>414 '
-            'Request-URI Too Large</title></head><body>tengine</body></html>".')
+    html = (
+        'Failed to parse the value as json format, Value: "<html><head><title>414 '
+        'Request-URI Too Large</title></head><body>tengine</body></html>".'
+    )
     error = translate(unretryable(RuntimeError(html)))
     assert isinstance(error, ApiUnreachable)
     assert error.http_status == 414 and error.retryable is False
@@ -158,8 +188,11 @@ def test_unretryable_wrapping_an_sdk_error_is_translated_as_that_error() -> None
 
 
 def test_no_credentials_from_the_chain_is_a_config_error() -> None:
-    error = translate(unretryable(CredentialException("unable to load credentials from any of "
-                                                      "the providers in the chain")))
+    error = translate(
+        unretryable(
+            CredentialException("unable to load credentials from any of the providers in the chain")
+        )
+    )
     assert isinstance(error, ConfigError) and error.exit_code is ExitCode.BAD_INPUT
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in str(error)
 
@@ -186,8 +219,10 @@ def test_parse_endpoint(value: str, protocol: str, host: str) -> None:
     assert (endpoint.protocol, endpoint.host) == (protocol, host)
 
 
-@pytest.mark.parametrize("value", ["ftp://host", "http://host:1/path", "http://:80", "host:99999",
-                                   "", "http://user@host:1"])
+@pytest.mark.parametrize(
+    "value",
+    ["ftp://host", "http://host:1/path", "http://:80", "host:99999", "", "http://user@host:1"],
+)
 def test_bad_endpoint_is_a_config_error(value: str) -> None:
     with pytest.raises(ConfigError, match="bad endpoint"):
         parse_endpoint(value)
@@ -205,9 +240,14 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(auth_constant, "HOME", str(tmp_path))
-    for attr in ("environment_access_key_id", "environment_access_key_secret",
-                 "environment_security_token", "environment_credentials_file",
-                 "environment_profile_name", "environment_credentials_uri"):
+    for attr in (
+        "environment_access_key_id",
+        "environment_access_key_secret",
+        "environment_security_token",
+        "environment_credentials_file",
+        "environment_profile_name",
+        "environment_credentials_uri",
+    ):
         monkeypatch.setattr(auth_util, attr, None)
     monkeypatch.setattr(auth_util, "environment_ecs_metadata_disabled", "true")
     monkeypatch.setattr(auth_util, "enable_oidc_credential", False)
@@ -215,7 +255,8 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
 
 
 def test_half_set_env_credentials_name_the_missing_variable_not_the_value(
-    no_credentials: None, monkeypatch: pytest.MonkeyPatch,
+    no_credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t-value")
     with pytest.raises(ConfigError) as caught:
@@ -236,8 +277,9 @@ def test_no_credentials_anywhere_is_a_config_error_on_the_first_call(no_credenti
 def test_profile_is_read_from_credentials_ini(no_credentials: None, tmp_path: Path) -> None:
     ini = tmp_path / ".alibabacloud" / "credentials.ini"
     ini.parent.mkdir()
-    ini.write_text("[ops]\ntype = access_key\naccess_key_id = AKID\n"
-                   "access_key_secret = profile-secret\n")
+    ini.write_text(
+        "[ops]\ntype = access_key\naccess_key_id = AKID\naccess_key_secret = profile-secret\n"
+    )
     assert AliyunRdsApi(ApiSettings(endpoint=ENDPOINT, profile="ops")).endpoint == ENDPOINT
     with pytest.raises(ConfigError) as caught:
         AliyunRdsApi(ApiSettings(endpoint=ENDPOINT, profile="nope"))
@@ -271,8 +313,9 @@ class FakeClient:
     describe_dbinstance_ssl = modify_dbinstance_ssl = _answer
 
 
-def api_with(monkeypatch: pytest.MonkeyPatch, client: FakeClient,
-             sleeps: list[float]) -> AliyunRdsApi:
+def api_with(
+    monkeypatch: pytest.MonkeyPatch, client: FakeClient, sleeps: list[float]
+) -> AliyunRdsApi:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "AKID")
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
     api = AliyunRdsApi(ApiSettings(endpoint=ENDPOINT, sleep=sleeps.append, retries=3))
@@ -286,9 +329,13 @@ Call = Callable[[AliyunRdsApi], object]
 
 def test_reads_retry_retryable_errors_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    client = FakeClient([sdk_error(ClientException, 400, "Throttling.User"),
-                         sdk_error(ServerException, 503, "ServiceUnavailable")],
-                        {"SSLEnabled": "on", "LastModifyStatus": "success"})
+    client = FakeClient(
+        [
+            sdk_error(ClientException, 400, "Throttling.User"),
+            sdk_error(ServerException, 503, "ServiceUnavailable"),
+        ],
+        {"SSLEnabled": "on", "LastModifyStatus": "success"},
+    )
     state = api_with(monkeypatch, client, sleeps).describe_ssl("pgm-1")
     assert state.ssl_enabled and client.calls == 3
     assert len(sleeps) == 2 and all(0 < s <= 8.5 for s in sleeps)
@@ -302,14 +349,18 @@ def test_reads_give_up_after_the_configured_retries(monkeypatch: pytest.MonkeyPa
     assert client.calls == 4 and len(sleeps) == 3
 
 
-@pytest.mark.parametrize("error", [
-    sdk_error(ClientException, 400, "Throttling.User"),
-    sdk_error(ClientException, 403, "IncorrectDBInstanceState"),
-    sdk_error(ServerException, 503, "ServiceUnavailable"),
-    unretryable(RetryError("Read timed out.")),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        sdk_error(ClientException, 400, "Throttling.User"),
+        sdk_error(ClientException, 403, "IncorrectDBInstanceState"),
+        sdk_error(ServerException, 503, "ServiceUnavailable"),
+        unretryable(RetryError("Read timed out.")),
+    ],
+)
 def test_modify_is_never_retried_by_the_adapter_the_service_re_reads_first(
-    monkeypatch: pytest.MonkeyPatch, error: BaseException,
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
 ) -> None:
     client = FakeClient([error], {"RequestId": "R9"})
     with pytest.raises(ApiError):
@@ -321,10 +372,20 @@ def test_modify_is_never_retried_by_the_adapter_the_service_re_reads_first(
 
 
 def test_ssl_state_parsing_drops_the_server_key_and_empty_fields() -> None:
-    body = {"SSLEnabled": "on", "CAType": "aliyun", "ServerKey": "-----BEGIN PRIVATE KEY-----x",
-            "ServerCert": "CERT", "SSLExpireTime": "2026-10-11T08:16:43Z", "RequireUpdate": "0",
-            "ClientCACert": "", "ClientCertRevocationList": "-", "ACL": "verify-full",
-            "ReplicationACL": "", "LastModifyStatus": "setting", "ModifyStatusReason": ""}
+    body = {
+        "SSLEnabled": "on",
+        "CAType": "aliyun",
+        "ServerKey": "-----BEGIN PRIVATE KEY-----x",
+        "ServerCert": "CERT",
+        "SSLExpireTime": "2026-10-11T08:16:43Z",
+        "RequireUpdate": "0",
+        "ClientCACert": "",
+        "ClientCertRevocationList": "-",
+        "ACL": "verify-full",
+        "ReplicationACL": "",
+        "LastModifyStatus": "setting",
+        "ModifyStatusReason": "",
+    }
     state = ssl_from(body)
     assert state.ssl_enabled and state.client_ca_pem is None and state.crl_pem is None
     assert state.acl is AclMode.VERIFY_FULL and state.replication_acl is None

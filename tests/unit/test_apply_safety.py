@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import audit, crypto
-from rdsssl.audit import AuditLog
 from rdsssl.errors import (
     ApiError,
     ApiUnreachable,
@@ -23,8 +21,11 @@ from rdsssl.errors import (
     Throttled,
 )
 from rdsssl.models import AclMode, KeyType, SslState
-from rdsssl.paths import instance_lock
-from rdsssl.service import DesiredSsl, apply, plan
+from rdsssl.ops import audit
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.change import DesiredSsl, apply, plan
+from rdsssl.pki import crypto
+from rdsssl.store.paths import instance_lock
 
 from .conftest import make_pki
 from .fakes import FakeApi, FakeTime, ssl_state
@@ -209,8 +210,8 @@ def _sent_then_killed(tmp_path: Path, api: FakeApi) -> AuditLog:
 
 def _sent_line(log: AuditLog, api: FakeApi) -> None:
     """Write the `sent` line a killed run leaves (the kill above came before it)."""
-    from rdsssl.service import fingerprints, target_fingerprints
-    from rdsssl.service import plan as make_plan
+    from rdsssl.ops.change import fingerprints, target_fingerprints
+    from rdsssl.ops.change import plan as make_plan
 
     before = dataclasses.replace(api.ssl, client_ca_pem=None)
     shown = make_plan(DesiredSsl(client_ca_pem=PEM), before, instance_id="pgm-x")

@@ -1,4 +1,4 @@
-"""rdsssl.checks on crafted states: every finding, its severity and advice, and the Prometheus
+"""rdsssl.ops.checks on crafted states: every finding, its severity and advice, and the Prometheus
 textfile checked against the exposition format by a strict little parser."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rdsssl import crypto
-from rdsssl.checks import (
+from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
+from rdsssl.ops.change import Change, CrlFromStore, Effect, Plan
+from rdsssl.ops.checks import (
     Finding,
     InstanceReport,
     Severity,
@@ -21,11 +22,10 @@ from rdsssl.checks import (
     check_store,
     prometheus_text,
 )
-from rdsssl.crl_refresh import StoreCrl
-from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
-from rdsssl.service import Change, CrlFromStore, Effect, Plan
-from rdsssl.store_db import CertRecord
-from rdsssl.store_renew import RenewalPlan
+from rdsssl.ops.crl_refresh import StoreCrl
+from rdsssl.ops.deploy import RenewalPlan
+from rdsssl.pki import crypto
+from rdsssl.store.db import CertRecord
 
 from .conftest import NOW, Pki, make_pki
 

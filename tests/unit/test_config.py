@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl.config import load_desired_state
 from rdsssl.errors import ConfigError, ExitCode
 from rdsssl.models import AclMode
+from rdsssl.ops.config import load_desired_state
 
 SPEC_EXAMPLE = """
 [defaults]                      # applies to every instance unless overridden
@@ -72,8 +72,11 @@ ca_bundle = "/etc/rdsssl/bundle.pem"
 
 
 def test_unknown_key_names_the_key_and_the_entry(tmp_path: Path) -> None:
-    message = error_for(tmp_path, '[[instances]]\nid = "pgm-a"\nca_dir = "ca"\n'
-                                  '[[instances]]\nid = "pgm-b"\nca_dir = "ca"\nacls = "cert"\n')
+    message = error_for(
+        tmp_path,
+        '[[instances]]\nid = "pgm-a"\nca_dir = "ca"\n'
+        '[[instances]]\nid = "pgm-b"\nca_dir = "ca"\nacls = "cert"\n',
+    )
     assert "instances[2] (id pgm-b)" in message and "'acls'" in message
 
 
@@ -97,8 +100,9 @@ def test_crl_must_be_a_boolean(tmp_path: Path) -> None:
 
 
 def test_ca_dir_and_ca_bundle_in_one_table_are_refused(tmp_path: Path) -> None:
-    message = error_for(tmp_path, '[defaults]\nca_dir = "ca"\nca_bundle = "b.pem"\n'
-                                  '[[instances]]\nid = "pgm-a"\n')
+    message = error_for(
+        tmp_path, '[defaults]\nca_dir = "ca"\nca_bundle = "b.pem"\n[[instances]]\nid = "pgm-a"\n'
+    )
     assert "mutually exclusive" in message
 
 
@@ -108,8 +112,9 @@ def test_an_instance_without_any_ca_is_refused(tmp_path: Path) -> None:
 
 
 def test_crl_needs_ca_dir(tmp_path: Path) -> None:
-    message = error_for(tmp_path, '[defaults]\ncrl = true\n'
-                                  '[[instances]]\nid = "pgm-a"\nca_bundle = "b.pem"\n')
+    message = error_for(
+        tmp_path, '[defaults]\ncrl = true\n[[instances]]\nid = "pgm-a"\nca_bundle = "b.pem"\n'
+    )
     assert "crl = true needs ca_dir" in message
 
 
@@ -125,8 +130,10 @@ def test_tags_must_be_strings(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_name_both_entries(tmp_path: Path) -> None:
-    message = error_for(tmp_path, '[defaults]\nca_dir = "ca"\n[[instances]]\nid = "pgm-a"\n'
-                                  '[[instances]]\nid = "pgm-a"\n')
+    message = error_for(
+        tmp_path,
+        '[defaults]\nca_dir = "ca"\n[[instances]]\nid = "pgm-a"\n[[instances]]\nid = "pgm-a"\n',
+    )
     assert "instances[2]" in message and "instances[1]" in message
 
 

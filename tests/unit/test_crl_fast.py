@@ -1,4 +1,5 @@
-"""The hand-written CRL DER (rdsssl.crl_der via crypto.build_crl) against cryptography's builder.
+"""The hand-written CRL DER (rdsssl.pki.crl_der via crypto.build_crl) against cryptography's
+builder.
 
 `build_crl` used to hand everything to `x509.CertificateRevocationListBuilder`; it now writes the
 DER itself for speed (SPEC section 7). The builder stays here as the oracle: for the same input
@@ -25,9 +26,9 @@ from cryptography.x509.oid import CRLEntryExtensionOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdsssl import crl_der, crypto
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.pki import crl_der, crypto
 
 from .conftest import NOW, Pki, make_pki
 

@@ -1,4 +1,4 @@
-"""rdsssl.crl_policy on crafted CA bundles and CRL files: one example per rule, and the edges.
+"""rdsssl.pki.crl_policy on crafted CA bundles and CRL files: one example per rule, and the edges.
 
 The CAs and CRLs come from cryptography's builders (tests/crl_pki.py), dated around a fixed
 NOW; tests/integration/test_crl_policy_openssl.py checks the same rules against openssl.
@@ -13,8 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
-from rdsssl import crypto
-from rdsssl.crl_policy import (
+from rdsssl.errors import CryptoError
+from rdsssl.pki import crypto
+from rdsssl.pki.crl_policy import (
     DEFAULT_RESTART_MARGIN,
     Code,
     Finding,
@@ -22,7 +23,6 @@ from rdsssl.crl_policy import (
     evaluate,
     evaluate_pem,
 )
-from rdsssl.errors import CryptoError
 from tests.crl_pki import NOW, Ca, key, make_ca, pem
 
 ROOT = make_ca("unit-root-1", serial=0x1001)

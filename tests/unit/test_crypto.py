@@ -1,4 +1,4 @@
-"""rdsssl.crypto: keys, CA, client certificates, CSRs, CRLs and exports (pure, no files).
+"""rdsssl.pki.crypto: keys, CA, client certificates, CSRs, CRLs and exports (pure, no files).
 
 trustme-style: parametrised over every key type, each extension checked with its criticality,
 and every refusal proven as well as every success.
@@ -19,9 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdsssl import crypto
 from rdsssl.errors import CryptoError, InputError
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.pki import crypto
 
 from .conftest import NOW, Pki, cached_key, make_pki
 

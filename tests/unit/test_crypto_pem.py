@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448
 from cryptography.x509.oid import NameOID
 
-from rdsssl import crypto
-from rdsssl.crypto import BlockKind
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType
+from rdsssl.pki import crypto
+from rdsssl.pki.crypto import BlockKind
 
 from .conftest import NOW, Pki, cached_key, make_pki
 

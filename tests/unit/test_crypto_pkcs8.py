@@ -1,5 +1,5 @@
 """The CA key at rest: PBES2 encryption with strong parameters, and the protection of a key file
-read without its passphrase (rdsssl.crypto_pkcs8, re-exported by rdsssl.crypto).
+read without its passphrase (rdsssl.pki.pkcs8, re-exported by rdsssl.pki.crypto).
 
 Most tests pass a small `rounds` to stay fast; the default is checked once, in full. The
 openssl CLI's view of the same files is in tests/integration/test_openssl_interop.py.
@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdsssl import crl_der, crypto
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType
+from rdsssl.pki import crl_der, crypto
 
 from .conftest import ALL_KEY_TYPES, cached_key
 

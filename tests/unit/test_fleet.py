@@ -1,4 +1,4 @@
-"""rdsssl.fleet: isolation of failures, exit-code aggregation, real concurrency (proved with
+"""rdsssl.ops.fleet: isolation of failures, exit-code aggregation, real concurrency (proved with
 barriers, never with timings), the rate limiter on a fake clock, and instance selection."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import fleet
 from rdsssl.errors import (
     ApiError,
     ConfigError,
@@ -20,6 +19,7 @@ from rdsssl.errors import (
     WaiterTimeout,
 )
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
+from rdsssl.ops import fleet
 
 
 def _outcome(code: int) -> fleet.Outcome[None]:

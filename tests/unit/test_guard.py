@@ -1,4 +1,4 @@
-"""The lockout guard as one rule (rdsssl.guard), through `service.apply` on a fake API.
+"""The lockout guard as one rule (rdsssl.ops.guard), through `service.apply` on a fake API.
 
 Every tightening needs proof or --force; a proof is checked locally before any call (a
 certificate is given, matches its key, is valid, chains to a CA that stays, is not on the CRL
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import crypto
 from rdsssl.errors import LockoutGuard
-from rdsssl.guard import CERT_ACLS, Proof
 from rdsssl.models import AclMode, KeyType, RevocationReason
-from rdsssl.probe import ProbeResult
-from rdsssl.service import CrlFromStore, DesiredSsl, apply, guard_need, plan
+from rdsssl.ops.change import CrlFromStore, DesiredSsl, apply, guard_need, plan
+from rdsssl.ops.guard import CERT_ACLS, Proof
+from rdsssl.ops.probe import ProbeResult
+from rdsssl.pki import crypto
 
 from .conftest import Pki, cached_key, make_pki
 from .fakes import FakeApi, bad_probe, ok_probe, ssl_state

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rdsssl.errors import ConfigError
-from rdsssl.hooks import HOOK_ENV_NAMES, check_hook, hook_environment
+from rdsssl.ops.hooks import HOOK_ENV_NAMES, check_hook, hook_environment
 
 BASE = {
     "PATH": "/usr/bin:/bin",
@@ -43,7 +43,7 @@ def test_only_allowed_names_pass_and_the_deployment_goes_on_top() -> None:
 @pytest.mark.parametrize("word", ["PASSPHRASE", "PASSWORD", "SECRET", "TOKEN", "passphrase"])
 def test_a_secret_word_wins_over_the_allow_list(word: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a name the list allows (here by widening it) is dropped when it names a secret."""
-    monkeypatch.setattr("rdsssl.hooks.HOOK_ENV_NAMES", HOOK_ENV_NAMES | {f"APP_{word}"})
+    monkeypatch.setattr("rdsssl.ops.hooks.HOOK_ENV_NAMES", HOOK_ENV_NAMES | {f"APP_{word}"})
     assert hook_environment(base={f"APP_{word}": "x", "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
@@ -61,7 +61,7 @@ def test_the_syntax_check_runs_without_our_secrets(monkeypatch: pytest.MonkeyPat
         seen.append(dict(kwargs["env"]))
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr("rdsssl.hooks.subprocess.run", recording_run)
+    monkeypatch.setattr("rdsssl.ops.hooks.subprocess.run", recording_run)
     monkeypatch.setenv("RDSSSL_CA_PASSPHRASE", "pp")
     monkeypatch.setenv("P12_PW", "p12")
     check_hook("true", exclude=["P12_PW"])

@@ -44,7 +44,7 @@ def test_only_api_imports_the_sdk(path: Path) -> None:
     if path.name == "api.py" and path.parent == PACKAGE:
         assert sdk, "api.py is where the SDK is used"
     else:
-        assert not sdk, f"{_rel(path)} imports the SDK ({sorted(sdk)}); go through rdsssl.api"
+        assert not sdk, f"{_rel(path)} imports the SDK ({sorted(sdk)}); go through rdsssl.rds.api"
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "emulator").glob("*.py")), ids=_rel)
@@ -71,9 +71,9 @@ def test_crypto_is_pure(name: str) -> None:
     rdsssl_ok = {
         "rdsssl.models",
         "rdsssl.errors",
-        "rdsssl.crypto_pem",
-        "rdsssl.crl_der",
-        "rdsssl.crypto_pkcs8",
+        "rdsssl.pki.pem",
+        "rdsssl.pki.crl_der",
+        "rdsssl.pki.pkcs8",
     }
     for module in _imports(path):
         assert module.split(".")[0] not in forbidden, f"{name} imports {module} (I/O or clock)"
@@ -84,9 +84,9 @@ def test_crypto_is_pure(name: str) -> None:
 def test_crl_policy_is_pure() -> None:
     """The CRL policy judges objects it is given: no I/O, no clock, only the crypto layer."""
     forbidden = {"os", "pathlib", "sqlite3", "socket", "subprocess", "time", "shutil"}
-    rdsssl_ok = {"rdsssl.crypto", "rdsssl.errors"}
+    rdsssl_ok = {"rdsssl.pki.crypto", "rdsssl.errors"}
     imports = _imports(PACKAGE / "crl_policy.py")
-    assert "rdsssl.crypto" in imports
+    assert "rdsssl.pki.crypto" in imports
     for module in imports:
         assert module.split(".")[0] not in forbidden, f"crl_policy.py imports {module}"
         if module.startswith("rdsssl"):

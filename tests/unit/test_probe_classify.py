@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl.probe import ProbeOutcome, ProbeTarget, classify, probe
+from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, classify, probe
 
 
 @pytest.mark.parametrize(

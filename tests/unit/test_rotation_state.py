@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rdsssl.errors import ExitCode, StoreError
-from rdsssl.rotation_state import (
+from rdsssl.ops.rotation_state import (
     CaRef,
     IllegalTransition,
     Phase,

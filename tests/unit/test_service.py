@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl import audit, crypto
-from rdsssl.audit import AuditLog
 from rdsssl.errors import ApiError, ConfigError, CryptoError, LockoutGuard
-from rdsssl.guard import Proof
 from rdsssl.models import (
     AclMode,
     KeyType,
     RevocationReason,
     SslState,
 )
-from rdsssl.service import CrlFromStore, DesiredSsl, Effect, apply, plan
+from rdsssl.ops import audit
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.change import CrlFromStore, DesiredSsl, Effect, apply, plan
+from rdsssl.ops.guard import Proof
+from rdsssl.pki import crypto
 
 from .conftest import cached_key, make_pki
 from .fakes import FakeApi, FakeTime, bad_probe, instance_info, ok_probe, ssl_state

@@ -18,15 +18,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from rdsssl import crypto
-from rdsssl.audit import AuditLog
 from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
-from rdsssl.fsutil import StagedFile, atomic_write, make_private_dirs
-from rdsssl.lock import FileLock
 from rdsssl.models import CertStatus, KeyType, RevocationReason
-from rdsssl.store import CaStore, write_client_files
-from rdsssl.store_import import parse_crlnumber, parse_index_txt
-from rdsssl.store_renew import plan_renewal, renew_due
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.deploy import plan_renewal, renew_due
+from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.store.fsutil import StagedFile, atomic_write, make_private_dirs
+from rdsssl.store.lock import FileLock
+from rdsssl.store.openssl_import import parse_crlnumber, parse_index_txt
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -163,7 +163,7 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, pathlib; from rdsssl.lock import FileLock\n"
+            "import sys, pathlib; from rdsssl.store.lock import FileLock\n"
             f"l = FileLock(pathlib.Path({str(path)!r}), command='other-process')\n"
             "l.acquire(); print('held', flush=True); sys.stdin.read()",
         ],

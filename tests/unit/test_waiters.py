@@ -1,7 +1,7 @@
 """Waiters: scripted observations, a fake clock and an injected sleep; one behaviour per test.
 
 Two kinds of observe: `scripted(...)`, a callable returning whole observations (the acceptor
-tables), and `FakeRds` read through the real `service.observe` (the one-call-per-poll reads and
+tables), and `FakeRds` read through the real `change.observe` (the one-call-per-poll reads and
 the schedule), which counts every Describe call as the API would see it.
 """
 
@@ -15,11 +15,11 @@ from typing import cast
 
 import pytest
 
-from rdsssl import service
-from rdsssl.api import RdsApi
 from rdsssl.errors import ApiError, ChangeFailed, InstanceNotFound, Throttled, WaiterTimeout
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslState
-from rdsssl.waiters import (
+from rdsssl.ops import change
+from rdsssl.rds.api import RdsApi
+from rdsssl.rds.waiters import (
     Progress,
     WaiterSpec,
     acl_applied,
@@ -324,7 +324,7 @@ class FakeRds:
     ) -> Observation:
         return wait_until(
             spec,
-            service.observe(cast(RdsApi, self), "pgm-1"),
+            change.observe(cast(RdsApi, self), "pgm-1"),
             sleep=self.t.sleep,
             clock=self.t.clock,
             rng=rng or random.Random(3),
@@ -385,7 +385,7 @@ def test_a_failed_ssl_read_adds_the_attribute_read_and_never_succeeds() -> None:
     seen: list[Progress] = []
     wait_until(
         ssl_applied(has_new_ca),
-        service.observe(cast(RdsApi, rds), "pgm-1"),
+        change.observe(cast(RdsApi, rds), "pgm-1"),
         sleep=t.sleep,
         clock=t.clock,
         on_progress=seen.append,

@@ -1,4 +1,4 @@
-"""Waits need evidence, and poll where it matters (rdsssl.waiters).
+"""Waits need evidence, and poll where it matters (rdsssl.rds.waiters).
 
 SslApplied counts a change as applied only once it was seen in progress and then finished, or,
 if progress was never seen, after the finished state held for the settle period: under a
@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdsssl import service
-from rdsssl.api import RdsApi
 from rdsssl.models import InstanceInfo, Observation, SslState
-from rdsssl.waiters import DENSE, ssl_applied, wait_until
+from rdsssl.ops import change
+from rdsssl.rds.api import RdsApi
+from rdsssl.rds.waiters import DENSE, ssl_applied, wait_until
 
 from .test_waiters import INFO, NEW_CA, SSL, FakeTime, has_new_ca
 
@@ -52,7 +52,7 @@ class Timeline:
     def wait(self, *, expected: float | None, settle: float = 10.0, seed: int = 5) -> Observation:
         return wait_until(
             ssl_applied(has_new_ca, expected=expected, settle=settle),
-            service.observe(cast(RdsApi, self), "pgm-1"),
+            change.observe(cast(RdsApi, self), "pgm-1"),
             sleep=self.t.sleep,
             clock=self.t.clock,
             rng=random.Random(seed),
