@@ -11,9 +11,8 @@ exactly these names::
     result = rdsssl.apply(api, "pgm-bp1example", desired, proof=rdsssl.Proof(...))
 
 Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neither the Alibaba
-Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. `probe`
-is bound eagerly because `rdsssl.ops.probe` is also a submodule: the function wins, so write
-`from rdsssl.ops.probe import ...` (not `import rdsssl.ops.probe as ...`) to reach the module.
+Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. The
+layers behind these names are described in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -21,12 +20,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
-
 __version__ = "0.1.0"
 
 # name -> module it lives in (loaded on first attribute access)
 _LAZY: dict[str, str] = {
+    "ProbeOutcome": "rdsssl.ops.probe",
+    "ProbeResult": "rdsssl.ops.probe",
+    "ProbeTarget": "rdsssl.ops.probe",
+    "probe": "rdsssl.ops.probe",
+    "probe_instance": "rdsssl.ops.probe",
     "CaStore": "rdsssl.store.castore",
     "write_client_files": "rdsssl.store.castore",
     "KeyType": "rdsssl.models",
@@ -174,6 +176,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.config import load_desired_state
     from rdsssl.ops.desired import DesiredBuilder, desired_ssl, resolve
     from rdsssl.ops.guard import Proof
+    from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
     from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
     from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until
     from rdsssl.store.castore import CaStore, write_client_files

@@ -28,6 +28,36 @@ from rdsssl.emulator.pg import PgCluster, PgNotFound, PgSslConfig, find_pg_bin
 from rdsssl.emulator.pg_os import make_scratch_dir
 from tests.pgtls import ClusterFactory, ServerPki, make_server_pki
 
+# Every test carries the marker of its area, so `scripts/test -m unit` runs in seconds:
+# unit (no server, no network), emulator (the emulator and its PostgreSQL), e2e (the CLI
+# against the emulator), integration (real PostgreSQL, openssl, cron scripts). `slow` marks the
+# modules that make the bulk of the time (see pyproject.toml for the list of markers).
+AREAS = {
+    "unit": "unit",
+    "cli": "unit",
+    "emulator": "emulator",
+    "e2e": "e2e",
+    "integration": "integration",
+}
+SLOW_MODULES = {
+    "test_safety.py",
+    "test_rotation.py",
+    "test_failures.py",
+    "test_procedure_cli.py",
+    "test_service_profile_record.py",
+    "test_store_crash.py",
+    "test_ca_renew.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        area = AREAS.get(item.path.parent.name)
+        if area is not None:
+            item.add_marker(area)
+        if item.path.name in SLOW_MODULES or "pessimistic" in item.name:
+            item.add_marker("slow")
+
 
 @pytest.fixture(scope="session")
 def pg_bin() -> Path:

@@ -1,9 +1,9 @@
 """PEM bundles in and out: parse and classify, validate, inspect, fingerprint, export.
 
 Part of `rdsssl.pki.crypto` (import from there); split out to keep each module small. Pure:
-bytes in, objects or bytes out, `now` passed in. Every error is a `CryptoError` whose message starts with
-the caller's `source` (a file name) and names the offending block, and never contains key
-material: private key blocks are described by their index and label only.
+bytes in, objects or bytes out, `now` passed in. Every error is a `CryptoError` whose message
+starts with the caller's `source` (a file name) and names the offending block, and never
+contains key material: private key blocks are described by their index and label only.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class RenewCloud:
 
     def probe(self, user: str, folder: Path, *extra: str) -> Result:
         """`rdsssl probe` with the certificate files in `folder` (no password: ACL `cert`)."""
-        files = ["--cert", folder / "client.crt", "--key", folder / "client.key"]
+        files: list[str | Path] = ["--cert", folder / "client.crt", "--key", folder / "client.key"]
         return self.cli("probe", self.iid, "--user", user, *files, *extra)
 
 
@@ -176,7 +176,8 @@ def test_rotate_ca_under_a_service_that_refuses_bundles_points_at_ca_renew(
     ca, _config = _configure_v1(rc, tmp_path)
     new_ca = rc.cloud.new_ca(tmp_path / "ca2")
     before, calls, restarts = rc.instance_fingerprints(), rc.modify_calls(), rc.restarts()
-    args = [rc.iid, "--ca-dir", ca, "--new-ca-dir", new_ca, "--out-root", tmp_path / "out"]
+    args: list[str | Path] = [rc.iid, "--ca-dir", ca, "--new-ca-dir", new_ca]
+    args += ["--out-root", tmp_path / "out"]
     rotated = rc.cli("--json", "rotate", "ca", *args, "--yes")
     assert rotated.exit_code == 4, rotated.stderr
     error = rotated.json()["error"]

@@ -54,7 +54,7 @@ def _crl(
     for serial in serials:
         entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(last)
         builder = builder.add_revoked_certificate(entry.build())
-    signed = builder.sign(key, crypto.hash_for(key))  # type: ignore[arg-type]
+    signed = builder.sign(key, crypto.hash_for(key))
     return signed.public_bytes(serialization.Encoding.PEM).decode()
 
 

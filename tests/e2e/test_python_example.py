@@ -60,5 +60,5 @@ def test_all_names_resolve_to_the_library_objects() -> None:
     from rdsssl.ops.probe import probe
 
     assert set(rdsssl.__all__) >= {"CaStore", "DesiredSsl", "plan", "apply", "probe", "ExitCode"}
-    assert (rdsssl.apply, rdsssl.ops.probe) == (apply, probe)
+    assert (rdsssl.apply, rdsssl.probe) == (apply, probe)
     assert rdsssl.LockoutGuard("x").exit_code == rdsssl.ExitCode.VERIFICATION_FAILED

@@ -237,7 +237,7 @@ def test_a_changed_instance_between_plan_and_call_sends_nothing(
     cloud = with_ca
     from rdsssl.cli import apply as cli_apply
 
-    real = cli_apply.service_apply
+    real = cli_apply.service_apply  # type: ignore[attr-defined]
 
     def after_someone_else(api, iid, desired, **kw):  # type: ignore[no-untyped-def]
         if not kw.get("dry_run"):  # between the plan shown and the call, the ACL moves
@@ -328,7 +328,7 @@ def test_every_mutating_command_stops_when_ssl_is_off(
     config.write_text(
         f'[defaults]\nca_dir = "{ca}"\ncrl = true\n[[instances]]\nid = "{fresh.iid}"\n'
     )
-    commands = [
+    commands: list[tuple[str | Path, ...]] = [
         ("instance", "enable-client-ca", fresh.iid, "--ca-dir", ca, "--yes"),
         ("instance", "upload-crl", fresh.iid, "--ca-dir", ca, "--yes"),
         ("instance", "set-acl", fresh.iid, "--acl", "prefer", "--yes"),

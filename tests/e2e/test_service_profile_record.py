@@ -167,7 +167,9 @@ def test_documented_answers_are_recorded_and_the_instance_restored(
 
 
 def test_pessimistic_answers_are_recorded(tmp_path: Path) -> None:
-    with contextlib.closing(make_cloud(tmp_path, profile="pessimistic", **TIMINGS)) as clouds:
+    clouds = make_cloud(tmp_path, profile="pessimistic", **TIMINGS)
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: next(clouds, None))
         cloud = next(clouds)
         out = tmp_path / "pessimistic.json"
         said = Messages()
@@ -343,7 +345,8 @@ def test_ssl_off_is_refused_before_any_change(cloud: Cloud, tmp_path: Path) -> N
 
 
 def test_without_a_terminal_yes_is_required(cloud: Cloud, tmp_path: Path) -> None:
-    args = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json", "--throwaway"]
+    args: list[str | Path] = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json"]
+    args.append("--throwaway")
     result = cloud.cli(*args)
     assert result.exit_code == 2
     assert "pass --yes" in result.stderr
@@ -352,14 +355,16 @@ def test_without_a_terminal_yes_is_required(cloud: Cloud, tmp_path: Path) -> Non
 
 
 def test_no_at_the_prompt_changes_nothing(cloud: Cloud, tmp_path: Path) -> None:
-    args = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json", "--throwaway"]
+    args: list[str | Path] = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json"]
+    args.append("--throwaway")
     result = invoke(*args, env=cloud.env, interactive=True, input="n\n", cwd=cloud.work)
     assert result.exit_code == 130
     assert cloud.mutating() == []
 
 
 def test_a_probe_user_needs_its_password_variable(cloud: Cloud, tmp_path: Path) -> None:
-    args = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json", "--throwaway"]
+    args: list[str | Path] = ["service-profile", "record", cloud.iid, "--out", tmp_path / "p.json"]
+    args.append("--throwaway")
     result = cloud.cli(*args, "--yes", "--probe-user", "alice")
     assert result.exit_code == 2 and "--probe-password-env" in result.stderr
     result = cloud.cli(*args, "--yes", "--probe-user", "alice", "--probe-password-env", "NOPE")

@@ -102,7 +102,12 @@ def test_the_url_search_finds_the_largest_multiple_of_the_resolution_that_passes
 
 def test_the_url_search_reports_no_limit_in_one_call_when_the_maximum_passes() -> None:
     calls: list[int] = []
-    assert search_url_limit(lambda size: calls.append(size) is None) is None
+
+    def fits(size: int) -> bool:
+        calls.append(size)
+        return True
+
+    assert search_url_limit(fits) is None
     assert calls == [URL_SEARCH_MAX]
 
 
