@@ -1,9 +1,9 @@
 """Small helpers every benchmark shares: timing, running commands, the machine, the table.
 
 Benchmarks print a side-by-side table (markdown, so it pastes straight into RESULTS.md) and never
-assert timings: the numbers are for humans comparing against SPEC section 7. The machines they
-run on are shared and noisy, so timings are medians of repeated runs, and comparisons that
-matter interleave the two sides so that load hits both alike.
+assert timings: the numbers are for humans comparing against the targets in RESULTS.md. The
+machines they run on are shared and noisy, so timings are medians of repeated runs, and
+comparisons that matter interleave the two sides so that load hits both alike.
 """
 
 from __future__ import annotations

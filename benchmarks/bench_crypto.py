@@ -42,7 +42,7 @@ from benchmarks._common import (
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crypto
 
-# key type -> (openssl -newkey arguments, SPEC target for issuing: times faster than openssl)
+# key type -> (openssl -newkey arguments, the target for issuing: times faster than openssl)
 KEY_TYPES: dict[KeyType, tuple[str, float]] = {
     KeyType.EC_P256: ("-newkey ec -pkeyopt ec_paramgen_curve:prime256v1", 20.0),
     KeyType.RSA_2048: ("-newkey rsa:2048", 3.0),

@@ -1,4 +1,4 @@
-"""Benchmark 3 (issue 5, SPEC section 7): a fleet of 100 instances configured concurrently vs one.
+"""Benchmark 3: a fleet of 100 instances configured concurrently vs one.
 
 Target: 100 instances configured concurrently in <= 1.5x the time of one alone.
 

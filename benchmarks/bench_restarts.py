@@ -1,4 +1,4 @@
-"""Benchmark 1 (issue 5, SPEC section 7): restarts and Modify calls for a full configuration.
+"""Benchmark 1: restarts and Modify calls for a full configuration.
 
 A full client-certificate configuration is: the client CA, a CRL, and ACL verify-ca.
 

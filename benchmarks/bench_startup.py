@@ -1,4 +1,4 @@
-"""Benchmark 5 (issue 5, SPEC section 7): start-up time of local commands vs a cloud command.
+"""Benchmark 5: start-up time of local commands vs a cloud command.
 
 Local commands (`cert issue`, `cert list`, `ca show`) must not import the cloud SDK; the cloud
 command `instance show ID` does (and psycopg is never needed by either). Each command runs as

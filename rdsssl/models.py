@@ -67,7 +67,7 @@ LOCK_UNLOCK = "Unlock"
 class InstanceInfo:
     """One RDS instance as DescribeDBInstanceAttribute (or DescribeDBInstances) reports it.
 
-    Only the fields the pre-flight checks of SPEC section 3 need: status and lock mode (is it
+    Only the fields the pre-flight checks of a change need: status and lock mode (is it
     safe to change now?), engine, version and storage (is a client CA possible at all?), the
     main endpoint (ModifyDBInstanceSSL needs a ConnectionString) and the pay type (Serverless
     has no SSL). `port` is 0 when the source did not say (DescribeDBInstances has no Port).
@@ -244,7 +244,7 @@ class InstanceSpec:
 
 @dataclasses.dataclass(frozen=True)
 class DesiredState:
-    """A loaded desired-state file (SPEC section 2)."""
+    """A loaded desired-state file."""
 
     path: Path
     instances: tuple[InstanceSpec, ...]

@@ -57,7 +57,7 @@ def make_api(app: App) -> RdsApi:
 
 @dataclass(frozen=True)
 class MutatingOptions:
-    """The options every mutating command takes (SPEC section 2)."""
+    """The options every mutating command takes."""
 
     yes: bool
     dry_run: bool

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["crl"]
 
-DEFAULT_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline (SPEC 7)
+DEFAULT_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline
 
 
 def _entries(count: int) -> str:

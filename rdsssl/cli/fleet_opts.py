@@ -1,7 +1,7 @@
 """What fleet commands share: instance selection options, the API client with its request
 budget, the per-instance results table and the JSON shape of one instance's outcome.
 
-Selection (SPEC section 6): instance IDs as arguments, or `--tag KEY=VALUE` (repeatable; every
+Selection: instance IDs as arguments, or `--tag KEY=VALUE` (repeatable; every
 tag must match; DescribeDBInstances, every page), or `-f rdsssl.toml` (ids and tags entries of a
 desired-state file). Exactly one of the three. `--concurrency N` bounds the instances handled at
 once; `--rate N` bounds the API requests per second of the whole run (all workers share one

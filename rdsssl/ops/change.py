@@ -1,10 +1,10 @@
 """Use cases over one instance: describe, plan (desired vs observed), apply with one call, wait.
 
-Every change follows SPEC section 3: read first, compare by parsed fingerprints, call
-ModifyDBInstanceSSL only when something differs and then exactly once with every differing field
-(one restart instead of the manual procedure's two restarts and a lock), validate locally before
-sending anything, refuse changes that could lock users out unless a probe proves otherwise, and
-wait until the read-back equals what was sent.
+Every change follows the same rules (docs/ARCHITECTURE.md): read first, compare by parsed
+fingerprints, call ModifyDBInstanceSSL only when something differs and then exactly once with
+every differing field (one restart instead of the manual procedure's two restarts and a lock),
+validate locally before sending anything, refuse changes that could lock users out unless a probe
+proves otherwise, and wait until the read-back equals what was sent.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`rdsssl check`: what needs action before it hurts, for one instance or a fleet (SPEC 6).
+"""`rdsssl check`: what needs action before it hurts, for one instance or a fleet.
 
 Per instance (Describe calls only, never a change): the client CA's expiry, the CRL on the
 instance (present, covering every CA of the bundle, nextUpdate far enough away), revocations in

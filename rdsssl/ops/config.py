@@ -1,4 +1,4 @@
-"""The desired-state file (`rdsssl.toml`, SPEC section 2): load, merge defaults, validate.
+"""The desired-state file (`rdsssl.toml`): load, merge defaults, validate.
 
 ```toml
 [defaults]                      # applies to every instance unless overridden

@@ -1,6 +1,6 @@
 """Fleet runs: one function over many instances, bounded concurrency, one shared request budget.
 
-SPEC section 6: instances are selected by ids, by tags (DescribeDBInstances, every page, all
+Instances are selected by ids, by tags (DescribeDBInstances, every page, all
 tags must match) or by a desired-state file; a bounded pool of threads works through them; one
 instance's failure never stops the others; the process exit code reflects any failure.
 

@@ -1,4 +1,4 @@
-"""Two-phase client CA rotation with overlap and rollback (SPEC section 6, issue 5).
+"""Two-phase client CA rotation with overlap and rollback.
 
 A client CA cannot be swapped in one step without locking out every client that still holds a
 certificate from the old CA, so the rotation overlaps (prior art §4.2: "bundle old and new"):

@@ -1,13 +1,12 @@
 """Just enough DER to write a CRL (RFC 5280 §5.1) by hand, fast.
 
-Why by hand: `cryptography`'s CRL builder makes a Python object per revoked certificate and
-copies builders around; at 10,000 entries that costs ~0.1 s, slower than `openssl ca -gencrl`
-(SPEC section 7 wants at least as fast). An entry is tiny (SEQUENCE { serial, revocationDate,
-[reason] }), so encoding the bytes directly is both simple and fast. Everything that is not
-per-entry (the issuer Name, the extension values, the signature) still comes from
-`cryptography`, and `rdsssl.pki.crypto` loads the result back with `x509.load_der_x509_crl`, so
-callers see the usual objects and cryptography's parser reads what we wrote. Nothing is cached
-between calls.
+Why by hand: `cryptography`'s CRL builder makes a Python object per revoked certificate and copies
+builders around; at 10,000 entries that costs ~0.1 s, slower than `openssl ca -gencrl` (the target
+in benchmarks/RESULTS.md: at least as fast). An entry is tiny (SEQUENCE { serial, revocationDate,
+[reason] }), so encoding the bytes directly is both simple and fast. Everything that is not per-
+entry (the issuer Name, the extension values, the signature) still comes from `cryptography`, and
+`rdsssl.pki.crypto` loads the result back with `x509.load_der_x509_crl`, so callers see the usual
+objects and cryptography's parser reads what we wrote. Nothing is cached between calls.
 
 Part of `rdsssl.pki.crypto` (use `crypto.build_crl`); no validation here beyond what the encoding
 itself needs: the caller has checked serials, dates, the key and the CA.

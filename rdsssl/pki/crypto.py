@@ -710,7 +710,7 @@ def build_crl(
     certificate is refused anyway, and the CRL must stay small enough to upload.
 
     The DER is written by `rdsssl.pki.crl_der` and loaded back, not made by cryptography's builder:
-    the builder costs ~0.1 s at 10,000 entries, more than `openssl ca -gencrl` (SPEC section 7).
+    the builder costs ~0.1 s at 10,000 entries, more than `openssl ca -gencrl`.
     The output is the builder's, field for field (tests/unit/test_crl_fast.py keeps the builder
     as the oracle): entries sorted by serial, reason omitted when unspecified, UTCTime before
     2050 and GeneralizedTime from 2050 on.

@@ -18,7 +18,7 @@ Rules that come from the platform (docs/aliyun-rds-ssl-api.md §3.5):
   A permanent error is raised unless an acceptor calls it a failure (NotFound); a retryable
   one means "poll again" unless an acceptor decides otherwise.
 
-One API call per poll (SPEC section 7 counts API calls, not polls). Given `Reads` (the two
+One API call per poll (benchmarks/bench_wait.py counts API calls, not polls). Given `Reads` (the two
 Describe calls separately), a poll is DescribeDBInstanceSSL alone; DescribeDBInstanceAttribute
 is added in the same poll, AFTER the SSL read, only when the SSL read cannot decide on its own:
 on the first poll, when the SSL read failed with a retryable error, when LastModifyStatus is

@@ -1,4 +1,4 @@
-"""The local CA store (SPEC section 4): one directory that cron jobs can trust.
+"""The local CA store: one directory that cron jobs can trust.
 
 Layout of ``DIR`` (0700, owned by the user running rdsssl)::
 

@@ -119,7 +119,7 @@ def utc_seconds(value: datetime) -> datetime:
 
 def parse_time(text: str) -> datetime:
     """Inverse of ``format_time``. fromisoformat is ~10x faster than strptime, which matters
-    when a CRL of 10,000 revocations reads 30,000 timestamps (SPEC section 7)."""
+    when a CRL of 10,000 revocations reads 30,000 timestamps."""
     if not text.endswith("Z"):
         raise ValueError(f"not a stored timestamp: {text!r}")
     return datetime.fromisoformat(text[:-1] + "+00:00")

@@ -1,4 +1,4 @@
-"""Issue 2's real TLS test: rdsssl's CA, certificates and CRL against a real PostgreSQL.
+"""Real TLS: rdsssl's CA, certificates and CRL against a real PostgreSQL.
 
 The server trusts an rdsssl CA (`ssl_ca_file`) behind a `hostssl ... cert` rule; libpq connects
 with the files rdsssl writes for a client. After `cert revoke` + `crl build` and a reload with

@@ -1,4 +1,4 @@
-"""The desired-state file: SPEC section 2's schema, merging, paths and one-line errors."""
+"""The desired-state file: the schema in the README, merging, paths and one-line errors."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 builder.
 
 `build_crl` used to hand everything to `x509.CertificateRevocationListBuilder`; it now writes the
-DER itself for speed (SPEC section 7). The builder stays here as the oracle: for the same input
+DER itself for speed. The builder stays here as the oracle: for the same input
 both must give the same TBSCertList byte for byte (and the same whole CRL where the signature is
 deterministic: RSA PKCS#1 v1.5 and Ed25519), and every field must read back the same. The openssl
 CLI, which nobody here wrote, must verify the signature too.
