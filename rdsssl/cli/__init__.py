@@ -8,8 +8,6 @@ exceptions become exit codes (``rdsssl.errors.ExitCode``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import signal
 import sys
@@ -22,6 +20,7 @@ import click
 
 from rdsssl import __version__
 from rdsssl.cli.app import App
+from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.ops import audit
 
@@ -54,41 +53,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Record what the RDS service does, on a throwaway instance.",
     ),
 }
-
-
-def _available(target: str) -> bool:
-    """True when the module behind a table entry is installed (checked without importing it)."""
-    return importlib.util.find_spec(target.partition(":")[0]) is not None
-
-
-class LazyGroup(click.Group):
-    """A group whose sub-commands are imported on first use, from ``COMMANDS``."""
-
-    def __init__(self, *args: object, lazy: dict[str, tuple[str, str]], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.lazy = lazy
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        names = {n for n, (target, _) in self.lazy.items() if _available(target)}
-        return sorted(names | set(super().list_commands(ctx)))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.lazy:
-            return super().get_command(ctx, cmd_name)
-        target = self.lazy[cmd_name][0]
-        if not _available(target):
-            return None
-        module_name, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
-        if not isinstance(command, click.Command):  # pragma: no cover - a wiring bug
-            raise TypeError(f"{target} is not a click command")
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, self.lazy[name][1]) for name in self.list_commands(ctx)]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -225,7 +225,19 @@ def test_local_commands_do_not_import_the_cloud_sdk(tmp_path: Path) -> None:
 def test_help_lists_commands_without_importing_them(tmp_path: Path) -> None:
     found = probe(["--help"], cwd=tmp_path)
     assert found["codes"] == [0]
-    assert found["cli"] == ["rdsssl.cli.app"]
+    assert found["cli"] == ["rdsssl.cli.app", "rdsssl.cli.lazy"]  # no command module
     listing = invoke("--help").stdout
     for name in ("ca", "cert", "crl"):
         assert f"  {name} " in listing
+
+
+def test_crl_help_lists_refresh_without_importing_the_cloud_side(tmp_path: Path) -> None:
+    """One lazy mechanism for the root group and `crl`: `crl refresh` is listed with its
+    help, built only when it runs."""
+    found = probe(["crl", "--help"], cwd=tmp_path)
+    assert found["codes"] == [0] and found["loaded"] == []
+    assert "rdsssl.cli.crl_refresh" not in found["cli"] and "rdsssl.cli.crl" in found["cli"]
+    lines = invoke("crl", "--help").stdout.splitlines()
+    for name, help_text in [("build", "Sign a CRL"), ("refresh", "Upload a fresh CRL where")]:
+        assert any(line.split()[:1] == [name] and help_text in line for line in lines)
+    assert invoke("crl", "refresh", "--help").exit_code == 0
