@@ -11,7 +11,6 @@ change it has not seen finish (the next run confirms it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import click
 
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
+    MutatingOptions,
     ProbeOptions,
     make_api,
     mutating_options,
@@ -43,7 +43,8 @@ from rdsssl.cli.common import (
 )
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
-from rdsssl.ops.rotation import Event, Options, Rotation, check_users
+from rdsssl.ops.rotation import Event, Options
+from rdsssl.ops.rotation_run import RotationRequest, RotationRun, open_rotation
 from rdsssl.ops.rotation_state import (
     FORWARD,
     Phase,
@@ -51,9 +52,6 @@ from rdsssl.ops.rotation_state import (
     Step,
     load,
     next_action,
-    prepare,
-    rotation_lock,
-    save,
     state_path,
 )
 from rdsssl.pki import crypto
@@ -74,18 +72,6 @@ _STEP_TEXT = {
 @click.group()
 def rotate() -> None:
     """Rotate the client CA of instances in two phases, with overlap and rollback."""
-
-
-def _steps(state: RotationState, *, retire: bool, rollback: bool, phase: str | None) -> list[Step]:
-    if sum((retire, rollback, phase is not None)) > 1:
-        raise UsageError("choose one of --retire, --rollback and --phase")
-    if rollback:
-        return state.steps_until(Step.ROLLBACK)
-    if phase is not None:
-        step = Step(phase)
-        state.check(step)
-        return [] if state.is_done(step) else [step]
-    return state.steps_until(Step.RETIRE if retire else Step.VERIFY)
 
 
 def _unlock_new(app: App, store: CaStore, passphrase_file: Path | None) -> None:
@@ -206,102 +192,60 @@ def rotate_ca(
       rdsssl rotate ca --ca-dir /srv/ca --retire --probe-user app --probe-password-env APP_PW
       rdsssl rotate ca --ca-dir /srv/ca --rollback --force
     """
-    app = get_app()
-    opts = take_mutating(kwargs)
-    probe = take_probe(kwargs)
+    app, opts, probe = get_app(), take_mutating(kwargs), take_probe(kwargs)
     if opts.no_wait and phase is None and not rollback:
         raise UsageError("--no-wait needs --phase or --rollback: later steps need the change done")
-    with contextlib.ExitStack() as stack:
-        old = stack.enter_context(open_store(ca_dir))
-        if not opts.dry_run:
-            stack.enter_context(rotation_lock(ca_dir, wait=wait_lock))
-        path = state_path(ca_dir)
-        recorded = load(path)
-        if recorded is None and rollback:
+    request = RotationRequest(
+        ca_dir=ca_dir, new_ca_dir=new_ca_dir, instances=instance_ids, out_root=out_root,
+        retire=retire, rollback=rollback, phase=phase, wait_lock=wait_lock,
+    )  # fmt: skip
+    with open_rotation(
+        request, now=app.now(), dry_run=opts.dry_run, allow_tls13_only=opts.force
+    ) as run:
+        if run.state is None:
             app.info(f"no rotation recorded in {ca_dir}: nothing to roll back")
-            app.result(
-                {"dry_run": opts.dry_run, "phase": None, "steps": [], "completed": [], "events": []}
-            )
+            app.result(run.to_json())
             return
-        new_dir = new_ca_dir or (Path(recorded.new.dir) if recorded else None)
-        if new_dir is None:
-            raise UsageError("--new-ca-dir is required to start a rotation")
-        new = stack.enter_context(open_store(new_dir))
-        state = prepare(
-            recorded, old=old, new=new, instances=instance_ids, out_root=out_root, now=app.now()
-        )
-        steps = _steps(state, retire=retire, rollback=rollback, phase=phase)
-        before = state.phase
-        events: list[Event] = []
-        if Step.STAGE in steps:
-            check_users(old, app.now(), allow_tls13_only=opts.force)  # before any restart
-        if steps:
-            if not _confirm(app, state, steps, opts.yes, opts.dry_run):
+        if not run.steps:
+            app.info(f"nothing to do: the rotation is at phase {run.state.phase.value}")
+        else:
+            if not _confirm(app, run.state, run.steps, opts.yes, opts.dry_run):
                 raise click.exceptions.Abort()
-            if not opts.dry_run:
-                if {Step.STAGE, Step.ROLLBACK} & set(steps):
-                    unlock(app, old, passphrase_file)
-                if {Step.STAGE, Step.REISSUE, Step.RETIRE} & set(steps):
-                    _unlock_new(app, new, new_passphrase_file)
-                if recorded is None:
-                    save(path, state)  # on disk before the first change
+            if run.needs_old_key:  # on this thread, before anything changes
+                unlock(app, run.old, passphrase_file)
+            if run.needs_new_key and run.new is not None:
+                _unlock_new(app, run.new, new_passphrase_file)
             api = make_api(app)
 
             def prober(iid: str, user: str, cert: Path, key: Path) -> ProbeResult:
                 given = ProbeOptions(user, cert, key, probe.root_cert, probe.password_env)
                 return run_probe(api, iid, given)
 
-            def report(event: Event) -> None:
-                events.append(event)
-                _show(app, event)
+            options = _options(app, opts, probe, days=days, crl_days=crl_days)
+            run.run(api, options, clock=app.now, report=lambda e: _show(app, e), prober=prober)
+    _render(app, run)
 
-            options = Options(
-                dry_run=opts.dry_run,
-                wait=not opts.no_wait,
-                force=opts.force,
-                timeout=opts.timeout,
-                audit=opts.audit,
-                days=days,
-                crl_days=crl_days,
-                probe_user=probe.user,
-                probe_cert=probe.cert,
-                probe_key=probe.key,
-                on_progress=progress_reporter(app),
-                restart_margin=opts.restart_margin,
-                profile=app.service_profile(),
-                settle=opts.settle,
-            )
-            completed = Rotation(
-                api,
-                old=old,
-                new=new,
-                state=state,
-                path=None if opts.dry_run else path,
-                options=options,
-                clock=app.now,
-                report=report,
-                prober=prober,
-            ).run(steps)
-        else:
-            completed = []
-            app.info(f"nothing to do: the rotation is at phase {state.phase.value}")
-    phase_now = before if opts.dry_run else state.phase
-    nxt = next_action(state)
-    if not opts.dry_run:
-        app.info(f"phase: {phase_now.value}; next: {nxt}")
-    if phase_now is Phase.ROLLED_BACK and completed:
+
+def _options(
+    app: App, opts: MutatingOptions, probe: ProbeOptions, *, days: int, crl_days: int
+) -> Options:
+    return Options(
+        dry_run=opts.dry_run, wait=not opts.no_wait, force=opts.force, timeout=opts.timeout,
+        audit=opts.audit, days=days, crl_days=crl_days, probe_user=probe.user,
+        probe_cert=probe.cert, probe_key=probe.key, on_progress=progress_reporter(app),
+        restart_margin=opts.restart_margin, profile=app.service_profile(), settle=opts.settle,
+    )  # fmt: skip
+
+
+def _render(app: App, run: RotationRun) -> None:
+    assert run.state is not None
+    phase = run.phase
+    assert phase is not None
+    if not run.dry_run:
+        app.info(f"phase: {phase.value}; next: {next_action(run.state)}")
+    if phase is Phase.ROLLED_BACK and run.completed:
         app.info("the new CA's certificates stay issued; rotate ca stages the rotation again")
-    app.result(
-        {
-            "dry_run": opts.dry_run,
-            "phase": phase_now.value,
-            "steps": [s.value for s in steps],
-            "completed": [] if opts.dry_run else [s.value for s in completed],
-            "events": [e.to_json() for e in events],
-            "next": nxt,
-            "state_file": str(path),
-        }
-    )
+    app.result(run.to_json())
 
 
 @rotate.command("status")
