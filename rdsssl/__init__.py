@@ -30,7 +30,7 @@ _LAZY: dict[str, str] = {
     "probe": "rdsssl.ops.probe",
     "probe_instance": "rdsssl.ops.probe",
     "CaStore": "rdsssl.store.castore",
-    "write_client_files": "rdsssl.store.castore",
+    "write_client_files": "rdsssl.store.files",
     "KeyType": "rdsssl.models",
     "AclMode": "rdsssl.models",
     "RevocationReason": "rdsssl.models",
@@ -179,4 +179,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
     from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
     from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until
-    from rdsssl.store.castore import CaStore, write_client_files
+    from rdsssl.store.castore import CaStore
+    from rdsssl.store.files import write_client_files

@@ -60,8 +60,9 @@ from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress, instance_ready, wait_until
-from rdsssl.store.castore import CaStore, CertRecord, client_file_names, user_dir
-from rdsssl.store.db import format_time, parse_time
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import client_file_names, user_dir
+from rdsssl.store.records import CertRecord, format_time, parse_time
 
 __all__ = [
     "BundleRefused",

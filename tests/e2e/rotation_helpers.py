@@ -23,7 +23,8 @@ from rdsssl.ops import change
 from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
 from rdsssl.pki import crypto
 from rdsssl.rds.api import AliyunRdsApi, ApiSettings
-from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import write_client_files
 from tests.cli.helpers import Result, invoke
 
 PASSWORDS = {"alice": "Alice-pass-1", "bob": "Bob-pass-22"}
