@@ -23,6 +23,7 @@ from rdsssl.cli.common import (
     wait_lock_option,
 )
 from rdsssl.pki import crypto
+from rdsssl.rds import service_profile
 
 if TYPE_CHECKING:
     from rdsssl.cli.app import App
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from rdsssl.ops.crl_refresh import RefreshResult
 
 __all__ = ["crl"]
-
-DEFAULT_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline
 
 
 def _entries(count: int) -> str:
@@ -64,7 +63,7 @@ def crl() -> None:
 @click.option(
     "--size-budget",
     type=click.IntRange(min=1),
-    default=DEFAULT_SIZE_BUDGET,
+    default=service_profile.CRL_SIZE_BUDGET,
     show_default=True,
     metavar="BYTES",
     help="Warn when the CRL is larger than this.",
@@ -233,7 +232,7 @@ def _refresh_command() -> click.Command:
     @click.option(
         "--max-size",
         type=click.IntRange(min=1),
-        default=crl_refresh.DEFAULT_MAX_SIZE,
+        default=service_profile.CRL_SIZE_BUDGET,
         show_default=True,
         metavar="BYTES",
         help="Warn when the uploaded CRL is larger than this.",
