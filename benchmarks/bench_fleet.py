@@ -47,7 +47,8 @@ from benchmarks._common import print_table as _print_table
 from rdsssl.models import AclMode, KeyType
 from rdsssl.ops import change, fleet
 from rdsssl.pki import crypto
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 
 MODIFY = "ModifyDBInstanceSSL"

@@ -30,7 +30,7 @@ _LAZY: dict[str, str] = {
     "probe": "rdsssl.ops.probe",
     "probe_instance": "rdsssl.ops.probe",
     "CaStore": "rdsssl.store.castore",
-    "write_client_files": "rdsssl.store.castore",
+    "write_client_files": "rdsssl.store.files",
     "KeyType": "rdsssl.models",
     "AclMode": "rdsssl.models",
     "RevocationReason": "rdsssl.models",
@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     "plan": "rdsssl.ops.change",
     "apply": "rdsssl.ops.change",
     "AliyunRdsApi": "rdsssl.rds.api",
-    "ApiSettings": "rdsssl.rds.api",
+    "ApiSettings": "rdsssl.rds.settings",
     "RdsApi": "rdsssl.rds.api",
     "wait_until": "rdsssl.rds.waiters",
     "ssl_applied": "rdsssl.rds.waiters",
@@ -177,6 +177,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.desired import DesiredBuilder, desired_ssl, resolve
     from rdsssl.ops.guard import Proof
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
-    from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+    from rdsssl.rds.api import AliyunRdsApi, RdsApi
+    from rdsssl.rds.settings import ApiSettings
     from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until
-    from rdsssl.store.castore import CaStore, write_client_files
+    from rdsssl.store.castore import CaStore
+    from rdsssl.store.files import write_client_files

@@ -179,11 +179,6 @@ class SslModifyRequest:
             raise ValueError("crl_enabled=True needs crl_pem")
 
     @property
-    def is_empty(self) -> bool:
-        """True when the call would change nothing; the service never sends such a call."""
-        return not self.restarts and self.acl is None and self.replication_acl is None
-
-    @property
     def restarts(self) -> bool:
         """A client-CA or CRL change restarts the instance (~3 min); an ACL-only change locks
         it (~1 min) instead (doc §1.4)."""

@@ -48,7 +48,8 @@ from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
 from rdsssl.ops.guard import Proof
 from rdsssl.ops.probe import ProbeResult
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 
 __all__ = [

@@ -29,7 +29,9 @@ from rdsssl.models import KeyType
 from rdsssl.ops.rotation_state import Phase, load, state_path
 from rdsssl.pki import crypto
 from rdsssl.pki.crypto import KeyProtection
-from rdsssl.store.castore import CA_KEY, CaRenewal, CaStore, CaSummary, CaVersion, KeyRewrap
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import CA_KEY
+from rdsssl.store.records import CaRenewal, CaSummary, CaVersion, KeyRewrap
 
 __all__ = ["ca"]
 

@@ -29,7 +29,7 @@ from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crypto
-from rdsssl.store.castore import (
+from rdsssl.store.files import (
     check_client_dir,
     check_client_files_absent,
     client_file_names,

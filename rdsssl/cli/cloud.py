@@ -23,7 +23,8 @@ from rdsssl.errors import ConfigError, UsageError
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.change import DEFAULT_SETTLE, Plan
 from rdsssl.ops.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.settings import ApiSettings
 from rdsssl.rds.waiters import Progress
 
 __all__ = [

@@ -22,8 +22,8 @@ from rdsssl.cli.app import App
 from rdsssl.errors import ConfigError, CryptoError, InputError, StoreError, UsageError
 from rdsssl.models import KeyType
 from rdsssl.pki import crypto
-from rdsssl.store.castore import CaStore, CertRecord
-from rdsssl.store.db import format_time
+from rdsssl.store.castore import CaStore
+from rdsssl.store.records import CertRecord, format_time
 
 __all__ = [
     "CLIENT_FORMATS",

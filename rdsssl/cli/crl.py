@@ -23,10 +23,9 @@ from rdsssl.cli.common import (
 )
 from rdsssl.cli.lazy import LazyGroup
 from rdsssl.pki import crypto
+from rdsssl.rds import service_profile
 
 __all__ = ["crl"]
-
-DEFAULT_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline
 
 
 def _entries(count: int) -> str:
@@ -66,7 +65,7 @@ def crl() -> None:
 @click.option(
     "--size-budget",
     type=click.IntRange(min=1),
-    default=DEFAULT_SIZE_BUDGET,
+    default=service_profile.CRL_SIZE_BUDGET,
     show_default=True,
     metavar="BYTES",
     help="Warn when the CRL is larger than this.",

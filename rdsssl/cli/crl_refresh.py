@@ -35,6 +35,7 @@ from rdsssl.ops import crl_refresh, fleet
 from rdsssl.ops.crl_fleet import FleetRefresh, RefreshOptions, refresh_all
 from rdsssl.ops.crl_refresh import RefreshResult, Window
 from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.rds import service_profile
 
 __all__ = ["refresh"]
 
@@ -132,7 +133,7 @@ def _render(app: App, run: FleetRefresh, window: Window | None, *, many: bool) -
 @click.option(
     "--max-size",
     type=click.IntRange(min=1),
-    default=crl_refresh.DEFAULT_MAX_SIZE,
+    default=service_profile.CRL_SIZE_BUDGET,
     show_default=True,
     metavar="BYTES",
     help="Warn when the uploaded CRL is larger than this.",

@@ -54,7 +54,7 @@ from rdsssl.ops.deploy import (
 )
 from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
 from rdsssl.ops.rotation_state import Phase
-from rdsssl.store.castore import loose_client_dir_warning
+from rdsssl.store.files import loose_client_dir_warning
 from rdsssl.store.fsutil import make_private_dirs
 from rdsssl.store.lock import FileLock, current_command
 

@@ -20,7 +20,8 @@ import click
 from rdsssl.cli.app import App
 from rdsssl.cli.common import get_app, json_option
 from rdsssl.errors import ConfigError, UsageError
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.settings import ApiSettings
 
 __all__ = ["service_profile"]
 

@@ -32,6 +32,7 @@ from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import (
+    DEFAULT_TIMEOUT,
     DENSE,
     Progress,
     Reads,
@@ -44,7 +45,6 @@ from rdsssl.store.paths import instance_lock
 
 CERT_ACLS = guard.CERT_ACLS
 DEFAULT_MIN_CRL_REMAINING = timedelta(days=7)  # an expired CRL locks out every certificate user
-DEFAULT_TIMEOUT = 1800.0  # Terraform's update timeout; a restart takes ~3 min
 DEFAULT_SETTLE = service_profile.DEFAULT_SETTLE
 _MODIFY_ATTEMPTS = 3
 
@@ -331,14 +331,11 @@ def validate(
     if crl_after is None and ssl.crl_pem and request.client_ca_pem and not fresh_later:
         crl_after = ssl.crl_pem  # a CA change keeps the old CRL: it must still cover the bundle
     if crl_after and ca_enabled_after:
-        budget = CRL_SIZE_BUDGET if crl_size_budget is None else crl_size_budget
+        budget = service_profile.CRL_SIZE_BUDGET if crl_size_budget is None else crl_size_budget
         warnings += _check_crl(
             crl_after, ca_pem_after, now=now, restart_margin=restart_margin, budget=budget
         )
     return warnings
-
-
-CRL_SIZE_BUDGET = 32 * 1024
 
 
 def _check_crl(

@@ -31,7 +31,7 @@ from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.deploy import RenewalPlan
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.pki.crypto import KeyProtection
-from rdsssl.store.db import format_time
+from rdsssl.store.records import format_time
 
 __all__ = [
     "Finding",

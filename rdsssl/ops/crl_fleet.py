@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from rdsssl.errors import UsageError
-from rdsssl.ops import change, crl_refresh, fleet
+from rdsssl.ops import crl_refresh, fleet
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.crl_refresh import RefreshResult, StoreCrl, Window
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.pki import crl_policy
+from rdsssl.rds import service_profile, waiters
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
@@ -36,10 +37,10 @@ class RefreshOptions:
     days: int = crl_refresh.DEFAULT_CRL_DAYS
     window: Window | None = None
     ignore_window: bool = False
-    max_size: int = crl_refresh.DEFAULT_MAX_SIZE
+    max_size: int = service_profile.CRL_SIZE_BUDGET
     dry_run: bool = False
     wait: bool = True
-    timeout: float = change.DEFAULT_TIMEOUT
+    timeout: float = waiters.DEFAULT_TIMEOUT
     restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN
     audit: AuditLog | None = None
     profile: ServiceProfile | None = None

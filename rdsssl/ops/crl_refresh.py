@@ -40,13 +40,13 @@ from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.change import ApplyResult, CrlFromStore, DesiredSsl
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.pki import crl_policy, crypto
+from rdsssl.rds import service_profile, waiters
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
 
 __all__ = [
     "DEFAULT_CRL_DAYS",
-    "DEFAULT_MAX_SIZE",
     "DEFAULT_MIN_REMAINING",
     "RefreshResult",
     "StoreCrl",
@@ -58,7 +58,6 @@ __all__ = [
 
 DEFAULT_CRL_DAYS = crypto.DEFAULT_CRL_DAYS  # 180: months, since every upload is a restart
 DEFAULT_MIN_REMAINING = timedelta(days=30)
-DEFAULT_MAX_SIZE = change.CRL_SIZE_BUDGET
 
 
 # ------------------------------------------------------------------ the maintenance window
@@ -236,10 +235,10 @@ def refresh(
     min_remaining: timedelta = DEFAULT_MIN_REMAINING,
     window: Window | None = None,
     ignore_window: bool = False,
-    max_size: int = DEFAULT_MAX_SIZE,
+    max_size: int = service_profile.CRL_SIZE_BUDGET,
     dry_run: bool = False,
     wait: bool = True,
-    timeout: float = change.DEFAULT_TIMEOUT,
+    timeout: float = waiters.DEFAULT_TIMEOUT,
     on_progress: Callable[[Progress], None] | None = None,
     sleep: Callable[[float], None] = _time.sleep,
     audit: AuditLog | None = None,

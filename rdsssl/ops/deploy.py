@@ -50,16 +50,11 @@ from rdsssl.errors import ConfigError, CryptoError, InputError, UsageError
 from rdsssl.models import CertStatus, KeyType
 from rdsssl.ops.hooks import Deployment
 from rdsssl.pki import crypto
-from rdsssl.store.castore import (
-    CaStore,
-    CertRecord,
-    IssuedCert,
-    check_client_dir,
-    client_file_names,
-    write_client_files,
-)
-from rdsssl.store.castore import user_dir as _user_dir
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import check_client_dir, client_file_names, write_client_files
+from rdsssl.store.files import user_dir as _user_dir
 from rdsssl.store.fsutil import atomic_write, fsync_dir, make_private_dirs
+from rdsssl.store.records import CertRecord, IssuedCert
 
 __all__ = [
     "CURRENT",

@@ -36,7 +36,7 @@ from rdsssl.ops.probe import ProbeTarget, ServerFacts, probe_target, server_fact
 from rdsssl.ops.profile_timeline import NEW, OLD, Sample, Timing, analyse, restart_statuses
 from rdsssl.pki import crypto
 from rdsssl.rds.api import RdsApi
-from rdsssl.rds.waiters import Reads, instance_ready, ssl_applied, wait_until
+from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Reads, instance_ready, ssl_applied, wait_until
 from rdsssl.store.fsutil import atomic_write
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "CA_NAMES",
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_SETTLE",
-    "DEFAULT_TIMEOUT",
     "URL_RESOLUTION",
     "URL_SEARCH_MAX",
     "URL_SEARCH_MIN",
@@ -66,7 +65,6 @@ URL_SEARCH_MAX = 63 * 1024
 URL_RESOLUTION = 256
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_SETTLE = 30.0  # a change never seen in progress is believed after this long
-DEFAULT_TIMEOUT = 1800.0  # per change, as the waiters
 ACL_RESTART_SHARE = 0.75
 # Busy answers the adapter does not classify as busy: one documented code, plus the measured one.
 _BUSY_LIKE = frozenset({"InvalideStatus.Format"})

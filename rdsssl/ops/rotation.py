@@ -57,11 +57,13 @@ from rdsssl.ops.deploy import RenewalPlan, finish_interrupted, renew_due, tls12_
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
 from rdsssl.pki import crl_policy, crypto
+from rdsssl.rds import waiters
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress, instance_ready, wait_until
-from rdsssl.store.castore import CaStore, CertRecord, client_file_names, user_dir
-from rdsssl.store.db import format_time, parse_time
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import client_file_names, user_dir
+from rdsssl.store.records import CertRecord, format_time, parse_time
 
 __all__ = [
     "BundleRefused",
@@ -91,7 +93,7 @@ class Options:
     dry_run: bool = False
     wait: bool = True
     force: bool = False
-    timeout: float = change.DEFAULT_TIMEOUT
+    timeout: float = waiters.DEFAULT_TIMEOUT
     audit: AuditLog | None = None
     days: int = crypto.DEFAULT_LEAF_DAYS
     crl_days: int = crypto.DEFAULT_CRL_DAYS

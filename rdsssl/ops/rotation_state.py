@@ -34,9 +34,9 @@ from typing import Any
 from rdsssl.errors import ConfigError, StoreError, UsageError
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
-from rdsssl.store.db import format_time
 from rdsssl.store.fsutil import atomic_write
 from rdsssl.store.lock import FileLock, current_command
+from rdsssl.store.records import format_time
 
 __all__ = [
     "FORMAT_VERSION",

@@ -19,26 +19,18 @@ Decisions (see docs/aliyun-rds-ssl-api.md):
 - ModifyDBInstanceSSL sends only DBInstanceId, ConnectionString and the client-CA / CRL / ACL
   fields that are set; never SSLEnabled / CAType, because re-sending them may renew the cloud
   server certificate that clients pin (§1.3, open question 4). Server SSL must already be on.
-- Endpoint override: `http://host:port` -> plain HTTP; `https://host[:port]` -> HTTPS; a bare
-  `host[:port]` -> HTTP for loopback hosts (127.0.0.0/8, ::1, localhost: the emulator) and HTTPS
-  otherwise. Without an override the SDK's default endpoint for the region is used.
 - `request_target_fits` (only `rdsssl service-profile record` uses it) measures the gateway's
   URL limit with a DescribeDBInstanceSSL padded through `OwnerAccount`, a parameter of the SDK's
   own request model, so the call takes the SDK's ordinary path (no hand-built request); a dummy
   parameter would need `call_api` with hand-made Params. The gateway judges the request line
   before any parameter, so any JSON answer (success or a service error about the odd owner
   account) means the length passed; only a non-JSON 4xx page (Tengine's HTML 414) means too long.
-- Credentials: explicit `profile` (--profile) > ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET (and
-  _SECURITY_TOKEN), read when the adapter is built, not when the credentials package was imported >
-  ALIBABA_CLOUD_PROFILE > the package's default chain (OIDC, CLI profile, credentials.ini, ECS RAM
-  role, credentials URI). None found -> `ConfigError` naming the variables; no value is echoed.
 - The SDK's debug loggers are disabled: with DEBUG=sdk they would print whole requests and
   responses, and DescribeDBInstanceSSL answers with the server's private key.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -46,7 +38,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -63,12 +55,12 @@ from rdsssl.errors import (
     ApiError,
     ApiUnreachable,
     ConfigError,
-    InstanceBusy,
     InstanceNotFound,
     RdsSslError,
     Throttled,
 )
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
+from rdsssl.rds.classify import NO_CREDENTIALS_CODES, classify, transport_reason, unreachable
 from rdsssl.rds.parse import (
     clean,
     field,
@@ -78,48 +70,21 @@ from rdsssl.rds.parse import (
     ssl_from,
     to_int,
 )
+from rdsssl.rds.settings import (
+    ENV_ACCESS_KEY_ID,
+    ENV_ACCESS_KEY_SECRET,
+    ENV_ENDPOINT,
+    ENV_PROFILE,
+    ENV_REGION,
+    ENV_SECURITY_TOKEN,
+    ApiSettings,
+    missing_credentials,
+    parse_endpoint,
+)
 
 T = TypeVar("T")
-
-ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-ENV_SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
-ENV_PROFILE = "ALIBABA_CLOUD_PROFILE"
-ENV_REGION = "ALIBABA_CLOUD_REGION_ID"
-ENV_ENDPOINT = "RDSSSL_ENDPOINT"
 PAGE_SIZE = 100  # DescribeDBInstances maximum
 _MAX_PAGES = 1000  # a guard against a service that never stops paging
-
-CREDENTIALS_HELP = (
-    f"set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (plus {ENV_SECURITY_TOKEN} for STS), "
-    "or configure a profile in ~/.aliyun/config.json or ~/.alibabacloud/credentials.ini and "
-    f"select it with --profile / {ENV_PROFILE}, or run on ECS with a RAM role"
-)
-
-# Classification by Code (doc §4). Anything not listed is permanent.
-_TRANSIENT_CODES = frozenset(
-    {
-        "ServiceUnavailable",
-        "InternalError",
-        "ExternalFailure",
-        "RequestMetaDataFailed",
-        "InvokeProxyFailure",
-        "SignatureNonceUsed",
-    }  # the SDK makes a new nonce per attempt
-)
-# The API reference lists two busy answers for ModifyDBInstanceSSL: IncorrectDBInstanceState
-# (403) and InvalideStatus.Format (400, "The instance status does not support this operation").
-_BUSY_CODES = frozenset(
-    {
-        "IncorrectDBInstanceState",
-        "InvalideStatus.Format",
-        "OperationDenied.DBInstanceStatus",
-        "ConcurrentTaskExceeded",
-        "LockTimeout",
-    }
-)
-_NOT_FOUND_CODES = frozenset({"InvalidDBInstanceId.NotFound"})
-_NO_CREDENTIALS_CODES = frozenset({"InvalidCredentials"})  # raised by the SDK itself
 
 
 class RdsApi(Protocol):
@@ -156,83 +121,6 @@ class RdsApi(Protocol):
         ...
 
 
-# ------------------------------------------------------------------ settings and endpoint
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    """How to reach RDS. `region` is needed unless `endpoint` overrides the SDK's default;
-    `min_interval` (seconds) spaces consecutive calls of one adapter (0 = no rate limit)."""
-
-    region: str | None = None
-    endpoint: str | None = None
-    profile: str | None = None
-    connect_timeout_ms: int = 5000
-    read_timeout_ms: int = 10000
-    retries: int = 4
-    sleep: Callable[[float], None] = time.sleep
-    min_interval: float = 0.0
-
-    @classmethod
-    def from_env(
-        cls, *, region: str | None = None, endpoint: str | None = None, profile: str | None = None
-    ) -> ApiSettings:
-        """Explicit values win; otherwise ALIBABA_CLOUD_REGION_ID and RDSSSL_ENDPOINT (the
-        CLI's env twins, for Python callers). ALIBABA_CLOUD_PROFILE is left to the credential
-        chain, where env access keys come first; an explicit `profile` beats them."""
-        return cls(
-            region=region or os.environ.get(ENV_REGION) or None,
-            endpoint=endpoint or os.environ.get(ENV_ENDPOINT) or None,
-            profile=profile,
-        )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An endpoint override split the way the SDK's Config wants it."""
-
-    protocol: str  # "http" or "https"
-    host: str  # host[:port]
-
-    def __str__(self) -> str:
-        return f"{self.protocol}://{self.host}"
-
-
-def parse_endpoint(value: str) -> Endpoint:
-    """`http://host:port` / `https://host[:port]` / bare `host[:port]` (HTTP only on loopback)."""
-    text = value.strip()
-    hint = f"bad endpoint {value!r}: use http://HOST:PORT, https://HOST or HOST:PORT"
-    scheme = ""
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        scheme = scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ConfigError(f"{hint} (unsupported scheme {scheme!r})")
-    else:
-        rest = text
-    parts = urlsplit("//" + rest)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{hint} (bad port)") from None
-    host = parts.hostname
-    if not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ConfigError(hint)
-    if not scheme:
-        scheme = "http" if _is_loopback(host) else "https"
-    shown = f"[{host}]" if ":" in host else host
-    return Endpoint(scheme, f"{shown}:{port}" if port is not None else shown)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # ------------------------------------------------------------------ error translation
 
 
@@ -253,16 +141,11 @@ def translate_error(exc: BaseException, *, action: str, endpoint: str) -> RdsSsl
         if isinstance(inner, BaseException) and inner is not exc:
             if isinstance(inner, (TeaException, CredentialException)):
                 return translate_error(inner, action=action, endpoint=endpoint)
-            return _unreachable(inner, action=action, endpoint=endpoint)
-        return _unreachable(exc, action=action, endpoint=endpoint)
+            return unreachable(inner, action=action, endpoint=endpoint)
+        return unreachable(exc, action=action, endpoint=endpoint)
     if isinstance(exc, TeaException):
         return _from_response_error(exc, action=action)
-    return _unreachable(exc, action=action, endpoint=endpoint)
-
-
-def missing_credentials(detail: str = "no Alibaba Cloud credentials found") -> ConfigError:
-    """The error for absent credentials: what to set, never a value."""
-    return ConfigError(f"{detail}: {CREDENTIALS_HELP}")
+    return unreachable(exc, action=action, endpoint=endpoint)
 
 
 def _from_response_error(exc: Any, *, action: str) -> RdsSslError:
@@ -270,7 +153,7 @@ def _from_response_error(exc: Any, *, action: str) -> RdsSslError:
 
     data = exc.data if isinstance(exc.data, dict) else {}
     code = clean(getattr(exc, "code", None)) or clean(data.get("Code") or data.get("code"))
-    if code in _NO_CREDENTIALS_CODES:
+    if code in NO_CREDENTIALS_CODES:
         return missing_credentials()
     status = to_int(getattr(exc, "status_code", None) or data.get("statusCode")) or None
     request_id = clean(getattr(exc, "request_id", None)) or clean(
@@ -292,73 +175,6 @@ def _from_response_error(exc: Any, *, action: str) -> RdsSslError:
         http_status=status,
         retryable=retryable,
     )
-
-
-def classify(code: str, http_status: int | None) -> tuple[type[ApiError], bool]:
-    """(error class, retryable) for a service error Code (doc §4)."""
-    if code.startswith("Throttling") or code in ("ConcurrentLimit", "Rejected.Throttling"):
-        return Throttled, True
-    if code in _BUSY_CODES:
-        return InstanceBusy, True
-    if code in _NOT_FOUND_CODES:
-        return InstanceNotFound, False
-    if code in _TRANSIENT_CODES or (http_status is not None and http_status >= 500):
-        return ApiError, True
-    return ApiError, False
-
-
-def _unreachable(exc: BaseException, *, action: str, endpoint: str) -> ApiUnreachable:
-    text = str(exc)  # used to classify only: it may contain the request URL and its parameters
-    if "Failed to parse the value as json" in text:
-        found = re.search(r"\b([45]\d\d)\b", text)
-        status = int(found.group(1)) if found else None
-        if status == 414:
-            why = (
-                "HTTP 414 Request-URI Too Large): the parameters are too long for the URL; "
-                "shrink the CA bundle or the CRL (fewer CAs, drop long-expired revocations)"
-            )
-        elif status is not None:
-            why = f"HTTP {status}): a gateway or proxy error; retry later or check the endpoint"
-        else:
-            why = "HTTP 414/502?): is this the RDS API? check --endpoint/RDSSSL_ENDPOINT"
-        return ApiUnreachable(
-            f"the RDS API at {endpoint} answered with a non-JSON page ({why}",
-            action=action,
-            http_status=status,
-            retryable=status is not None and status >= 500,
-        )
-    reason, retryable = transport_reason(text)
-    return ApiUnreachable(
-        f"cannot reach the RDS API at {endpoint}: {reason} — check --endpoint/RDSSSL_ENDPOINT "
-        "and the network",
-        action=action,
-        retryable=retryable,
-    )
-
-
-def transport_reason(text: str) -> tuple[str, bool]:
-    """A short reason (and whether a retry may help) from a transport exception's text."""
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused", False
-    if any(
-        s in lowered
-        for s in (
-            "name resolution",
-            "name or service not known",
-            "nodename nor servname",
-            "getaddrinfo",
-            "no address",
-        )
-    ):
-        return "the host name does not resolve", False
-    if "timed out" in lowered or "timeout" in lowered:
-        return "timed out", True
-    if "ssl" in lowered or "certificate" in lowered:
-        return "TLS failed (certificate or protocol)", False
-    if any(s in lowered for s in ("reset", "aborted", "remotedisconnected", "broken pipe")):
-        return "the connection was dropped", True
-    return "transport error", True
 
 
 # ------------------------------------------------------------------ the adapter

@@ -26,6 +26,8 @@ from typing import Any
 
 from rdsssl.errors import ConfigError
 
+CRL_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline, in the URL
+
 __all__ = [
     "DEFAULT_ACL_LOCK",
     "DEFAULT_RESTART",

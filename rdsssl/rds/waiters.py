@@ -61,7 +61,6 @@ from rdsssl.models import (
     MODIFY_SETTING,
     MODIFY_SUCCESS,
     STATUS_RUNNING,
-    AclMode,
     InstanceInfo,
     Observation,
     SslState,
@@ -276,34 +275,6 @@ def ssl_applied(
         expected=expected,
         settle=settle,
         dense=dense,
-    )
-
-
-def acl_applied(
-    acl: AclMode | None,
-    replication_acl: AclMode | None = None,
-    *,
-    stale_failure: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> WaiterSpec:
-    """After an ACL-only change: Running, success, and the ACLs read back as sent (None: not
-    checked)."""
-
-    def done(ssl: SslState) -> bool:
-        return (
-            ssl.last_modify_status == MODIFY_SUCCESS
-            and (acl is None or ssl.acl == acl)
-            and (replication_acl is None or ssl.replication_acl == replication_acl)
-        )
-
-    def applied(obs: Observation) -> bool:
-        return _settled(obs) and obs.ssl is not None and done(obs.ssl)
-
-    return WaiterSpec(
-        "AclApplied",
-        (*_terminal(stale_failure), Acceptor("success", applied, "the ACLs read back as sent")),
-        confirm=done,
-        timeout=timeout,
     )
 
 

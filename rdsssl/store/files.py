@@ -1,7 +1,5 @@
 """Files around the CA store: checks that the store directory can be trusted, and the client
 files (``root.crt``, ``client.crt``, ``client.key``, ``.pk8``, ``.p12``) handed to users.
-
-Split from ``store.py`` to keep modules small; import these names from ``rdsssl.store.castore``.
 """
 
 from __future__ import annotations
@@ -18,9 +16,10 @@ from cryptography import x509
 
 from rdsssl.errors import InputError, StoreError
 from rdsssl.pki import crypto
-from rdsssl.store.db import CertRecord, Inventory, IssuedCert
+from rdsssl.store.db import Inventory
 from rdsssl.store.fsutil import atomic_write, fsync_dir, loose_dir_mode, make_private_dirs
 from rdsssl.store.lock import LOCK_NAME, open_lock_file
+from rdsssl.store.records import CertRecord, IssuedCert
 
 __all__ = [
     "CA_CERT",

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from rdsssl.errors import InputError
 from rdsssl.models import CertStatus, RevocationReason
 from rdsssl.pki import crypto
-from rdsssl.store.db import CertRecord, utc_seconds
+from rdsssl.store.records import CertRecord, utc_seconds
 
 __all__ = ["IndexEntry", "index_records", "parse_crlnumber", "parse_index_txt"]
 

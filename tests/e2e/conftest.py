@@ -15,7 +15,8 @@ import pytest
 
 from rdsssl.emulator.requestlog import LoggedRequest
 from rdsssl.emulator.server import Emulator
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.settings import ApiSettings
 from tests.cli.helpers import Result, invoke
 
 ALICE_PASSWORD = "Alice-e2e-pass-1"

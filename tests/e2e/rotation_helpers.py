@@ -22,8 +22,10 @@ from rdsssl.models import AclMode, KeyType
 from rdsssl.ops import change
 from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
 from rdsssl.pki import crypto
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings
-from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.settings import ApiSettings
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import write_client_files
 from tests.cli.helpers import Result, invoke
 
 PASSWORDS = {"alice": "Alice-pass-1", "bob": "Bob-pass-22"}

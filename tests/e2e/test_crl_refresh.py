@@ -27,7 +27,8 @@ from rdsssl.models import KeyType
 from rdsssl.ops import audit, change
 from rdsssl.ops.crl_refresh import Window
 from rdsssl.pki import crypto
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result, invoke
 

@@ -19,7 +19,8 @@ import pytest
 from rdsssl.emulator.pg import PgCluster, PgSslConfig
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crypto
-from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import write_client_files
 from tests.pgtls import ClusterFactory, ServerPki
 
 

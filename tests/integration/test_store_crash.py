@@ -28,7 +28,8 @@ from rdsssl.store.castore import CaStore
 
 WORKER = """
 import sys, pathlib, datetime
-from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import write_client_files
 from rdsssl.models import KeyType
 path, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 count, busy = int(sys.argv[3]), sys.argv[4] == "busy"

@@ -28,8 +28,9 @@ from rdsssl.errors import (
     Throttled,
 )
 from rdsssl.models import AclMode, SslModifyRequest
-from rdsssl.rds.api import AliyunRdsApi, ApiSettings, parse_endpoint, translate_error
+from rdsssl.rds.api import AliyunRdsApi, translate_error
 from rdsssl.rds.parse import ssl_from
+from rdsssl.rds.settings import ApiSettings, parse_endpoint
 
 ENDPOINT = "http://127.0.0.1:1"
 ENV_VARS = (

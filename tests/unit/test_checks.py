@@ -25,7 +25,7 @@ from rdsssl.ops.checks import (
 from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.deploy import RenewalPlan
 from rdsssl.pki import crypto
-from rdsssl.store.db import CertRecord
+from rdsssl.store.records import CertRecord
 
 from .conftest import NOW, Pki, make_pki
 

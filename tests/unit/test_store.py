@@ -23,10 +23,12 @@ from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.deploy import plan_renewal, renew_due
 from rdsssl.pki import crypto
-from rdsssl.store.castore import CaStore, write_client_files
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import write_client_files
 from rdsssl.store.fsutil import StagedFile, atomic_write, make_private_dirs
 from rdsssl.store.lock import FileLock
 from rdsssl.store.openssl_import import parse_crlnumber, parse_index_txt
+from rdsssl.store.records import CertRecord
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -722,7 +724,14 @@ def test_renew_ca_refuses_to_strand_certificates_naming_the_old_serial(store: Ca
     store.renew_ca(days=4000, now=NOW)
     valid = _pinned_leaf(store, "carol")  # pinned to the certificate just made current
     with store._inv.transaction():  # adopted as `cert revoke --cert` would, but left valid
-        store._inv.insert(store._record_for(valid, origin="external", now=NOW))
+        store._inv.insert(
+            CertRecord.for_cert(
+                valid,
+                issuer_fingerprint=crypto.fingerprint(store.ca_cert),
+                origin="external",
+                now=NOW,
+            )
+        )
     ca = store.ca_cert
     pattern = rf"1 valid certificate\(s\) name the current CA .*: {valid.serial_number:x} \(carol\)"
     with pytest.raises(InputError, match=pattern):

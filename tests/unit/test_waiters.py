@@ -22,7 +22,6 @@ from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import (
     Progress,
     WaiterSpec,
-    acl_applied,
     instance_ready,
     ssl_applied,
     wait_until,
@@ -226,9 +225,9 @@ def test_progress_callback_gets_name_status_elapsed_and_next_delay() -> None:
     assert seen[0].next_delay == t.sleeps[0]
 
 
-def test_acl_applied_needs_the_acl_read_back() -> None:
+def test_ssl_applied_after_an_acl_change_needs_the_acl_read_back() -> None:
     observe, calls = scripted([obs(acl=AclMode.PREFER), obs(acl=AclMode.CERT)])
-    result = run(acl_applied(AclMode.CERT), observe, FakeTime())
+    result = run(ssl_applied(lambda ssl: ssl.acl is AclMode.CERT, settle=0.0), observe, FakeTime())
     assert result.ssl is not None and result.ssl.acl is AclMode.CERT
     assert calls[0] == 2
 
@@ -248,7 +247,7 @@ def test_instance_ready_waits_for_unlock_and_not_setting() -> None:
 
 SPECS_ON_NEW_CA = {
     "SslApplied": ssl_applied(has_new_ca),
-    "AclApplied": acl_applied(AclMode.PREFER),
+    "SslApplied+acl": ssl_applied(lambda ssl: ssl.acl is AclMode.PREFER),
     "InstanceReady": instance_ready(),
     "InstanceReady+transition": instance_ready(require_transition=True, matches=has_new_ca),
 }
