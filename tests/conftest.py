@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl.emulator.pg import PgCluster, PgNotFound, PgSslConfig, find_pg_bin
+from rdsssl.emulator.pg import PgCluster, PgNotFound, PgSslConfig
+from rdsssl.emulator.pg_install import find_pg_bin
 from rdsssl.emulator.pg_os import make_scratch_dir
 from tests.pgtls import ClusterFactory, ServerPki, make_server_pki
 

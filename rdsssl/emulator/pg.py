@@ -2,8 +2,9 @@
 
 Every emulated instance is a real server so that tests and runbook rehearsals meet real TLS,
 real `pg_hba` rules and real failure modes (docs/postgres-client-cert-behaviour.md). This is the
-only emulator module that runs PostgreSQL or imports psycopg; it imports nothing from the client
-side of rdsssl.
+only emulator module that runs PostgreSQL servers or imports psycopg (`pg_install` finds the
+binaries and makes the initdb template, `pg_log` reads a server's log); it imports nothing from
+the client side of rdsssl.
 
 Layout of one cluster (`PgCluster.dir`): `data/` (0700; postgresql.conf includes
 `rdsssl-emulator.conf`, our whole configuration), `tls/` (server cert/key, client CA, CRL),
@@ -15,13 +16,11 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,8 @@ from rdsssl.emulator.pg_backend import (
     PgSslConfig,
 )
 from rdsssl.emulator.pg_hba import render_hba
+from rdsssl.emulator.pg_install import INCLUDE_FILE, find_pg_bin, initdb_template, major_version
+from rdsssl.emulator.pg_log import RELOAD_FAILURES, failure_reason, log_since, log_size
 from rdsssl.emulator.pg_os import (
     OsUser,
     free_port,
@@ -59,107 +60,19 @@ __all__ = [
     "PgError",
     "PgNotFound",
     "PgSslConfig",
-    "find_pg_bin",
     "running_clusters",
     "stop_all",
 ]
 
-INSTALL_HINT = (
-    "install the PostgreSQL server binaries, e.g. 'apt-get install postgresql' "
-    "(scripts/test installs it when run as root)"
-)
-PG_LIB_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one <major>/bin per version
-INCLUDE_FILE = "rdsssl-emulator.conf"
 RELOAD_TIMEOUT = 10.0
 _PG_CTL_WAIT = "60"  # seconds pg_ctl waits for start/stop
-# Log lines that say a reload did not take (docs §3.1); everything else is just context.
-_RELOAD_FAILURES = (
-    "SSL configuration was not reloaded",
-    "pg_hba.conf was not reloaded",
-    "pg_ident.conf was not reloaded",
-    "contains errors",
-)
-_LOG_NOISE = re.compile(
-    r"connection (received|authorized|authenticated)|disconnection:|received SIGHUP"
-    r"|parameter \".*\" (changed to|removed from)"
-)
-_LOG_PREFIX = re.compile(r"^\S+ \S+ \S+ \[\d+\] (?:[A-Z]+:\s+)?")
 # Reported by pg_hba_file_rules for hostssl rows while ssl=off; the rows still load.
 _HBA_SSL_OFF = "hostssl record cannot match because SSL is disabled"
 
 
-def find_pg_bin() -> Path:
-    """Directory holding initdb and pg_ctl: PATH, then the newest /usr/lib/postgresql/*/bin.
-
-    PATH entries are often symlinks into the versioned directory (Debian), which also holds the
-    `postgres` binary pg_ctl needs, so the symlink is resolved.
-    """
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        real = Path(os.path.realpath(initdb)).parent
-        if (real / "pg_ctl").is_file():
-            return real
-    candidates = [
-        (int(d.parent.name), d)
-        for d in PG_LIB_ROOT.glob("*/bin")
-        if d.parent.name.isdigit() and (d / "initdb").is_file() and (d / "pg_ctl").is_file()
-    ]
-    if candidates:
-        return max(candidates)[1]
-    raise PgNotFound(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under "
-        f"{PG_LIB_ROOT}/*/bin: {INSTALL_HINT}"
-    )
-
-
-@cache
-def _major_version(pg_bin: Path) -> int:
-    out = subprocess.run(
-        [str(pg_bin / "pg_ctl"), "--version"],
-        env=pg_env(None),
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    m = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
-    if not m:
-        raise PgError(f"cannot tell the PostgreSQL version from {pg_bin / 'pg_ctl'}: {out!r}")
-    return int(m.group(1))
-
-
 _LOCK = threading.RLock()  # guards _REGISTRY (re-entrant: stop_all may run in a signal handler)
 _REGISTRY: set[PgCluster] = set()
-_TEMPLATE_LOCK = threading.Lock()
-_TEMPLATES: dict[Path, Path] = {}
 _OWNER_PID = os.getpid()
-
-
-def _template(pg_bin: Path, user: OsUser | None) -> Path:
-    """An initdb'd data directory, made once per process and copied per cluster.
-
-    initdb costs about 1 s; `cp -a` of its result 0.05 s on tmpfs (about 1 s on a VM disk).
-    """
-    with _TEMPLATE_LOCK:
-        if pg_bin in _TEMPLATES:
-            return _TEMPLATES[pg_bin]
-        base = process_base(user)
-        tdir = base / f"template-{_major_version(pg_bin)}-{len(_TEMPLATES)}"
-        cmd = [
-            str(pg_bin / "initdb"), "-D", str(tdir), "-U", "postgres", "--auth-local=trust",
-            "--auth-host=reject", "-E", "UTF8", "--no-locale", "--no-sync",
-        ]  # fmt: skip
-        if _major_version(pg_bin) >= 11:
-            cmd.append("--wal-segsize=1")  # 1 MB WAL segments: a smaller template to copy
-        if _major_version(pg_bin) >= 14:
-            cmd.append("--no-instructions")
-        r = run_as(cmd, user=user, cwd=base)
-        if r.returncode != 0:
-            raise PgError(f"initdb failed (exit {r.returncode}): {tail(r)}")
-        conf = tdir / "postgresql.conf"
-        with conf.open("a", encoding="utf-8") as f:
-            f.write(f"\n# rdsssl emulator settings\ninclude '{INCLUDE_FILE}'\n")
-        _TEMPLATES[pg_bin] = tdir
-        return tdir
 
 
 def running_clusters() -> list[PgCluster]:
@@ -223,7 +136,7 @@ class PgCluster:
         self.host = "127.0.0.1"
         self.name = name
         self.pg_bin = pg_bin if pg_bin is not None else find_pg_bin()
-        self.major_version = _major_version(self.pg_bin)
+        self.major_version = major_version(self.pg_bin)
         self._auto_port = port is None
         self.port = free_port() if port is None else port
         self._root = Path(os.path.abspath(root))
@@ -391,7 +304,7 @@ class PgCluster:
     def _copy_template(self) -> None:
         """A fresh data directory: `cp -a` keeps the PostgreSQL user's ownership and modes."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        template = _template(self.pg_bin, self._user)
+        template = initdb_template(self.pg_bin, self._user)
         r = subprocess.run(
             ["cp", "-a", str(template), str(self.data_dir)],
             env=pg_env(None),
@@ -450,44 +363,21 @@ class PgCluster:
     def _postmaster_alive(self) -> bool:
         return self._pg_ctl("status").returncode == 0
 
-    def _log_size(self) -> int:
-        try:
-            return self.log_file.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _log_since(self, offset: int) -> list[str]:
-        """Log lines written after `offset`, without prefixes and connection chatter."""
-        try:
-            with self.log_file.open("rb") as f:
-                f.seek(offset)
-                text = f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return []
-        lines = (_LOG_PREFIX.sub("", ln).strip() for ln in text.splitlines())
-        return [ln for ln in lines if ln and not _LOG_NOISE.search(ln)]
-
     def _start_server(self) -> None:
-        offset = self._log_size()
+        offset = log_size(self.log_file)
         r = self._pg_ctl("-l", str(self.log_file), "-t", _PG_CTL_WAIT, "start")
         if r.returncode != 0:
             if self._postmaster_alive():  # timed out rather than failed: do not leave it
                 self._pg_ctl("stop", "-m", "immediate")
-            raise PgApplyError(self._failure_reason(offset, r))
+            raise PgApplyError(failure_reason(self.log_file, offset, r))
 
     def _restart(self) -> None:
-        offset = self._log_size()
+        offset = log_size(self.log_file)
         r = self._pg_ctl("-l", str(self.log_file), "-t", _PG_CTL_WAIT, "-m", "fast", "restart")
         if r.returncode != 0:
             if self._postmaster_alive():
                 self._pg_ctl("stop", "-m", "immediate")
-            raise PgApplyError(self._failure_reason(offset, r))
-
-    def _failure_reason(self, offset: int, r: subprocess.CompletedProcess[str]) -> str:
-        """The server's own FATAL/could-not lines from this attempt, else pg_ctl's output."""
-        pattern = re.compile(r"^(FATAL|PANIC|ERROR|DETAIL|HINT)|could not|invalid")
-        lines = [ln for ln in self._log_since(offset) if pattern.search(ln)]
-        return "; ".join(dict.fromkeys(lines)) or tail(r)
+            raise PgApplyError(failure_reason(self.log_file, offset, r))
 
     def _admin(self) -> psycopg.Connection[tuple[Any, ...]]:
         """Superuser connection over the private Unix socket (`local all all trust`)."""
@@ -538,7 +428,7 @@ class PgCluster:
         """
         try:
             before = self._conf_load_time()
-            offset = self._log_size()
+            offset = log_size(self.log_file)
             with self._admin() as conn:
                 conn.execute("SELECT pg_reload_conf()")
             deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -548,8 +438,8 @@ class PgCluster:
                 time.sleep(0.01)
         except psycopg.Error as exc:
             raise PgApplyError(f"reload failed: {exc}") from exc
-        lines = self._log_since(offset)
-        if any(marker in ln for ln in lines for marker in _RELOAD_FAILURES):
+        lines = log_since(self.log_file, offset)
+        if any(marker in ln for ln in lines for marker in RELOAD_FAILURES):
             raise PgApplyError("; ".join(lines))
 
 

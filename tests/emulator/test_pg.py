@@ -19,17 +19,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from rdsssl.emulator import pg, pg_os
+from rdsssl.emulator import pg, pg_install, pg_os
 from rdsssl.emulator.pg import (
     NullBackend,
     PgApplyError,
     PgCluster,
     PgNotFound,
     PgSslConfig,
-    find_pg_bin,
     running_clusters,
 )
 from rdsssl.emulator.pg_hba import ACL_MODES, acl_line, render_hba
+from rdsssl.emulator.pg_install import find_pg_bin
 from rdsssl.emulator.pg_os import OWNER_FILE, free_port, pg_user
 from tests.pgtls import (
     ClusterFactory,
@@ -86,7 +86,7 @@ def test_find_pg_bin_missing_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(pg, "PG_LIB_ROOT", tmp_path / "none")
+    monkeypatch.setattr(pg_install, "PG_LIB_ROOT", tmp_path / "none")
     with pytest.raises(PgNotFound, match="apt-get install postgresql"):
         find_pg_bin()
 
