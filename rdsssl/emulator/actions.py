@@ -17,7 +17,8 @@ from cryptography import x509
 
 from rdsssl.emulator.errors import api_error
 from rdsssl.emulator.faults import Switches
-from rdsssl.emulator.state import EmulatorState, Instance, accounts_of
+from rdsssl.emulator.instances import Instance, accounts_of
+from rdsssl.emulator.state import EmulatorState
 
 __all__ = ["HANDLERS", "ActionContext", "Handler"]
 

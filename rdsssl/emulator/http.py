@@ -23,9 +23,10 @@ from urllib.parse import parse_qs
 from rdsssl.emulator.actions import HANDLERS, ActionContext
 from rdsssl.emulator.errors import EmulatorError, api_error
 from rdsssl.emulator.faults import FAULT_KINDS, Fault, Faults
+from rdsssl.emulator.instances import OffsetClock
 from rdsssl.emulator.requestlog import LoggedRequest, RequestLog, redact
 from rdsssl.emulator.signature import NonceCache, SignedRequest, verify
-from rdsssl.emulator.state import EmulatorState, OffsetClock
+from rdsssl.emulator.state import EmulatorState
 
 __all__ = ["API_VERSION", "EmulatorApp", "EmulatorHTTPServer", "Response"]
 

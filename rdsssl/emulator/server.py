@@ -35,11 +35,12 @@ from typing import Any
 from rdsssl.emulator.cloudca import CloudCa
 from rdsssl.emulator.faults import Faults
 from rdsssl.emulator.http import EmulatorApp, EmulatorHTTPServer
+from rdsssl.emulator.instances import Instance, OffsetClock
 from rdsssl.emulator.pg import NullBackend, PgBackend, PgCluster
 from rdsssl.emulator.profiles import Profile, load_profile
 from rdsssl.emulator.requestlog import LoggedRequest
 from rdsssl.emulator.sslrules import SslSettings
-from rdsssl.emulator.state import EmulatorState, Instance, OffsetClock
+from rdsssl.emulator.state import EmulatorState
 
 __all__ = ["DEFAULT_REGION", "Emulator"]
 

@@ -13,9 +13,10 @@ import pytest
 from rdsssl.emulator.cloudca import CloudCa
 from rdsssl.emulator.errors import EmulatorError
 from rdsssl.emulator.faults import Switches
+from rdsssl.emulator.instances import Instance
 from rdsssl.emulator.pg import NullBackend, PgApplyError, PgSslConfig
 from rdsssl.emulator.sslrules import SslSettings
-from rdsssl.emulator.state import EmulatorState, Instance
+from rdsssl.emulator.state import EmulatorState
 from tests.pgtls import KeyPair, make_ca, make_crl, make_leaf
 
 CA_CRT = "client-ca"
