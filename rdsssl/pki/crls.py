@@ -2,8 +2,8 @@
 
 Built with cryptography's `CertificateRevocationListBuilder`, every entry handed to its
 constructor at once: the fastest correct use of the builder (adding entries one by one copies
-the builder per entry, ~5x slower), ~50 ms for 10,000 entries, while a CRL small enough to
-upload holds a few hundred. No DER is written by hand in the signing path.
+the builder per entry, ~5x slower). 10,000 entries take 24-76 ms (benchmarks/RESULTS.md), while
+a CRL small enough to upload holds a few hundred. No DER is written by hand in the signing path.
 """
 
 from __future__ import annotations
