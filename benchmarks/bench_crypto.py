@@ -1,4 +1,4 @@
-"""Benchmark 4: rdsssl.pki.crypto against the openssl CLI of the manual procedure.
+"""Benchmark 4: rdsssl.pki (certs, crls) against the openssl CLI of the manual procedure.
 
 Same key type on both sides, same CA (made with `openssl req -x509`, loaded by rdsssl):
 
@@ -9,7 +9,7 @@ Same key type on both sides, same CA (made with `openssl req -x509`, loaded by r
   full 1,000 take minutes); rdsssl does all N in-process (`generate_key` + `issue_client_cert`
   + PEM of key and certificate), and again through `CaStore.issue` (+ its sqlite row, fsynced).
 - a CRL of 10,000 revocations: `openssl ca -gencrl` over an index.txt of 10,000 `R` lines vs
-  `crypto.build_crl` over the same serials, dates and reasons (interleaved, median of 5); the
+  `crls.build_crl` over the same serials, dates and reasons (interleaved, median of 5); the
   two CRLs are checked to list the same entries, and their PEM sizes are reported.
 
 Run: `python -m benchmarks.bench_crypto [--quick]`. Timings are printed, never asserted.
@@ -40,7 +40,8 @@ from benchmarks._common import (
     time_command,
 )
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.pki import crypto
+from rdsssl.pki import certs, crls, export, keys, serials
+from rdsssl.pki.pem import load_certificates, load_crls, load_private_key
 
 # key type -> (openssl -newkey arguments, the target for issuing: times faster than openssl)
 KEY_TYPES: dict[KeyType, tuple[str, float]] = {
@@ -106,11 +107,9 @@ def make_openssl_ca(openssl: str, root: Path, key_type: KeyType) -> Path:
     return ca_dir
 
 
-def load_ca(ca_dir: Path) -> tuple[x509.Certificate, crypto.PrivateKey]:
-    cert = crypto.load_certificates((ca_dir / "ca.crt").read_bytes(), source="ca.crt")[0]
-    key = crypto.load_private_key(
-        (ca_dir / "ca.key").read_bytes(), source="ca.key", passphrase=None
-    )
+def load_ca(ca_dir: Path) -> tuple[x509.Certificate, keys.PrivateKey]:
+    cert = load_certificates((ca_dir / "ca.crt").read_bytes(), source="ca.crt")[0]
+    key = load_private_key((ca_dir / "ca.key").read_bytes(), source="ca.key", passphrase=None)
     return cert, key
 
 
@@ -143,12 +142,12 @@ def rdsssl_issue_seconds(ca_dir: Path, key_type: KeyType, n: int) -> float:
 
     def issue_all() -> None:
         for i in range(n):
-            key = crypto.generate_key(key_type)
-            issued = crypto.issue_client_cert(
+            key = keys.generate_key(key_type)
+            issued = certs.issue_client_cert(
                 ca_cert, ca_key, key.public_key(), user=f"user{i}", now=now
             )
-            crypto.key_pem(key)
-            crypto.cert_pem(issued.cert)
+            export.key_pem(key)
+            export.cert_pem(issued.cert)
 
     return time_call(issue_all)
 
@@ -231,7 +230,7 @@ def _asn1(when: datetime) -> str:
 
 def make_revocations(
     count: int, now: datetime, *, sequential: bool = False
-) -> tuple[list[crypto.Revocation], bytes]:
+) -> tuple[list[crls.Revocation], bytes]:
     """`count` revocations (distinct times, certificates not yet expired) and the same as an
     `openssl ca` index.txt. Serials are random 159-bit ones with mixed reasons (what rdsssl and
     `openssl x509 -CAcreateserial` make), or with `sequential` short ones without reasons (what
@@ -240,10 +239,10 @@ def make_revocations(
     lines = []
     not_after = now + timedelta(days=200)
     for i in range(count):
-        serial = 0x1000 + i if sequential else crypto.new_serial()
+        serial = 0x1000 + i if sequential else serials.new_serial()
         revoked_at = now - timedelta(days=1, seconds=7 * i)
         word, reason = REASONS[0 if sequential else i % len(REASONS)]
-        revocations.append(crypto.Revocation(serial, revoked_at, reason, not_after))
+        revocations.append(crls.Revocation(serial, revoked_at, reason, not_after))
         hex_serial = format(serial, "X")
         hex_serial = "0" * (len(hex_serial) % 2) + hex_serial  # openssl wants whole bytes
         when = _asn1(revoked_at) + (f",{word}" if word else "")
@@ -293,7 +292,7 @@ def store_crl_seconds(
                 time_call(lambda: store.build_crl(now=now, days=180, out=out))
                 for _ in range(repeat)
             ]
-            entries = len(crypto.load_crls(out.read_bytes(), source=str(out))[0])
+            entries = len(load_crls(out.read_bytes(), source=str(out))[0])
             return median(times), entries
         finally:
             store.close()
@@ -313,7 +312,7 @@ def write_openssl_ca_db(ca_dir: Path, index_txt: bytes) -> None:
 def compare_crl(
     openssl: str, ca_dir: Path, key_type: KeyType, sizes: Sizes, notes: list[str], *, shape: str
 ) -> list[Row]:
-    """`openssl ca -gencrl` vs `crypto.build_crl` (and + PEM) over one index, interleaved."""
+    """`openssl ca -gencrl` vs `crls.build_crl` (and + PEM) over one index, interleaved."""
     count = sizes.crl_entries
     now = _utcnow()
     revocations, index_txt = make_revocations(count, now, sequential=shape == "sequential")
@@ -325,11 +324,11 @@ def compare_crl(
     for _ in range(sizes.repeat):  # interleaved: load on the machine hits both sides alike
         openssl_times.append(time_command(gencrl, cwd=ca_dir))
         start = time.perf_counter()
-        crl = crypto.build_crl(ca_cert, ca_key, revocations, number=4096, now=now)
+        crl = crls.build_crl(ca_cert, ca_key, revocations, number=4096, now=now)
         build_times.append(time.perf_counter() - start)
-        pem = crypto.crl_pem(crl)
+        pem = export.crl_pem(crl)
         pem_times.append(time.perf_counter() - start)
-    theirs = crypto.load_crls((ca_dir / "crl.pem").read_bytes(), source="openssl crl.pem")[0]
+    theirs = load_crls((ca_dir / "crl.pem").read_bytes(), source="openssl crl.pem")[0]
     same = _entries(theirs) == _entries(crl)
     notes.append(
         f"{key_type.value} CRL, {shape}: {len(crl):,} entries, same serials/dates/reasons as "

@@ -29,7 +29,7 @@ from rdsssl.models import InstanceInfo, SslState
 from rdsssl.ops.change import Plan
 from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.deploy import RenewalPlan
-from rdsssl.pki import crl_policy, crypto
+from rdsssl.pki import crl_policy, crl_verdict, crypto
 from rdsssl.pki.crypto import KeyProtection
 from rdsssl.store.records import format_time
 
@@ -312,7 +312,7 @@ def _crl_findings(
     verdict = crl_policy.evaluate_pem(
         ca_pem, crl_pem, now=now, restart_margin=th.restart_margin, source=f"{iid}'s CRL"
     )
-    if verdict.codes == {crl_policy.Code.NO_CRL}:
+    if verdict.codes == {crl_verdict.Code.NO_CRL}:
         message = f"no CRL: revoked certificates are still accepted; upload one ({refresh})"
         return [Finding("crl", Severity.WARNING, message)], None, frozenset()
     found = [

@@ -56,7 +56,7 @@ from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.deploy import RenewalPlan, finish_interrupted, renew_due, tls12_skips
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
-from rdsssl.pki import crl_policy, crypto
+from rdsssl.pki import crl_policy, crl_verdict, crypto
 from rdsssl.rds import waiters
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
@@ -147,12 +147,12 @@ def _fps(pem: str | None, what: str) -> frozenset[str]:
 
 _SHAPE = frozenset(
     {
-        crl_policy.Code.NO_CRL,
-        crl_policy.Code.NOT_A_CRL,
-        crl_policy.Code.UNPARSABLE,
-        crl_policy.Code.FOREIGN_CRL,
-        crl_policy.Code.BAD_SIGNATURE,
-        crl_policy.Code.MISSING_CA,
+        crl_verdict.Code.NO_CRL,
+        crl_verdict.Code.NOT_A_CRL,
+        crl_verdict.Code.UNPARSABLE,
+        crl_verdict.Code.FOREIGN_CRL,
+        crl_verdict.Code.BAD_SIGNATURE,
+        crl_verdict.Code.MISSING_CA,
     }
 )
 

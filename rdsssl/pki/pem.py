@@ -1,7 +1,7 @@
-"""PEM bundles in and out: parse and classify, validate, inspect, fingerprint, export.
+"""PEM bundles in: parse and classify blocks, load certificates, CRLs, CSRs and private keys,
+and check what belongs together (a key and its certificate, a CRL and its CA).
 
-Part of `rdsssl.pki.crypto` (import from there); split out to keep each module small. Pure:
-bytes in, objects or bytes out, `now` passed in. Every error is a `CryptoError` whose message
+Pure: bytes in, objects out, `now` passed in. Every error is a `CryptoError` whose message
 starts with the caller's `source` (a file name) and names the offending block, and never
 contains key material: private key blocks are described by their index and label only.
 """
@@ -14,33 +14,36 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
-from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import pkcs12 as _pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from rdsssl.errors import CryptoError
+from rdsssl.pki.inspection import is_ca, key_type_of, name_of
+from rdsssl.pki.keys import PRIVATE_KEY_TYPES, PrivateKey
+from rdsssl.pki.validity import utc
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-_PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
-_EC_NAMES = {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}
-
-
-def _utc(now: datetime) -> datetime:
-    """`now` in UTC, whole seconds (X.509 times have no fractions; comparisons stay exact)."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("datetimes passed to rdsssl.pki.crypto must be timezone-aware")
-    return now.astimezone(timezone.utc).replace(microsecond=0)
-
+__all__ = [
+    "BlockKind",
+    "PemBlock",
+    "check_csr_signature",
+    "check_key_matches",
+    "crl_signed_by",
+    "kind_of",
+    "load_ca_certificates",
+    "load_certificates",
+    "load_crls",
+    "load_csr",
+    "load_private_key",
+    "parse_pem_bundle",
+    "pem_fingerprints",
+    "raw_blocks",
+]
 
 # --- parsing and classification ---------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class PemBlock:
         return _DESCRIPTIONS.get(self.kind, f"a {self.label} block")
 
 
-def _kind_of(label: str) -> BlockKind:
+def kind_of(label: str) -> BlockKind:
     if label.endswith("PRIVATE KEY"):
         return BlockKind.PRIVATE_KEY
     return _LABEL_KINDS.get(label, BlockKind.OTHER)
@@ -99,7 +102,7 @@ def _kind_of(label: str) -> BlockKind:
 _BEGIN = re.compile(rb"-----BEGIN ([^\r\n-]{1,64})-----")
 
 
-def _raw_blocks(data: bytes, source: str) -> Iterator[tuple[int, str, bytes, bytes]]:
+def raw_blocks(data: bytes, source: str) -> Iterator[tuple[int, str, bytes, bytes]]:
     """Yield (index, label, raw PEM text, DER) per block; text outside blocks is ignored."""
     pos, index = 0, 0
     while match := _BEGIN.search(data, pos):
@@ -153,8 +156,8 @@ def parse_pem_bundle(data: bytes, *, source: str) -> list[PemBlock]:
     with its block number; private keys are not parsed (they may be encrypted).
     """
     blocks = []
-    for index, label, _raw, der in _raw_blocks(data, source):
-        kind = _kind_of(label)
+    for index, label, _raw, der in raw_blocks(data, source):
+        kind = kind_of(label)
         if label == "TRUSTED CERTIFICATE":
             der = _first_tlv(der)
         try:
@@ -195,7 +198,7 @@ def load_ca_certificates(
     data: bytes, *, source: str, now: datetime, what: str = "a CA file"
 ) -> list[x509.Certificate]:
     """Like `load_certificates`, and each one must be a CA (CA:TRUE) not expired at `now`."""
-    now = _utc(now)
+    now = utc(now)
     certs = load_certificates(data, source=source, what=what)
     for number, cert in enumerate(certs, start=1):
         label = f"{source}: certificate {number} ({name_of(cert)})"
@@ -259,8 +262,8 @@ def load_private_key(data: bytes, *, source: str, passphrase: bytes | None) -> P
     if b"-----BEGIN" in data:
         keys = [
             raw
-            for _, label, raw, _ in _raw_blocks(data, source)
-            if _kind_of(label) is BlockKind.PRIVATE_KEY
+            for _, label, raw, _ in raw_blocks(data, source)
+            if kind_of(label) is BlockKind.PRIVATE_KEY
         ]
         if len(keys) != 1:
             found = "no private key block" if not keys else f"{len(keys)} private keys"
@@ -275,7 +278,7 @@ def load_private_key(data: bytes, *, source: str, passphrase: bytes | None) -> P
             return serialization.load_der_private_key(data, password)
 
     key = _load_key(loader, source, passphrase)
-    if not isinstance(key, _PRIVATE_KEY_TYPES):
+    if not isinstance(key, PRIVATE_KEY_TYPES):
         raise CryptoError(
             f"{source}: unsupported private key type {key_type_of(key)}; use EC, RSA or Ed25519"
         )
@@ -334,136 +337,6 @@ def crl_signed_by(crl: x509.CertificateRevocationList, ca_cert: x509.Certificate
         return False
 
 
-# --- inspection -------------------------------------------------------------------------------
-
-
-def key_type_of(key: PublicKeyTypes | PrivateKeyTypes) -> str:
-    """'ec-p256', 'rsa-2048', 'ed25519', ... also for keys rdsssl would not make ('rsa-1024')."""
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return f"rsa-{key.key_size}"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return _EC_NAMES.get(key.curve.name, f"ec-{key.curve.name}")
-    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(key, ed448.Ed448PrivateKey | ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(key, dsa.DSAPrivateKey | dsa.DSAPublicKey):
-        return f"dsa-{key.key_size}"
-    return type(key).__name__.lower()
-
-
-def cn_of(name: x509.Name) -> str | None:
-    """The first CN of a name, or None."""
-    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not cns:
-        return None
-    value = cns[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
-def name_of(cert: x509.Certificate) -> str:
-    """A short human label for messages: 'CN=root-ca1', or the full subject when it has no CN."""
-    cn = cn_of(cert.subject)
-    return f"CN={cn}" if cn is not None else cert.subject.rfc4514_string() or "empty subject"
-
-
-def serial_hex(serial: int) -> str:
-    """The one serial spelling used everywhere (CLI, store, JSON): lowercase hex, no colons."""
-    return format(serial, "x")
-
-
-def parse_serial(text: str) -> int:
-    """Read a serial as users paste it: 'f00d', '0xF00D', 'F0:0D', 'serial=F00D' (openssl)."""
-    cleaned = text.strip().lower().removeprefix("serial=").removeprefix("0x")
-    cleaned = cleaned.replace(":", "").replace(" ", "")
-    if not cleaned or not re.fullmatch(r"[0-9a-f]+", cleaned):
-        raise CryptoError(f"invalid serial {text!r}: expected hexadecimal, e.g. '1f3a9c'")
-    return int(cleaned, 16)
-
-
-def is_ca(cert: x509.Certificate) -> bool:
-    """basicConstraints CA:TRUE (critical or not, as OpenSSL accepts both)."""
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
-def fingerprint(obj: x509.Certificate | x509.CertificateRevocationList) -> str:
-    """SHA-256 of the DER, lowercase hex without colons."""
-    return obj.fingerprint(hashes.SHA256()).hex()
-
-
-@dataclass(frozen=True)
-class CertInfo:
-    """What `cert list`, `ca show` and JSON output say about a certificate."""
-
-    subject: str
-    issuer: str
-    cn: str | None
-    serial: int
-    serial_hex: str
-    not_before: datetime
-    not_after: datetime
-    fingerprint: str
-    key_type: str
-    is_ca: bool
-
-
-def _cert_key_type(cert: x509.Certificate) -> str:
-    try:
-        return key_type_of(cert.public_key())
-    except (UnsupportedAlgorithm, ValueError):  # e.g. GOST: still inspectable, never signed
-        return f"unsupported ({cert.public_key_algorithm_oid.dotted_string})"
-
-
-def inspect_cert(cert: x509.Certificate) -> CertInfo:
-    """Summarise a certificate (datetimes timezone-aware UTC)."""
-    return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        cn=cn_of(cert.subject),
-        serial=cert.serial_number,
-        serial_hex=serial_hex(cert.serial_number),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        fingerprint=fingerprint(cert),
-        key_type=_cert_key_type(cert),
-        is_ca=is_ca(cert),
-    )
-
-
-@dataclass(frozen=True)
-class CrlInfo:
-    """What `crl show` says about a CRL. `revoked_serials` are sorted."""
-
-    issuer: str
-    number: int | None
-    last_update: datetime
-    next_update: datetime | None
-    revoked_serials: tuple[int, ...]
-    fingerprint: str
-    signature_hash: str  # 'sha256', or 'none' for Ed25519
-
-
-def inspect_crl(crl: x509.CertificateRevocationList) -> CrlInfo:
-    """Summarise a CRL (datetimes timezone-aware UTC)."""
-    try:
-        number: int | None = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        number = None
-    algorithm = crl.signature_hash_algorithm
-    return CrlInfo(
-        issuer=crl.issuer.rfc4514_string(),
-        number=number,
-        last_update=crl.last_update_utc,
-        next_update=crl.next_update_utc,
-        revoked_serials=tuple(sorted(r.serial_number for r in crl)),
-        fingerprint=fingerprint(crl),
-        signature_hash=algorithm.name if algorithm is not None else "none",
-    )
-
-
 def pem_fingerprints(data: bytes, *, source: str) -> frozenset[str]:
     """SHA-256 of each block's DER, as a set: two bundles with the same certificates / CRLs
     compare equal whatever their order, line ends, wrapping or surrounding text. Private keys
@@ -473,56 +346,3 @@ def pem_fingerprints(data: bytes, *, source: str) -> frozenset[str]:
         if block.kind is BlockKind.PRIVATE_KEY:
             raise CryptoError(f"{source}: block {block.index} is a private key; refusing it")
     return frozenset(hashlib.sha256(block.der).hexdigest() for block in blocks)
-
-
-# --- exports ----------------------------------------------------------------------------------
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    """PEM of a certificate (root.crt, client.crt)."""
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
-    """PEM of a CRL (what ssl_crl_file and the RDS API take)."""
-    return crl.public_bytes(serialization.Encoding.PEM)
-
-
-def _encryption(passphrase: bytes | None) -> serialization.KeySerializationEncryption:
-    if passphrase is None:
-        return serialization.NoEncryption()
-    if not passphrase:
-        raise CryptoError("an empty passphrase would not protect the key; give one or none")
-    return serialization.BestAvailableEncryption(passphrase)
-
-
-def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
-    """PKCS#8 PEM (libpq's sslkey); encrypted with the best available scheme when a passphrase
-    is given (libpq then needs `sslpassword`)."""
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, _encryption(passphrase)
-    )
-
-
-def key_pk8_der(key: PrivateKey) -> bytes:
-    """Unencrypted PKCS#8 DER: the `.pk8` file pgJDBC wants for `sslkey`."""
-    return key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def pkcs12(
-    cert: x509.Certificate,
-    key: PrivateKey,
-    ca_cert: x509.Certificate,
-    *,
-    name: str,
-    passphrase: bytes | None,
-) -> bytes:
-    """PKCS#12 with the client certificate, its key and the CA certificate (for Java/.NET
-    clients); unencrypted when `passphrase` is None."""
-    return _pkcs12.serialize_key_and_certificates(
-        name.encode("utf-8"), key, cert, [ca_cert], _encryption(passphrase)
-    )

@@ -1,16 +1,18 @@
 """The CA key at rest: PKCS#8 encrypted with PBES2 at a strong iteration count, and what protects
 a key file, read from it without the passphrase.
 
-Part of `rdsssl.pki.crypto` (import from there). Pure: bytes in, bytes or values out.
+Pure: bytes in, bytes or values out.
 
 Why the encryption is assembled here: `cryptography`'s `BestAvailableEncryption` writes PKCS#8
 with PBKDF2-HMAC-SHA256 at 2,048 iterations, cheap to guess at for whoever copies ca.key, and its
 `encryption_builder().kdf_rounds(n)` is refused for PKCS#8 (only OpenSSH and PKCS#12 take it,
 as of cryptography 50). The key derivation, the cipher and the padding still come from
 `cryptography`; only the few fixed DER elements around them (RFC 8018 section 6.2 and appendix
-A.2/A.4, RFC 5958 EncryptedPrivateKeyInfo) are written here, with the encoders of
-`rdsssl.pki.crl_der`. The result is what `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256
--iter 600000` writes; `cryptography` and the openssl CLI both read it back (the tests check).
+A.2/A.4, RFC 5958 EncryptedPrivateKeyInfo) are written here, by the four encoders below
+(cryptography has no PKCS#8 writer with a chosen PBKDF2 iteration count, and its declarative
+`cryptography.hazmat.asn1` is documented as unstable). The result is what
+`openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter 600000` writes;
+`cryptography` and the openssl CLI both read it back (the tests check).
 
 Why the reader is hand-written: cryptography has no public parser for the parameters of an
 EncryptedPrivateKeyInfo, and `ca show` reports them without asking for the passphrase.
@@ -29,8 +31,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from rdsssl.errors import CryptoError
-from rdsssl.pki import crl_der
-from rdsssl.pki.pem import BlockKind, PrivateKey, _kind_of, _raw_blocks, key_pem
+from rdsssl.pki.export import key_pem
+from rdsssl.pki.keys import PrivateKey
+from rdsssl.pki.pem import BlockKind, kind_of, raw_blocks
 
 __all__ = ["KDF_ROUNDS", "KeyProtection", "ca_key_pem", "key_protection"]
 
@@ -87,6 +90,41 @@ _ENCRYPTED_LABEL = "ENCRYPTED PRIVATE KEY"
 _DEK_INFO = re.compile(rb"^DEK-Info:\s*([A-Za-z0-9-]+)", re.MULTILINE)
 
 
+# --- DER, just enough to write EncryptedPrivateKeyInfo ----------------------------------------
+
+
+def length(size: int) -> bytes:
+    """DER length octets: short form below 128, else 0x80|n followed by n big-endian bytes."""
+    if size < 0x80:
+        return bytes((size,))
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(octets),)) + octets
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    """One DER element (tag, length, value)."""
+    return bytes((tag,)) + length(len(body)) + body
+
+
+def integer(value: int) -> bytes:
+    """A non-negative INTEGER; the extra byte from `// 8 + 1` is the leading 0x00 DER needs
+    when the top bit is set (otherwise the number would read as negative)."""
+    return tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER: first two arcs packed as 40*a+b, each arc base-128, high bit = more."""
+    first, second, *rest = (int(arc) for arc in dotted.split("."))
+    body = bytearray()
+    for arc in (40 * first + second, *rest):
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return tlv(_OID, bytes(body))
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 
@@ -109,18 +147,18 @@ def ca_key_pem(key: PrivateKey, passphrase: bytes | None, *, rounds: int = KDF_R
     encrypted = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
 
     def seq(*parts: bytes) -> bytes:
-        return crl_der.tlv(_SEQUENCE, b"".join(parts))
+        return tlv(_SEQUENCE, b"".join(parts))
 
     pbkdf2_params = seq(
-        crl_der.tlv(_OCTET_STRING, salt),
-        crl_der.integer(rounds),
-        seq(crl_der.oid(_HMAC_SHA256), _NULL),  # keyLength omitted: AES-256 fixes it
+        tlv(_OCTET_STRING, salt),
+        integer(rounds),
+        seq(oid(_HMAC_SHA256), _NULL),  # keyLength omitted: AES-256 fixes it
     )
     pbes2_params = seq(
-        seq(crl_der.oid(_PBKDF2), pbkdf2_params),
-        seq(crl_der.oid(_AES_256_CBC), crl_der.tlv(_OCTET_STRING, iv)),
+        seq(oid(_PBKDF2), pbkdf2_params),
+        seq(oid(_AES_256_CBC), tlv(_OCTET_STRING, iv)),
     )
-    der = seq(seq(crl_der.oid(_PBES2), pbes2_params), crl_der.tlv(_OCTET_STRING, encrypted))
+    der = seq(seq(oid(_PBES2), pbes2_params), tlv(_OCTET_STRING, encrypted))
     text = base64.b64encode(der)
     lines = [text[i : i + 64] for i in range(0, len(text), 64)]
     return (
@@ -209,8 +247,8 @@ def key_protection(data: bytes, *, source: str) -> KeyProtection:
             return NOT_ENCRYPTED
     keys = [
         (label, raw, der)
-        for _, label, raw, der in _raw_blocks(data, source)
-        if _kind_of(label) is BlockKind.PRIVATE_KEY
+        for _, label, raw, der in raw_blocks(data, source)
+        if kind_of(label) is BlockKind.PRIVATE_KEY
     ]
     if len(keys) != 1:
         found = "no private key block" if not keys else f"{len(keys)} private keys"

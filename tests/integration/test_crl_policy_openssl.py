@@ -37,8 +37,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdsssl.errors import CryptoError
-from rdsssl.pki import crl_policy, crypto
-from rdsssl.pki.crl_policy import Code
+from rdsssl.pki import crl_policy, crl_verdict, crypto
+from rdsssl.pki.crl_verdict import Code
 from tests.crl_pki import NOW, Ca, key, make_ca, pem
 
 ROOT_1 = make_ca("prop-root-1", serial=0x1001)
@@ -205,14 +205,14 @@ def failing_leaves(openssl: str, workdir: Path, case: Case) -> dict[datetime, se
     return {t: {case.bundle[n].subject for n in bad} for t, bad in failing.items()}
 
 
-def under(findings: Iterable[crl_policy.Finding], bundle: Sequence[Ca]) -> set[str]:
+def under(findings: Iterable[crl_verdict.Finding], bundle: Sequence[Ca]) -> set[str]:
     """The CAs whose leaves `findings` refuse: each CA named and the bundle CAs it issued (they
     are checked against its CRL)."""
     named = {f.ca for f in findings}
     return {ca.subject for ca in bundle if named & {ca.subject, PARENT.get(ca.subject)}}
 
 
-def assert_same(verdict: crl_policy.Verdict, failing: set[str], bundle: Sequence[Ca]) -> None:
+def assert_same(verdict: crl_verdict.Verdict, failing: set[str], bundle: Sequence[Ca]) -> None:
     """The policy names exactly the failing leaves' CAs; with a structural finding (only a
     critical CRL number here) it may refuse more, as the module docstring says, never less."""
     named = under((f for f in verdict.findings if f.code not in STRUCTURAL), bundle)

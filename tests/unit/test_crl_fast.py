@@ -1,11 +1,11 @@
-"""The hand-written CRL DER (rdsssl.pki.crl_der via crypto.build_crl) against cryptography's
-builder.
+"""`crls.build_crl` through cryptography's builder: every CRL it signs is checked against what
+the input says it must hold, independently of how it was built.
 
-`build_crl` used to hand everything to `x509.CertificateRevocationListBuilder`; it now writes the
-DER itself for speed. The builder stays here as the oracle: for the same input
-both must give the same TBSCertList byte for byte (and the same whole CRL where the signature is
-deterministic: RSA PKCS#1 v1.5 and Ed25519), and every field must read back the same. The openssl
-CLI, which nobody here wrote, must verify the signature too.
+Each CRL must parse, verify with the CA key, name the CA, carry the CRL number and the CA's key
+identifier, and list exactly the serials that are still relevant, sorted, with their revocation
+dates in whole UTC seconds and their reason codes (none for unspecified). Its TBSCertList must
+have the RFC 5280 shape (v2; no revokedCertificates field when empty). The openssl CLI, which
+nobody here wrote, must verify it and re-encode it to the same bytes.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448
-from cryptography.x509.oid import CRLEntryExtensionOID
+from cryptography.x509.oid import CRLEntryExtensionOID, NameOID, SignatureAlgorithmOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.pki import crl_der, crypto
+from rdsssl.pki import export, serials, validity
+from rdsssl.pki.crls import Revocation, build_crl, reason_to_x509
+from rdsssl.pki.pem import crl_signed_by
 
 from .conftest import NOW, Pki, make_pki
 
@@ -48,96 +50,127 @@ EDGE_SERIALS = [
     2**152 + 12345,
     2**159 - 1,  # the largest serial RFC 5280 allows (20 bytes, top bit clear)
 ]
+_SIGNATURES = {
+    KeyType.EC_P256: SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+    KeyType.EC_P384: SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+    KeyType.RSA_2048: SignatureAlgorithmOID.RSA_WITH_SHA256,
+    KeyType.RSA_3072: SignatureAlgorithmOID.RSA_WITH_SHA256,
+    KeyType.RSA_4096: SignatureAlgorithmOID.RSA_WITH_SHA256,
+    KeyType.ED25519: SignatureAlgorithmOID.ED25519,
+}
 
 
-# --- the oracle: build_crl as it was, through cryptography's builder --------------------------
+# --- the expectation, from the input alone -------------------------------------------------------
 
 
-def builder_crl(
-    ca_cert: x509.Certificate,
-    ca_key: crypto.PrivateKey,
-    revocations: Iterable[crypto.Revocation],
-    *,
-    number: int,
-    now: datetime,
-    days: int = crypto.DEFAULT_CRL_DAYS,
-    expired_grace: timedelta = crypto.DEFAULT_CRL_EXPIRED_GRACE,
-) -> x509.CertificateRevocationList:
-    """The previous implementation of `crypto.build_crl`, kept verbatim in behaviour."""
-    now = now.astimezone(timezone.utc).replace(microsecond=0)
-    cutoff = now - expired_grace
-    kept = {r.serial: r for r in revocations if r.not_after is None or r.not_after >= cutoff}
-    entries = []
-    for serial in sorted(kept):
-        rev = kept[serial]
-        extensions: list[x509.Extension[x509.ExtensionType]] = []
-        if rev.reason is not RevocationReason.UNSPECIFIED:
-            reason = x509.CRLReason(crypto.reason_to_x509(rev.reason))
-            extensions.append(x509.Extension(CRLEntryExtensionOID.CRL_REASON, False, reason))
-        date = rev.revoked_at.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
-        entries.append(x509.RevokedCertificateBuilder(serial, date, extensions).build())
-    try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-    except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
-    builder = (
-        x509.CertificateRevocationListBuilder(revoked_certificates=entries)
-        .issuer_name(ca_cert.subject)
-        .last_update(now - crypto.CLOCK_SKEW)
-        .next_update(now + timedelta(days=days))
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(aki, critical=False)
+Entry = tuple[int, datetime, list[x509.ReasonFlags]]
+
+
+def expected_entries(
+    revocations: Iterable[Revocation], *, now: datetime, expired_grace: timedelta
+) -> list[Entry]:
+    """What the CRL must list: entries not expired past the grace, by serial, whole UTC seconds,
+    a reason only when it is not unspecified."""
+    cutoff = now.astimezone(timezone.utc).replace(microsecond=0) - expired_grace
+    kept = [r for r in revocations if r.not_after is None or r.not_after >= cutoff]
+    return sorted(
+        (
+            r.serial,
+            r.revoked_at.astimezone(timezone.utc).replace(microsecond=0),
+            [] if r.reason is RevocationReason.UNSPECIFIED else [reason_to_x509(r.reason)],
+        )
+        for r in kept
     )
-    return builder.sign(ca_key, crypto.hash_for(ca_key))
 
 
-def _fields(crl: x509.CertificateRevocationList) -> dict[str, object]:
-    """Everything a reader of the CRL can see, except the signature value."""
-    return {
-        "issuer": crl.issuer,
-        "last_update": crl.last_update_utc,
-        "next_update": crl.next_update_utc,
-        "algorithm": crl.signature_algorithm_oid,
-        "hash": None if crl.signature_hash_algorithm is None else crl.signature_hash_algorithm.name,
-        "extensions": [(e.oid, e.critical, e.value) for e in crl.extensions],
-        "entries": [
-            (
-                r.serial_number,
-                r.revocation_date_utc,
-                [(e.oid, e.critical, e.value) for e in r.extensions],
-            )
-            for r in crl
-        ],
-    }
+def listed_entries(crl: x509.CertificateRevocationList) -> list[Entry]:
+    """What the CRL lists; every entry extension must be a non-critical reason code."""
+    listed = []
+    for entry in crl:
+        reasons = []
+        for ext in entry.extensions:
+            assert ext.oid == CRLEntryExtensionOID.CRL_REASON and not ext.critical
+            assert isinstance(ext.value, x509.CRLReason)
+            reasons.append(ext.value.reason)
+        listed.append((entry.serial_number, entry.revocation_date_utc, reasons))
+    return listed
 
 
-def assert_same_as_builder(
+def tbs_tags(crl: x509.CertificateRevocationList) -> list[int]:
+    """The tags of the TBSCertList's top-level fields (a DER walk written for the test)."""
+    der = crl.tbs_certlist_bytes
+    pos, tags = _header(der, 0)[0], []
+    while pos < len(der):
+        tags.append(der[pos])
+        pos = _header(der, pos)[1]
+    return tags
+
+
+def _header(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of the value, end of the element) of the DER element at `pos`."""
+    size, start = der[pos + 1], pos + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, start = int.from_bytes(der[start : start + count], "big"), start + count
+    return start, start + size
+
+
+def assert_crl(
     pki: Pki,
-    revocations: list[crypto.Revocation],
+    revocations: list[Revocation],
     *,
     number: int = 1,
     now: datetime = NOW,
-    days: int = crypto.DEFAULT_CRL_DAYS,
-    expired_grace: timedelta = crypto.DEFAULT_CRL_EXPIRED_GRACE,
+    days: int = validity.DEFAULT_CRL_DAYS,
+    expired_grace: timedelta = validity.DEFAULT_CRL_EXPIRED_GRACE,
 ) -> x509.CertificateRevocationList:
-    """build_crl's CRL equals the builder's field by field and TBS byte by byte, and verifies."""
-    kw = {"number": number, "now": now, "days": days, "expired_grace": expired_grace}
-    fast = crypto.build_crl(pki.cert, pki.key, revocations, **kw)  # type: ignore[arg-type]
-    slow = builder_crl(pki.cert, pki.key, revocations, **kw)  # type: ignore[arg-type]
-    assert _fields(fast) == _fields(slow)
-    assert fast.tbs_certlist_bytes == slow.tbs_certlist_bytes
-    assert fast.is_signature_valid(pki.key.public_key())
-    assert crypto.crl_signed_by(fast, pki.cert)
-    return fast
+    """build_crl's CRL holds exactly what the input says, signed by the CA, in v2 shape."""
+    crl = build_crl(
+        pki.cert,
+        pki.key,
+        revocations,
+        number=number,
+        now=now,
+        days=days,
+        expired_grace=expired_grace,
+    )
+    utc_now = now.astimezone(timezone.utc).replace(microsecond=0)
+    assert crl.issuer == pki.cert.subject
+    assert crl.last_update_utc == utc_now - validity.CLOCK_SKEW
+    assert crl.next_update_utc == utc_now + timedelta(days=days)
+    assert [(e.oid, e.critical) for e in crl.extensions] == [
+        (x509.CRLNumber.oid, False),
+        (x509.AuthorityKeyIdentifier.oid, False),
+    ]
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number
+    ski = pki.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    assert listed_entries(crl) == expected_entries(
+        revocations, now=now, expired_grace=expired_grace
+    )
+    assert crl.is_signature_valid(pki.key.public_key())
+    assert crl_signed_by(crl, pki.cert)
+    fields = [0x02, 0x30, 0x30, *_time_tags(crl), 0xA0]  # version, algorithm, issuer, times, ...
+    if len(crl):
+        fields.insert(-1, 0x30)  # revokedCertificates, present only when there are entries
+    assert tbs_tags(crl) == fields
+    assert crl.tbs_certlist_bytes[_header(crl.tbs_certlist_bytes, 0)[0] :][:3] == b"\x02\x01\x01"
+    return crl
+
+
+def _time_tags(crl: x509.CertificateRevocationList) -> list[int]:
+    """UTCTime (0x17) before 2050, GeneralizedTime (0x18) from 2050 on (RFC 5280 §4.1.2.5)."""
+    times = [crl.last_update_utc, crl.next_update_utc]
+    return [0x17 if t is not None and t.year < 2050 else 0x18 for t in times]
 
 
 def _revocations(
-    serials: Iterable[int], when: datetime = NOW - timedelta(days=1)
-) -> list[crypto.Revocation]:
+    serial_list: Iterable[int], when: datetime = NOW - timedelta(days=1)
+) -> list[Revocation]:
     return [
-        crypto.Revocation(serial=s, revoked_at=when + timedelta(seconds=i), reason=REASONS[i % 8])
-        for i, s in enumerate(serials)
+        Revocation(serial=s, revoked_at=when + timedelta(seconds=i), reason=REASONS[i % 8])
+        for i, s in enumerate(serial_list)
     ]
 
 
@@ -148,25 +181,36 @@ def openssl() -> str:
     return path
 
 
-# --- equality with the builder ------------------------------------------------------------------
+# --- what every CRL holds -------------------------------------------------------------------------
 
 
-def test_every_key_type_matches_the_builder_and_openssl_verifies_it(
+def test_every_key_type_signs_a_crl_openssl_verifies_and_reencodes_the_same(
     key_type: KeyType, openssl: str, tmp_path: Path
 ) -> None:
     pki = make_pki(key_type)
     revocations = _revocations([5, 0x80, 2**64, *range(100, 120)])
-    crl = assert_same_as_builder(pki, revocations, number=42, days=7)
+    crl = assert_crl(pki, revocations, number=42, days=7)
     assert len(crl) == 23 and crl.next_update_utc == NOW + timedelta(days=7)
-    assert crl.tbs_certlist_bytes[4:7] == b"\x02\x01\x01"  # version v2, first in TBSCertList
-    if key_type in DETERMINISTIC:  # same signature too: the whole CRL is the builder's
-        slow = builder_crl(pki.cert, pki.key, revocations, number=42, now=NOW, days=7)
-        assert crypto.crl_pem(crl) == crypto.crl_pem(slow)
+    assert crl.signature_algorithm_oid == _SIGNATURES[key_type]
+    if key_type in DETERMINISTIC:  # same input, same signature: the whole CRL is reproducible
+        again = build_crl(pki.cert, pki.key, revocations, number=42, now=NOW, days=7)
+        assert export.crl_pem(crl) == export.crl_pem(again)
 
-    (tmp_path / "ca.crt").write_bytes(crypto.cert_pem(pki.cert))
-    (tmp_path / "crl.pem").write_bytes(crypto.crl_pem(crl))
+    (tmp_path / "ca.crt").write_bytes(export.cert_pem(pki.cert))
+    (tmp_path / "crl.pem").write_bytes(export.crl_pem(crl))
     result = subprocess.run(
-        [openssl, "crl", "-in", "crl.pem", "-CAfile", "ca.crt", "-noout"],
+        [
+            openssl,
+            "crl",
+            "-in",
+            "crl.pem",
+            "-CAfile",
+            "ca.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "crl.der",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -175,11 +219,12 @@ def test_every_key_type_matches_the_builder_and_openssl_verifies_it(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verify OK" in result.stdout + result.stderr
+    assert (tmp_path / "crl.der").read_bytes() == crl.public_bytes(serialization.Encoding.DER)
 
 
-def test_edge_serials_encode_as_the_builder_does() -> None:
+def test_edge_serials_are_listed_and_encoded_minimally() -> None:
     pki = make_pki(KeyType.ED25519)
-    crl = assert_same_as_builder(pki, _revocations(EDGE_SERIALS))
+    crl = assert_crl(pki, _revocations(EDGE_SERIALS))
     assert [r.serial_number for r in crl] == EDGE_SERIALS
     der = crl.tbs_certlist_bytes
     assert b"\x02\x02\x00\x80" in der  # 0x80 needs a leading zero byte
@@ -190,115 +235,113 @@ def test_edge_serials_encode_as_the_builder_does() -> None:
 @pytest.mark.parametrize("serial", [0, -1, 2**159, 2**160])
 def test_out_of_range_serials_are_refused(serial: int, pki: Pki) -> None:
     with pytest.raises(CryptoError, match="out of range for a CRL entry"):
-        crypto.build_crl(pki.cert, pki.key, _revocations([serial]), number=1, now=NOW)
+        build_crl(pki.cert, pki.key, _revocations([serial]), number=1, now=NOW)
 
 
 def test_empty_crl_has_no_revoked_certificates_field() -> None:
     pki = make_pki(KeyType.RSA_2048)
-    crl = assert_same_as_builder(pki, [], number=0)
+    crl = assert_crl(pki, [], number=0)
     assert len(crl) == 0
-    assert crypto.crl_pem(crl) == crypto.crl_pem(
-        builder_crl(pki.cert, pki.key, [], number=0, now=NOW)
-    )
+    assert tbs_tags(crl) == [0x02, 0x30, 0x30, 0x17, 0x17, 0xA0]
+    again = build_crl(pki.cert, pki.key, [], number=0, now=NOW)
+    assert export.crl_pem(crl) == export.crl_pem(again)  # RSA PKCS#1 v1.5: deterministic
 
 
-def test_ten_thousand_entries_match_the_builder() -> None:
+@pytest.mark.parametrize("reason", REASONS, ids=[r.value for r in REASONS])
+def test_each_reason_is_its_own_code_and_unspecified_is_omitted(
+    reason: RevocationReason, pki: Pki
+) -> None:
+    crl = assert_crl(pki, [Revocation(7, NOW - timedelta(hours=1), reason)])
+    extensions = list(crl[0].extensions)
+    if reason is RevocationReason.UNSPECIFIED:
+        assert extensions == []
+    else:
+        assert [e.value for e in extensions] == [x509.CRLReason(reason_to_x509(reason))]
+
+
+def test_ten_thousand_entries_are_all_listed_sorted_with_their_reasons() -> None:
     pki = make_pki(KeyType.ED25519)
-    serials = [crypto.new_serial() for _ in range(10_000)]
-    crl = assert_same_as_builder(pki, _revocations(serials), number=77)
-    assert [r.serial_number for r in crl] == sorted(serials)
+    serial_list = [serials.new_serial() for _ in range(10_000)]
+    revocations = _revocations(serial_list)
+    crl = assert_crl(pki, revocations, number=77)
+    assert [r.serial_number for r in crl] == sorted(serial_list)
     assert len(crl.public_bytes(serialization.Encoding.DER)) > 128 * 1024  # long lengths
+    by_serial = {r.serial: r for r in revocations}
+    assert all(crl.get_revoked_certificate_by_serial_number(s) is not None for s in by_serial)
+    assert crl.get_revoked_certificate_by_serial_number(1) is None
 
 
 def test_dates_from_2050_are_generalized_time_and_other_zones_convert() -> None:
     pki = make_pki(KeyType.ED25519, days=40 * 365)
     beijing = timezone(timedelta(hours=8))
     revocations = [
-        crypto.Revocation(1, datetime(2049, 12, 31, 23, 59, 59, tzinfo=timezone.utc), REASONS[1]),
-        crypto.Revocation(2, datetime(2050, 1, 1, 8, 0, 1, 999_999, tzinfo=beijing), REASONS[2]),
-        crypto.Revocation(3, datetime(2050, 1, 1, 7, 59, 58, tzinfo=beijing), REASONS[0]),
-        crypto.Revocation(4, datetime(1950, 1, 1, 0, 0, 0, tzinfo=timezone.utc), REASONS[3]),
+        Revocation(1, datetime(2049, 12, 31, 23, 59, 59, tzinfo=timezone.utc), REASONS[1]),
+        Revocation(2, datetime(2050, 1, 1, 8, 0, 1, 999_999, tzinfo=beijing), REASONS[2]),
+        Revocation(3, datetime(2050, 1, 1, 7, 59, 58, tzinfo=beijing), REASONS[0]),
+        Revocation(4, datetime(1950, 1, 1, 0, 0, 0, tzinfo=timezone.utc), REASONS[3]),
+        Revocation(5, datetime(2025, 1, 2, 3, 4, 5, 999_999, tzinfo=timezone.utc), REASONS[4]),
     ]
     now = datetime(2049, 6, 1, tzinfo=beijing)  # nextUpdate in 2050
-    crl = assert_same_as_builder(pki, revocations, now=now, days=365)
+    crl = assert_crl(pki, revocations, now=now, days=365)
     der = crl.tbs_certlist_bytes
     assert b"\x17\x0d491231235959Z" in der and b"\x17\x0d500101000000Z" in der
     assert b"\x18\x0f20500101000001Z" in der  # serial 2: 2050 in UTC, fraction dropped
     assert b"\x17\x0d491231235958Z" in der  # serial 3: 2050 in Beijing is still 2049 in UTC
+    assert b"\x17\x0d250102030405Z" in der  # serial 5: already UTC, fraction dropped too
     assert b"\x18\x0f20500531160000Z" in der  # nextUpdate
     assert crl.next_update_utc == datetime(2050, 5, 31, 16, tzinfo=timezone.utc)
+    assert tbs_tags(crl)[3:5] == [0x17, 0x18]
 
 
-def test_dropping_expired_entries_matches_the_builder(pki: Pki) -> None:
+def test_dropping_expired_entries(pki: Pki) -> None:
     # expired: never, in a day, 29, 30 (the edge: kept), 31 and 400 days ago
     ages = [None, -1, 29, 30, 31, 400]
     revocations = [
-        crypto.Revocation(
-            r.serial, r.revoked_at, r.reason, None if a is None else NOW - timedelta(a)
-        )
+        Revocation(r.serial, r.revoked_at, r.reason, None if a is None else NOW - timedelta(a))
         for r, a in zip(_revocations(range(1, 7)), ages, strict=True)
     ]
-    crl = assert_same_as_builder(pki, revocations, expired_grace=timedelta(days=30))
+    crl = assert_crl(pki, revocations, expired_grace=timedelta(days=30))
     assert [r.serial_number for r in crl] == [1, 2, 3, 4]
+    assert [r.listed(NOW, timedelta(days=30)) for r in revocations] == [True] * 4 + [False] * 2
 
 
-# --- the DER helpers themselves -----------------------------------------------------------------
+# --- refusals -------------------------------------------------------------------------------------
 
 
-def test_der_primitives() -> None:
-    assert [crl_der.length(n).hex() for n in (0, 127, 128, 255, 256, 70_000)] == [
-        "00", "7f", "8180", "81ff", "820100", "83011170",
-    ]  # fmt: skip
-    assert crl_der.integer(0).hex() == "020100"
-    assert crl_der.integer(0x80).hex() == "02020080"
-    assert crl_der.integer(0x7FFF).hex() == "02027fff"
-    assert crl_der.oid("2.5.29.21").hex() == "0603551d15"
-    assert crl_der.oid("1.2.840.113549.1.1.11").hex() == "06092a864886f70d01010b"
-    assert crl_der.oid("1.2.840.10045.4.3.2").hex() == "06082a8648ce3d040302"
-    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    assert crl_der.time(when) == b"\x17\x0d250102030405Z"
-    assert crl_der.time(when.replace(year=2050)) == b"\x18\x0f20500102030405Z"
-    assert crl_der.entry_extensions([]) == b""
+def test_the_cas_own_serial_and_a_serial_twice_are_refused(pki: Pki) -> None:
+    own = pki.cert.serial_number
+    with pytest.raises(CryptoError, match="it is the CA's own serial") as err:
+        build_crl(pki.cert, pki.key, _revocations([5, own]), number=1, now=NOW)
+    assert serials.serial_hex(own) in str(err.value)
+    with pytest.raises(CryptoError, match="listed twice"):
+        build_crl(pki.cert, pki.key, _revocations([5, 6, 5]), number=1, now=NOW)
 
 
-def test_long_entries_take_the_general_path_and_still_parse() -> None:
-    """An entry over 127 bytes (never written by build_crl today) needs long-form lengths."""
-    pki = make_pki(KeyType.ED25519)
-    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    issuer = x509.CertificateIssuer([x509.DNSName("ca-" + "x" * 120 + ".example")])
-    values: list[x509.ExtensionType] = [x509.CRLReason(x509.ReasonFlags.superseded), issuer]
-    entry = crl_der.revoked(2**100, when, crl_der.entry_extensions(values))
-    assert entry[:2] == b"\x30\x81"  # long form
-    der = crl_der.certificate_list(
-        pki.key,
-        issuer=pki.cert.subject,
-        last_update=when,
-        next_update=when + timedelta(days=1),
-        entries=[entry],
-        extensions=[x509.CRLNumber(1)],
-    )
-    revoked = x509.load_der_x509_crl(der)[0]
-    expected = x509.RevokedCertificateBuilder(
-        2**100,
-        when.replace(tzinfo=None),
-        [x509.Extension(v.oid, False, v) for v in values],
-    ).build()
-    assert revoked.serial_number == expected.serial_number
-    assert revoked.revocation_date_utc == expected.revocation_date_utc
-    assert list(revoked.extensions) == list(expected.extensions)
+def test_dates_before_1950_are_refused_not_a_crash(pki: Pki) -> None:
+    old = Revocation(9, datetime(1949, 12, 31, 23, 59, 59, tzinfo=timezone.utc), REASONS[1])
+    with pytest.raises(CryptoError, match="before 1950"):
+        build_crl(pki.cert, pki.key, [old], number=1, now=NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        naive = Revocation(9, datetime(2024, 1, 1), REASONS[1])
+        build_crl(pki.cert, pki.key, [naive], number=1, now=NOW)
 
 
 def test_an_unsupported_key_is_a_crypto_error() -> None:
     key = ed448.Ed448PrivateKey.generate()
-    with pytest.raises(CryptoError, match="cannot sign a CRL with"):
-        crl_der.certificate_list(
-            key,  # type: ignore[arg-type]
-            issuer=x509.Name([]),
-            last_update=NOW,
-            next_update=NOW,
-            entries=[],
-            extensions=[],
-        )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed448-ca")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serials.new_serial())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, None)
+    )
+    with pytest.raises(CryptoError, match="cannot sign a CRL with a Ed448PrivateKey"):
+        build_crl(cert, key, [], number=1, now=NOW)  # type: ignore[arg-type]
 
 
 # --- property: any set of serials, reasons and dates ----------------------------------------------
@@ -323,14 +366,14 @@ _ZONES = st.sampled_from(
     number=st.integers(min_value=0, max_value=2**159 - 1),
     days=st.integers(min_value=1, max_value=40_000),
 )
-def test_any_serial_set_matches_the_builder(
+def test_any_serial_set_is_listed_exactly(
     entries: dict[int, tuple[datetime, RevocationReason]], number: int, days: int
 ) -> None:
     pki = make_pki(KeyType.ED25519, days=40_000)  # cached key; deterministic signature
-    revocations = [crypto.Revocation(s, when, reason) for s, (when, reason) in entries.items()]
-    fast = assert_same_as_builder(pki, revocations, number=number, days=days)
-    slow = builder_crl(pki.cert, pki.key, revocations, number=number, now=NOW, days=days)
-    assert crypto.crl_pem(fast) == crypto.crl_pem(slow)
+    revocations = [Revocation(s, when, reason) for s, (when, reason) in entries.items()]
+    crl = assert_crl(pki, revocations, number=number, days=days)
+    again = build_crl(pki.cert, pki.key, revocations[::-1], number=number, now=NOW, days=days)
+    assert export.crl_pem(crl) == export.crl_pem(again)  # input order does not matter
 
 
 # --- the benchmark still runs (never timed here) -------------------------------------------------

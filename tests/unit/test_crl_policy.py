@@ -14,15 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from rdsssl.errors import CryptoError
-from rdsssl.pki import crypto
-from rdsssl.pki.crl_policy import (
-    DEFAULT_RESTART_MARGIN,
-    Code,
-    Finding,
-    Verdict,
-    evaluate,
-    evaluate_pem,
-)
+from rdsssl.pki import inspection
+from rdsssl.pki.crl_policy import DEFAULT_RESTART_MARGIN, evaluate, evaluate_pem
+from rdsssl.pki.crl_verdict import Code, Finding, Verdict
 from tests.crl_pki import NOW, Ca, key, make_ca, pem
 
 ROOT = make_ca("unit-root-1", serial=0x1001)
@@ -68,8 +62,8 @@ def test_a_current_crl_per_ca_is_ok_with_its_coverage() -> None:
     assert verdict.codes == frozenset()
     (coverage,) = verdict.coverage
     assert coverage.ca_subject == ROOT.subject
-    assert coverage.ca_fingerprint == crypto.fingerprint(ROOT.cert)
-    assert coverage.crl_fingerprint == crypto.fingerprint(crl)
+    assert coverage.ca_fingerprint == inspection.fingerprint(ROOT.cert)
+    assert coverage.crl_fingerprint == inspection.fingerprint(crl)
     assert (coverage.last_update, coverage.next_update) == (NOW - HOUR, NOW + timedelta(days=1))
     assert coverage.listed == {0x77, 0x78} == verdict.listed
     assert verdict.next_update == NOW + timedelta(days=1)
@@ -92,7 +86,7 @@ def test_an_expired_crl_next_to_a_valid_one_is_harmless(expired_first: bool) -> 
     crls = [expired, valid] if expired_first else [valid, expired]
     verdict = evaluate([ROOT.cert], crls, now=NOW)
     assert verdict.ok
-    assert verdict.coverage[0].crl_fingerprint == crypto.fingerprint(valid)
+    assert verdict.coverage[0].crl_fingerprint == inspection.fingerprint(valid)
     assert verdict.listed == {0x77, 0x78}  # every CRL signed by a bundle CA counts
 
 
@@ -172,10 +166,10 @@ def test_a_foreign_crl_is_refused_although_the_bundle_is_covered() -> None:
     good, foreign = ROOT.crl(), OUTSIDER.crl(serials=[0x99])
     verdict = evaluate([ROOT.cert], [good, foreign], now=NOW)
     assert found(verdict) == [(Code.FOREIGN_CRL, None)]
-    assert verdict.findings[0].crl == crypto.fingerprint(foreign)
+    assert verdict.findings[0].crl == inspection.fingerprint(foreign)
     assert verdict.findings[0].detail == f"issuer {OUTSIDER.subject}"
     assert verdict.listed == frozenset()  # 0x99 is not listed by a CRL of a bundle CA
-    assert verdict.coverage[0].crl_fingerprint == crypto.fingerprint(good)
+    assert verdict.coverage[0].crl_fingerprint == inspection.fingerprint(good)
 
 
 @pytest.mark.parametrize("aki", [True, False])
@@ -183,7 +177,7 @@ def test_a_forged_crl_is_a_bad_signature_whatever_its_key_identifier(aki: bool) 
     forged = ROOT.crl(signer=key("forger"), aki=aki, serials=[0x66])
     verdict = evaluate([ROOT.cert], [ROOT.crl(), forged], now=NOW)
     assert found(verdict) == [(Code.BAD_SIGNATURE, ROOT.subject)]
-    assert verdict.findings[0].crl == crypto.fingerprint(forged)
+    assert verdict.findings[0].crl == inspection.fingerprint(forged)
     assert 0x66 not in verdict.listed
 
 
@@ -193,7 +187,7 @@ def test_same_named_cas_without_key_identifiers_refuse_the_one_whose_crl_is_not_
     mine, theirs = ROOT.crl(aki=False), TWIN.crl(aki=False, last=NOW - HOUR / 2)
     verdict = evaluate([ROOT.cert, TWIN.cert], [mine, theirs], now=NOW)
     assert found(verdict) == [(Code.BAD_SIGNATURE, ROOT.subject)]
-    assert verdict.findings[0].crl == crypto.fingerprint(theirs)
+    assert verdict.findings[0].crl == inspection.fingerprint(theirs)
     with_aki = evaluate([ROOT.cert, TWIN.cert], [ROOT.crl(), TWIN.crl()], now=NOW)
     assert with_aki.ok, with_aki.findings
 
@@ -203,14 +197,14 @@ def test_a_critical_crl_number_is_unhandled_even_next_to_a_good_crl() -> None:
     verdict = evaluate([ROOT.cert], [ROOT.crl(last=NOW - HOUR * 2), critical], now=NOW)
     assert found(verdict) == [(Code.UNHANDLED_CRITICAL_EXTENSION, ROOT.subject)]
     assert verdict.findings[0].detail == "critical CRL_NUMBER (2.5.29.20)"
-    assert verdict.findings[0].crl == crypto.fingerprint(critical)
+    assert verdict.findings[0].crl == inspection.fingerprint(critical)
 
 
 def test_a_crl_without_unhandled_extensions_is_picked_first_even_expired() -> None:
     plain = ROOT.crl(next=NOW - SECOND)
     verdict = evaluate([ROOT.cert], [plain, ROOT.crl(critical_number=True)], now=NOW)
     assert verdict.codes == {Code.EXPIRED, Code.UNHANDLED_CRITICAL_EXTENSION}
-    assert verdict.coverage[0].crl_fingerprint == crypto.fingerprint(plain)
+    assert verdict.coverage[0].crl_fingerprint == inspection.fingerprint(plain)
 
 
 def test_a_critical_entry_extension_is_unhandled_except_certificate_issuer() -> None:
@@ -294,7 +288,7 @@ def test_a_gap_between_two_crls_inside_the_margin_is_caught() -> None:
     assert found(verdict) == [(Code.EXPIRES_IN_MARGIN, ROOT.subject)]
     (finding,) = verdict.findings
     assert finding.at == NOW + timedelta(minutes=20)
-    assert finding.crl == crypto.fingerprint(second)  # the one OpenSSL picks then: the newest
+    assert finding.crl == inspection.fingerprint(second)  # the one OpenSSL picks then: the newest
     assert finding.detail.startswith("lastUpdate 2030-01-01T12:30:00Z")
     touching = ROOT.crl(last=NOW + timedelta(minutes=20), next=NOW + timedelta(days=2))
     assert evaluate([ROOT.cert], [first, touching], now=NOW).ok
@@ -320,7 +314,7 @@ def test_a_root_listing_its_own_serial_refuses_its_users() -> None:
     verdict = evaluate([ROOT.cert], [crl], now=NOW)
     assert found(verdict) == [(Code.LISTS_CA, ROOT.subject)]
     (finding,) = verdict.findings
-    assert (finding.crl, finding.at) == (crypto.fingerprint(crl), NOW)
+    assert (finding.crl, finding.at) == (inspection.fingerprint(crl), NOW)
     assert finding.detail == f"serial 1001 in the CRL of {ROOT.subject}"
 
 
@@ -361,7 +355,7 @@ def test_twin_crls_go_to_the_earlier_in_the_file(listing_first: bool) -> None:
     crls = [listing, clean] if listing_first else [clean, listing]
     verdict = evaluate([ROOT.cert], crls, now=NOW)
     assert verdict.codes == ({Code.LISTS_CA} if listing_first else frozenset())
-    assert verdict.coverage[0].crl_fingerprint == crypto.fingerprint(crls[0])
+    assert verdict.coverage[0].crl_fingerprint == inspection.fingerprint(crls[0])
 
 
 def test_the_newest_crl_wins_among_valid_ones() -> None:
@@ -370,7 +364,7 @@ def test_the_newest_crl_wins_among_valid_ones() -> None:
     for crls in ([older, newer], [newer, older]):
         verdict = evaluate([ROOT.cert], crls, now=NOW)
         assert found(verdict) == [(Code.LISTS_CA, ROOT.subject)]
-        assert verdict.coverage[0].crl_fingerprint == crypto.fingerprint(newer)
+        assert verdict.coverage[0].crl_fingerprint == inspection.fingerprint(newer)
 
 
 # --- partial CRLs (issuingDistributionPoint) --------------------------------------------------
@@ -468,7 +462,7 @@ def test_an_undecodable_extension_is_unparsable() -> None:
     crl = ROOT.crl(aki=False, extensions=[(garbage, False)])
     verdict = evaluate([ROOT.cert], [crl], now=NOW)
     assert found(verdict) == [(Code.UNPARSABLE, None), (Code.MISSING_CA, ROOT.subject)]
-    assert verdict.findings[0].crl == crypto.fingerprint(crl)
+    assert verdict.findings[0].crl == inspection.fingerprint(crl)
     assert found(evaluate_pem(pem(ROOT.cert), pem(crl), now=NOW)) == [(Code.UNPARSABLE, None)]
 
 

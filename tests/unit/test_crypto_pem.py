@@ -18,8 +18,19 @@ from cryptography.x509.oid import NameOID
 
 from rdsssl.errors import CryptoError
 from rdsssl.models import KeyType
-from rdsssl.pki import crypto
-from rdsssl.pki.crypto import BlockKind
+from rdsssl.pki import export, inspection, keys
+from rdsssl.pki.crls import build_crl
+from rdsssl.pki.pem import (
+    BlockKind,
+    crl_signed_by,
+    load_ca_certificates,
+    load_certificates,
+    load_crls,
+    load_csr,
+    load_private_key,
+    parse_pem_bundle,
+    pem_fingerprints,
+)
 
 from .conftest import NOW, Pki, cached_key, make_pki
 
@@ -49,7 +60,7 @@ def _key_pem(fmt: serialization.PrivateFormat, passphrase: bytes | None = None) 
 def _csr_pem(label: str = "CERTIFICATE REQUEST") -> bytes:
     key = cached_key(KeyType.EC_P256, "leaf")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, crypto.hash_for(key))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, keys.hash_for(key))
     return _pem(label, csr.public_bytes(serialization.Encoding.DER))
 
 
@@ -70,11 +81,11 @@ def _assert_no_key_material(message: str, *pems: bytes) -> None:
 @pytest.fixture
 def parts(pki: Pki) -> dict[str, bytes]:
     leaf = pki.issue().cert
-    crl = crypto.build_crl(pki.cert, pki.key, [], number=1, now=NOW)
+    crl = build_crl(pki.cert, pki.key, [], number=1, now=NOW)
     return {
-        "ca": crypto.cert_pem(pki.cert),
-        "leaf": crypto.cert_pem(leaf),
-        "crl": crypto.crl_pem(crl),
+        "ca": export.cert_pem(pki.cert),
+        "leaf": export.cert_pem(leaf),
+        "crl": export.crl_pem(crl),
         "key": _key_pem(serialization.PrivateFormat.PKCS8),
     }
 
@@ -94,7 +105,7 @@ def test_every_block_is_classified(pki: Pki, parts: dict[str, bytes]) -> None:
             parts["crl"],
             parts["key"],
             _key_pem(serialization.PrivateFormat.TraditionalOpenSSL),  # EC PRIVATE KEY
-            crypto.key_pem(cached_key(KeyType.RSA_2048, "leaf"), b"pw"),  # ENCRYPTED PRIVATE KEY
+            export.key_pem(cached_key(KeyType.RSA_2048, "leaf"), b"pw"),  # ENCRYPTED PRIVATE KEY
             cached_key(KeyType.RSA_2048, "leaf").private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.TraditionalOpenSSL,
@@ -108,7 +119,7 @@ def test_every_block_is_classified(pki: Pki, parts: dict[str, bytes]) -> None:
             _EC_PARAMETERS,
         ]
     )
-    blocks = crypto.parse_pem_bundle(bundle, source="bundle.pem")
+    blocks = parse_pem_bundle(bundle, source="bundle.pem")
     assert [(b.index, b.label, b.kind) for b in blocks] == [
         (1, "CERTIFICATE", BlockKind.CERTIFICATE),
         (2, "TRUSTED CERTIFICATE", BlockKind.CERTIFICATE),
@@ -130,7 +141,7 @@ def test_every_block_is_classified(pki: Pki, parts: dict[str, bytes]) -> None:
 
 def test_crlf_and_blank_lines_do_not_matter(parts: dict[str, bytes]) -> None:
     text = (b"\n\n" + parts["ca"] + b"\n\n\n" + parts["crl"]).replace(b"\n", b"\r\n")
-    blocks = crypto.parse_pem_bundle(text, source="x")
+    blocks = parse_pem_bundle(text, source="x")
     assert [b.kind for b in blocks] == [BlockKind.CERTIFICATE, BlockKind.CRL]
 
 
@@ -143,21 +154,21 @@ def test_crlf_and_blank_lines_do_not_matter(parts: dict[str, bytes]) -> None:
 )
 def test_not_pem_at_all(data: bytes) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.parse_pem_bundle(data, source="ca.pem")
+        parse_pem_bundle(data, source="ca.pem")
     assert str(err.value) == "ca.pem: not PEM: no '-----BEGIN' block found"
 
 
 def test_bad_base64_names_the_block(parts: dict[str, bytes]) -> None:
     broken = parts["leaf"].replace(b"\n", b"\n!!", 2)
     with pytest.raises(CryptoError) as err:
-        crypto.parse_pem_bundle(parts["ca"] + broken, source="ca.pem")
+        parse_pem_bundle(parts["ca"] + broken, source="ca.pem")
     assert str(err.value) == "ca.pem: block 2 (CERTIFICATE): bad base64"
 
 
 def test_bad_base64_in_a_key_block_does_not_echo_the_key(parts: dict[str, bytes]) -> None:
     broken = parts["key"].replace(b"\n", b"\n*", 2)
     with pytest.raises(CryptoError, match=r"^k.pem: block 1 \(PRIVATE KEY\): bad base64$") as err:
-        crypto.parse_pem_bundle(broken, source="k.pem")
+        parse_pem_bundle(broken, source="k.pem")
     _assert_no_key_material(str(err.value), parts["key"])
 
 
@@ -168,13 +179,13 @@ def test_bad_base64_in_a_key_block_does_not_echo_the_key(parts: dict[str, bytes]
 def test_unparsable_der_names_the_block(label: str, kind: str, parts: dict[str, bytes]) -> None:
     garbage = _pem(label, b"\x30\x03\x02\x01\x05")  # a valid DER SEQUENCE, not an X.509 object
     with pytest.raises(CryptoError, match=rf"^b.pem: block 2 \({label}\) is not a valid {kind}"):
-        crypto.parse_pem_bundle(parts["ca"] + garbage, source="b.pem")
+        parse_pem_bundle(parts["ca"] + garbage, source="b.pem")
 
 
 def test_truncated_block_is_named(parts: dict[str, bytes]) -> None:
     truncated = parts["leaf"][: len(parts["leaf"]) // 2]
     with pytest.raises(CryptoError) as err:
-        crypto.parse_pem_bundle(parts["ca"] + truncated, source="b.pem")
+        parse_pem_bundle(parts["ca"] + truncated, source="b.pem")
     assert str(err.value) == (
         "b.pem: block 2 (CERTIFICATE) has no '-----END CERTIFICATE-----' line; "
         "the file is truncated or damaged"
@@ -184,12 +195,12 @@ def test_truncated_block_is_named(parts: dict[str, bytes]) -> None:
 def test_block_missing_its_end_before_the_next_block(parts: dict[str, bytes]) -> None:
     no_end = parts["ca"].replace(b"-----END CERTIFICATE-----", b"")
     with pytest.raises(CryptoError, match=r"block 1 \(CERTIFICATE\) has no '-----END"):
-        crypto.parse_pem_bundle(no_end + parts["leaf"], source="b.pem")
+        parse_pem_bundle(no_end + parts["leaf"], source="b.pem")
 
 
 def test_empty_block() -> None:
     with pytest.raises(CryptoError, match=r"^b.pem: block 1 \(CERTIFICATE\) is empty$"):
-        crypto.parse_pem_bundle(
+        parse_pem_bundle(
             b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", source="b.pem"
         )
 
@@ -198,14 +209,14 @@ def test_empty_block() -> None:
 
 
 def test_load_certificates_returns_all_in_order(pki: Pki, parts: dict[str, bytes]) -> None:
-    certs = crypto.load_certificates(parts["ca"] + parts["leaf"], source="c.pem")
+    certs = load_certificates(parts["ca"] + parts["leaf"], source="c.pem")
     assert certs[0] == pki.cert
-    assert crypto.cn_of(certs[1].subject) == "alice"
+    assert inspection.cn_of(certs[1].subject) == "alice"
 
 
 def test_ca_file_with_a_private_key(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.load_certificates(parts["ca"] + parts["key"], source="ca.pem")
+        load_certificates(parts["ca"] + parts["key"], source="ca.pem")
     assert (
         str(err.value) == "ca.pem: block 2 is a private key; a CA file must hold only certificates"
     )
@@ -223,7 +234,7 @@ def test_ca_file_with_a_private_key(parts: dict[str, bytes]) -> None:
 def test_ca_file_with_mixed_content(extra: str, described: str, parts: dict[str, bytes]) -> None:
     block = {"crl": parts["crl"], "csr": _csr_pem(), "ec-params": _EC_PARAMETERS}[extra]
     with pytest.raises(CryptoError) as err:
-        crypto.load_certificates(parts["ca"] + parts["leaf"] + block, source="ca.pem")
+        load_certificates(parts["ca"] + parts["leaf"] + block, source="ca.pem")
     assert (
         str(err.value) == f"ca.pem: block 3 is {described}; a CA file must hold only certificates"
     )
@@ -231,12 +242,12 @@ def test_ca_file_with_mixed_content(extra: str, described: str, parts: dict[str,
 
 def test_certificates_only_with_a_custom_role(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError, match="block 1 is a CRL; a client certificate file must"):
-        crypto.load_certificates(parts["crl"], source="x", what="a client certificate file")
+        load_certificates(parts["crl"], source="x", what="a client certificate file")
 
 
 def test_crl_file_with_a_certificate_explains_the_danger(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.load_crls(parts["crl"] + parts["ca"], source="crl.pem")
+        load_crls(parts["crl"] + parts["ca"], source="crl.pem")
     assert str(err.value) == (
         "crl.pem: block 2 is a certificate; a CRL file must hold only CRLs "
         "(PostgreSQL would trust a certificate placed in the CRL file)"
@@ -245,22 +256,22 @@ def test_crl_file_with_a_certificate_explains_the_danger(parts: dict[str, bytes]
 
 def test_crl_file_with_a_private_key(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.load_crls(parts["key"] + parts["crl"], source="crl.pem")
+        load_crls(parts["key"] + parts["crl"], source="crl.pem")
     assert str(err.value) == "crl.pem: block 1 is a private key; a CRL file must hold only CRLs"
     _assert_no_key_material(str(err.value), parts["key"])
 
 
 def test_crl_file_with_garbage() -> None:
     with pytest.raises(CryptoError, match=r"^crl.pem: not PEM"):
-        crypto.load_crls(b"\x00\x01garbage", source="crl.pem")
+        load_crls(b"\x00\x01garbage", source="crl.pem")
 
 
 def test_load_crls_accepts_several(pki: Pki, parts: dict[str, bytes]) -> None:
     other = make_pki(cn="root-ca2")
-    crl2 = crypto.crl_pem(crypto.build_crl(other.cert, other.key, [], number=9, now=NOW))
-    crls = crypto.load_crls(parts["crl"] + crl2, source="crl.pem")
-    assert [crypto.inspect_crl(c).number for c in crls] == [1, 9]
-    assert crypto.crl_signed_by(crls[0], pki.cert) and not crypto.crl_signed_by(crls[1], pki.cert)
+    crl2 = export.crl_pem(build_crl(other.cert, other.key, [], number=9, now=NOW))
+    crls = load_crls(parts["crl"] + crl2, source="crl.pem")
+    assert [inspection.inspect_crl(c).number for c in crls] == [1, 9]
+    assert crl_signed_by(crls[0], pki.cert) and not crl_signed_by(crls[1], pki.cert)
 
 
 # --- CA certificates ----------------------------------------------------------------------------
@@ -268,13 +279,13 @@ def test_load_crls_accepts_several(pki: Pki, parts: dict[str, bytes]) -> None:
 
 def test_ca_certificates_accepts_two_cas(pki: Pki) -> None:
     second = make_pki(KeyType.ED25519, cn="root-ca2")
-    pem = crypto.cert_pem(pki.cert) + crypto.cert_pem(second.cert)
-    assert crypto.load_ca_certificates(pem, source="b.pem", now=NOW) == [pki.cert, second.cert]
+    pem = export.cert_pem(pki.cert) + export.cert_pem(second.cert)
+    assert load_ca_certificates(pem, source="b.pem", now=NOW) == [pki.cert, second.cert]
 
 
 def test_ca_certificates_refuses_a_leaf(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.load_ca_certificates(parts["ca"] + parts["leaf"], source="ca.crt", now=NOW)
+        load_ca_certificates(parts["ca"] + parts["leaf"], source="ca.crt", now=NOW)
     assert str(err.value).startswith(
         "ca.crt: certificate 2 (CN=alice) is not a CA (no basicConstraints CA:TRUE)"
     )
@@ -284,7 +295,7 @@ def test_ca_certificates_refuses_an_expired_ca() -> None:
     short = make_pki(cn="short-ca", days=10)
     later = NOW + timedelta(days=11)
     with pytest.raises(CryptoError) as err:
-        crypto.load_ca_certificates(crypto.cert_pem(short.cert), source="ca.crt", now=later)
+        load_ca_certificates(export.cert_pem(short.cert), source="ca.crt", now=later)
     assert str(err.value) == (
         "ca.crt: certificate 1 (CN=short-ca) expired on 2025-01-25 12:00:00Z; use a valid CA"
     )
@@ -307,21 +318,21 @@ def test_load_private_key_formats(
     fmt: serialization.PrivateFormat, passphrase: bytes | None
 ) -> None:
     pem = _key_pem(fmt, passphrase)
-    key = crypto.load_private_key(pem, source="k.pem", passphrase=passphrase)
+    key = load_private_key(pem, source="k.pem", passphrase=passphrase)
     assert key.public_key() == cached_key(KeyType.EC_P256, "leaf").public_key()
 
 
 def test_load_private_key_skips_ec_parameters_and_certificates(parts: dict[str, bytes]) -> None:
     pem = parts["leaf"] + _EC_PARAMETERS + _key_pem(serialization.PrivateFormat.TraditionalOpenSSL)
-    key = crypto.load_private_key(pem, source="k.pem", passphrase=None)
+    key = load_private_key(pem, source="k.pem", passphrase=None)
     assert key.public_key() == cached_key(KeyType.EC_P256, "leaf").public_key()
 
 
 def test_load_private_key_needs_exactly_one_key(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError, match=r"^k.pem: no private key block found"):
-        crypto.load_private_key(parts["ca"], source="k.pem", passphrase=None)
+        load_private_key(parts["ca"], source="k.pem", passphrase=None)
     with pytest.raises(CryptoError, match=r"^k.pem: 2 private keys found") as err:
-        crypto.load_private_key(parts["key"] * 2, source="k.pem", passphrase=None)
+        load_private_key(parts["key"] * 2, source="k.pem", passphrase=None)
     _assert_no_key_material(str(err.value), parts["key"])
 
 
@@ -329,13 +340,13 @@ def test_damaged_key_is_refused_without_echoing_it(parts: dict[str, bytes]) -> N
     lines = parts["key"].splitlines()
     damaged = b"\n".join([*lines[:-2], lines[-1]])  # one 48-byte line short: truncated DER
     with pytest.raises(CryptoError, match=r"^k.pem: cannot parse the private key$") as err:
-        crypto.load_private_key(damaged, source="k.pem", passphrase=None)
+        load_private_key(damaged, source="k.pem", passphrase=None)
     _assert_no_key_material(str(err.value), parts["key"], damaged)
 
 
 def test_not_a_key_at_all() -> None:
     with pytest.raises(CryptoError, match=r"^k.der: cannot parse the private key$"):
-        crypto.load_private_key(b"\x30\x03\x02\x01\x00", source="k.der", passphrase=None)
+        load_private_key(b"\x30\x03\x02\x01\x00", source="k.der", passphrase=None)
 
 
 def test_unsupported_key_type_is_refused() -> None:
@@ -343,7 +354,7 @@ def test_unsupported_key_type_is_refused() -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     with pytest.raises(CryptoError, match="unsupported private key type ed448"):
-        crypto.load_private_key(pem, source="k.pem", passphrase=None)
+        load_private_key(pem, source="k.pem", passphrase=None)
 
 
 # --- CSR files ----------------------------------------------------------------------------------
@@ -351,7 +362,7 @@ def test_unsupported_key_type_is_refused() -> None:
 
 def test_csr_file_with_a_private_key_is_refused(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError) as err:
-        crypto.load_csr(_csr_pem() + parts["key"], source="c.csr")
+        load_csr(_csr_pem() + parts["key"], source="c.csr")
     assert str(err.value) == (
         "c.csr: block 2 is a private key; a CSR file must hold only the certificate request"
     )
@@ -360,24 +371,24 @@ def test_csr_file_with_a_private_key_is_refused(parts: dict[str, bytes]) -> None
 
 def test_csr_file_with_two_requests_is_refused() -> None:
     with pytest.raises(CryptoError, match="expected exactly one"):
-        crypto.load_csr(_csr_pem() + _csr_pem("NEW CERTIFICATE REQUEST"), source="c.csr")
+        load_csr(_csr_pem() + _csr_pem("NEW CERTIFICATE REQUEST"), source="c.csr")
 
 
 def test_new_certificate_request_label_loads() -> None:
-    csr = crypto.load_csr(_csr_pem("NEW CERTIFICATE REQUEST"), source="c.csr")
-    assert crypto.cn_of(csr.subject) == "alice"
+    csr = load_csr(_csr_pem("NEW CERTIFICATE REQUEST"), source="c.csr")
+    assert inspection.cn_of(csr.subject) == "alice"
 
 
 # --- fingerprints -------------------------------------------------------------------------------
 
 
 def test_pem_fingerprints_are_the_der_fingerprints(pki: Pki, parts: dict[str, bytes]) -> None:
-    crl = crypto.load_crls(parts["crl"], source="r")[0]
-    got = crypto.pem_fingerprints(parts["crl"] + parts["ca"], source="b")
-    assert got == {crypto.fingerprint(pki.cert), crypto.fingerprint(crl)}
+    crl = load_crls(parts["crl"], source="r")[0]
+    got = pem_fingerprints(parts["crl"] + parts["ca"], source="b")
+    assert got == {inspection.fingerprint(pki.cert), inspection.fingerprint(crl)}
     assert all(re.fullmatch("[0-9a-f]{64}", fp) for fp in got)
 
 
 def test_pem_fingerprints_refuse_private_keys(parts: dict[str, bytes]) -> None:
     with pytest.raises(CryptoError, match=r"^b: block 2 is a private key; refusing it$"):
-        crypto.pem_fingerprints(parts["ca"] + parts["key"], source="b")
+        pem_fingerprints(parts["ca"] + parts["key"], source="b")
