@@ -34,11 +34,11 @@ _LAZY: dict[str, str] = {
     "KeyType": "rdsssl.models",
     "AclMode": "rdsssl.models",
     "RevocationReason": "rdsssl.models",
-    "DesiredSsl": "rdsssl.ops.change",
-    "CrlFromStore": "rdsssl.ops.change",
-    "Plan": "rdsssl.ops.change",
+    "DesiredSsl": "rdsssl.ops.plan",
+    "CrlFromStore": "rdsssl.ops.plan",
+    "Plan": "rdsssl.ops.plan",
     "ApplyResult": "rdsssl.ops.change",
-    "plan": "rdsssl.ops.change",
+    "plan": "rdsssl.ops.plan",
     "apply": "rdsssl.ops.change",
     "AliyunRdsApi": "rdsssl.rds.api",
     "ApiSettings": "rdsssl.rds.api",
@@ -80,10 +80,12 @@ __all__ = [
     "ApiError",
     "ApiSettings",
     "ApiUnreachable",
+    "ApplyOptions",
     "ApplyResult",
     "AuditLog",
     "CaStore",
     "ChangeFailed",
+    "Clock",
     "ConfigError",
     "CrlFromStore",
     "CryptoError",
@@ -164,18 +166,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         WaiterTimeout,
     )
     from rdsssl.models import AclMode, KeyType, RevocationReason
+    from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
     from rdsssl.ops.audit import AuditLog
-    from rdsssl.ops.change import (
-        ApplyResult,
-        CrlFromStore,
-        DesiredSsl,
-        Plan,
-        apply,
-        plan,
-    )
+    from rdsssl.ops.clock import Clock
     from rdsssl.ops.config import load_desired_state
     from rdsssl.ops.desired import DesiredBuilder, desired_ssl, resolve
     from rdsssl.ops.guard import Proof
+    from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Plan, plan
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
     from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
     from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until

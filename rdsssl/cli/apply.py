@@ -41,12 +41,14 @@ from rdsssl.cli.fleet_opts import pacing_options
 from rdsssl.errors import ExitCode, RdsSslError, VerificationError
 from rdsssl.models import AclMode, InstanceSpec
 from rdsssl.ops import fleet
+from rdsssl.ops.apply import ApplyOptions, ApplyResult
+from rdsssl.ops.apply import apply as service_apply
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import ApplyResult, DesiredSsl, fingerprints, guard_reason
-from rdsssl.ops.change import apply as service_apply
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
 from rdsssl.ops.guard import Proof
+from rdsssl.ops.plan import DesiredSsl, fingerprints, guard_reason
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
 from rdsssl.store.castore import CaStore
@@ -160,7 +162,10 @@ def preview_one(api: RdsApi, outcome: Outcome, audit: AuditLog | None = None) ->
     With `audit`, an earlier run's unconfirmed change is reported (`preview.pending`)."""
     assert outcome.desired is not None
     outcome.preview = service_apply(
-        api, outcome.instance_id, outcome.desired, dry_run=True, force=True, audit=audit
+        api,
+        outcome.instance_id,
+        outcome.desired,
+        ApplyOptions(dry_run=True, force=True, audit=audit),
     )
     return outcome
 
@@ -188,17 +193,11 @@ def apply_one(
         api,
         iid,
         outcome.desired,
-        wait=not opts.no_wait,
-        force=opts.force,
+        replace(opts.apply_options(app.service_profile()), dry_run=False),
         proof=proof,
         expected=outcome.preview.plan if outcome.preview is not None else None,
-        timeout=opts.timeout,
-        settle=opts.settle,
-        restart_margin=opts.restart_margin,
-        profile=app.service_profile(),
+        clock=Clock(sleep=sleep),
         on_progress=progress_reporter(app),
-        sleep=sleep,
-        audit=opts.audit,
     )
     outcome.result = result
     for note in result.notes:

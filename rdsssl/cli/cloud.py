@@ -20,10 +20,12 @@ import click
 from rdsssl.cli.app import App
 from rdsssl.cli.common import restart_margin_option
 from rdsssl.errors import ConfigError, UsageError
+from rdsssl.ops.apply import DEFAULT_SETTLE, ApplyOptions
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import DEFAULT_SETTLE, Plan
+from rdsssl.ops.plan import Plan
 from rdsssl.ops.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
 from rdsssl.rds.api import AliyunRdsApi, ApiSettings, RdsApi
+from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
 
 __all__ = [
@@ -72,6 +74,19 @@ class MutatingOptions:
     def audit(self) -> AuditLog:
         """The audit log these options select (default: `rdsssl.ops.audit.default_path()`)."""
         return AuditLog(self.audit_log) if self.audit_log else AuditLog.default()
+
+    def apply_options(self, profile: ServiceProfile) -> ApplyOptions:
+        """The library's options for a change made with these options."""
+        return ApplyOptions(
+            dry_run=self.dry_run,
+            wait=not self.no_wait,
+            force=self.force,
+            timeout=self.timeout,
+            settle=self.settle,
+            restart_margin=self.restart_margin,
+            profile=profile,
+            audit=self.audit,
+        )
 
 
 def mutating_options(f: F) -> F:

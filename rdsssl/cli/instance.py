@@ -46,9 +46,11 @@ from rdsssl.errors import (
     WaiterTimeout,
 )
 from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslState
-from rdsssl.ops.change import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
+from rdsssl.ops.apply import confirm_earlier
 from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.plan import CrlFromStore, DesiredSsl, fingerprints
 from rdsssl.ops.probe import ProbeOutcome
+from rdsssl.ops.waiting import observe
 from rdsssl.pki import crypto
 from rdsssl.rds.waiters import describe, instance_ready, wait_until
 from rdsssl.store.castore import CaStore
@@ -219,10 +221,7 @@ def _change(
         confirm_earlier(
             api,
             instance_id,
-            opts.audit,
-            timeout=opts.timeout,
-            settle=opts.settle,
-            profile=app.service_profile(),
+            opts.apply_options(app.service_profile()),
             on_progress=progress_reporter(app),
         )
     outcome = preview_one(api, Outcome(instance_id, "command line", desired), opts.audit)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rdsssl.errors import ConfigError, InputError
 from rdsssl.models import DesiredState, InstanceSpec
-from rdsssl.ops.change import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
+from rdsssl.ops.plan import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
 from rdsssl.pki import crypto
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
