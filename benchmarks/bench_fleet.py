@@ -7,9 +7,9 @@ scaled down 60x (restart 3 s for ~3 min, ACL lock 1 s for ~1 min; `--quick`: 1 s
 instances). A full configuration is the client CA, a CRL and ACL verify-ca: one
 ModifyDBInstanceSSL call and one restart per instance.
 
-- library: `rdsssl.ops.fleet.run` over `change.apply`, all workers sharing ONE SDK adapter behind
-  one `RateLimiter` (the way `rdsssl crl refresh` / `rdsssl check` run a fleet), vs the same
-  apply on one instance alone. Interleaved, median of 3 (`--quick`: 1).
+- library: `rdsssl.ops.fleet.run` over `rdsssl.ops.apply.apply`, all workers sharing ONE SDK
+  adapter behind one `RateLimiter` (the way `rdsssl crl refresh` / `rdsssl check` run a fleet),
+  vs the same apply on one instance alone. Interleaved, median of 3 (`--quick`: 1).
 - CLI: `rdsssl crl refresh ID... --concurrency N --rate R --yes` as a real process, after the
   CRLs were made to look near expiry, vs the same command for one instance.
 - one at a time: estimated as N x the time of one (measuring it would take N restarts).
@@ -45,7 +45,9 @@ from typing import Any
 from benchmarks._common import Row, fmt_ratio, fmt_seconds, machine_description, median, run
 from benchmarks._common import print_table as _print_table
 from rdsssl.models import AclMode, KeyType
-from rdsssl.ops import change, fleet
+from rdsssl.ops import fleet
+from rdsssl.ops.apply import ApplyOptions, apply
+from rdsssl.ops.plan import DesiredSsl
 from rdsssl.pki import crypto
 from rdsssl.rds.api import AliyunRdsApi, RdsApi
 from rdsssl.rds.settings import ApiSettings
@@ -189,14 +191,14 @@ def observed(
 
 
 def configure(
-    emu: RemoteEmulator, api: RdsApi, ids: list[str], desired: change.DesiredSsl, concurrency: int
+    emu: RemoteEmulator, api: RdsApi, ids: list[str], desired: DesiredSsl, concurrency: int
 ) -> Run:
     """Full configuration of `ids` through fleet.run; what the emulator saw for them."""
     seen, restarts = len(emu.requests()), emu.restarts(ids)
     epoch, start, cpu = time.time(), time.perf_counter(), time.process_time()
     outcomes = fleet.run(
         list(ids),
-        lambda iid: change.apply(api, str(iid), desired, force=True),
+        lambda iid: apply(api, str(iid), desired, ApplyOptions(force=True)),
         concurrency=concurrency,
     )
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -235,7 +237,7 @@ def bench(cfg: Config) -> list[Row]:
             )
             api = adapter(emu, cfg.rate)
             alone, *many = emu.instance_ids
-            desired = change.DesiredSsl(
+            desired = DesiredSsl(
                 client_ca_pem=ca_pem, crl=short_crl(ca_dir, 10), acl=AclMode.VERIFY_CA
             )
             ones: list[Run] = []

@@ -34,12 +34,14 @@ _LAZY: dict[str, str] = {
     "KeyType": "rdsssl.models",
     "AclMode": "rdsssl.models",
     "RevocationReason": "rdsssl.models",
-    "DesiredSsl": "rdsssl.ops.change",
-    "CrlFromStore": "rdsssl.ops.change",
-    "Plan": "rdsssl.ops.change",
-    "ApplyResult": "rdsssl.ops.change",
-    "plan": "rdsssl.ops.change",
-    "apply": "rdsssl.ops.change",
+    "DesiredSsl": "rdsssl.ops.plan",
+    "CrlFromStore": "rdsssl.ops.plan",
+    "Plan": "rdsssl.ops.plan",
+    "ApplyOptions": "rdsssl.ops.apply",
+    "ApplyResult": "rdsssl.ops.apply",
+    "Clock": "rdsssl.ops.clock",
+    "plan": "rdsssl.ops.plan",
+    "apply": "rdsssl.ops.apply",
     "AliyunRdsApi": "rdsssl.rds.api",
     "ApiSettings": "rdsssl.rds.settings",
     "RdsApi": "rdsssl.rds.api",
@@ -80,10 +82,12 @@ __all__ = [
     "ApiError",
     "ApiSettings",
     "ApiUnreachable",
+    "ApplyOptions",
     "ApplyResult",
     "AuditLog",
     "CaStore",
     "ChangeFailed",
+    "Clock",
     "ConfigError",
     "CrlFromStore",
     "CryptoError",
@@ -164,18 +168,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         WaiterTimeout,
     )
     from rdsssl.models import AclMode, KeyType, RevocationReason
+    from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
     from rdsssl.ops.audit import AuditLog
-    from rdsssl.ops.change import (
-        ApplyResult,
-        CrlFromStore,
-        DesiredSsl,
-        Plan,
-        apply,
-        plan,
-    )
+    from rdsssl.ops.clock import Clock
     from rdsssl.ops.config import load_desired_state
     from rdsssl.ops.desired import DesiredBuilder, desired_ssl, resolve
     from rdsssl.ops.guard import Proof
+    from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Plan, plan
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
     from rdsssl.rds.api import AliyunRdsApi, RdsApi
     from rdsssl.rds.settings import ApiSettings

@@ -1,24 +1,16 @@
-"""``rdsssl plan | apply -f rdsssl.toml``, and the one-instance change every mutating command
-makes (``instance enable-client-ca`` and friends reuse `preview_one` / `apply_one`).
+"""``rdsssl plan | apply -f rdsssl.toml``: parse the options, call the library, render.
 
-One instance, one change: a dry-run `service.apply` first (Describe calls only, never a CRL
-signed) gives the plan to show and confirm; the real `service.apply` then re-reads, guards and
-makes at most one ModifyDBInstanceSSL call. With probe options, a probe after the change proves
-that the certificate still works (exit 6 otherwise).
-
-Many instances: every plan is made and shown first, confirmed once, then each instance is
-applied by `apply_one` through `run_each`, `--concurrency` at a time, all API calls sharing one
-`--rate` budget (`rdsssl.ops.fleet.RateLimiter`). A failing instance never stops the others; the
-exit code is the highest exit code among the failures (0 when all succeeded).
+The use cases live in the library: `rdsssl.ops.apply_fleet` plans every instance (reads only,
+concurrently), and after the one confirmation here applies each one with the one-instance change
+(`rdsssl.ops.instance_change.InstanceChange`), `--concurrency` at a time, all API calls sharing
+one `--rate` budget. A failing instance never stops the others; the exit code is the highest
+exit code among the failures (0 when all succeeded). The instance commands share `finish` and
+`change_for` from here.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,232 +19,37 @@ import click
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     MutatingOptions,
-    ProbeOptions,
     mutating_options,
     plan_lines,
     probe_options,
     progress_reporter,
-    run_probe,
     take_mutating,
     take_probe,
 )
 from rdsssl.cli.common import get_app, json_option, passphrase_file_option, unlock
 from rdsssl.cli.fleet_opts import pacing_options
-from rdsssl.errors import ExitCode, RdsSslError, VerificationError
-from rdsssl.models import AclMode, InstanceSpec
-from rdsssl.ops import fleet
-from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import ApplyResult, DesiredSsl, fingerprints, guard_reason
-from rdsssl.ops.change import apply as service_apply
+from rdsssl.errors import ExitCode
+from rdsssl.ops import apply_fleet, fleet
+from rdsssl.ops.apply_fleet import Target
 from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
-from rdsssl.ops.guard import Proof
-from rdsssl.ops.probe import ProbeResult
+from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome, error_json
+from rdsssl.ops.probe_options import ProbeOptions
 from rdsssl.rds.api import AliyunRdsApi, RdsApi
 from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 
-__all__ = [
-    "Outcome",
-    "apply_cmd",
-    "apply_one",
-    "error_json",
-    "finish",
-    "outcome_json",
-    "plan_cmd",
-    "preview_one",
-    "probe_json",
-    "run_each",
-]
+__all__ = ["apply_cmd", "change_for", "finish", "plan_cmd"]
 
 
-@dataclass
-class Outcome:
-    """One instance's way through a command: its plan, the change, the proof, or the error."""
-
-    instance_id: str
-    source: str  # the desired-state entry, or "command line"
-    desired: DesiredSsl | None = None
-    preview: ApplyResult | None = None
-    result: ApplyResult | None = None
-    verification: ProbeResult | None = None
-    error: BaseException | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """0, or the exit code of the error (1 for one that is not an rdsssl error)."""
-        if self.error is None:
-            return int(ExitCode.OK)
-        if isinstance(self.error, RdsSslError):
-            return int(self.error.exit_code)
-        return int(ExitCode.UNEXPECTED)
-
-    @property
-    def guard(self) -> str | None:
-        """Why the planned change could lock users out (the lockout guard's reason)."""
-        if self.preview is None or self.preview.before is None:
-            return None
-        return guard_reason(self.preview.plan, self.preview.before)
-
-    @property
-    def needs_run(self) -> bool:
-        """Something to send, or an earlier run's change to confirm first."""
-        return self.preview is not None and (
-            not self.preview.plan.noop or self.preview.pending is not None
-        )
-
-    @property
-    def status(self) -> str:
-        """One word for summaries: failed, changed, sent, planned, up-to-date."""
-        if self.error is not None:
-            return "failed"
-        if self.result is not None and self.result.applied:
-            return "changed" if self.result.final is not None else "sent"
-        if self.preview is not None and not self.preview.plan.noop:
-            return "planned"
-        return "up-to-date"
-
-
-def run_each(
-    outcomes: Sequence[Outcome],
-    fn: Callable[[Outcome, Callable[[float], None]], Outcome],
-    *,
-    concurrency: int = 1,
-) -> None:
-    """Run `fn` over `outcomes` through the fleet runner (`rdsssl.ops.fleet.run`), at most
-    `concurrency` at a time. `fn` keeps its own errors in the outcome (see `captured`), so one
-    instance never stops the others; it gets a `sleep` that ends with `Interrupted` once the
-    run is interrupted, so Ctrl-C or SIGTERM stops every wait promptly."""
-    cancel = threading.Event()
-    by_id = {o.instance_id: o for o in outcomes}
-    sleep = fleet.sleeper(cancel)
-    fleet.run(
-        list(by_id),
-        lambda iid: fn(by_id[fleet.instance_id_of(iid)], sleep),
-        concurrency=max(1, concurrency),
-        cancel=cancel,
-    )
-
-
-def probe_json(result: ProbeResult) -> dict[str, Any]:
-    """The JSON shape of a probe (no secret: the detail has the password masked)."""
-    return {
-        "outcome": result.outcome.value,
-        "ok": result.ok,
-        "user": result.user,
-        "host": result.target.host,
-        "port": result.target.port,
-        "sslmode": result.sslmode,
-        "detail": result.detail,
-        "hint": result.hint,
-        "elapsed": round(result.elapsed, 3),
-    }
-
-
-def error_json(exc: BaseException) -> dict[str, Any]:
-    """The JSON shape of an error, as `App.fail` prints it (secret-free: errors never hold one)."""
-    code = int(exc.exit_code) if isinstance(exc, RdsSslError) else int(ExitCode.UNEXPECTED)
-    message = str(exc) if isinstance(exc, RdsSslError) else f"unexpected {type(exc).__name__}"
-    return {"type": type(exc).__name__, "message": " ".join(message.split()), "exit_code": code}
-
-
-def preview_one(api: RdsApi, outcome: Outcome, audit: AuditLog | None = None) -> Outcome:
-    """The plan, validated locally: a dry run (Describe calls only), guard not yet applied.
-    With `audit`, an earlier run's unconfirmed change is reported (`preview.pending`)."""
-    assert outcome.desired is not None
-    outcome.preview = service_apply(
-        api, outcome.instance_id, outcome.desired, dry_run=True, force=True, audit=audit
-    )
-    return outcome
-
-
-def apply_one(
-    app: App,
-    api: RdsApi,
-    outcome: Outcome,
-    opts: MutatingOptions,
-    probe: ProbeOptions,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Outcome:
-    """The change itself: re-read (stop if the plan differs from the one shown), guard (a
-    proof unless --force), one Modify call, wait, and with probe options a probe afterwards:
-    without a password when the ACL is now `cert`, so a certificate-only login is what it
-    proves. A failed proof is a `VerificationError` in `error`."""
-    assert outcome.desired is not None
-    iid = outcome.instance_id
-    proof = None
-    if probe.given:
-        assert probe.user is not None
-        proof = Proof(probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe))
-    result = service_apply(
-        api,
-        iid,
-        outcome.desired,
-        wait=not opts.no_wait,
-        force=opts.force,
-        proof=proof,
-        expected=outcome.preview.plan if outcome.preview is not None else None,
-        timeout=opts.timeout,
-        settle=opts.settle,
-        restart_margin=opts.restart_margin,
-        profile=app.service_profile(),
+def change_for(app: App, opts: MutatingOptions, probe: ProbeOptions) -> InstanceChange:
+    """The one-instance use case under the command's options (progress and notes to stderr)."""
+    return InstanceChange(
+        opts.apply_options(app.service_profile()),
+        probe=probe,
         on_progress=progress_reporter(app),
-        sleep=sleep,
-        audit=opts.audit,
+        on_note=app.info,
     )
-    outcome.result = result
-    for note in result.notes:
-        app.info(f"{iid}: {note}")
-    if result.applied and result.final is not None and probe.given:
-        cert_only = result.final.acl is AclMode.CERT
-        after = replace(probe, password_env=None) if cert_only else probe
-        checked = run_probe(api, iid, after)
-        outcome.verification = checked
-        if not checked.ok:
-            raise VerificationError(
-                f"{iid}: the change was applied, but the probe as {checked.user} now fails "
-                f"({checked.outcome.value}: {checked.detail}); {checked.hint}".rstrip("; ")
-            )
-    return outcome
-
-
-def captured(fn: Callable[[Outcome], Outcome]) -> Callable[[Outcome], Outcome]:
-    """`fn` with its errors kept in the outcome, so one instance never stops the others."""
-
-    def run(outcome: Outcome) -> Outcome:
-        try:
-            return fn(outcome)
-        except Exception as exc:  # an unexpected error is reported for this instance only
-            outcome.error = exc
-            return outcome
-
-    return run
-
-
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
-    """One instance in a JSON document: plan, request id, fingerprints, proofs, error."""
-    result = outcome.result or outcome.preview
-    doc: dict[str, Any] = {
-        "instance": outcome.instance_id,
-        "ok": outcome.error is None,  # the same per-instance key as every fleet command
-        "source": outcome.source,
-        "status": outcome.status,
-        "plan": result.plan.to_dict() if result else None,
-        "guard": outcome.guard,
-        "applied": bool(outcome.result and outcome.result.applied),
-        "waited": bool(outcome.result and outcome.result.final is not None),
-        "request_id": outcome.result.request_id if outcome.result else None,
-        "fingerprints": fingerprints(result.final) if result and result.final else None,
-        "guard_probe": probe_json(outcome.result.guard)
-        if outcome.result and outcome.result.guard
-        else None,
-        "verification": probe_json(outcome.verification) if outcome.verification else None,
-        "elapsed": round(outcome.result.elapsed, 1) if outcome.result else None,
-    }
-    if outcome.error is not None:
-        doc["error"] = error_json(outcome.error)
-    return doc
 
 
 def finish(app: App, doc: dict[str, Any], failure: BaseException | None) -> int:
@@ -298,16 +95,10 @@ def _file_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def _plan_all(
-    app: App,
-    path: Path,
-    passphrase_file: Path | None,
-    *,
-    concurrency: int,
-    rate: float,
-    audit: AuditLog | None = None,
-) -> list[tuple[Outcome, RdsApi]]:
-    """Load the file, select the instances, and make every plan (reads only, concurrently)."""
+def _targets(
+    app: App, path: Path, passphrase_file: Path | None, *, rate: float
+) -> tuple[list[Target], DesiredBuilder]:
+    """Load the file and select its instances (each with the API client of its region)."""
     state = load_desired_state(path)
     apis = ApiPool(app, rate)
 
@@ -318,33 +109,14 @@ def _plan_all(
     targets = resolve(apis.get(None), state, region=app.region)
     if not targets:
         app.warn(f"{path}: no instance matches its [[instances]] entries")
-    planned = [(Outcome(iid, spec.source), apis.get(spec.region)) for iid, spec in targets]
-    specs = [spec for _, spec in targets]
-
-    index = {o.instance_id: n for n, (o, _) in enumerate(planned)}
-
-    def plan_item(outcome: Outcome, _sleep: Callable[[float], None]) -> Outcome:
-        n = index[outcome.instance_id]
-        entry = partial(_plan_entry, builder, planned[n][1], specs[n], audit=audit)
-        return captured(entry)(outcome)
-
-    run_each([o for o, _ in planned], plan_item, concurrency=concurrency)
-    return planned
+    found = [
+        Target(InstanceOutcome(iid, spec.source), apis.get(spec.region), spec)
+        for iid, spec in targets
+    ]
+    return found, builder
 
 
-def _plan_entry(
-    builder: DesiredBuilder,
-    api: RdsApi,
-    spec: InstanceSpec,
-    outcome: Outcome,
-    *,
-    audit: AuditLog | None = None,
-) -> Outcome:
-    outcome.desired = builder.for_spec(spec)
-    return preview_one(api, outcome, audit)
-
-
-def _show(outcome: Outcome, *, echo: Callable[[str], None]) -> None:
+def _show(outcome: InstanceOutcome, *, echo: Callable[[str], None]) -> None:
     """An instance's plan (failures are reported by `_report_failures`)."""
     if outcome.preview is None:
         return
@@ -354,28 +126,7 @@ def _show(outcome: Outcome, *, echo: Callable[[str], None]) -> None:
         echo(f"  lockout guard: {outcome.guard}; needs a successful --probe-* or --force")
 
 
-def _summary(outcomes: Sequence[Outcome]) -> dict[str, int]:
-    counts = {"instances": len(outcomes)}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    return counts
-
-
-def _failure(outcomes: Sequence[Outcome]) -> RdsSslError | None:
-    """None when every instance succeeded; else one error whose exit code is the highest of the
-    failures (each failure itself was already reported with its instance)."""
-    failed = [o for o in outcomes if o.error is not None]
-    if not failed:
-        return None
-    error = RdsSslError(
-        f"{len(failed)} of {len(outcomes)} instance(s) failed: "
-        + ", ".join(o.instance_id for o in failed)
-    )
-    error.exit_code = ExitCode(max(o.exit_code for o in failed))
-    return error
-
-
-def _report_failures(app: App, outcomes: Sequence[Outcome]) -> None:
+def _report_failures(app: App, outcomes: Sequence[InstanceOutcome]) -> None:
     for o in outcomes:
         if o.error is not None:
             stage = "cannot plan" if o.preview is None else "failed"
@@ -394,12 +145,14 @@ def plan_cmd(path: Path, concurrency: int, rate: float) -> int:
       rdsssl plan -f rdsssl.toml
     """
     app = get_app()
-    outcomes = [o for o, _ in _plan_all(app, path, None, concurrency=concurrency, rate=rate)]
+    targets, builder = _targets(app, path, None, rate=rate)
+    apply_fleet.plan_all(targets, builder, concurrency=concurrency)
+    outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
         _show(outcome, echo=app.out)
     _report_failures(app, outcomes)
-    doc = {"instances": [outcome_json(o) for o in outcomes], "summary": _summary(outcomes)}
-    return finish(app, doc, _failure(outcomes))
+    doc = {"instances": [o.to_json() for o in outcomes], "summary": apply_fleet.summary(outcomes)}
+    return finish(app, doc, apply_fleet.failure(outcomes))
 
 
 @click.command("apply")
@@ -427,34 +180,23 @@ def apply_cmd(
     """
     app = get_app()
     opts, probe = take_mutating(kwargs), take_probe(kwargs)
-    planned = _plan_all(
-        app, path, passphrase_file, concurrency=concurrency, rate=rate, audit=opts.audit
-    )
-    for outcome, _ in planned:
+    targets, builder = _targets(app, path, passphrase_file, rate=rate)
+    apply_fleet.plan_all(targets, builder, audit=opts.audit, concurrency=concurrency)
+    outcomes = [t.outcome for t in targets]
+    for outcome in outcomes:
         _show(outcome, echo=app.info)
-    todo = [(o, api) for o, api in planned if o.preview and o.needs_run]
-    if todo and not opts.dry_run and not opts.yes and app.interactive:
-        question = f"Apply the changes to {len(todo)} instance(s)?"
-        if not click.confirm(question, default=False, err=True):
-            raise click.Abort()
-
-    apis = {o.instance_id: api for o, api in todo}
-
-    def apply_item(outcome: Outcome, sleep: Callable[[float], None]) -> Outcome:
-        api = apis[outcome.instance_id]
-        return captured(lambda o: apply_one(app, api, o, opts, probe, sleep=sleep))(outcome)
-
+    todo = sum(1 for o in outcomes if o.needs_run)
+    asks = todo and not opts.dry_run and not opts.yes and app.interactive
+    if asks and not click.confirm(f"Apply the changes to {todo} instance(s)?", err=True):
+        raise click.Abort()
     if not opts.dry_run:
-        if todo:
-            opts.audit.check_writable()  # exit 3 before any instance is touched
-        run_each([o for o, _ in todo], apply_item, concurrency=concurrency)
-    outcomes = [o for o, _ in planned]
-    summary = _summary(outcomes)
+        apply_fleet.apply_all(change_for(app, opts, probe), targets, concurrency=concurrency)
+    summary = apply_fleet.summary(outcomes)
     _report_failures(app, outcomes)
     app.info("summary: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
     doc = {
         "dry_run": opts.dry_run,
-        "instances": [outcome_json(o) for o in outcomes],
+        "instances": [o.to_json() for o in outcomes],
         "summary": summary,
     }
-    return finish(app, doc, _failure(outcomes))
+    return finish(app, doc, apply_fleet.failure(outcomes))

@@ -28,8 +28,8 @@ from rdsssl.cli.fleet_opts import (
     take_fleet,
 )
 from rdsssl.errors import ExitCode, InputError, UsageError
-from rdsssl.ops import change, fleet
-from rdsssl.ops.change import Plan
+from rdsssl.ops import fleet
+from rdsssl.ops import plan as planning
 from rdsssl.ops.checks import (
     InstanceReport,
     Severity,
@@ -42,6 +42,7 @@ from rdsssl.ops.checks import (
 from rdsssl.ops.crl_refresh import StoreCrl, store_crl
 from rdsssl.ops.deploy import plan_renewal
 from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.plan import Plan
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
 from rdsssl.store.fsutil import atomic_write
@@ -63,7 +64,7 @@ class Checker:
 
     def instance(self, item: fleet.Item) -> InstanceReport:
         """Two Describe calls, then the judgement; with a desired-state entry also the drift
-        (`change.plan`, which signs nothing) and the revocations of its CA store."""
+        (`planning.plan`, which signs nothing) and the revocations of its CA store."""
         assert self.api is not None
         iid, spec = (item, None) if isinstance(item, str) else item
         info = self.api.describe_instance(iid)
@@ -73,7 +74,7 @@ class Checker:
         if spec is not None:
             if spec.ca_dir is not None and spec.crl and spec.ca_dir not in dirs:
                 dirs.append(spec.ca_dir)
-            drift = change.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
+            drift = planning.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
         stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
         return check_instance(
             info,

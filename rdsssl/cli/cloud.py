@@ -7,7 +7,6 @@ the SDK itself is imported lazily inside `rdsssl.rds.api` when a client is built
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,17 +18,19 @@ import click
 
 from rdsssl.cli.app import App
 from rdsssl.cli.common import restart_margin_option
-from rdsssl.errors import ConfigError, UsageError
+from rdsssl.errors import UsageError
+from rdsssl.ops.apply import DEFAULT_SETTLE, ApplyOptions
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import DEFAULT_SETTLE, Plan
-from rdsssl.ops.probe import ProbeResult, ProbeTarget, probe_instance, probe_target, server_ca_file
+from rdsssl.ops.plan import Plan
+from rdsssl.ops.probe import ProbeTarget, probe_target, server_ca_file
+from rdsssl.ops.probe_options import ProbeOptions
 from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.settings import ApiSettings
 from rdsssl.rds.waiters import Progress
 
 __all__ = [
     "MutatingOptions",
-    "ProbeOptions",
     "confirm_plan",
     "instance_target",
     "make_api",
@@ -37,7 +38,6 @@ __all__ = [
     "plan_lines",
     "probe_options",
     "progress_reporter",
-    "run_probe",
     "take_mutating",
     "take_probe",
 ]
@@ -73,6 +73,19 @@ class MutatingOptions:
     def audit(self) -> AuditLog:
         """The audit log these options select (default: `rdsssl.ops.audit.default_path()`)."""
         return AuditLog(self.audit_log) if self.audit_log else AuditLog.default()
+
+    def apply_options(self, profile: ServiceProfile) -> ApplyOptions:
+        """The library's options for a change made with these options."""
+        return ApplyOptions(
+            dry_run=self.dry_run,
+            wait=not self.no_wait,
+            force=self.force,
+            timeout=self.timeout,
+            settle=self.settle,
+            restart_margin=self.restart_margin,
+            profile=profile,
+            audit=self.audit,
+        )
 
 
 def mutating_options(f: F) -> F:
@@ -133,31 +146,6 @@ def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
     )
 
 
-@dataclass(frozen=True)
-class ProbeOptions:
-    """A certificate to prove access with (lockout guard, post-change verification)."""
-
-    user: str | None
-    cert: Path | None
-    key: Path | None
-    root_cert: Path | None
-    password_env: str | None
-
-    @property
-    def given(self) -> bool:
-        """True when a probe user was named."""
-        return self.user is not None
-
-    def password(self) -> str | None:
-        """The password from the named environment variable (never from a flag)."""
-        if not self.password_env:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ConfigError(f"environment variable {self.password_env} is not set")
-        return value
-
-
 def probe_options(prefix: str = "--probe-") -> Callable[[F], F]:
     """--probe-user/--probe-cert/--probe-key/--probe-root-cert/--probe-password-env."""
 
@@ -213,24 +201,6 @@ def instance_target(
     """
     with server_ca_file(api, instance_id, root_cert) as path:
         yield probe_target(api, instance_id), path
-
-
-def run_probe(
-    api: RdsApi, instance_id: str, opts: ProbeOptions, *, sslmode: str = "verify-full"
-) -> ProbeResult:
-    """Probe `instance_id` as `opts.user` with its certificate (`probe.probe_instance`)."""
-    if opts.user is None:
-        raise UsageError("a probe needs a user (--probe-user / --user)")
-    return probe_instance(
-        api,
-        instance_id,
-        user=opts.user,
-        cert=opts.cert,
-        key=opts.key,
-        root_cert=opts.root_cert,
-        password=opts.password(),
-        sslmode=sslmode,
-    )
 
 
 # ------------------------------------------------------------------ plans and progress

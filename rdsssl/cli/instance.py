@@ -1,10 +1,10 @@
 """``rdsssl instance show | enable-client-ca | upload-crl | set-acl | disable-client-ca |
 server-ca | wait``: one instance's SSL settings (cloud).
 
-Each mutating command is a `DesiredSsl` handed to the same path as `rdsssl apply`
-(`rdsssl.cli.apply.preview_one` / `apply_one`): validate locally, show the plan and whether it
-restarts the instance, confirm on a terminal unless --yes, then at most one ModifyDBInstanceSSL
-call and a wait until the read-back equals what was sent.
+Each mutating command is a `DesiredSsl` handed to the same use case as `rdsssl apply`
+(`rdsssl.ops.instance_change.InstanceChange`: `prepare`, then `complete`): validate locally,
+show the plan and whether it restarts the instance, confirm on a terminal unless --yes, then at
+most one ModifyDBInstanceSSL call and a wait until the read-back equals what was sent.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from typing import Any
 import click
 
 from rdsssl.cli.app import App
-from rdsssl.cli.apply import Outcome, apply_one, finish, outcome_json, preview_one
+from rdsssl.cli.apply import change_for, finish
 from rdsssl.cli.cloud import (
-    ProbeOptions,
+    MutatingOptions,
     confirm_plan,
     make_api,
     mutating_options,
     probe_options,
     progress_reporter,
-    run_probe,
     take_mutating,
     take_probe,
 )
@@ -37,18 +36,20 @@ from rdsssl.cli.common import (
     unlock,
     wait_lock_option,
 )
+from rdsssl.cli.instance_show import show_json, show_lines
 from rdsssl.errors import (
     ChangeFailed,
     CryptoError,
     InputError,
     UsageError,
-    VerificationError,
     WaiterTimeout,
 )
-from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslState
-from rdsssl.ops.change import CrlFromStore, DesiredSsl, confirm_earlier, fingerprints, observe
+from rdsssl.models import MODIFY_FAILED, AclMode
 from rdsssl.ops.desired import DesiredBuilder
-from rdsssl.ops.probe import ProbeOutcome
+from rdsssl.ops.instance_change import InstanceOutcome
+from rdsssl.ops.plan import CrlFromStore, DesiredSsl, fingerprints
+from rdsssl.ops.probe_options import ProbeOptions
+from rdsssl.ops.waiting import observe
 from rdsssl.pki import crypto
 from rdsssl.rds.waiters import describe, instance_ready, wait_until
 from rdsssl.store.castore import CaStore
@@ -72,109 +73,6 @@ def _id(f: click.decorators.FC) -> click.decorators.FC:
 # ------------------------------------------------------------------ show
 
 
-def _certs_json(pem: str | None, what: str) -> list[dict[str, Any]] | dict[str, str]:
-    if not pem:
-        return []
-    try:
-        certs = crypto.load_certificates(pem.encode(), source=what, what=what)
-    except CryptoError as exc:
-        return {"error": str(exc)}
-    out = []
-    for cert in certs:
-        info = crypto.inspect_cert(cert)
-        out.append(
-            {
-                "subject": info.subject,
-                "not_after": iso(info.not_after),
-                "fingerprint": info.fingerprint,
-            }
-        )
-    return out
-
-
-def _crls_json(pem: str | None) -> list[dict[str, Any]] | dict[str, str]:
-    if not pem:
-        return []
-    try:
-        crls = crypto.load_crls(pem.encode(), source="the instance's CRL")
-    except CryptoError as exc:
-        return {"error": str(exc)}
-    out = []
-    for crl in crls:
-        info = crypto.inspect_crl(crl)
-        out.append(
-            {
-                "issuer": info.issuer,
-                "number": info.number,
-                "last_update": iso(info.last_update),
-                "next_update": iso(info.next_update),
-                "entries": len(info.revoked_serials),
-                "fingerprint": info.fingerprint,
-            }
-        )
-    return out
-
-
-def show_json(info: InstanceInfo, ssl: SslState) -> dict[str, Any]:
-    """Everything `instance show` reports; PEMs only as subjects, dates and fingerprints, and
-    never the server key (SslState does not even hold it)."""
-    return {
-        "instance": {
-            "id": info.instance_id,
-            "region": info.region,
-            "status": info.status,
-            "lock_mode": info.lock_mode,
-            "engine": info.engine,
-            "engine_version": info.engine_version,
-            "connection_string": info.connection_string,
-            "port": info.port,
-        },
-        "ssl": {
-            "enabled": ssl.ssl_enabled,
-            "ca_type": ssl.ca_type,
-            "server_cert_expires": iso(ssl.ssl_expire_time),
-            "require_update": ssl.require_update,
-            "server_ca_url": ssl.server_ca_url,
-            "client_ca": _certs_json(ssl.client_ca_pem, "the instance's client CA"),
-            "crl": _crls_json(ssl.crl_pem),
-            "acl": ssl.acl.value if ssl.acl else None,
-            "replication_acl": ssl.replication_acl.value if ssl.replication_acl else None,
-            "last_modify_status": ssl.last_modify_status,
-            "modify_status_reason": ssl.modify_status_reason,
-        },
-    }
-
-
-def _show_lines(doc: dict[str, Any]) -> list[str]:
-    inst, ssl = doc["instance"], doc["ssl"]
-    lines = [
-        f"{inst['id']}: {inst['status']}, lock {inst['lock_mode'] or '-'}, "
-        f"{inst['engine']} {inst['engine_version']} ({inst['region']})",
-        f"  endpoint:          {inst['connection_string']}:{inst['port']}",
-        f"  server SSL:        {'on' if ssl['enabled'] else 'off'} ({ssl['ca_type'] or '-'}), "
-        f"certificate expires {ssl['server_cert_expires'] or '-'}"
-        + (", RequireUpdate: renew it" if ssl["require_update"] else ""),
-    ]
-    for label, items, fmt in (
-        ("client CA", ssl["client_ca"], "{subject}, expires {not_after}, sha256 {fp}"),
-        ("CRL", ssl["crl"], "issuer {issuer}, nextUpdate {next_update}, {entries} entries, #{n}"),
-    ):
-        if isinstance(items, dict):
-            lines.append(f"  {label + ':':<18} unreadable: {items['error']}")
-        elif not items:
-            lines.append(f"  {label + ':':<18} (none)")
-        for item in items if isinstance(items, list) else []:
-            text = fmt.format(fp=item["fingerprint"][:16], n=item.get("number"), **item)
-            lines.append(f"  {label + ':':<18} {text}")
-    lines.append(f"  ACL:               {ssl['acl'] or '-'}")
-    lines.append(f"  replication ACL:   {ssl['replication_acl'] or '-'}")
-    last = ssl["last_modify_status"] or "-"
-    if ssl["modify_status_reason"]:
-        last += f" ({ssl['modify_status_reason']})"
-    lines.append(f"  last SSL change:   {last}")
-    return lines
-
-
 @instance.command("show")
 @_id
 @json_option
@@ -188,7 +86,7 @@ def show(instance_id: str) -> None:
     app = get_app()
     api = make_api(app)
     doc = show_json(api.describe_instance(instance_id), api.describe_ssl(instance_id))
-    for line in _show_lines(doc):
+    for line in show_lines(doc):
         app.out(line)
     app.result(doc)
 
@@ -210,69 +108,47 @@ def _change(
     if revoked is not None and opts.no_wait:
         raise UsageError("--expect-revoked-cert needs the wait: drop --no-wait")
     api = make_api(app)
-    earlier = opts.audit.pending(instance_id) if not opts.dry_run else None
-    if earlier is not None:  # plan against what the instance will be, not what it still shows
-        app.info(
-            f"{instance_id}: a change sent earlier (RequestId {earlier.get('request_id', '?')}) "
-            "is not confirmed yet: confirming it first"
-        )
-        confirm_earlier(
-            api,
-            instance_id,
-            opts.audit,
-            timeout=opts.timeout,
-            settle=opts.settle,
-            profile=app.service_profile(),
-            on_progress=progress_reporter(app),
-        )
-    outcome = preview_one(api, Outcome(instance_id, "command line", desired), opts.audit)
+    change = change_for(app, opts, probe)
+    outcome = change.prepare(api, instance_id, desired)
     assert outcome.preview is not None
-    the_plan = outcome.preview.plan
-    if not confirm_plan(app, the_plan, opts):
+    if not confirm_plan(app, outcome.preview.plan, opts):
         raise click.Abort()
-    if outcome.guard and not the_plan.noop:
-        proof = f"a probe as {probe.user} runs first" if probe.given else "refused without one"
-        if opts.dry_run:
-            proof = "the real run needs a successful --probe-* or --force"
-        note = "skipped (--force)" if opts.force else proof
-        app.info(f"  lockout guard: {outcome.guard}; {note}")
-    if (the_plan.noop and not outcome.needs_run) or opts.dry_run:
-        if opts.dry_run and not the_plan.noop:
-            app.info(f"{instance_id}: dry run, nothing sent")
-        return finish(app, {**outcome_json(outcome), "dry_run": opts.dry_run}, None)
-    try:
-        apply_one(app, api, outcome, opts, probe)
-    except VerificationError as exc:
-        if outcome.result is None:  # the guard refused: nothing was sent
-            raise
-        return finish(app, {**outcome_json(outcome), "dry_run": False}, exc)
-    result = outcome.result
-    assert result is not None
+    if outcome.guard and not outcome.preview.plan.noop:
+        app.info(f"  lockout guard: {outcome.guard}; {_guard_note(opts, probe)}")
+    change.complete(api, outcome, revoked=revoked)
+    _report(app, outcome)
+    return finish(app, outcome.to_json(), outcome.error)
+
+
+def _guard_note(opts: MutatingOptions, probe: ProbeOptions) -> str:
+    """What happens about the lockout guard (shown with the plan)."""
+    if opts.force:
+        return "skipped (--force)"
+    if opts.dry_run:
+        return "the real run needs a successful --probe-* or --force"
+    return f"a probe as {probe.user} runs first" if probe.given else "refused without one"
+
+
+def _report(app: App, outcome: InstanceOutcome) -> None:
+    """The sentences after a change: sent or applied, and the probes that passed."""
+    result, iid = outcome.result, outcome.instance_id
+    verified = outcome.verification
+    if result is None or (verified is not None and not verified.ok):
+        return
     if result.final is None:
         app.info(
-            f"{instance_id}: sent (RequestId {result.request_id}); not waiting: "
-            f"`rdsssl instance wait {instance_id}` follows it"
+            f"{iid}: sent (RequestId {result.request_id}); not waiting: "
+            f"`rdsssl instance wait {iid}` follows it"
         )
     else:
         app.info(
-            f"{instance_id}: applied in {result.elapsed:.0f}s (RequestId {result.request_id}); "
+            f"{iid}: applied in {result.elapsed:.0f}s (RequestId {result.request_id}); "
             "the read-back matches"
         )
-    if outcome.verification is not None:
-        app.info(f"{instance_id}: probe as {outcome.verification.user} after the change: ok")
-    doc = {**outcome_json(outcome), "dry_run": False}
-    if revoked is not None and result.final is not None:
-        refused = run_probe(api, instance_id, revoked)
-        doc["revoked_probe"] = {"user": refused.user, "outcome": refused.outcome.value}
-        if refused.outcome is not ProbeOutcome.REVOKED:
-            failure = VerificationError(
-                f"{instance_id}: the CRL is live, but the revoked certificate of "
-                f"{refused.user} was not refused as revoked ({refused.outcome.value}: "
-                f"{refused.detail}); check that the CRL lists it (rdsssl crl show)"
-            )
-            return finish(app, doc, failure)
-        app.info(f"{instance_id}: the revoked certificate of {refused.user} is refused: ok")
-    return finish(app, doc, None)
+    if verified is not None:
+        app.info(f"{iid}: probe as {verified.user} after the change: ok")
+    if outcome.revoked is not None and outcome.error is None:
+        app.info(f"{iid}: the revoked certificate of {outcome.revoked.user} is refused: ok")
 
 
 def _revoked_probe(cert: Path | None, key: Path | None) -> ProbeOptions | None:

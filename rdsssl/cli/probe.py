@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
-from rdsssl.cli.apply import finish, probe_json
-from rdsssl.cli.cloud import ProbeOptions, make_api, run_probe
+from rdsssl.cli.apply import finish
+from rdsssl.cli.cloud import make_api
 from rdsssl.cli.common import get_app, json_option
 from rdsssl.errors import VerificationError
+from rdsssl.ops.instance_change import probe_json
 from rdsssl.ops.probe import ProbeOutcome
+from rdsssl.ops.probe_options import ProbeOptions, run_probe
 
 __all__ = ["probe_cmd"]
 

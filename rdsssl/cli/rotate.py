@@ -20,13 +20,11 @@ import click
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     MutatingOptions,
-    ProbeOptions,
     make_api,
     mutating_options,
     plan_lines,
     probe_options,
     progress_reporter,
-    run_probe,
     take_mutating,
     take_probe,
 )
@@ -43,6 +41,7 @@ from rdsssl.cli.common import (
 )
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
+from rdsssl.ops.probe_options import ProbeOptions, run_probe
 from rdsssl.ops.rotation import Event, Options
 from rdsssl.ops.rotation_run import RotationRequest, RotationRun, open_rotation
 from rdsssl.ops.rotation_state import (

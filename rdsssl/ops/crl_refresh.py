@@ -4,7 +4,7 @@ Every CRL upload restarts the instance, so a refresh happens only when it is due
 instance is refused by the CRL policy (`rdsssl.pki.crl_policy`: missing for a CA of the bundle,
 expired or expiring within the restart margin, not yet valid, listing a CA, ...), reaches
 nextUpdate within `min_remaining`, or misses a local revocation. That rule is
-`change.crl_status`, reached through `change.apply` with `DesiredSsl(crl=CrlFromStore(...))`:
+`plan.crl_status`, reached through `apply.apply` with `DesiredSsl(crl=CrlFromStore(...))`:
 a no-op plan is "nothing to do", otherwise ONE ModifyDBInstanceSSL call uploads the CRL and
 waits.
 
@@ -35,10 +35,12 @@ from cryptography import x509
 
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.models import InstanceSpec
-from rdsssl.ops import change
+from rdsssl.ops import plan as planning
+from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import ApplyResult, CrlFromStore, DesiredSsl
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.plan import CrlFromStore, DesiredSsl
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile, waiters
 from rdsssl.rds.api import RdsApi
@@ -196,7 +198,7 @@ class RefreshResult:
     size: int | None
     warnings: tuple[str, ...]
     applied: ApplyResult | None
-    code: str = "current"  # why it is due: `change.CrlStatus.code`
+    code: str = "current"  # why it is due: `planning.CrlStatus.code`
 
     @property
     def changed(self) -> bool:
@@ -219,7 +221,7 @@ class RefreshResult:
 
 
 def _due(result: ApplyResult) -> tuple[str, str]:
-    """Why the CRL is due: the `crl` change's code and its reason (`change.CrlStatus`)."""
+    """Why the CRL is due: the `crl` change's code and its reason (`planning.CrlStatus`)."""
     for item in result.plan.changes:
         if item.field == "crl":
             return item.code, item.reason
@@ -249,27 +251,23 @@ def refresh(
     if not stores:
         raise UsageError("crl refresh needs a CA store to sign with (--ca-dir DIR)")
     ssl = api.describe_ssl(instance_id)
-    change.refuse_ssl_off(instance_id, ssl)
+    planning.refuse_ssl_off(instance_id, ssl)
     requirement = requirement_for(instance_id, ssl.client_ca_pem, stores, min_remaining)
     desired = DesiredSsl(crl=requirement)
     entries = len(requirement.revoked)
     in_window = ignore_window or window is None or window.contains(now)
     plan_only = dry_run or not in_window
-    result = change.apply(
-        api,
-        instance_id,
-        desired,
+    options = ApplyOptions(
         dry_run=plan_only,
         wait=wait,
         timeout=timeout,
-        on_progress=on_progress,
-        now=now,
-        sleep=sleep,
-        audit=audit,
         restart_margin=restart_margin,
         crl_size_budget=max_size,
         profile=profile,
+        audit=audit,
     )
+    clock = Clock(sleep=sleep).at(now)
+    result = apply(api, instance_id, desired, options, clock=clock, on_progress=on_progress)
     if result.plan.noop:
         return RefreshResult(instance_id, "current", "current", entries, None, (), result)
     code, reason = _due(result)

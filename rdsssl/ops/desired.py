@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rdsssl.errors import ConfigError, InputError
+from rdsssl.errors import ConfigError, InputError, RdsSslError
 from rdsssl.models import DesiredState, InstanceSpec
-from rdsssl.ops.change import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
+from rdsssl.ops.plan import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
 from rdsssl.pki import crypto
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
@@ -66,6 +66,7 @@ class DesiredBuilder:
     wait_lock: float = 0.0
     _views: dict[Path, _StoreView] = field(default_factory=dict, repr=False)
     _crls: dict[Path, str] = field(default_factory=dict, repr=False)
+    _failed: dict[Path, RdsSslError] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def for_spec(self, spec: InstanceSpec) -> DesiredSsl:
@@ -111,13 +112,20 @@ class DesiredBuilder:
             return self._views[key]
 
     def _build_crl(self, ca_dir: Path) -> str:
-        """Sign one CRL per store per run (the first instance that needs it pays)."""
+        """Sign one CRL per store per run (the first instance that needs it pays); a store that
+        could not sign it (a wrong passphrase, ...) is not asked again in the same run."""
         key = ca_dir.resolve()
         with self._lock:
+            if key in self._failed:
+                raise self._failed[key]
             if key not in self._crls:
-                with CaStore.open(ca_dir, wait_lock=self.wait_lock) as store:
-                    self.unlock(store)
-                    built = store.build_crl(now=self.now, days=self.crl_days)
+                try:
+                    with CaStore.open(ca_dir, wait_lock=self.wait_lock) as store:
+                        self.unlock(store)
+                        built = store.build_crl(now=self.now, days=self.crl_days)
+                except RdsSslError as exc:
+                    self._failed[key] = exc
+                    raise
                 self._crls[key] = built.pem.decode()
             return self._crls[key]
 

@@ -17,7 +17,7 @@ certificates stay issued in the new store; staging again reuses them.
 Resumability: each instance step is recorded in ``rotation.json`` once done. An instance that
 was changed by a run killed before it could record that is recognised by what it holds: when it
 already trusts exactly the target CAs and its CRLs are signed by exactly those CAs, the desired
-CRL is expressed as a ``CrlFromStore`` requirement, so ``change.plan`` finds nothing to do and
+CRL is expressed as a ``CrlFromStore`` requirement, so ``planning.plan`` finds nothing to do and
 ``apply`` makes zero calls (a fixed, freshly signed CRL would differ and cost a second restart).
 A busy instance (a killed run's restart still under way) is waited for before it is judged.
 Reissue records the user's intent before issuing and goes through ``cert renew``'s crash-safe
@@ -51,11 +51,14 @@ from rdsssl.errors import (
     VerificationError,
 )
 from rdsssl.models import InstanceInfo, SslState
-from rdsssl.ops import change, guard
+from rdsssl.ops import guard
+from rdsssl.ops import plan as planning
+from rdsssl.ops.apply import ApplyOptions, apply
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.deploy import RenewalPlan, finish_interrupted, renew_due, tls12_skips
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
+from rdsssl.ops.waiting import observe
 from rdsssl.pki import crl_policy, crl_verdict, crypto
 from rdsssl.rds import waiters
 from rdsssl.rds.api import RdsApi
@@ -105,6 +108,19 @@ class Options:
     profile: ServiceProfile | None = None
     settle: float | None = None
 
+    def apply_options(self) -> ApplyOptions:
+        """The options of each instance's change."""
+        return ApplyOptions(
+            dry_run=self.dry_run,
+            wait=self.wait,
+            force=self.force,
+            timeout=self.timeout,
+            settle=self.settle,
+            restart_margin=self.restart_margin,
+            profile=self.profile,
+            audit=self.audit,
+        )
+
 
 @dataclass(frozen=True)
 class Event:
@@ -121,7 +137,7 @@ class Event:
     user: str | None = None
     detail: str = ""
     request_id: str | None = None
-    plan: change.Plan | None = None
+    plan: planning.Plan | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (fingerprints only, never PEM)."""
@@ -160,7 +176,7 @@ _SHAPE = frozenset(
 def holds(ssl: SslState, cas: Sequence[x509.Certificate], *, now: datetime) -> bool:
     """True when the instance trusts exactly ``cas`` and its CRLs are the CRLs of exactly them
     (each CA covered, none of another CA): the shape the step targeting ``cas`` leaves. Whether
-    those CRLs are fresh enough is the CRL requirement's business (``change.crl_status``)."""
+    those CRLs are fresh enough is the CRL requirement's business (``planning.crl_status``)."""
     if _fps(ssl.client_ca_pem, "the instance's client CA") != {crypto.fingerprint(c) for c in cas}:
         return False
     bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
@@ -369,7 +385,7 @@ class Rotation:
         if busy and not self.options.dry_run:
             wait_until(
                 instance_ready(),
-                change.observe(self.api, iid),
+                observe(self.api, iid),
                 timeout=self.options.timeout,
                 on_progress=self.options.on_progress,
             )
@@ -406,35 +422,28 @@ class Rotation:
         there = holds(ssl, cas, now=self.clock())
         if not there:
             self._check_part_of_rotation(iid, step, ssl)
-        crl: str | change.CrlFromStore
+        crl: str | planning.CrlFromStore
         if there:  # already there (maybe by a killed run): only a stale CRL counts
-            crl = change.CrlFromStore(revoked=crls.revoked, build=crls.pem)
+            crl = planning.CrlFromStore(revoked=crls.revoked, build=crls.pem)
         elif self.options.dry_run:
             self._emit(Event(step, "would-change", instance=iid, plan=_dry_plan(iid, ssl, cas)))
             return True
         else:
             crl = crls.pem()
-        desired = change.DesiredSsl(client_ca_pem=bundle, crl=crl)
-        preview = change.plan(
+        desired = planning.DesiredSsl(client_ca_pem=bundle, crl=crl)
+        preview = planning.plan(
             desired, ssl, instance_id=iid, restart_margin=self.options.restart_margin
         )
         if not preview.noop and not self.options.dry_run:  # shown before anything is sent
             self._emit(Event(step, "changing", instance=iid, plan=preview))
         try:
-            result = change.apply(
+            result = apply(
                 self.api,
                 iid,
                 desired,
-                dry_run=self.options.dry_run,
-                wait=self.options.wait,
-                force=self.options.force,
+                self.options.apply_options(),
                 proof=proof_for(iid) if proof_for else None,
-                timeout=self.options.timeout,
                 on_progress=self.options.on_progress,
-                audit=self.options.audit,
-                restart_margin=self.options.restart_margin,
-                profile=self.options.profile,
-                settle=self.options.settle,
             )
         except ApiError as exc:
             if step is Step.STAGE and exc.code == "InvalidClientCACert":
@@ -627,13 +636,13 @@ class Rotation:
         return live[0] if live and live[0].state(now) == "valid" else None
 
 
-def _dry_plan(iid: str, ssl: SslState, cas: Sequence[x509.Certificate]) -> change.Plan:
+def _dry_plan(iid: str, ssl: SslState, cas: Sequence[x509.Certificate]) -> planning.Plan:
     """A dry run's plan when a fresh CRL is needed: it is not signed on a dry run (that would
     use a CRL number), so the CRL change is described instead of computed."""
     bundle = "".join(crypto.cert_pem(c).decode() for c in cas)
-    base = change.plan(change.DesiredSsl(client_ca_pem=bundle), ssl, instance_id=iid)
+    base = planning.plan(planning.DesiredSsl(client_ca_pem=bundle), ssl, instance_id=iid)
     before = ", ".join(sorted(f[:16] for f in _fps(ssl.crl_pem, "the instance's CRL")))
     names = " + ".join(crypto.name_of(c) for c in cas)
     after = f"fresh CRLs of {names} (signed when applied)"
-    crl = change.Change("crl", before or "(none)", after, change.Effect.RESTART)
+    crl = planning.Change("crl", before or "(none)", after, planning.Effect.RESTART)
     return replace(base, changes=(*base.changes, crl))

@@ -19,7 +19,8 @@ from typing import Any
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import AclMode, KeyType
-from rdsssl.ops import change
+from rdsssl.ops.apply import ApplyOptions, apply
+from rdsssl.ops.plan import DesiredSsl
 from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
 from rdsssl.pki import crypto
 from rdsssl.rds.api import AliyunRdsApi
@@ -100,8 +101,8 @@ def configure_old_ca(api: AliyunRdsApi, iid: str, pki: Pki) -> None:
         store.unlock(OLD_PASSPHRASE.encode())
         crl = store.build_crl(now=now()).pem.decode()
         ca = crypto.cert_pem(store.ca_cert).decode()
-    desired = change.DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.VERIFY_FULL)
-    change.apply(api, iid, desired, force=True, timeout=60)
+    desired = DesiredSsl(client_ca_pem=ca, crl=crl, acl=AclMode.VERIFY_FULL)
+    apply(api, iid, desired, ApplyOptions(force=True, timeout=60))
 
 
 def client_outcome(emu: Emulator, iid: str, folder: Path, root: Path, user: str = "alice") -> str:

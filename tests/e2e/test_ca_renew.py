@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from rdsssl.models import AclMode
-from rdsssl.ops import change
+from rdsssl.ops.apply import ApplyOptions, apply
+from rdsssl.ops.plan import DesiredSsl
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result
@@ -116,8 +117,8 @@ def _configure_v1(rc: RenewCloud, tmp_path: Path) -> tuple[Path, Path]:
         store.unlock(None)
         ca_pem = crypto.cert_pem(store.ca_cert).decode()
         crl_pem = store.build_crl(now=datetime.now(timezone.utc)).pem.decode()
-    desired = change.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem, acl=AclMode.CERT)
-    assert change.apply(cloud.api(), rc.iid, desired, wait=False, force=True).applied
+    desired = DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem, acl=AclMode.CERT)
+    assert apply(cloud.api(), rc.iid, desired, ApplyOptions(wait=False, force=True)).applied
     cloud.emu.clock.advance(30)
     cloud.emu.state.tick()
     config = _toml(tmp_path / "rdsssl.toml", rc.iid, ca)

@@ -24,8 +24,11 @@ import pytest
 from rdsssl.emulator.server import Emulator
 from rdsssl.errors import ConfigError
 from rdsssl.models import KeyType
-from rdsssl.ops import audit, change
+from rdsssl.ops import audit
+from rdsssl.ops.apply import ApplyOptions, apply
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.crl_refresh import Window
+from rdsssl.ops.plan import DesiredSsl
 from rdsssl.pki import crypto
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.rds.settings import ApiSettings
@@ -68,8 +71,8 @@ class Cloud:
             store.unlock(None)
             ca_pem = crypto.cert_pem(store.ca_cert).decode()
             crl_pem = store.build_crl(now=now, days=crl_days).pem.decode() if crl else None
-        desired = change.DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem)
-        result = change.apply(self.api, iid, desired, wait=False, now=now)
+        desired = DesiredSsl(client_ca_pem=ca_pem, crl=crl_pem)
+        result = apply(self.api, iid, desired, ApplyOptions(wait=False), clock=Clock().at(now))
         assert result.applied
         self.settle()
 

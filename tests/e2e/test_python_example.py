@@ -56,7 +56,7 @@ def test_import_rdsssl_loads_neither_the_sdk_nor_psycopg() -> None:
 
 
 def test_all_names_resolve_to_the_library_objects() -> None:
-    from rdsssl.ops.change import apply
+    from rdsssl.ops.apply import apply
     from rdsssl.ops.probe import probe
 
     assert set(rdsssl.__all__) >= {"CaStore", "DesiredSsl", "plan", "apply", "probe", "ExitCode"}

@@ -235,20 +235,20 @@ def test_a_changed_instance_between_plan_and_call_sends_nothing(
     with_ca: Cloud, ca: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cloud = with_ca
-    from rdsssl.cli import apply as cli_apply
+    from rdsssl.ops import apply as applying
 
-    real = cli_apply.service_apply  # type: ignore[attr-defined]
+    real = applying.apply
 
-    def after_someone_else(api, iid, desired, **kw):  # type: ignore[no-untyped-def]
-        if not kw.get("dry_run"):  # between the plan shown and the call, the ACL moves
+    def after_someone_else(api, iid, desired, options, **kw):  # type: ignore[no-untyped-def]
+        if not options.dry_run:  # between the plan shown and the call, the ACL moves
             cloud.emu.state.modify_ssl(
                 {"DBInstanceId": iid, "ConnectionString": cloud.emu.instance(iid)
                  .connection_string, "ACL": "verify-ca"}
             )  # fmt: skip
             cloud.emu.clock.advance(1.0)
-        return real(api, iid, desired, **kw)
+        return real(api, iid, desired, options, **kw)
 
-    monkeypatch.setattr(cli_apply, "service_apply", after_someone_else)
+    monkeypatch.setattr(applying, "apply", after_someone_else)
     before = len(cloud.calls("ModifyDBInstanceSSL"))
     result = cloud.cli("instance", "set-acl", cloud.iid, "--acl", "prefer",
                        "--replication-acl", "verify-ca", "--yes", "--force")  # fmt: skip

@@ -8,6 +8,7 @@ import dataclasses
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,10 @@ from rdsssl.errors import (
 )
 from rdsssl.models import AclMode, KeyType, SslState
 from rdsssl.ops import audit
+from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import DesiredSsl, apply, plan
+from rdsssl.ops.clock import Clock
+from rdsssl.ops.plan import DesiredSsl, Plan, plan
 from rdsssl.pki import crypto
 from rdsssl.store.paths import instance_lock
 
@@ -45,9 +48,13 @@ TRANSIENT: dict[str, ApiError] = {
 }
 
 
-def _run(api: FakeApi, desired: DesiredSsl, **kw: object) -> object:
+def _run(
+    api: FakeApi, desired: DesiredSsl, *, expected: Plan | None = None, **options: Any
+) -> ApplyResult:
     t = FakeTime()
-    return apply(api, "pgm-x", desired, sleep=t.sleep, clock=t.clock, settle=5, **kw)  # type: ignore[arg-type]
+    clock = Clock(sleep=t.sleep, monotonic=t.clock)
+    options = {"settle": 5, **options}
+    return apply(api, "pgm-x", desired, ApplyOptions(**options), expected=expected, clock=clock)
 
 
 @pytest.mark.parametrize("kind", list(TRANSIENT))
@@ -55,7 +62,7 @@ def test_an_error_after_the_change_was_taken_never_costs_a_second_call(kind: str
     api = FakeApi(ssl_state())
     api.fail_after = [TRANSIENT[kind]]
     result = _run(api, DesiredSsl(client_ca_pem=PEM))
-    assert result.applied and len(api.modify_calls) == 1  # type: ignore[attr-defined]
+    assert result.applied and len(api.modify_calls) == 1
 
 
 @pytest.mark.parametrize("kind", list(TRANSIENT))
@@ -64,7 +71,7 @@ def test_an_error_before_the_change_was_taken_is_sent_again_after_a_re_read(kind
     api.fail_modify = [TRANSIENT[kind]]
     reads_before = api.describe_calls
     result = _run(api, DesiredSsl(client_ca_pem=PEM))
-    assert result.applied and len(api.modify_calls) == 2  # type: ignore[attr-defined]
+    assert result.applied and len(api.modify_calls) == 2
     assert api.describe_calls > reads_before + 2  # re-read between the two calls
 
 
@@ -100,7 +107,7 @@ def test_the_plan_sent_is_the_plan_shown() -> None:
         _run(api, DesiredSsl(client_ca_pem=PEM, acl=AclMode.VERIFY_CA), expected=shown, force=True)
     assert exc.value.exit_code == 6 and api.modify_calls == []
     same = plan(DesiredSsl(acl=AclMode.VERIFY_CA), api.ssl, instance_id="pgm-x")
-    assert _run(api, DesiredSsl(acl=AclMode.VERIFY_CA), expected=same, force=True).applied  # type: ignore[attr-defined]
+    assert _run(api, DesiredSsl(acl=AclMode.VERIFY_CA), expected=same, force=True).applied
 
 
 def test_an_unwritable_audit_log_stops_before_any_call(tmp_path: Path) -> None:
@@ -150,7 +157,13 @@ def test_an_interrupted_wait_leaves_the_sent_line_and_an_unconfirmed_change(
 
     api.modify_ssl = slow_modify  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        apply(api, "pgm-x", DesiredSsl(client_ca_pem=PEM), audit=log, sleep=interrupt)
+        apply(
+            api,
+            "pgm-x",
+            DesiredSsl(client_ca_pem=PEM),
+            ApplyOptions(audit=log),
+            clock=Clock(sleep=interrupt),
+        )
     assert [line["outcome"] for line in audit.read(log.path)] == ["sent", "interrupted"]  # type: ignore[arg-type]
     assert audit.unconfirmed()["pgm-x"] == "req-1"
     audit.AuditLog.disabled().record(instance="pgm-x", action="x", outcome="ok")  # confirmed
@@ -202,16 +215,16 @@ def _sent_then_killed(tmp_path: Path, api: FakeApi) -> AuditLog:
     api.modify_ssl = killed  # type: ignore[method-assign]
     t = FakeTime()
     with pytest.raises(KeyboardInterrupt):
-        apply(api, "pgm-x", DesiredSsl(client_ca_pem=PEM), audit=log, sleep=t.sleep,
-              clock=t.clock)  # fmt: skip
+        clock = Clock(sleep=t.sleep, monotonic=t.clock)
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=PEM), ApplyOptions(audit=log), clock=clock)
     api.modify_ssl = real  # type: ignore[method-assign]
     return log
 
 
 def _sent_line(log: AuditLog, api: FakeApi) -> None:
     """Write the `sent` line a killed run leaves (the kill above came before it)."""
-    from rdsssl.ops.change import fingerprints, target_fingerprints
-    from rdsssl.ops.change import plan as make_plan
+    from rdsssl.ops.plan import fingerprints, target_fingerprints
+    from rdsssl.ops.plan import plan as make_plan
 
     before = dataclasses.replace(api.ssl, client_ca_pem=None)
     shown = make_plan(DesiredSsl(client_ca_pem=PEM), before, instance_id="pgm-x")
@@ -231,10 +244,10 @@ def test_a_re_run_confirms_a_change_an_earlier_run_sent_and_sends_nothing(tmp_pa
     log = _sent_then_killed(tmp_path, api)
     _sent_line(log, api)
     dry = _run(api, DesiredSsl(client_ca_pem=PEM), dry_run=True, audit=log)
-    assert dry.pending == "req-1"  # type: ignore[attr-defined]
+    assert dry.pending == "req-1"
     assert audit.read(log.path)[-1]["outcome"] == "sent"  # type: ignore[arg-type]  # a dry run writes nothing
     result = _run(api, DesiredSsl(client_ca_pem=PEM), audit=log)
-    assert not result.applied and len(api.modify_calls) == 1  # type: ignore[attr-defined]
+    assert not result.applied and len(api.modify_calls) == 1
     last = audit.read(log.path)[-1]  # type: ignore[arg-type]
     assert (last["outcome"], last["request_id"]) == ("ok", "req-1")
     assert last["detail"] == "confirmed by a later run"
@@ -245,7 +258,7 @@ def test_a_sent_change_that_never_shows_is_recorded_and_planned_afresh(tmp_path:
     log = AuditLog(tmp_path / "audit.jsonl")
     _sent_line(log, api)  # the line says it was sent; the instance never shows it
     result = _run(api, DesiredSsl(client_ca_pem=PEM), audit=log)
-    assert result.applied and len(api.modify_calls) == 1  # type: ignore[attr-defined]
+    assert result.applied and len(api.modify_calls) == 1
     outcomes = [line["outcome"] for line in audit.read(log.path)]  # type: ignore[arg-type]
     assert outcomes == ["sent", "not-seen", "sent", "ok"]
 

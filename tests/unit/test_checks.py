@@ -11,7 +11,6 @@ import pytest
 from cryptography import x509
 
 from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
-from rdsssl.ops.change import Change, CrlFromStore, Effect, Plan
 from rdsssl.ops.checks import (
     Finding,
     InstanceReport,
@@ -24,6 +23,7 @@ from rdsssl.ops.checks import (
 )
 from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.deploy import RenewalPlan
+from rdsssl.ops.plan import Change, CrlFromStore, Effect, Plan
 from rdsssl.pki import crypto
 from rdsssl.store.records import CertRecord
 

@@ -16,8 +16,10 @@ import pytest
 
 from rdsssl.errors import LockoutGuard
 from rdsssl.models import AclMode, KeyType, RevocationReason
-from rdsssl.ops.change import CrlFromStore, DesiredSsl, apply, guard_need, plan
+from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.guard import CERT_ACLS, Proof
+from rdsssl.ops.plan import CrlFromStore, DesiredSsl, guard_need, plan
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.pki import crypto
 
@@ -75,8 +77,11 @@ def _files(
     return cert_path, key_path, issued.cert.serial_number
 
 
-def _apply(api: FakeApi, desired: DesiredSsl, proof: Proof | None, **kw: object) -> object:
-    return apply(api, "pgm-x", desired, proof=proof, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+def _apply(
+    api: FakeApi, desired: DesiredSsl, proof: Proof | None, *, force: bool = False
+) -> ApplyResult:
+    options = ApplyOptions(force=force)
+    return apply(api, "pgm-x", desired, options, proof=proof, clock=Clock(sleep=lambda s: None))
 
 
 # ------------------------------------------------------------------ which changes are guarded
@@ -116,7 +121,7 @@ def test_replacing_a_ca_by_its_same_key_renewal_drops_nothing(acl: AclMode) -> N
     assert [c.field for c in the_plan.changes] == ["client_ca"]
     assert guard_need(the_plan, observed) is None
     api = FakeApi(observed)
-    assert _apply(api, desired, None).applied  # type: ignore[attr-defined]  # no proof, no force
+    assert _apply(api, desired, None).applied  # no proof, no force
     assert len(api.modify_calls) == 1
 
 
@@ -141,7 +146,7 @@ def test_a_certificate_of_the_previous_ca_proves_access_after_a_renewal(tmp_path
     cert, key, _ = _files(tmp_path, CA)  # issued under the certificate being replaced
     probes = Probes()
     desired = DesiredSsl(client_ca_pem=crypto.cert_pem(renewed).decode(), acl=AclMode.CERT)
-    assert _apply(api, desired, Proof("alice", cert, key, probes)).applied  # type: ignore[attr-defined]
+    assert _apply(api, desired, Proof("alice", cert, key, probes)).applied
     assert probes.calls == 1 and len(api.modify_calls) == 1
 
 
@@ -164,9 +169,9 @@ def test_disabling_the_client_ca_is_guarded_only_while_an_acl_needs_certificates
         with pytest.raises(LockoutGuard, match="set-acl ID --acl prefer"):
             _apply(api, desired, Proof("alice", cert, key, probes))  # no probe can prove it
         assert api.modify_calls == [] and probes.calls == 0
-        assert _apply(api, desired, None, force=True).applied  # type: ignore[attr-defined]
+        assert _apply(api, desired, None, force=True).applied
     else:
-        assert _apply(api, desired, None).applied  # type: ignore[attr-defined]
+        assert _apply(api, desired, None).applied
 
 
 # ------------------------------------------------------------------ what a proof must show
@@ -177,7 +182,7 @@ def test_a_tightening_without_proof_is_refused_and_force_skips_the_guard() -> No
     with pytest.raises(LockoutGuard, match="--force"):
         _apply(api, DesiredSsl(acl=AclMode.CERT), None)
     assert api.modify_calls == []
-    assert _apply(api, DesiredSsl(acl=AclMode.CERT), None, force=True).applied  # type: ignore[attr-defined]
+    assert _apply(api, DesiredSsl(acl=AclMode.CERT), None, force=True).applied
 
 
 def test_a_password_only_probe_is_refused_before_any_call() -> None:
@@ -204,7 +209,7 @@ def test_a_wrong_cn_is_fine_for_verify_ca_which_does_not_compare_it(tmp_path: Pa
     api = FakeApi(ssl_state(client_ca_pem=_pem(CA), acl=AclMode.PREFER))
     cert, key, _ = _files(tmp_path, cn="bob")
     probes = Probes()
-    assert _apply(api, DesiredSsl(acl=AclMode.VERIFY_CA), Proof("alice", cert, key, probes)).applied  # type: ignore[attr-defined]
+    assert _apply(api, DesiredSsl(acl=AclMode.VERIFY_CA), Proof("alice", cert, key, probes)).applied
     assert probes.calls == 1
 
 
@@ -230,7 +235,7 @@ def test_dropping_a_ca_needs_a_certificate_of_a_ca_that_stays(tmp_path: Path) ->
     with pytest.raises(LockoutGuard, match="not issued by a CA the instance will trust"):
         _apply(api, desired, Proof("alice", old_cert, old_key, Probes()))
     assert api.modify_calls == []
-    assert _apply(api, desired, Proof("alice", new_cert, new_key, Probes())).applied  # type: ignore[attr-defined]
+    assert _apply(api, desired, Proof("alice", new_cert, new_key, Probes())).applied
 
 
 def test_a_certificate_on_the_crl_sent_in_the_same_call_is_refused(tmp_path: Path) -> None:
@@ -296,4 +301,4 @@ def test_a_good_proof_still_needs_the_live_probe_to_succeed(tmp_path: Path) -> N
         _apply(api, DesiredSsl(acl=AclMode.CERT), Proof("alice", cert, key, Probes(bad_probe)))
     assert api.modify_calls == []
     result = _apply(api, DesiredSsl(acl=AclMode.CERT), Proof("alice", cert, key, Probes()))
-    assert result.applied and result.guard is not None and result.guard.ok  # type: ignore[attr-defined]
+    assert result.applied and result.guard is not None and result.guard.ok

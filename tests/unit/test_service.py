@@ -20,9 +20,11 @@ from rdsssl.models import (
     SslState,
 )
 from rdsssl.ops import audit
+from rdsssl.ops.apply import ApplyOptions, apply
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.change import CrlFromStore, DesiredSsl, Effect, apply, plan
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.guard import Proof
+from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Effect, plan
 from rdsssl.pki import crypto
 
 from .conftest import cached_key, make_pki
@@ -137,9 +139,9 @@ def test_plan_crl_from_store_is_noop_when_current_and_uploads_when_not() -> None
 def test_apply_sends_one_call_then_a_rerun_sends_none() -> None:
     api = FakeApi(ssl_state())
     desired = DesiredSsl(client_ca_pem=_ca(), crl=_crl(), acl=AclMode.PREFER)
-    first = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    first = apply(api, "pgm-x", desired, clock=Clock(sleep=lambda s: None))
     assert first.applied and len(api.modify_calls) == 1
-    second = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    second = apply(api, "pgm-x", desired, clock=Clock(sleep=lambda s: None))
     assert not second.applied and second.plan.noop and len(api.modify_calls) == 1
 
 
@@ -152,7 +154,7 @@ def test_dry_run_makes_no_modify_call_and_signs_no_crl() -> None:
         return _crl()
 
     desired = DesiredSsl(crl=CrlFromStore(revoked=frozenset(), build=build))
-    result = apply(api, "pgm-x", desired, dry_run=True)
+    result = apply(api, "pgm-x", desired, ApplyOptions(dry_run=True))
     assert result.dry_run and not result.applied and not result.plan.noop
     assert api.modify_calls == [] and built == []
 
@@ -160,7 +162,7 @@ def test_dry_run_makes_no_modify_call_and_signs_no_crl() -> None:
 def test_apply_signs_the_store_crl_once_and_uploads_it() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca()))
     desired = DesiredSsl(crl=CrlFromStore(revoked=frozenset({9}), build=lambda: _crl(serials=(9,))))
-    result = apply(api, "pgm-x", desired, sleep=lambda s: None)
+    result = apply(api, "pgm-x", desired, clock=Clock(sleep=lambda s: None))
     assert result.applied and len(api.modify_calls) == 1
     sent = api.modify_calls[0].crl_pem
     assert (
@@ -179,7 +181,9 @@ def test_acl_without_client_ca_is_refused_locally() -> None:
 def test_verify_full_needs_pg12() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca()), instance_info(engine_version="11.0"))
     with pytest.raises(ConfigError, match="PostgreSQL >= 12"):
-        apply(api, "pgm-x", DesiredSsl(replication_acl=AclMode.VERIFY_FULL), force=True)
+        apply(
+            api, "pgm-x", DesiredSsl(replication_acl=AclMode.VERIFY_FULL), ApplyOptions(force=True)
+        )
     assert api.modify_calls == []
 
 
@@ -206,12 +210,16 @@ def test_crl_expiring_within_the_restart_margin_is_refused(
     crl = _crl(days=30, at=NOW - timedelta(days=30) + left)
     if refused:
         with pytest.raises(CryptoError, match="restart"):
-            apply(api, "pgm-x", DesiredSsl(crl=crl), restart_margin=margin)
+            apply(api, "pgm-x", DesiredSsl(crl=crl), ApplyOptions(restart_margin=margin))
         assert api.modify_calls == []
     else:
         t = FakeTime()
         apply(
-            api, "pgm-x", DesiredSsl(crl=crl), restart_margin=margin, sleep=t.sleep, clock=t.clock
+            api,
+            "pgm-x",
+            DesiredSsl(crl=crl),
+            ApplyOptions(restart_margin=margin),
+            clock=Clock(sleep=t.sleep, monotonic=t.clock),
         )
         assert len(api.modify_calls) == 1
 
@@ -219,7 +227,7 @@ def test_crl_expiring_within_the_restart_margin_is_refused(
 def test_ca_change_that_keeps_an_old_crl_not_covering_it_is_refused() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca(CA), crl_pem=_crl(CA)))
     with pytest.raises(CryptoError, match="no usable CRL for CA"):
-        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca(CA2)), force=True)
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca(CA2)), ApplyOptions(force=True))
 
 
 def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe(tmp_path: Path) -> None:
@@ -237,7 +245,7 @@ def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe(tmp_path: 
         "pgm-x",
         DesiredSsl(acl=AclMode.CERT),
         proof=Proof("alice", cert, key, ok_probe),
-        sleep=lambda s: None,
+        clock=Clock(sleep=lambda s: None),
     )
     assert ok.applied and ok.guard is not None and ok.guard.ok
 
@@ -245,14 +253,20 @@ def test_lockout_guard_refuses_without_probe_and_with_a_failing_probe(tmp_path: 
 def test_force_skips_the_guard() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca(), acl=AclMode.PREFER))
     result = apply(
-        api, "pgm-x", DesiredSsl(acl=AclMode.VERIFY_CA), force=True, sleep=lambda s: None
+        api,
+        "pgm-x",
+        DesiredSsl(acl=AclMode.VERIFY_CA),
+        ApplyOptions(force=True),
+        clock=Clock(sleep=lambda s: None),
     )
     assert result.applied and result.guard is None
 
 
 def test_loosening_the_acl_needs_no_guard() -> None:
     api = FakeApi(ssl_state(client_ca_pem=_ca(), acl=AclMode.CERT))
-    assert apply(api, "pgm-x", DesiredSsl(acl=AclMode.PREFER), sleep=lambda s: None).applied
+    assert apply(
+        api, "pgm-x", DesiredSsl(acl=AclMode.PREFER), clock=Clock(sleep=lambda s: None)
+    ).applied
 
 
 def test_locked_instance_is_refused() -> None:
@@ -280,7 +294,13 @@ def test_ambiguous_modify_failure_is_not_resent_when_the_change_is_underway() ->
         return original(instance_id)
 
     api.describe_ssl = describe_ssl  # type: ignore[method-assign]
-    result = apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), wait=False, sleep=lambda s: None)
+    result = apply(
+        api,
+        "pgm-x",
+        DesiredSsl(client_ca_pem=_ca()),
+        ApplyOptions(wait=False),
+        clock=Clock(sleep=lambda s: None),
+    )
     assert result.applied and len(api.modify_calls) == 1
 
 
@@ -289,7 +309,11 @@ def test_ambiguous_modify_failure_is_resent_when_nothing_happened() -> None:
     api.fail_modify = [ApiError("boom", code="ServiceUnavailable", retryable=True)]
     t = FakeTime()
     result = apply(
-        api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=t.sleep, clock=t.clock, settle=10
+        api,
+        "pgm-x",
+        DesiredSsl(client_ca_pem=_ca()),
+        ApplyOptions(settle=10),
+        clock=Clock(sleep=t.sleep, monotonic=t.clock),
     )
     assert result.applied and len(api.modify_calls) == 2
     assert t.now >= 10  # the instance was watched for the settle period before the re-send
@@ -300,7 +324,7 @@ def test_permanent_modify_error_surfaces_unchanged() -> None:
     api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("bad", code="InvalidClientCACert")]
     with pytest.raises(ApiError, match="InvalidClientCACert"):
-        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), sleep=lambda s: None)
+        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), clock=Clock(sleep=lambda s: None))
     assert len(api.modify_calls) == 1
 
 
@@ -310,9 +334,9 @@ def test_audit_log_gets_a_sent_and_an_outcome_line_per_change_none_for_a_noop(
     log = AuditLog(tmp_path / "audit" / "audit.jsonl")
     api = FakeApi(ssl_state())
     desired = DesiredSsl(client_ca_pem=_ca(), acl=AclMode.PREFER)
-    apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
-    apply(api, "pgm-x", desired, audit=log, sleep=lambda s: None)
-    apply(api, "pgm-x", desired, audit=log, dry_run=True)
+    apply(api, "pgm-x", desired, ApplyOptions(audit=log), clock=Clock(sleep=lambda s: None))
+    apply(api, "pgm-x", desired, ApplyOptions(audit=log), clock=Clock(sleep=lambda s: None))
+    apply(api, "pgm-x", desired, ApplyOptions(audit=log, dry_run=True))
     lines = audit.read(log.path)  # type: ignore[arg-type]
     assert [line["outcome"] for line in lines] == ["sent", "ok"]
     sent, line = lines
@@ -330,6 +354,12 @@ def test_audit_log_records_a_refused_modify(tmp_path: Path) -> None:
     api = FakeApi(ssl_state())
     api.fail_modify = [ApiError("bad", code="InvalidClientCACert", request_id="r-9")]
     with pytest.raises(ApiError):
-        apply(api, "pgm-x", DesiredSsl(client_ca_pem=_ca()), audit=log, sleep=lambda s: None)
+        apply(
+            api,
+            "pgm-x",
+            DesiredSsl(client_ca_pem=_ca()),
+            ApplyOptions(audit=log),
+            clock=Clock(sleep=lambda s: None),
+        )
     [line] = audit.read(tmp_path / "audit.jsonl")
     assert line["outcome"] == "api-error" and line["request_id"] == "r-9"

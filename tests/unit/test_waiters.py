@@ -17,7 +17,7 @@ import pytest
 
 from rdsssl.errors import ApiError, ChangeFailed, InstanceNotFound, Throttled, WaiterTimeout
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslState
-from rdsssl.ops import change
+from rdsssl.ops.waiting import observe
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import (
     Progress,
@@ -323,7 +323,7 @@ class FakeRds:
     ) -> Observation:
         return wait_until(
             spec,
-            change.observe(cast(RdsApi, self), "pgm-1"),
+            observe(cast(RdsApi, self), "pgm-1"),
             sleep=self.t.sleep,
             clock=self.t.clock,
             rng=rng or random.Random(3),
@@ -384,7 +384,7 @@ def test_a_failed_ssl_read_adds_the_attribute_read_and_never_succeeds() -> None:
     seen: list[Progress] = []
     wait_until(
         ssl_applied(has_new_ca),
-        change.observe(cast(RdsApi, rds), "pgm-1"),
+        observe(cast(RdsApi, rds), "pgm-1"),
         sleep=t.sleep,
         clock=t.clock,
         on_progress=seen.append,

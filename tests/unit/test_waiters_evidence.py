@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdsssl.models import InstanceInfo, Observation, SslState
-from rdsssl.ops import change
+from rdsssl.ops.waiting import observe
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import DENSE, ssl_applied, wait_until
 
@@ -52,7 +52,7 @@ class Timeline:
     def wait(self, *, expected: float | None, settle: float = 10.0, seed: int = 5) -> Observation:
         return wait_until(
             ssl_applied(has_new_ca, expected=expected, settle=settle),
-            change.observe(cast(RdsApi, self), "pgm-1"),
+            observe(cast(RdsApi, self), "pgm-1"),
             sleep=self.t.sleep,
             clock=self.t.clock,
             rng=random.Random(seed),
