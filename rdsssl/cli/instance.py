@@ -50,7 +50,9 @@ from rdsssl.ops.change import CrlFromStore, DesiredSsl, confirm_earlier, fingerp
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.probe import ProbeOutcome
 from rdsssl.pki import crypto
-from rdsssl.rds.waiters import describe, instance_ready, wait_until
+from rdsssl.rds.acceptors import instance_ready
+from rdsssl.rds.observations import describe
+from rdsssl.rds.waiters import wait_until
 from rdsssl.store.castore import CaStore
 from rdsssl.store.fsutil import atomic_write
 

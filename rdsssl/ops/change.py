@@ -30,6 +30,7 @@ from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile
+from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import (
     DEFAULT_TIMEOUT,
@@ -37,8 +38,6 @@ from rdsssl.rds.waiters import (
     Progress,
     Reads,
     WaiterSpec,
-    instance_ready,
-    ssl_applied,
     wait_until,
 )
 from rdsssl.store.paths import instance_lock

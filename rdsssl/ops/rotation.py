@@ -58,9 +58,10 @@ from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import waiters
+from rdsssl.rds.acceptors import instance_ready
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
-from rdsssl.rds.waiters import Progress, instance_ready, wait_until
+from rdsssl.rds.waiters import Progress, wait_until
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import client_file_names, user_dir
 from rdsssl.store.records import CertRecord, format_time, parse_time
