@@ -28,7 +28,7 @@ from cryptography import x509
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.ops.change import Plan
 from rdsssl.ops.crl_refresh import StoreCrl
-from rdsssl.ops.deploy import RenewalPlan
+from rdsssl.ops.renewal_plan import RenewalPlan
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.pki.crypto import KeyProtection
 from rdsssl.store.records import format_time

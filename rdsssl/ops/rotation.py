@@ -53,8 +53,9 @@ from rdsssl.errors import (
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.ops import change, guard
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.deploy import RenewalPlan, finish_interrupted, renew_due, tls12_skips
+from rdsssl.ops.cert_renewal import finish_interrupted, renew_due
 from rdsssl.ops.probe import ProbeResult
+from rdsssl.ops.renewal_plan import RenewalPlan, tls12_skips
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import waiters
