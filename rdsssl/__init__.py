@@ -46,8 +46,8 @@ _LAZY: dict[str, str] = {
     "ApiSettings": "rdsssl.rds.settings",
     "RdsApi": "rdsssl.rds.api",
     "wait_until": "rdsssl.rds.waiters",
-    "ssl_applied": "rdsssl.rds.waiters",
-    "instance_ready": "rdsssl.rds.waiters",
+    "ssl_applied": "rdsssl.rds.acceptors",
+    "instance_ready": "rdsssl.rds.acceptors",
     "load_desired_state": "rdsssl.ops.config",
     "DesiredBuilder": "rdsssl.ops.desired",
     "desired_ssl": "rdsssl.ops.desired",
@@ -176,8 +176,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.guard import Proof
     from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Plan, plan
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
+    from rdsssl.rds.acceptors import instance_ready, ssl_applied
     from rdsssl.rds.api import AliyunRdsApi, RdsApi
     from rdsssl.rds.settings import ApiSettings
-    from rdsssl.rds.waiters import instance_ready, ssl_applied, wait_until
+    from rdsssl.rds.waiters import wait_until
     from rdsssl.store.castore import CaStore
     from rdsssl.store.files import write_client_files

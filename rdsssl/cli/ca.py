@@ -29,6 +29,7 @@ from rdsssl.models import KeyType
 from rdsssl.ops.rotation_state import Phase, load, state_path
 from rdsssl.pki import crypto
 from rdsssl.pki.crypto import KeyProtection
+from rdsssl.store.ca_import import ImportSources
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import CA_KEY
 from rdsssl.store.records import CaRenewal, CaSummary, CaVersion, KeyRewrap
@@ -228,10 +229,12 @@ def import_(
         index_txt=index,
         crlnumber=crlnumber,
         now=now,
-        cert_source=str(cert_file),
-        key_source=str(key_file),
-        index_source=str(index_file),
-        crlnumber_source=str(crlnumber_file),
+        sources=ImportSources(
+            cert=str(cert_file),
+            key=str(key_file),
+            index=str(index_file),
+            crlnumber=str(crlnumber_file),
+        ),
     ) as store:
         _report(store.summary(now=now), action="imported", imported=len(store.certificates()))
 

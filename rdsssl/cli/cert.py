@@ -28,15 +28,9 @@ from rdsssl.cli.common import (
 from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.ops.client_issue import IssueOptions
+from rdsssl.ops.client_issue import issue as issue_client
 from rdsssl.pki import crypto
-from rdsssl.store.files import (
-    check_client_dir,
-    check_client_files_absent,
-    client_file_names,
-    loose_client_dir_warning,
-    user_dir,
-    write_client_files,
-)
 from rdsssl.store.fsutil import atomic_write
 
 __all__ = ["cert"]
@@ -89,47 +83,30 @@ def issue(
       rdsssl cert issue --ca-dir ./ca --user alice --out ./alice
     """
     app = get_app()
-    crypto.validate_role_name(user)
-    problem = None if force else crypto.tls12_key_problem(KeyType(key_type))
-    if problem:
-        raise InputError(f"{user}: {problem}")  # before the store is even opened
-    out = out_dir if out_dir is not None else user_dir(Path(), user)
-    p12_secret = p12_passphrase(fmt, p12_passphrase_env)
-    check_client_dir(out, client_file_names(fmt))  # before the inventory row, like the next
-    if not force:
-        check_client_files_absent(out, fmt)  # before the inventory row, so a refusal is clean
-    loose = loose_client_dir_warning(out)
-    if loose:
-        app.warn(loose)
-    with open_store(ca_dir, wait_lock=wait_lock) as store:
-        unlock(app, store, passphrase_file)
-        issued = store.issue(
-            user=user,
-            key_type=KeyType(key_type),
-            days=days,
-            now=app.now(),
-            allow_tls13_only=force,
-        )
-        try:
-            files = write_client_files(
-                out, issued, store.ca_cert, fmt=fmt, overwrite=force, p12_passphrase=p12_secret
-            )
-        except (InputError, OSError) as exc:
-            serial = issued.record.serial_hex
-            why = str(exc) if isinstance(exc, InputError) else f"{exc.filename}: {exc.strerror}"
-            raise InputError(
-                f"certificate {serial} for {user} is recorded but its files were not written "
-                f"({why}); issue again, and revoke it with rdsssl cert revoke --serial {serial}"
-            ) from None
-    record = issued.record
+    options = IssueOptions(
+        ca_dir=ca_dir,
+        user=user,
+        days=days,
+        key_type=KeyType(key_type),
+        now=app.now(),
+        out_dir=out_dir,
+        fmt=fmt,
+        p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
+        force=force,
+        wait_lock=wait_lock,
+    )
+    done = issue_client(
+        options, unlock=lambda store: unlock(app, store, passphrase_file), warn=app.warn
+    )
+    record, files = done.issued.record, done.files
     app.result(
         {
             "certificate": record.to_json(app.now()),
             "files": [str(p) for p in files],
-            "truncated": issued.truncated,
+            "truncated": done.issued.truncated,
         }
     )
-    warn_truncated(app, record, issued.truncated)
+    warn_truncated(app, record, done.issued.truncated)
     app.info(
         f"issued certificate {record.serial_hex} for {user} ({record.key_type}), "
         f"valid until {iso(record.not_after)}"

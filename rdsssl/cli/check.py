@@ -40,9 +40,9 @@ from rdsssl.ops.checks import (
     prometheus_text,
 )
 from rdsssl.ops.crl_refresh import StoreCrl, store_crl
-from rdsssl.ops.deploy import plan_renewal
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.plan import Plan
+from rdsssl.ops.renewal_plan import plan_renewal
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
 from rdsssl.store.fsutil import atomic_write

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -183,17 +183,36 @@ def read_input(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
+def resolve_passphrase(
+    app: App,
+    *,
+    passphrase_file: Path | None,
+    envs: Sequence[str] = (PASSPHRASE_ENV,),
+    prompt: str | None,
+    confirm: bool = False,
+) -> bytes | None:
+    """THE passphrase resolver of the CLI, for a CA key: the first line of ``passphrase_file``
+    (ConfigError when empty), else the first of the environment variables ``envs`` that is set
+    and not empty, else, on a terminal and with a ``prompt``, what the user types (asked twice
+    with ``confirm``). None when no source gave one: the caller says what to do."""
+    if passphrase_file is not None:
+        return _from_file(passphrase_file)
+    for name in envs:
+        value = os.environ.get(name)
+        if value:
+            return value.encode("utf-8")
+    if prompt is None or not app.interactive:
+        return None
+    typed: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    return typed.encode("utf-8")
+
+
 def _from_file(path: Path) -> bytes:
     lines = read_input(path, "a passphrase file").splitlines()
     value = lines[0] if lines else b""
     if not value:
         raise ConfigError(f"{path}: the passphrase file is empty")
     return value
-
-
-def _from_env(name: str = PASSPHRASE_ENV) -> bytes | None:
-    value = os.environ.get(name)
-    return value.encode("utf-8") if value else None
 
 
 def new_passphrase(
@@ -213,21 +232,17 @@ def new_passphrase(
         if passphrase_file is not None:
             raise UsageError(f"--no-passphrase and {file_option} contradict each other")
         return None
-    if passphrase_file is not None:
-        return _from_file(passphrase_file)
-    value = _from_env(env)
+    value = resolve_passphrase(
+        app,
+        passphrase_file=passphrase_file,
+        envs=(env,),
+        prompt=f"{prompt} for {key_path}",
+        confirm=True,
+    )
+    if value == b"":
+        raise ConfigError("an empty passphrase would not protect the CA key")
     if value is not None:
         return value
-    if app.interactive:
-        typed: str = click.prompt(
-            f"{prompt} for {key_path}",
-            hide_input=True,
-            confirmation_prompt=True,
-            err=True,
-        )
-        if not typed:
-            raise ConfigError("an empty passphrase would not protect the CA key")
-        return typed.encode("utf-8")
     raise ConfigError(
         f"{key_path} needs a passphrase: set {env}, pass {file_option} FILE, "
         "run on a terminal to be asked, or pass --no-passphrase for an unencrypted key"
@@ -239,28 +254,41 @@ def open_store(ca_dir: Path, *, wait_lock: float = 0.0) -> CaStore:
     return CaStore.open(ca_dir, wait_lock=wait_lock)
 
 
-def current_passphrase(app: App, store: CaStore, passphrase_file: Path | None) -> bytes | None:
-    """The passphrase of the store's CA key from the first available source; None when the key
-    is not encrypted (StoreError when it is and no source gave one)."""
+def current_passphrase(
+    app: App,
+    store: CaStore,
+    passphrase_file: Path | None,
+    *,
+    envs: Sequence[str] = (PASSPHRASE_ENV,),
+) -> bytes | None:
+    """The passphrase of the store's CA key from the first available source
+    (``resolve_passphrase``); None when the key is not encrypted (StoreError when it is and no
+    source gave one)."""
     if not store.key_encrypted:
         return None
-    passphrase = _from_file(passphrase_file) if passphrase_file is not None else _from_env()
-    if passphrase is None and app.interactive:
-        value: str = click.prompt(f"Passphrase for {store.key_path}", hide_input=True, err=True)
-        passphrase = value.encode("utf-8")
+    passphrase = resolve_passphrase(
+        app, passphrase_file=passphrase_file, envs=envs, prompt=f"Passphrase for {store.key_path}"
+    )
     if passphrase is None:
         raise StoreError(
-            f"{store.key_path} is encrypted and no passphrase was given: set {PASSPHRASE_ENV}, "
-            "pass --passphrase-file FILE, or run on a terminal to be asked"
+            f"{store.key_path} is encrypted and no passphrase was given: set "
+            f"{' or '.join(envs)}, pass --passphrase-file FILE, or run on a terminal to be asked"
         )
     return passphrase
 
 
-def unlock(app: App, store: CaStore, passphrase_file: Path | None) -> None:
-    """Decrypt the CA key with the first available passphrase source, once: a store already
+def unlock(
+    app: App,
+    store: CaStore,
+    passphrase_file: Path | None,
+    *,
+    envs: Sequence[str] = (PASSPHRASE_ENV,),
+) -> None:
+    """Decrypt the CA key with the first available passphrase source (``resolve_passphrase``:
+    the file, then the variables ``envs`` in order, then a prompt), once: a store already
     unlocked is left alone (no second prompt, no second slow key derivation)."""
     if not store.unlocked:
-        store.unlock(current_passphrase(app, store, passphrase_file))
+        store.unlock(current_passphrase(app, store, passphrase_file, envs=envs))
 
 
 def iso(value: datetime | None) -> str | None:

@@ -51,7 +51,9 @@ from rdsssl.ops.plan import CrlFromStore, DesiredSsl, fingerprints
 from rdsssl.ops.probe_options import ProbeOptions
 from rdsssl.ops.waiting import observe
 from rdsssl.pki import crypto
-from rdsssl.rds.waiters import describe, instance_ready, wait_until
+from rdsssl.rds.acceptors import instance_ready
+from rdsssl.rds.observations import describe
+from rdsssl.rds.waiters import wait_until
 from rdsssl.store.castore import CaStore
 from rdsssl.store.fsutil import atomic_write
 

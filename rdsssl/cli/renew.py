@@ -1,18 +1,14 @@
 """``rdsssl cert renew``: re-issue certificates inside their renewal window, for cron.
 
 Kept apart from `rdsssl.cli.cert` (which registers it on the `cert` group) because renewal has
-its own machinery: the run lock on OUT_ROOT, deploy hooks and the atomic version switch of
-`rdsssl.ops.deploy`.
-
-A dry run never runs the deploy hook unless ``--run-deploy-hooks`` asks for it: hooks are
-written for real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live
-certificate). Asked for, it runs with ``RDSSSL_DRY_RUN=1`` and both serials empty.
+its own machinery: the command parses its options into `rdsssl.ops.renew_run.RenewOptions`,
+runs `rdsssl.ops.renew_run.run` (the run lock on OUT_ROOT, deploy hooks, the atomic version
+switch of `rdsssl.ops.client_versions`) and renders the result.
 """
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,35 +24,15 @@ from rdsssl.cli.common import (
     iso,
     json_option,
     key_type_option,
-    open_store,
     p12_passphrase,
     passphrase_file_option,
     unlock,
     wait_lock_option,
     warn_truncated,
 )
-from rdsssl.errors import HookFailed, InputError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.ops import rotation_state
-from rdsssl.ops.deploy import (
-    CURRENT,
-    Renewal,
-    RenewalPlan,
-    RenewalWindow,
-    Skipped,
-    finish_interrupted,
-    hook_pending,
-    mark_deployed,
-    plan_renewal,
-    renew_due,
-    tls12_skips,
-    user_dirs,
-)
-from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
-from rdsssl.ops.rotation_state import Phase
-from rdsssl.store.files import loose_client_dir_warning
-from rdsssl.store.fsutil import make_private_dirs
-from rdsssl.store.lock import FileLock, current_command
+from rdsssl.ops.renew_run import RenewOptions, RenewResult, run
+from rdsssl.store.castore import CaStore
 
 __all__ = ["renew"]
 
@@ -85,67 +61,6 @@ class _Percent(_PercentBase):
         if not 0 < share <= 1:
             self.fail(f"{value!r}: give a percentage above 0 and at most 100", param, ctx)
         return share
-
-
-def _refuse_during_rotation(ca_dir: Path, out_root: Path) -> None:
-    """A rotation away from this CA reissues every user into its out-root; renewing from the
-    old CA into the same directories would put old-CA certificates back over them."""
-    state = rotation_state.load(rotation_state.state_path(ca_dir))
-    in_progress = (Phase.STAGED, Phase.REISSUED, Phase.VERIFIED)
-    if state is None or state.phase not in in_progress:
-        return
-    if Path(state.out_root).resolve() == out_root.resolve():
-        raise InputError(
-            f"a rotation of {ca_dir} to {state.new.dir} is in progress ({state.phase.value}) and "
-            f"writes to {out_root}: renew from the new CA (--ca-dir {state.new.dir}), or "
-            "finish the rotation first (rdsssl rotate ca --retire)"
-        )
-
-
-def _renew_lock(
-    out_root: Path, dry_run: bool, wait: float
-) -> contextlib.AbstractContextManager[Any]:
-    """One renew run per OUT_ROOT, held through the hooks too (which run after the CA store
-    lock is released, so that a hook may call rdsssl on the same store)."""
-    if dry_run:
-        return contextlib.nullcontext()
-    make_private_dirs(out_root)
-    return FileLock(
-        out_root / ".rdsssl-renew.lock",
-        command=current_command(),
-        wait=wait,
-        label=f"renewals into {out_root}",
-    )
-
-
-def _run_hooks(
-    app: App, command: str, deployments: list[Deployment], dry_run: bool, exclude: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    """Run the deploy hook once per deployment; its output goes to stderr, never to stdout.
-    ``exclude``: variables the hook must not see besides the secrets (--p12-passphrase-env)."""
-    results: list[dict[str, Any]] = []
-    for dep in deployments:
-        ran = run_hook(command, deploy_env(dep, dry_run=dry_run), exclude=exclude)
-        say = app.info if ran.ok else app.warn
-        for line in ran.output.splitlines():
-            say(f"deploy hook ({dep.user}): {line}")
-        if ran.ok and not dry_run:
-            mark_deployed(dep)
-        results.append(
-            {"user": dep.user, "serial": dep.serial, "exit_code": ran.returncode, "ok": ran.ok}
-        )
-    return results
-
-
-def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
-    return {
-        "user": r.user,
-        "old_serial": r.old_serial,
-        "certificate": r.new.to_json(now),
-        "files": [str(p) for p in r.files],
-        "version_dir": str(r.version_dir),
-        "resumed": r.resumed,
-    }
 
 
 @click.command("renew")
@@ -227,153 +142,69 @@ def renew(
           --deploy-hook 'systemctl reload myapp'
     """
     app = get_app()
-    now = app.now()
-    _check_hook_flags(deploy_hook, dry_run, run_deploy_hooks)
-    _refuse_during_rotation(ca_dir, out_root)
-    window = RenewalWindow(before=before, at=at)
-    p12_secret = p12_passphrase(fmt, p12_passphrase_env)
-    hidden = (p12_passphrase_env,) if p12_passphrase_env else ()
-    if deploy_hook is not None:
-        check_hook(deploy_hook, exclude=hidden)  # before any work, as certbot does
-    done: list[Renewal] = []
-    with _renew_lock(out_root, dry_run, wait_lock):
-        with (
-            open_store(ca_dir, wait_lock=wait_lock) as store,
-            store.locked() if not dry_run else contextlib.nullcontext(),
-        ):
-            resumed = finish_interrupted(
-                store,
-                out_root=out_root,
-                user=user,
-                fmt=fmt,
-                p12_passphrase=p12_secret,
-                dry_run=dry_run,
+    options = RenewOptions(
+        ca_dir=ca_dir,
+        out_root=out_root,
+        now=app.now(),
+        user=user,
+        before=before,
+        at=at,
+        days=days,
+        key_type=None if key_type is None else KeyType(key_type),
+        fmt=fmt,
+        p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
+        deploy_hook=deploy_hook,
+        hidden=(p12_passphrase_env,) if p12_passphrase_env else (),
+        dry_run=dry_run,
+        run_deploy_hooks=run_deploy_hooks,
+        force=force,
+        wait_lock=wait_lock,
+    )
+    result = run(options, _View(app, passphrase_file))
+    app.result(result.to_json())
+    error = result.error()
+    if error is not None:
+        raise error
+
+
+class _View:
+    """The CLI side of a run: prompts, warnings and the report on stderr."""
+
+    def __init__(self, app: App, passphrase_file: Path | None) -> None:
+        self._app, self._passphrase_file = app, passphrase_file
+
+    def unlock(self, store: CaStore) -> None:
+        unlock(self._app, store, self._passphrase_file)
+
+    def warn(self, text: str) -> None:
+        self._app.warn(text)
+
+    def info(self, text: str) -> None:
+        self._app.info(text)
+
+    def hook_output(self, user: str, ok: bool, line: str) -> None:
+        (self._app.info if ok else self._app.warn)(f"deploy hook ({user}): {line}")
+
+    def renewed(self, outcome: RenewResult) -> None:
+        app, plan, opts = self._app, outcome.plan, outcome.options
+        for skipped in plan.skipped:
+            app.warn(skipped.message())
+        for r in plan.blocked:
+            app.warn(
+                f"{r.cn}: certificate {r.serial_hex} already ends with the CA on "
+                f"{iso(r.not_after)}; renewing cannot extend it: renew the CA first "
+                f"(rdsssl ca renew --ca-dir {opts.ca_dir}: same key, no client re-issue)"
             )
-            plan = plan_renewal(store, now=now, before=before, at=at, user=user, out_root=out_root)
-            chosen = None if key_type is None else KeyType(key_type)
-            if not force:
-                plan = tls12_skips(plan, chosen)
-            dirs = user_dirs(store, out_root, user=user)
-            if plan.due:
-                window.check_days(days)
-            _warn_loose_dirs(app, plan, dirs)
-            if plan.due and not dry_run:
-                unlock(app, store, passphrase_file)
-                done = renew_due(
-                    store,
-                    plan,
-                    now=now,
-                    out_root=out_root,
-                    days=days,
-                    key_type=chosen,
-                    fmt=fmt,
-                    p12_passphrase=p12_secret,
-                    hook=deploy_hook is not None,
-                    allow_tls13_only=force,
-                )
-        _report(app, ca_dir, plan, resumed, done, dry_run)
-        hooks: list[dict[str, Any]] = []
-        if deploy_hook is not None and dry_run and not run_deploy_hooks:
+        verb = "would finish" if opts.dry_run else "finished"
+        for item in outcome.resumed:
+            app.info(f"{verb} an interrupted renewal of {item.user}: {item.new.serial_hex}")
+        if not plan.due and not outcome.resumed and not plan.skipped:
+            app.info("nothing to renew")
+        for r in plan.due if opts.dry_run else []:
+            app.info(f"due: {r.cn} (certificate {r.serial_hex}, not after {iso(r.not_after)})")
+        for item in outcome.done:
+            warn_truncated(app, item.new, item.truncated)
             app.info(
-                "dry run: the deploy hook is not run (--run-deploy-hooks runs it with "
-                "RDSSSL_DRY_RUN=1)"
+                f"renewed {item.user}: {item.old_serial} -> {item.new.serial_hex}, "
+                f"valid until {iso(item.new.not_after)}, in {item.out_dir}"
             )
-        elif deploy_hook is not None:
-            pending = _dry_deployments(plan, resumed, dirs) if dry_run else hook_pending(dirs)
-            hooks = _run_hooks(app, deploy_hook, pending, dry_run, hidden)
-    failed = [h for h in hooks if not h["ok"]]
-    app.result(
-        {
-            "ok": not failed and not plan.skipped,
-            "dry_run": dry_run,
-            "due": [r.to_json(now) for r in plan.due],
-            "renewed": [_renewal_json(r, now) for r in done],
-            "resumed": [_renewal_json(r, now) for r in resumed],
-            "blocked": [r.to_json(now) for r in plan.blocked],
-            "skipped": [s.to_json() for s in plan.skipped],
-            "hooks_ran": bool(hooks),
-            "hooks": hooks,
-        }
-    )
-    if plan.skipped:
-        raise InputError(_skipped_summary(plan.skipped, failed, dry_run))
-    if failed:
-        users = ", ".join(f"{h['user']} (exit {h['exit_code']})" for h in failed)
-        again = "" if dry_run else "; the new files are in place and the hook runs again next time"
-        raise HookFailed(f"the deploy hook failed for {users}{again}")
-
-
-def _check_hook_flags(deploy_hook: str | None, dry_run: bool, run_deploy_hooks: bool) -> None:
-    if run_deploy_hooks and not dry_run:
-        raise UsageError("--run-deploy-hooks goes with --dry-run (a real renewal runs the hook)")
-    if run_deploy_hooks and deploy_hook is None:
-        raise UsageError("--run-deploy-hooks needs --deploy-hook CMD")
-
-
-def _warn_loose_dirs(app: App, plan: RenewalPlan, dirs: dict[str, Path]) -> None:
-    """An existing OUT_ROOT/USER open to other users is worth a warning (keys go there)."""
-    for record in plan.due:
-        loose = loose_client_dir_warning(dirs[record.cn]) if record.cn in dirs else None
-        if loose:
-            app.warn(loose)
-
-
-def _skipped_summary(skipped: list[Skipped], failed: list[dict[str, Any]], dry_run: bool) -> str:
-    """The error a run with skipped users ends with (exit 3), after everyone else was done."""
-    serials = ", ".join(s.record.serial_hex for s in skipped)
-    others = "would be renewed" if dry_run else "were renewed"
-    text = (
-        f"{len(skipped)} certificate(s) skipped ({serials}): see the warnings above; every "
-        f"other due certificate {others}"
-    )
-    if failed:
-        users = ", ".join(f"{h['user']} (exit {h['exit_code']})" for h in failed)
-        text += f"; the deploy hook also failed for {users}"
-    return text
-
-
-def _dry_deployments(
-    plan: RenewalPlan, resumed: list[Renewal], dirs: dict[str, Path]
-) -> list[Deployment]:
-    """Under --dry-run the hook runs for what would be renewed or finished, with the paths
-    where the files would go (no serial: nothing is issued)."""
-    due = [
-        Deployment(r.cn, "", r.serial_hex, dirs[r.cn], dirs[r.cn] / CURRENT)
-        for r in plan.due
-        if r.cn in dirs
-    ]
-    return due + [
-        Deployment(r.user, r.new.serial_hex, r.old_serial, r.out_dir, r.version_dir)
-        for r in resumed
-    ]
-
-
-def _report(
-    app: App,
-    ca_dir: Path,
-    plan: RenewalPlan,
-    resumed: list[Renewal],
-    done: list[Renewal],
-    dry_run: bool,
-) -> None:
-    for skipped in plan.skipped:
-        app.warn(skipped.message())
-    for r in plan.blocked:
-        app.warn(
-            f"{r.cn}: certificate {r.serial_hex} already ends with the CA on "
-            f"{iso(r.not_after)}; renewing cannot extend it: renew the CA first "
-            f"(rdsssl ca renew --ca-dir {ca_dir}: same key, no client re-issue)"
-        )
-    verb = "would finish" if dry_run else "finished"
-    for item in resumed:
-        app.info(f"{verb} an interrupted renewal of {item.user}: {item.new.serial_hex}")
-    if not plan.due and not resumed and not plan.skipped:
-        app.info("nothing to renew")
-    for r in plan.due if dry_run else []:
-        app.info(f"due: {r.cn} (certificate {r.serial_hex}, not after {iso(r.not_after)})")
-    for item in done:
-        warn_truncated(app, item.new, item.truncated)
-        app.info(
-            f"renewed {item.user}: {item.old_serial} -> {item.new.serial_hex}, "
-            f"valid until {iso(item.new.not_after)}, in {item.out_dir}"
-        )

@@ -11,7 +11,6 @@ change it has not seen finish (the next run confirms it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from rdsssl.cli.cloud import (
 )
 from rdsssl.cli.common import (
     NEW_PASSPHRASE_ENV,
+    PASSPHRASE_ENV,
     ca_dir_option,
     check_days,
     get_app,
@@ -54,7 +54,6 @@ from rdsssl.ops.rotation_state import (
     state_path,
 )
 from rdsssl.pki import crypto
-from rdsssl.store.castore import CaStore
 
 __all__ = ["rotate"]
 
@@ -71,16 +70,6 @@ _STEP_TEXT = {
 @click.group()
 def rotate() -> None:
     """Rotate the client CA of instances in two phases, with overlap and rollback."""
-
-
-def _unlock_new(app: App, store: CaStore, passphrase_file: Path | None) -> None:
-    """The new store's passphrase: --new-passphrase-file, $RDSSSL_NEW_CA_PASSPHRASE, then the
-    old store's sources ($RDSSSL_CA_PASSPHRASE, a prompt), for stores sharing a passphrase."""
-    value = os.environ.get(NEW_PASSPHRASE_ENV)
-    if passphrase_file is None and value and store.key_encrypted:
-        store.unlock(value.encode("utf-8"))
-        return
-    unlock(app, store, passphrase_file)
 
 
 def _confirm(app: App, state: RotationState, steps: list[Step], yes: bool, dry: bool) -> bool:
@@ -213,7 +202,9 @@ def rotate_ca(
             if run.needs_old_key:  # on this thread, before anything changes
                 unlock(app, run.old, passphrase_file)
             if run.needs_new_key and run.new is not None:
-                _unlock_new(app, run.new, new_passphrase_file)
+                # --new-passphrase-file, $RDSSSL_NEW_CA_PASSPHRASE, then the old store's sources
+                envs = (NEW_PASSPHRASE_ENV, PASSPHRASE_ENV)
+                unlock(app, run.new, new_passphrase_file, envs=envs)
             api = make_api(app)
 
             def prober(iid: str, user: str, cert: Path, key: Path) -> ProbeResult:

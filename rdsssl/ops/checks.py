@@ -27,8 +27,8 @@ from cryptography import x509
 
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.ops.crl_refresh import StoreCrl
-from rdsssl.ops.deploy import RenewalPlan
 from rdsssl.ops.plan import Plan
+from rdsssl.ops.renewal_plan import RenewalPlan
 from rdsssl.pki import crl_policy, crl_verdict, crypto
 from rdsssl.pki.crypto import KeyProtection
 from rdsssl.store.records import format_time

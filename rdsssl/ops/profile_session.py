@@ -35,8 +35,9 @@ from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslModifyRequest
 from rdsssl.ops.probe import ProbeTarget, ServerFacts, probe_target, server_facts
 from rdsssl.ops.profile_timeline import NEW, OLD, Sample, Timing, analyse, restart_statuses
 from rdsssl.pki import crypto
+from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.api import RdsApi
-from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Reads, instance_ready, ssl_applied, wait_until
+from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Reads, wait_until
 from rdsssl.store.fsutil import atomic_write
 
 __all__ = [

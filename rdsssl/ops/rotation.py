@@ -55,15 +55,17 @@ from rdsssl.ops import guard
 from rdsssl.ops import plan as planning
 from rdsssl.ops.apply import ApplyOptions, apply
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.deploy import RenewalPlan, finish_interrupted, renew_due, tls12_skips
+from rdsssl.ops.cert_renewal import finish_interrupted, renew_due
 from rdsssl.ops.probe import ProbeResult
+from rdsssl.ops.renewal_plan import RenewalPlan, tls12_skips
 from rdsssl.ops.rotation_state import RotationState, Step, StepRecord, UserRecord, save
 from rdsssl.ops.waiting import observe
 from rdsssl.pki import crl_policy, crl_verdict, crypto
 from rdsssl.rds import waiters
+from rdsssl.rds.acceptors import instance_ready
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
-from rdsssl.rds.waiters import Progress, instance_ready, wait_until
+from rdsssl.rds.waiters import Progress, wait_until
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import client_file_names, user_dir
 from rdsssl.store.records import CertRecord, format_time, parse_time

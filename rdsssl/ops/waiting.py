@@ -25,16 +25,9 @@ from rdsssl.ops.plan import (
     target_fingerprints,
 )
 from rdsssl.rds import service_profile
+from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.api import RdsApi
-from rdsssl.rds.waiters import (
-    DENSE,
-    Progress,
-    Reads,
-    WaiterSpec,
-    instance_ready,
-    ssl_applied,
-    wait_until,
-)
+from rdsssl.rds.waiters import DENSE, Progress, Reads, WaiterSpec, wait_until
 
 if TYPE_CHECKING:  # rdsssl.ops.apply builds its Waiting from its options
     from rdsssl.ops.apply import ApplyOptions

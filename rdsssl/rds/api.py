@@ -16,9 +16,9 @@ Decisions (see docs/aliyun-rds-ssl-api.md):
   never retries it: every error surfaces, and the service layer re-reads the instance before it
   decides to send again (even a throttling or busy answer may follow an accepted change
   somewhere between the gateway and the instance). CreateAccount follows the same rule.
-- ModifyDBInstanceSSL sends only DBInstanceId, ConnectionString and the client-CA / CRL / ACL
-  fields that are set; never SSLEnabled / CAType, because re-sending them may renew the cloud
-  server certificate that clients pin (§1.3, open question 4). Server SSL must already be on.
+- What ModifyDBInstanceSSL sends is `rdsssl.rds.modify`'s decision; the response-error
+  reading and transport classification are `rdsssl.rds.classify`'s, the ServerCAUrl download
+  `rdsssl.rds.server_ca`'s.
 - `request_target_fits` (only `rdsssl service-profile record` uses it) measures the gateway's
   URL limit with a DescribeDBInstanceSSL padded through `OwnerAccount`, a parameter of the SDK's
   own request model, so the call takes the SDK's ordinary path (no hand-built request); a dummy
@@ -34,42 +34,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from rdsssl.errors import (
-    ApiError,
-    ApiUnreachable,
-    ConfigError,
-    InstanceNotFound,
-    RdsSslError,
-    Throttled,
-)
+from rdsssl.errors import ApiError, ApiUnreachable, ConfigError, InstanceNotFound, RdsSslError
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
-from rdsssl.rds.classify import NO_CREDENTIALS_CODES, classify, transport_reason, unreachable
-from rdsssl.rds.parse import (
-    clean,
-    field,
-    instance_from,
-    items,
-    net_info_from,
-    ssl_from,
-    to_int,
-)
+from rdsssl.rds.classify import response_error, unreachable
+from rdsssl.rds.modify import modify_ssl_params
+from rdsssl.rds.parse import field, instance_from, items, net_info_from, ssl_from, to_int
+from rdsssl.rds.server_ca import check_url, download
 from rdsssl.rds.settings import (
     ENV_ACCESS_KEY_ID,
     ENV_ACCESS_KEY_SECRET,
@@ -144,37 +124,10 @@ def translate_error(exc: BaseException, *, action: str, endpoint: str) -> RdsSsl
             return unreachable(inner, action=action, endpoint=endpoint)
         return unreachable(exc, action=action, endpoint=endpoint)
     if isinstance(exc, TeaException):
-        return _from_response_error(exc, action=action)
+        from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+        return response_error(exc, action=action, throttled=isinstance(exc, ThrottlingException))
     return unreachable(exc, action=action, endpoint=endpoint)
-
-
-def _from_response_error(exc: Any, *, action: str) -> RdsSslError:
-    from alibabacloud_tea_openapi.exceptions import ThrottlingException
-
-    data = exc.data if isinstance(exc.data, dict) else {}
-    code = clean(getattr(exc, "code", None)) or clean(data.get("Code") or data.get("code"))
-    if code in NO_CREDENTIALS_CODES:
-        return missing_credentials()
-    status = to_int(getattr(exc, "status_code", None) or data.get("statusCode")) or None
-    request_id = clean(getattr(exc, "request_id", None)) or clean(
-        data.get("RequestId") or data.get("requestId")
-    )
-    message = clean(data.get("Message") or data.get("message"))
-    if not message:  # no body: undo the SDK's "code: 400, <Message> request id: <id>" format
-        text = clean(getattr(exc, "message", None))
-        found = re.match(r"code: \d+, (.*) request id: .*$", text, re.S)
-        message = clean(found.group(1)) if found else text
-    cls, retryable = classify(code, status)
-    if isinstance(exc, ThrottlingException):
-        cls, retryable = Throttled, True
-    return cls(
-        message or code or "the RDS API returned an error without a message",
-        action=action,
-        code=code,
-        request_id=request_id,
-        http_status=status,
-        retryable=retryable,
-    )
 
 
 # ------------------------------------------------------------------ the adapter
@@ -291,34 +244,10 @@ class AliyunRdsApi:
         return list(seen.values())
 
     def server_ca_pem(self, url: str) -> bytes:
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ApiError(f"ServerCAUrl {url!r} is not an http(s) URL", action="ServerCAUrl")
-        data: bytes = self._call("ServerCAUrl", lambda: self._download(url), sdk=False)
-        return data
-
-    def _download(self, url: str) -> bytes:
-        import urllib.error  # lazily: urllib.request pulls in http.client and ssl
-        import urllib.request
-
+        check_url(url)
         timeout = self._settings.read_timeout_ms / 1000
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data: bytes = response.read(1_000_000)
-                return data
-        except urllib.error.HTTPError as exc:
-            raise ApiUnreachable(
-                f"cannot download the server CA from {url}: HTTP {exc.code}",
-                action="ServerCAUrl",
-                http_status=exc.code,
-                retryable=exc.code >= 500,
-            ) from None
-        except OSError as exc:  # URLError, timeouts, refused
-            reason, retryable = transport_reason(str(exc))
-            raise ApiUnreachable(
-                f"cannot download the server CA from {url}: {reason} — check the network",
-                action="ServerCAUrl",
-                retryable=retryable,
-            ) from None
+        data: bytes = self._call("ServerCAUrl", lambda: download(url, timeout), sdk=False)
+        return data
 
     def request_target_fits(self, instance_id: str, target_bytes: int) -> bool:
         """Whether a DescribeDBInstanceSSL whose request target (`/?` + query, what an HTTP
@@ -350,23 +279,7 @@ class AliyunRdsApi:
     # -- writes (not retried except where the service surely refused them)
 
     def modify_ssl(self, request: SslModifyRequest) -> str:
-        params: dict[str, Any] = {
-            "dbinstance_id": request.instance_id,
-            "connection_string": request.connection_string,
-        }
-        if request.client_ca_enabled is not None:
-            params["client_caenabled"] = int(request.client_ca_enabled)
-        if request.client_ca_pem is not None:
-            params["client_cacert"] = request.client_ca_pem
-        if request.crl_enabled is not None:
-            params["client_crl_enabled"] = int(request.crl_enabled)
-        if request.crl_pem is not None:
-            params["client_cert_revocation_list"] = request.crl_pem
-        if request.acl is not None:
-            params["acl"] = request.acl.value
-        if request.replication_acl is not None:
-            params["replication_acl"] = request.replication_acl.value
-        sdk_request = self._models.ModifyDBInstanceSSLRequest(**params)
+        sdk_request = self._models.ModifyDBInstanceSSLRequest(**modify_ssl_params(request))
         body = self._call(
             "ModifyDBInstanceSSL",
             lambda: self._client.modify_dbinstance_ssl(sdk_request),

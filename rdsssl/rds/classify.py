@@ -8,8 +8,18 @@ an SDK exception is looked at) calls these.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from rdsssl.errors import ApiError, ApiUnreachable, InstanceBusy, InstanceNotFound, Throttled
+from rdsssl.errors import (
+    ApiError,
+    ApiUnreachable,
+    InstanceBusy,
+    InstanceNotFound,
+    RdsSslError,
+    Throttled,
+)
+from rdsssl.rds.parse import clean, to_int
+from rdsssl.rds.settings import missing_credentials
 
 # Classification by Code (doc §4). Anything not listed is permanent.
 _TRANSIENT_CODES = frozenset(
@@ -34,7 +44,7 @@ _BUSY_CODES = frozenset(
     }
 )
 _NOT_FOUND_CODES = frozenset({"InvalidDBInstanceId.NotFound"})
-NO_CREDENTIALS_CODES = frozenset({"InvalidCredentials"})  # raised by the SDK itself
+_NO_CREDENTIALS_CODES = frozenset({"InvalidCredentials"})  # raised by the SDK itself
 
 
 def classify(code: str, http_status: int | None) -> tuple[type[ApiError], bool]:
@@ -48,6 +58,36 @@ def classify(code: str, http_status: int | None) -> tuple[type[ApiError], bool]:
     if code in _TRANSIENT_CODES or (http_status is not None and http_status >= 500):
         return ApiError, True
     return ApiError, False
+
+
+def response_error(exc: Any, *, action: str, throttled: bool) -> RdsSslError:
+    """The error for a service answer (an SDK response exception, read through its attributes
+    and ``data`` only): Code, the raw Message, HTTP status and RequestId kept; ``throttled`` when
+    the SDK itself called it throttling."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    code = clean(getattr(exc, "code", None)) or clean(data.get("Code") or data.get("code"))
+    if code in _NO_CREDENTIALS_CODES:
+        return missing_credentials()
+    status = to_int(getattr(exc, "status_code", None) or data.get("statusCode")) or None
+    request_id = clean(getattr(exc, "request_id", None)) or clean(
+        data.get("RequestId") or data.get("requestId")
+    )
+    message = clean(data.get("Message") or data.get("message"))
+    if not message:  # no body: undo the SDK's "code: 400, <Message> request id: <id>" format
+        text = clean(getattr(exc, "message", None))
+        found = re.match(r"code: \d+, (.*) request id: .*$", text, re.S)
+        message = clean(found.group(1)) if found else text
+    cls, retryable = classify(code, status)
+    if throttled:
+        cls, retryable = Throttled, True
+    return cls(
+        message or code or "the RDS API returned an error without a message",
+        action=action,
+        code=code,
+        request_id=request_id,
+        http_status=status,
+        retryable=retryable,
+    )
 
 
 def unreachable(exc: BaseException, *, action: str, endpoint: str) -> ApiUnreachable:

@@ -28,6 +28,9 @@ without an instance read in the same poll, after the SSL read: a `Running` seen 
 finished can never confirm it. `setting` (in progress) and `failed` (terminal) need no second
 call. A plain `observe()` callable (both reads every poll) still works, at two calls per poll.
 
+The tables themselves (`ssl_applied`, `instance_ready`) are in `rdsssl.rds.acceptors`, the
+observation helpers they test with in `rdsssl.rds.observations`.
+
 Read-back comparison: `ssl_applied` takes a `matches(SslState) -> bool` from the caller (the
 service compares parsed fingerprints with rdsssl.pki.crypto), so this module needs no crypto and
 keeps to its import boundary (models, errors, tenacity).
@@ -55,21 +58,11 @@ from typing import Any, Literal
 from tenacity import RetryCallState, Retrying, retry_if_result
 
 from rdsssl.errors import ApiError, ChangeFailed, WaiterTimeout
-from rdsssl.models import (
-    LOCK_UNLOCK,
-    MODIFY_FAILED,
-    MODIFY_SETTING,
-    MODIFY_SUCCESS,
-    STATUS_RUNNING,
-    InstanceInfo,
-    Observation,
-    SslState,
-)
+from rdsssl.models import InstanceInfo, Observation, SslState
+from rdsssl.rds.observations import describe, in_transition
 
 AcceptorState = Literal["success", "failure", "retry"]
 DEFAULT_TIMEOUT = 1800.0  # 30 min, as Terraform's update timeout
-GONE_STATUSES = frozenset({"Deleting", "Released"})
-GONE_CODES = frozenset({"InvalidDBInstanceId.NotFound"})
 
 
 @dataclass(frozen=True)
@@ -173,146 +166,6 @@ class Progress:
     status: str  # e.g. "status SSL_MODIFYING, LastModifyStatus setting"
     elapsed: float
     next_delay: float
-
-
-# ------------------------------------------------------------------ observation helpers
-
-
-def describe(obs: Observation) -> str:
-    """A short, secret-free description of an observation for messages and progress."""
-    parts: list[str] = []
-    if obs.instance is not None:
-        parts.append(f"status {obs.instance.status or '-'}")
-        if obs.instance.lock_mode not in ("", LOCK_UNLOCK):
-            parts.append(f"lock {obs.instance.lock_mode}")
-    if obs.ssl is not None:
-        parts.append(f"LastModifyStatus {obs.ssl.last_modify_status or '-'}")
-        if obs.ssl.last_modify_status == MODIFY_FAILED and obs.ssl.modify_status_reason:
-            parts.append(f"reason: {obs.ssl.modify_status_reason}")
-    if obs.error_code:
-        parts.append(f"error {obs.error_code}")
-    return ", ".join(parts) or "nothing observed"
-
-
-def in_transition(obs: Observation) -> bool:
-    """The change is visibly under way: status not Running, or LastModifyStatus `setting`."""
-    if obs.instance is not None and obs.instance.status != STATUS_RUNNING:
-        return True
-    return obs.ssl is not None and obs.ssl.last_modify_status == MODIFY_SETTING
-
-
-def _gone(obs: Observation) -> bool:
-    if obs.error_code in GONE_CODES:
-        return True
-    return obs.instance is not None and obs.instance.status in GONE_STATUSES
-
-
-def _failed(obs: Observation) -> bool:
-    return obs.ssl is not None and obs.ssl.last_modify_status == MODIFY_FAILED
-
-
-def _settled(obs: Observation) -> bool:
-    """Running and the last SSL change reported `success` (False when either is unknown)."""
-    return (
-        obs.instance is not None
-        and obs.instance.status == STATUS_RUNNING
-        and obs.ssl is not None
-        and obs.ssl.last_modify_status == MODIFY_SUCCESS
-    )
-
-
-def _terminal(stale_failure: bool) -> tuple[Acceptor, ...]:
-    return (
-        Acceptor("failure", _gone, "the instance is being deleted, was released or is not found"),
-        Acceptor(
-            "failure",
-            _failed,
-            "the instance reported the SSL change as failed",
-            needs_transition=stale_failure,
-        ),
-        Acceptor("retry", in_transition, "the change is in progress"),
-    )
-
-
-# ------------------------------------------------------------------ the tables
-
-
-def ssl_applied(
-    matches: Callable[[SslState], bool],
-    *,
-    stale_failure: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    expected: float | None = None,
-    settle: float = 10.0,
-    dense: float | None = None,
-) -> WaiterSpec:
-    """After ModifyDBInstanceSSL: the change counts as applied only with evidence. It was seen
-    in progress (a status other than Running, or LastModifyStatus `setting`) and then finished:
-    Running, `success` and `matches(read-back)` (the caller's comparison of CA / CRL
-    fingerprints and ACLs with what was sent). If progress was never seen, the finished state
-    must hold on every poll for `settle` seconds: the service may show a change late (status
-    lag), or show its new values before the restart that applies them (early read-back)."""
-
-    def done(ssl: SslState) -> bool:
-        return ssl.last_modify_status == MODIFY_SUCCESS and matches(ssl)
-
-    def applied(obs: Observation) -> bool:
-        return _settled(obs) and obs.ssl is not None and done(obs.ssl)
-
-    return WaiterSpec(
-        "SslApplied",
-        (
-            *_terminal(stale_failure),
-            Acceptor(
-                "success",
-                applied,
-                "the SSL configuration reads back as sent",
-                needs_transition=True,
-            ),
-        ),
-        confirm=done,
-        timeout=timeout,
-        expected=expected,
-        settle=settle,
-        dense=dense,
-    )
-
-
-def instance_ready(
-    *,
-    require_transition: bool = False,
-    matches: Callable[[SslState], bool] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> WaiterSpec:
-    """Ready for a change: Running, LockMode Unlock, LastModifyStatus not `setting` (both reads
-    are needed: an observation missing either is not ready). A `failed` earlier change does
-    not block. With `require_transition` (e.g. `instance wait` after a --no-wait call),
-    readiness counts only after a transition was seen, or when `matches(read-back)` holds.
-    The attribute read is added whenever the SSL read is not `setting`, so an instance busy
-    for another reason (e.g. a class change) costs two calls per poll."""
-
-    def ready(obs: Observation) -> bool:
-        info = obs.instance
-        if info is None or info.status != STATUS_RUNNING or info.lock_mode != LOCK_UNLOCK:
-            return False
-        return obs.ssl is not None and obs.ssl.last_modify_status != MODIFY_SETTING
-
-    def ready_and_matching(obs: Observation) -> bool:
-        return ready(obs) and obs.ssl is not None and matches is not None and matches(obs.ssl)
-
-    def not_setting(ssl: SslState) -> bool:
-        return ssl.last_modify_status != MODIFY_SETTING
-
-    rows = [
-        Acceptor("failure", _gone, "the instance is being deleted, was released or is not found"),
-        Acceptor("retry", in_transition, "the instance is busy"),
-    ]
-    if require_transition and matches is not None:
-        rows.append(Acceptor("success", ready_and_matching, "ready, and the read-back matches"))
-    rows.append(
-        Acceptor("success", ready, "the instance is ready", needs_transition=require_transition)
-    )
-    return WaiterSpec("InstanceReady", tuple(rows), confirm=not_setting, timeout=timeout)
 
 
 # ------------------------------------------------------------------ one poll

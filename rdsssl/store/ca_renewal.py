@@ -1,8 +1,20 @@
 """What ``ca renew`` checks and keeps: a renewal is refused when it would shorten the CA's
 life or strand valid certificates (their authority key identifier names the current CA's
 serial), ca.crt is read back to notice another run's renewal, and the history of the CA's
-certificates comes from the inventory. ``CaStore.renew_ca`` runs the renewal itself; the
-``rdsssl.store.castore`` docstring says why a kill at any point leaves a store that opens.
+certificates comes from the inventory. ``CaStore.renew_ca`` runs ``renew`` under the store
+lock.
+
+``ca renew`` (``renew``) replaces ca.crt by the same CA with a new serial and validity
+(``crypto.renew_ca``: same subject, key and SubjectKeyIdentifier, so everything signed under the
+previous certificate still chains). The history lives in the inventory, not in files, so that
+one transaction decides it: (1) the current certificate is recorded (a no-op when it is
+already), committed; (2) the new ca.crt is staged (a fsynced temp file); (3) in one transaction
+the new certificate is recorded and the temp file renamed over ca.crt, then the COMMIT. A kill
+before the rename leaves the old ca.crt, recorded; one between the rename and the COMMIT leaves
+the new ca.crt unrecorded, which ``CaStore.open`` accepts because it is self-signed by the
+recorded CA's key under the recorded subject and SubjectKeyIdentifier (the next renewal records
+it in step 1). Either way the store opens, with the old or the new CA current, and every
+certificate ever recorded as the CA's is the same CA.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ __all__ = [
     "read_ca_cert",
     "refuse_shorter",
     "refuse_stranded",
+    "renew",
     "stage_ca_file",
     "stranded",
 ]
@@ -101,3 +114,31 @@ def history(inv: Inventory, current: x509.Certificate) -> list[CaVersion]:
     if not any(v.current for v in versions):  # never renewed, or a renewal's record lost
         versions.append(CaVersion(crypto.inspect_cert(current), True, None))
     return versions
+
+
+def renew(
+    inv: Inventory,
+    ca_file: Path,
+    old: x509.Certificate,
+    key: crypto.PrivateKey,
+    *,
+    days: int,
+    now: datetime,
+    force: bool,
+) -> tuple[x509.Certificate, list[CertRecord]]:
+    """Renew ``old`` for ``days`` and write it to ``ca_file`` in the three steps the module
+    docstring describes; the new certificate and the valid certificates it strands (refused,
+    InputError and nothing changed, unless ``force``). The caller holds the store lock."""
+    new = crypto.renew_ca(old, key, now=now, days=days)
+    found = stranded(inv, old, new, now)
+    if not force:
+        refuse_shorter(old, new, now)
+        refuse_stranded(found)
+    with inv.transaction():
+        inv.record_ca(old, now=now)
+    with stage_ca_file(ca_file) as staged:
+        staged.write(crypto.cert_pem(new))
+        with inv.transaction():
+            inv.record_ca(new, now=now)
+            staged.commit()
+    return new, found

@@ -15,35 +15,25 @@ certificate is recorded in the inventory *before* it is written anywhere else, s
 certificate that can exist can be revoked. Files leave through ``fsutil.atomic_write`` (or its
 two-step form ``StagedFile``).
 
-``ca renew`` (``CaStore.renew_ca``) replaces ca.crt by the same CA with a new serial and
-validity (``crypto.renew_ca``: same subject, key and SubjectKeyIdentifier, so everything signed
-under the previous certificate still chains). The history lives in the inventory, not in files,
-so that one transaction decides it: (1) the current certificate is recorded (a no-op when it
-is already), committed; (2) the new ca.crt is staged (a fsynced temp file); (3) in one
-transaction the new certificate is recorded and the temp file renamed over ca.crt, then the
-COMMIT. A kill before the rename leaves the old ca.crt, recorded; one between the rename and
-the COMMIT leaves the new ca.crt unrecorded, which ``open`` accepts because it is self-signed
-by the recorded CA's key under the recorded subject and SubjectKeyIdentifier (the next renewal
-records it in step 1). Either way the store opens, with the old or the new CA current, and
-every certificate ever recorded as the CA's is the same CA.
+``ca renew`` keeps every certificate the CA has had in the inventory; the
+``rdsssl.store.ca_renewal`` docstring says why a kill at any point leaves a store that opens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
 
-from rdsssl.errors import CryptoError, StoreError
-from rdsssl.models import CertStatus, KeyType, RevocationReason
+from rdsssl.errors import StoreError
+from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crl_policy, crypto
-from rdsssl.store import ca_key, ca_renewal, consistency, crl_signing, revocation
+from rdsssl.store import ca_key, ca_renewal, consistency, crl_signing, issuing, revocation
+from rdsssl.store.ca_import import CaSeed, ImportSources, read_import
 from rdsssl.store.db import Inventory
 from rdsssl.store.files import (
     CA_CERT,
@@ -54,7 +44,6 @@ from rdsssl.store.files import (
     create_store_dir,
 )
 from rdsssl.store.lock import LOCK_NAME, FileLock, current_command
-from rdsssl.store.openssl_import import index_records, parse_crlnumber, parse_index_txt
 from rdsssl.store.records import (
     BuiltCrl,
     CaRenewal,
@@ -66,13 +55,9 @@ from rdsssl.store.records import (
     RevokeResult,
     SignedCert,
     format_time,
-    utc_seconds,
 )
 
 __all__ = ["CaStore"]
-
-
-_SERIAL_ATTEMPTS = 5  # a 159-bit collision is ~impossible; the loop only keeps the code honest
 
 
 class CaStore:
@@ -107,9 +92,7 @@ class CaStore:
         """Create a store with a new self-signed CA (``ca init``)."""
         key = crypto.generate_key(key_type)
         cert = crypto.make_ca(key, cn=cn, now=now, days=days)
-        return cls._create(
-            path, cert=cert, key=key, passphrase=passphrase, rows=[], crl_number=1, now=now
-        )
+        return cls._create(path, CaSeed(cert, key, rows=[], crl_number=1), passphrase, now)
 
     @classmethod
     def import_ca(
@@ -123,52 +106,31 @@ class CaStore:
         index_txt: bytes | None,
         crlnumber: bytes | None,
         now: datetime,
-        cert_source: str = "CA certificate",
-        key_source: str = "CA key",
-        index_source: str = "index.txt",
-        crlnumber_source: str = "crlnumber",
+        sources: ImportSources | None = None,
     ) -> CaStore:
-        """Adopt a CA made by hand (``ca import``), keeping an ``openssl ca`` history if given."""
-        certs = crypto.load_ca_certificates(
-            cert_pem, source=cert_source, now=now, what="a CA certificate file"
+        """Adopt a CA made by hand (``ca import``), keeping an ``openssl ca`` history if given
+        (``ca_import.read_import`` checks everything before the store is created)."""
+        seed = read_import(
+            cert_pem=cert_pem,
+            key_pem=key_pem,
+            key_passphrase=key_passphrase,
+            index_txt=index_txt,
+            crlnumber=crlnumber,
+            now=now,
+            sources=sources or ImportSources(),
         )
-        if len(certs) != 1:
-            raise CryptoError(f"{cert_source}: holds {len(certs)} certificates; import one CA")
-        cert = certs[0]
-        crypto.check_ca_key(cert, source=cert_source)
-        key = crypto.load_private_key(key_pem, source=key_source, passphrase=key_passphrase)
-        crypto.check_key_matches(cert, key, source=key_source)
-        entries = parse_index_txt(index_txt, source=index_source) if index_txt else []
-        rows = index_records(entries, issuer_fingerprint=crypto.fingerprint(cert), now=now)
-        number = parse_crlnumber(crlnumber, source=crlnumber_source) if crlnumber else 1
-        return cls._create(
-            path, cert=cert, key=key, passphrase=passphrase, rows=rows, crl_number=number, now=now
-        )
+        return cls._create(path, seed, passphrase, now)
 
     @classmethod
-    def _create(
-        cls,
-        path: Path,
-        *,
-        cert: x509.Certificate,
-        key: crypto.PrivateKey,
-        passphrase: bytes | None,
-        rows: list[CertRecord],
-        crl_number: int,
-        now: datetime,
-    ) -> CaStore:
+    def _create(cls, path: Path, seed: CaSeed, passphrase: bytes | None, now: datetime) -> CaStore:
         meta = {
-            "crl_number": str(crl_number),
-            "ca_fingerprint": crypto.fingerprint(cert),
+            "crl_number": str(seed.crl_number),
+            "ca_fingerprint": crypto.fingerprint(seed.cert),
             "created_at": format_time(now),
         }
-        create_store_dir(
-            path,
-            key_pem=crypto.ca_key_pem(key, passphrase),
-            cert_pem=crypto.cert_pem(cert),
-            meta=meta,
-            rows=rows,
-        )
+        key_pem = crypto.ca_key_pem(seed.key, passphrase)
+        cert_pem = crypto.cert_pem(seed.cert)
+        create_store_dir(path, key_pem=key_pem, cert_pem=cert_pem, meta=meta, rows=seed.rows)
         return cls.open(path)
 
     @classmethod
@@ -273,18 +235,9 @@ class CaStore:
         with self.locked():
             self._check_ca_file_unchanged()
             old = self._ca_cert
-            new = crypto.renew_ca(old, key, now=now, days=days)
-            stranded = ca_renewal.stranded(self._inv, old, new, now)
-            if not force:
-                ca_renewal.refuse_shorter(old, new, now)
-                ca_renewal.refuse_stranded(stranded)
-            with self._inv.transaction():
-                self._inv.record_ca(old, now=now)
-            with ca_renewal.stage_ca_file(self.path / CA_CERT) as staged:
-                staged.write(crypto.cert_pem(new))
-                with self._inv.transaction():
-                    self._inv.record_ca(new, now=now)
-                    staged.commit()
+            new, stranded = ca_renewal.renew(
+                self._inv, self.path / CA_CERT, old, key, days=days, now=now, force=force
+            )
             self._ca_cert, self._ca_fp = new, crypto.fingerprint(new)
         return CaRenewal(
             previous=crypto.inspect_cert(old),
@@ -318,24 +271,6 @@ class CaStore:
 
     # -- issuing ----------------------------------------------------------------------------
 
-    def _sign_and_record(
-        self, sign: Callable[[int], crypto.Issued], *, origin: str, now: datetime
-    ) -> tuple[crypto.Issued, CertRecord]:
-        """Sign with a fresh serial and INSERT the row in one transaction, under the lock."""
-        with self.locked():
-            for _ in range(_SERIAL_ATTEMPTS):
-                issued = sign(crypto.new_serial())
-                record = CertRecord.for_cert(
-                    issued.cert, issuer_fingerprint=self._ca_fp, origin=origin, now=now
-                )
-                try:
-                    with self._inv.transaction():
-                        self._inv.insert(record)
-                except sqlite3.IntegrityError:
-                    continue
-                return issued, record
-        raise StoreError(f"could not find a free serial in {self._inv.path}")  # pragma: no cover
-
     def issue(
         self,
         *,
@@ -348,26 +283,16 @@ class CaStore:
         """A new key and client certificate for ``user``, recorded before anyone sees it. A key
         type that fails over TLS 1.2 is refused before any key is made, unless
         ``allow_tls13_only`` (`crypto.tls12_key_problem`)."""
-        crypto.validate_role_name(user)
-        problem = None if allow_tls13_only else crypto.tls12_key_problem(key_type)
-        if problem:
-            raise CryptoError(f"{user}: {problem}")
-        key = crypto.generate_key(key_type)  # slow for RSA: outside the lock
-
-        def sign(serial: int) -> crypto.Issued:
-            return crypto.issue_client_cert(
-                self._ca_cert,
-                self._ca_key(),
-                key.public_key(),
+        key = issuing.new_client_key(user, key_type, allow_tls13_only=allow_tls13_only)
+        with self.locked():  # the key is made outside the lock: slow for RSA
+            return issuing.issue(
+                self._issuer(),
+                key,
                 user=user,
-                now=now,
                 days=days,
-                serial=serial,
+                now=now,
                 allow_tls13_only=allow_tls13_only,
             )
-
-        issued, record = self._sign_and_record(sign, origin="issued", now=now)
-        return IssuedCert(record=record, cert=issued.cert, key=key, truncated=issued.truncated)
 
     def sign_csr(
         self,
@@ -381,22 +306,19 @@ class CaStore:
     ) -> SignedCert:
         """Sign an external CSR (its signature verified); the certificate is recorded first."""
         csr = crypto.load_csr(csr_pem, source=source)
-
-        def sign(serial: int) -> crypto.Issued:
-            return crypto.sign_csr(
-                self._ca_cert,
-                self._ca_key(),
+        with self.locked():
+            return issuing.sign_csr(
+                self._issuer(),
                 csr,
-                user=user,
-                now=now,
-                days=days,
-                serial=serial,
                 source=source,
+                user=user,
+                days=days,
+                now=now,
                 allow_tls13_only=allow_tls13_only,
             )
 
-        issued, record = self._sign_and_record(sign, origin="signed", now=now)
-        return SignedCert(record=record, cert=issued.cert, truncated=issued.truncated)
+    def _issuer(self) -> issuing.Issuer:
+        return issuing.Issuer(self._inv, self._ca_cert, self._ca_key())
 
     # -- revocation -------------------------------------------------------------------------
 
@@ -412,23 +334,17 @@ class CaStore:
     ) -> RevokeResult:
         """Mark one certificate revoked, selected by serial, by the certificate itself, or by
         a user name that matches exactly one valid certificate. Already revoked: no change."""
-        with self.locked(), self._inv.transaction():
-            record = revocation.select(
+        with self.locked():
+            return revocation.revoke(
                 self._inv,
                 [self._ca_cert, *(c for c, _ in self._inv.ca_certs())],
                 serial=serial,
                 cert_pem=cert_pem,
                 cert_source=cert_source,
                 user=user,
+                reason=reason,
                 now=now,
             )
-            if record.status is CertStatus.REVOKED:
-                return RevokeResult(record=record, changed=False)
-            revoked = dataclasses.replace(
-                record, status=CertStatus.REVOKED, revoked_at=utc_seconds(now), reason=reason
-            )
-            self._inv.replace(revoked)
-        return RevokeResult(record=revoked, changed=True)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -478,31 +394,21 @@ class CaStore:
         out: Path | None = None,
         restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
     ) -> BuiltCrl:
-        """Sign a CRL of every revoked certificate with the next CRL number, advancing the
-        number in the same transaction that records the CRL. The CRL must pass the one CRL
-        policy (`rdsssl.pki.crl_policy`) for this CA before anything is recorded: a CRL that would
-        lock users out (expiring within `restart_margin`, listing the CA, ...) is refused with
-        its number unused and nothing written.
-
-        ``out`` is staged first (a temp file in its directory: a directory that is missing or
-        not writable is an InputError before anything is signed), filled before the COMMIT
-        (a failed write rolls the number back) and renamed into place after it, all under the
-        lock: a CRL file always carries a recorded number, and two runs never leave an older
-        CRL in place."""
-        with self.locked(), contextlib.ExitStack() as stack:
-            staged = None if out is None else stack.enter_context(crl_signing.stage_crl_file(out))
-            built = crl_signing.sign(
+        """Sign a CRL of every revoked certificate with the next CRL number, checked by the
+        one CRL policy (`rdsssl.pki.crl_policy`) before anything is recorded, and write it to
+        ``out`` if given, under the store lock (``crl_signing.sign_to``: a CRL that would lock
+        users out is refused with its number unused and nothing written; a CRL file always
+        carries a recorded number)."""
+        with self.locked():
+            return crl_signing.sign_to(
                 self._inv,
                 self._ca_cert,
                 self._ca_key(),
                 now=now,
                 days=days,
                 restart_margin=restart_margin,
-                staged=staged,
+                out=out,
             )
-            if staged is not None:
-                staged.commit()
-        return built
 
     # -- consistency ------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ __all__ = ["check_current_ca", "problems"]
 def check_current_ca(inv: Inventory, cert: x509.Certificate, source: str) -> None:
     """StoreError unless ``cert`` (ca.crt) is this store's CA: the certificate it was created
     with, one recorded by ``ca renew``, or a renewal whose record a kill prevented (see the
-    ``rdsssl.store.castore`` docstring): self-signed, with the identity of a recorded
+    ``rdsssl.store.ca_renewal`` docstring): self-signed, with the identity of a recorded
     certificate."""
     fp = crypto.fingerprint(cert)
     if fp == inv.get_meta("ca_fingerprint"):

@@ -1,11 +1,12 @@
 """Signing the store's CRL: the next CRL number, every revocation, THE CRL policy
 (``rdsssl.pki.crl_policy``) checked before anything is recorded, and the CRL file written so
-that it always carries a recorded number. ``CaStore.build_crl`` runs ``sign`` under the store
-lock; the inventory keeps what identifies each CRL (``CrlRecord``), not the CRL itself.
+that it always carries a recorded number. ``CaStore.build_crl`` runs ``sign_to`` under the
+store lock; the inventory keeps what identifies each CRL (``CrlRecord``), not the CRL itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rdsssl.store.db import Inventory
 from rdsssl.store.fsutil import StagedFile
 from rdsssl.store.records import BuiltCrl, CrlRecord
 
-__all__ = ["next_crl_number", "revocations", "sign", "stage_crl_file"]
+__all__ = ["next_crl_number", "revocations", "sign", "sign_to", "stage_crl_file"]
 
 
 def stage_crl_file(out: Path) -> StagedFile:
@@ -29,6 +30,31 @@ def stage_crl_file(out: Path) -> StagedFile:
             f"cannot write the CRL to {out}: {out.parent}: {exc.strerror}; create the "
             "directory or choose another file"
         ) from None
+
+
+def sign_to(
+    inv: Inventory,
+    ca_cert: x509.Certificate,
+    ca_key: crypto.PrivateKey,
+    *,
+    now: datetime,
+    days: int,
+    restart_margin: timedelta,
+    out: Path | None,
+) -> BuiltCrl:
+    """``sign``, writing the CRL to ``out`` if given. ``out`` is staged first (a temp file in
+    its directory: a directory that is missing or not writable is an InputError before
+    anything is signed), filled before the COMMIT (a failed write rolls the number back) and
+    renamed into place after it; the caller holds the store lock, so two runs never leave an
+    older CRL in place."""
+    with contextlib.ExitStack() as stack:
+        staged = None if out is None else stack.enter_context(stage_crl_file(out))
+        built = sign(
+            inv, ca_cert, ca_key, now=now, days=days, restart_margin=restart_margin, staged=staged
+        )
+        if staged is not None:
+            staged.commit()
+    return built
 
 
 def next_crl_number(inv: Inventory) -> int:

@@ -4,8 +4,9 @@ makes PostgreSQL refuse every certificate that CA issued).
 
 A certificate is selected by serial, by the certificate file itself (adopted into the inventory
 when it was issued outside rdsssl by this CA, e.g. with ``openssl ca``, so that it can be
-revoked), or by a user name that matches exactly one valid certificate. ``CaStore.revoke`` runs
-``select`` and records the result inside one transaction under the store lock.
+revoked), or by a user name that matches exactly one valid certificate. ``revoke`` runs
+``select`` and records the result inside one transaction (``CaStore.revoke`` holds the store
+lock).
 """
 
 from __future__ import annotations
@@ -17,11 +18,44 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from rdsssl.errors import CryptoError, InputError, NotFoundError, StoreError, UsageError
+from rdsssl.models import CertStatus, RevocationReason
 from rdsssl.pki import crypto
 from rdsssl.store.db import Inventory
-from rdsssl.store.records import CertRecord, format_time
+from rdsssl.store.records import CertRecord, RevokeResult, format_time, utc_seconds
 
-__all__ = ["refuse_ca", "select"]
+__all__ = ["refuse_ca", "revoke", "select"]
+
+
+def revoke(
+    inv: Inventory,
+    ca_certs: list[x509.Certificate],
+    *,
+    serial: int | None,
+    cert_pem: bytes | None,
+    cert_source: str,
+    user: str | None,
+    reason: RevocationReason,
+    now: datetime,
+) -> RevokeResult:
+    """Mark the selected certificate revoked in one transaction (the caller holds the store
+    lock). Already revoked: no change."""
+    with inv.transaction():
+        record = select(
+            inv,
+            ca_certs,
+            serial=serial,
+            cert_pem=cert_pem,
+            cert_source=cert_source,
+            user=user,
+            now=now,
+        )
+        if record.status is CertStatus.REVOKED:
+            return RevokeResult(record=record, changed=False)
+        revoked = dataclasses.replace(
+            record, status=CertStatus.REVOKED, revoked_at=utc_seconds(now), reason=reason
+        )
+        inv.replace(revoked)
+    return RevokeResult(record=revoked, changed=True)
 
 
 def select(

@@ -813,3 +813,71 @@ def test_renew_an_imported_openssl_ca_keeps_its_crl_and_certificates(
     assert dave.returncode == 0, dave.stdout + dave.stderr
     carol = _openssl_verify(hand_made.root, *check, "carol.crt")
     assert "certificate revoked" in carol.stdout + carol.stderr
+
+
+# --- the one passphrase resolver (cli/common.resolve_passphrase) ---------------------------------
+
+
+def test_resolver_takes_the_file_first_then_the_variables_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdsssl.cli.app import App
+    from rdsssl.cli.common import resolve_passphrase
+
+    app = App(interactive=False)
+    monkeypatch.setenv("FIRST_PASS", "from-first")
+    monkeypatch.setenv("SECOND_PASS", "from-second")
+    given = tmp_path / "pass"
+    given.write_bytes(b"from-file\nignored\n")
+    envs = ("FIRST_PASS", "SECOND_PASS")
+    assert resolve_passphrase(app, passphrase_file=given, envs=envs, prompt="p") == b"from-file"
+    assert resolve_passphrase(app, passphrase_file=None, envs=envs, prompt="p") == b"from-first"
+    monkeypatch.setenv("FIRST_PASS", "")  # set but empty: not a source
+    assert resolve_passphrase(app, passphrase_file=None, envs=envs, prompt="p") == b"from-second"
+    monkeypatch.delenv("SECOND_PASS")
+    assert resolve_passphrase(app, passphrase_file=None, envs=envs, prompt="p") is None
+
+
+def test_resolver_prompts_only_on_a_terminal_and_only_with_a_prompt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import click
+
+    from rdsssl.cli.app import App
+    from rdsssl.cli.common import resolve_passphrase
+
+    asked: list[tuple[str, bool]] = []
+
+    def fake_prompt(text: str, **kwargs: object) -> str:
+        asked.append((text, bool(kwargs.get("confirmation_prompt"))))
+        return "typed"
+
+    monkeypatch.setattr(click, "prompt", fake_prompt)
+    monkeypatch.delenv("NO_SUCH_PASS", raising=False)
+    tty, cron = App(interactive=True), App(interactive=False)
+    envs = ("NO_SUCH_PASS",)
+    assert resolve_passphrase(cron, passphrase_file=None, envs=envs, prompt="Pass") is None
+    assert resolve_passphrase(tty, passphrase_file=None, envs=envs, prompt=None) is None
+    assert asked == []
+    got = resolve_passphrase(tty, passphrase_file=None, envs=envs, prompt="Pass", confirm=True)
+    assert got == b"typed"
+    assert asked == [("Pass", True)]
+
+
+def test_unlock_names_every_variable_it_tried(
+    enc_ca_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdsssl.cli.app import App
+    from rdsssl.cli.common import unlock
+    from rdsssl.errors import StoreError
+
+    monkeypatch.delenv("RDSSSL_CA_PASSPHRASE", raising=False)
+    monkeypatch.delenv("NEW_PASS", raising=False)
+    envs = ("RDSSSL_CA_PASSPHRASE", "NEW_PASS")
+    with CaStore.open(enc_ca_dir) as store:
+        with pytest.raises(StoreError, match="set RDSSSL_CA_PASSPHRASE or NEW_PASS"):
+            unlock(App(interactive=False), store, None, envs=envs)
+        assert not store.unlocked
+        monkeypatch.setenv("NEW_PASS", "correct horse")  # the second variable is tried too
+        unlock(App(interactive=False), store, None, envs=envs)
+        assert store.unlocked

@@ -453,7 +453,8 @@ def test_a_hook_may_use_the_same_store(ca_dir: Path, tmp_path: Path) -> None:
 
 KILLER = """
 import os, signal, sys
-import rdsssl.ops.deploy as m
+import rdsssl.ops.cert_renewal as m
+import rdsssl.ops.client_versions as v
 point, args = sys.argv[1], sys.argv[2:]
 calls = {"n": 0}
 
@@ -471,10 +472,10 @@ if point == "before-sign":
 elif point == "after-sign":
     m.write_client_files = die
 elif point == "before-publish":
-    m._publish = die
+    v.publish = die
 elif point == "mid-relink":
-    point_orig = m._point
-    m._point = die_on_fourth
+    point_orig = v._point
+    v._point = die_on_fourth
 from rdsssl.cli import main
 main(args)
 """

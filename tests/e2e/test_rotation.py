@@ -19,7 +19,7 @@ import pytest
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
-from rdsssl.ops import deploy, rotation
+from rdsssl.ops import cert_renewal, rotation
 from rdsssl.ops.rotation_state import Step, load, prepare
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.store.castore import CaStore
@@ -242,7 +242,7 @@ def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.
     ("owner", "name", "expected"),
     [
         (CaStore, "sign_csr", "reissued"),  # key staged in .pending, never certified
-        (deploy, "_complete", "adopted"),  # certified, not published yet
+        (cert_renewal, "_complete", "adopted"),  # certified, not published yet
         (rotation.Rotation, "_record_user", "adopted"),  # live, not recorded yet
     ],
 )

@@ -15,9 +15,10 @@ from rdsssl.emulator.server import Emulator
 from rdsssl.errors import ApiError, ApiUnreachable, ExitCode, InstanceNotFound
 from rdsssl.models import AclMode, Observation, SslModifyRequest, SslState
 from rdsssl.pki import crypto
+from rdsssl.rds.acceptors import ssl_applied
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.rds.settings import ApiSettings
-from rdsssl.rds.waiters import ssl_applied, wait_until
+from rdsssl.rds.waiters import wait_until
 
 REGION = "cn-hangzhou"
 

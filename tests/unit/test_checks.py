@@ -22,8 +22,8 @@ from rdsssl.ops.checks import (
     prometheus_text,
 )
 from rdsssl.ops.crl_refresh import StoreCrl
-from rdsssl.ops.deploy import RenewalPlan
 from rdsssl.ops.plan import Change, CrlFromStore, Effect, Plan
+from rdsssl.ops.renewal_plan import RenewalPlan
 from rdsssl.pki import crypto
 from rdsssl.store.records import CertRecord
 

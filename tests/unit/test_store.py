@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 from rdsssl.errors import CryptoError, InputError, LockHeld, NotFoundError, StoreError
 from rdsssl.models import CertStatus, KeyType, RevocationReason
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.deploy import plan_renewal, renew_due
+from rdsssl.ops.cert_renewal import renew_due
+from rdsssl.ops.renewal_plan import plan_renewal
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import write_client_files

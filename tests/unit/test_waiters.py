@@ -18,14 +18,9 @@ import pytest
 from rdsssl.errors import ApiError, ChangeFailed, InstanceNotFound, Throttled, WaiterTimeout
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslState
 from rdsssl.ops.waiting import observe
+from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.api import RdsApi
-from rdsssl.rds.waiters import (
-    Progress,
-    WaiterSpec,
-    instance_ready,
-    ssl_applied,
-    wait_until,
-)
+from rdsssl.rds.waiters import Progress, WaiterSpec, wait_until
 
 NEW_CA = "-----BEGIN CERTIFICATE-----\nnew\n-----END CERTIFICATE-----\n"
 OLD_CA = "-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n"

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from rdsssl.models import InstanceInfo, Observation, SslState
 from rdsssl.ops.waiting import observe
+from rdsssl.rds.acceptors import ssl_applied
 from rdsssl.rds.api import RdsApi
-from rdsssl.rds.waiters import DENSE, ssl_applied, wait_until
+from rdsssl.rds.waiters import DENSE, wait_until
 
 from .test_waiters import INFO, NEW_CA, SSL, FakeTime, has_new_ca
 
