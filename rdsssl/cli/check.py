@@ -9,14 +9,13 @@ the CA key is never needed. ``--prometheus FILE`` writes a node_exporter textfil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rdsssl.cli.app import App
 from rdsssl.cli.common import Duration, get_app, json_option, restart_margin_option
 from rdsssl.cli.fleet_opts import (
     FleetOptions,
@@ -27,81 +26,12 @@ from rdsssl.cli.fleet_opts import (
     summary_line,
     take_fleet,
 )
-from rdsssl.errors import ExitCode, InputError, UsageError
+from rdsssl.errors import ExitCode
 from rdsssl.ops import fleet
-from rdsssl.ops import plan as planning
-from rdsssl.ops.checks import (
-    InstanceReport,
-    Severity,
-    StoreReport,
-    Thresholds,
-    check_instance,
-    check_store,
-    prometheus_text,
-)
-from rdsssl.ops.crl_refresh import StoreCrl, store_crl
-from rdsssl.ops.desired import DesiredBuilder
-from rdsssl.ops.plan import Plan
-from rdsssl.ops.renewal_plan import plan_renewal
-from rdsssl.rds.api import RdsApi
-from rdsssl.store.castore import CaStore
-from rdsssl.store.fsutil import atomic_write
+from rdsssl.ops.check_findings import InstanceReport, Severity, StoreReport, Thresholds
+from rdsssl.ops.check_run import CheckOptions, CheckRun, run_checks
 
-__all__ = ["Checker", "check_cmd"]
-
-
-@dataclass
-class Checker:
-    """Runs the checks against the API and the local stores. `instance` is called from several
-    fleet workers at once: the builder reads each store once, under its lock."""
-
-    api: RdsApi | None
-    now: datetime
-    builder: DesiredBuilder
-    thresholds: Thresholds
-    ca_dirs: Sequence[Path] = ()
-    drift_source: str = "the desired-state file"
-
-    def instance(self, item: fleet.Item) -> InstanceReport:
-        """Two Describe calls, then the judgement; with a desired-state entry also the drift
-        (`planning.plan`, which signs nothing) and the revocations of its CA store."""
-        assert self.api is not None
-        iid, spec = (item, None) if isinstance(item, str) else item
-        info = self.api.describe_instance(iid)
-        ssl = self.api.describe_ssl(iid)
-        dirs = list(self.ca_dirs)
-        drift: Plan | None = None
-        if spec is not None:
-            if spec.ca_dir is not None and spec.crl and spec.ca_dir not in dirs:
-                dirs.append(spec.ca_dir)
-            drift = planning.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
-        stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
-        return check_instance(
-            info,
-            ssl,
-            now=self.now,
-            thresholds=self.thresholds,
-            stores=stores,
-            drift=drift,
-            drift_source=self.drift_source,
-        )
-
-    def store(self, ca_dir: Path) -> StoreReport:
-        """The local checks of one CA store (reading only: no key, no lock)."""
-        with CaStore.open(ca_dir) as store:
-            renewal = plan_renewal(store, before=self.thresholds.warn, now=self.now)
-            return check_store(
-                ca_dir,
-                store.ca_cert,
-                renewal,
-                now=self.now,
-                thresholds=self.thresholds,
-                key=store.key_protection(),
-            )
-
-
-def _needs_action(report: InstanceReport | StoreReport) -> int:
-    return int(ExitCode.NEEDS_ACTION if report.severity > Severity.OK else ExitCode.OK)
+__all__ = ["check_cmd"]
 
 
 def _rows(name: str, outcome: fleet.Outcome[Any], verbose: bool) -> list[tuple[str, str, str]]:
@@ -125,11 +55,27 @@ def _rows(name: str, outcome: fleet.Outcome[Any], verbose: bool) -> list[tuple[s
     ]
 
 
-def _write_prometheus(path: Path, text: str) -> None:
-    try:
-        atomic_write(path, text.encode(), mode=0o644)
-    except OSError as exc:
-        raise InputError(f"cannot write the Prometheus file {path}: {exc.strerror}") from None
+def _report_json(report: InstanceReport | StoreReport) -> dict[str, Any]:
+    return report.to_dict()
+
+
+def _render(app: App, run: CheckRun) -> None:
+    """The JSON document, the table (non-ok findings; all with -v) and the summary line."""
+    code = run.exit_code
+    app.result(
+        {
+            "ok": code in (ExitCode.OK, ExitCode.NEEDS_ACTION),
+            "exit_code": code,
+            "needs_action": run.needs_action,
+            "instances": [outcome_json(o, _report_json) for o in run.instances],
+            "stores": [outcome_json(o, _report_json) for o in run.stores],
+            "prometheus": str(run.prometheus_file) if run.prometheus_file else None,
+        }
+    )
+    verbose = app.verbosity > 0
+    rows = [r for o in run.outcomes for r in _rows(o.instance_id, o, verbose)]
+    print_results(app, ("INSTANCE / STORE", "STATUS", "FINDING"), rows)
+    app.info(summary_line(run.outcomes, run.counts()).replace("instance(s)", "checked"))
 
 
 @click.command("check")
@@ -191,62 +137,22 @@ def check_cmd(
     app = get_app()
     opts: FleetOptions = take_fleet(kwargs)
     selecting = bool(opts.ids or opts.tags or opts.desired_file)
-    if not selecting and not ca_dirs:
-        raise UsageError("name instances (ID..., --tag KEY=VALUE, -f FILE) and/or --ca-dir DIR")
-    now = app.now()
-    thresholds = Thresholds(
-        warn=timedelta(days=warn_days),
-        crl_min_remaining=crl_min_remaining,
-        restart_margin=restart_margin,
+    options = CheckOptions(
+        ca_dirs=ca_dirs,
+        thresholds=Thresholds(
+            warn=timedelta(days=warn_days),
+            crl_min_remaining=crl_min_remaining,
+            restart_margin=restart_margin,
+        ),
+        drift_source=str(opts.desired_file or "the desired-state file"),
+        concurrency=opts.concurrency,
+        prometheus_file=prometheus_file,
     )
-    builder = DesiredBuilder(now=now, min_remaining=crl_min_remaining)
+    options.check(selecting=selecting)
     api = opts.api(app) if selecting else None
     items = opts.select(app, api) if api is not None else []
-    checker = Checker(
-        api, now, builder, thresholds, ca_dirs, str(opts.desired_file or "the desired-state file")
-    )
-    found = fleet.run(
-        items, checker.instance, concurrency=opts.concurrency, exit_code_of=_needs_action
-    )
-    spec_dirs = [i[1].ca_dir for i in items if not isinstance(i, str) and i[1].ca_dir]
-    dirs = list(dict.fromkeys([*ca_dirs, *(d for d in spec_dirs if d is not None)]))
-    local = fleet.run(
-        [str(d) for d in dirs],
-        lambda d: checker.store(Path(fleet.instance_id_of(d))),
-        concurrency=1,
-        exit_code_of=_needs_action,
-    )
-    everything: list[fleet.Outcome[Any]] = [*found, *local]
-    code = fleet.worst_exit_code(everything)
+    run = run_checks(api, items, options, now=app.now())
     if prometheus_file is not None:
-        text = prometheus_text(
-            [(o.instance_id, o.result if o.ok else None) for o in found],
-            [o.result for o in local if o.ok and o.result is not None],
-            now=now,
-        )
-        _write_prometheus(prometheus_file, text)
         app.debug(f"wrote {prometheus_file}")
-
-    def report_json(report: InstanceReport | StoreReport) -> dict[str, Any]:
-        return report.to_dict()
-
-    app.result(
-        {
-            "ok": code in (ExitCode.OK, ExitCode.NEEDS_ACTION),
-            "exit_code": code,
-            "needs_action": any(o.ok and o.exit_code == ExitCode.NEEDS_ACTION for o in everything),
-            "instances": [outcome_json(o, report_json) for o in found],
-            "stores": [outcome_json(o, report_json) for o in local],
-            "prometheus": str(prometheus_file) if prometheus_file else None,
-        }
-    )
-    verbose = app.verbosity > 0
-    rows = [r for o in found for r in _rows(o.instance_id, o, verbose)]
-    rows += [r for o in local for r in _rows(o.instance_id, o, verbose)]
-    print_results(app, ("INSTANCE / STORE", "STATUS", "FINDING"), rows)
-    counts = {
-        "ok": sum(1 for o in everything if o.ok and o.exit_code == ExitCode.OK),
-        "need action": sum(1 for o in everything if o.exit_code == ExitCode.NEEDS_ACTION),
-    }
-    app.info(summary_line(everything, counts).replace("instance(s)", "checked"))
-    return code
+    _render(app, run)
+    return run.exit_code

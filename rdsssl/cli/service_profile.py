@@ -11,9 +11,11 @@ or Ctrl-C. The probe password comes from an environment variable, never from a f
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +24,9 @@ from rdsssl.cli.common import get_app, json_option
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.rds.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from rdsssl.ops.profile_recorder import Step
 
 __all__ = ["service_profile"]
 
@@ -95,9 +100,38 @@ def record_cmd(
       rdsssl service-profile record pgm-bp1scratch --out hangzhou.json --throwaway \\
           --probe-user alice --probe-password-env ALICE_PASSWORD
     """
-    from rdsssl.ops import profile_recorder as recorder
+    from rdsssl.ops.profile_calls import RecordOptions
+    from rdsssl.ops.profile_recorder import record_with_consent
 
     app = get_app()
+    password = _probe_password(throwaway, probe_user, probe_password_env)
+    api = AliyunRdsApi(
+        ApiSettings.from_env(region=app.region, endpoint=app.endpoint, profile=app.profile)
+    )
+    options = RecordOptions(
+        probe_user=probe_user,
+        probe_password=password,
+        name=name,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        info=app.info,
+        warn=app.warn,
+        now=app.now,
+    )
+    consent = functools.partial(_confirm, app, instance_id, yes)
+    result = record_with_consent(api, instance_id, out=out, options=options, consent=consent)
+    for note in result.notes:
+        app.info(f"note: {note}")
+    _show(app, result.profile)
+    app.out(f"written: {out}")
+    app.info(f"{instance_id}: {result.restored}")
+    app.result(result.to_json())
+
+
+def _probe_password(
+    throwaway: bool, probe_user: str | None, probe_password_env: str | None
+) -> str | None:
+    """Usage errors for the flags that go together; the probe password from its variable."""
     if not throwaway:
         raise UsageError(
             "--throwaway is required: recording restarts the instance several times (~3 min "
@@ -111,50 +145,21 @@ def record_cmd(
             "--probe-user needs --probe-password-env VAR (the ACLs used while recording ask "
             "for a password)"
         )
-    password = None
-    if probe_password_env:
-        password = os.environ.get(probe_password_env)
-        if not password:
-            raise ConfigError(f"environment variable {probe_password_env} is not set")
-    recorder.check_out(out)
-    api = AliyunRdsApi(
-        ApiSettings.from_env(region=app.region, endpoint=app.endpoint, profile=app.profile)
-    )
-    original = recorder.preflight(api, instance_id)
-    steps = recorder.planned_steps(original)
+    if not probe_password_env:
+        return None
+    password = os.environ.get(probe_password_env)
+    if not password:
+        raise ConfigError(f"environment variable {probe_password_env} is not set")
+    return password
+
+
+def _confirm(app: App, instance_id: str, yes: bool, steps: Sequence[Step]) -> None:
+    """Show the planned steps; ask unless --yes (no terminal: --yes is required)."""
+    from rdsssl.ops.profile_recorder import describe_steps
+
     app.info(f"{instance_id} will be changed and restored (throwaway instance):")
-    for line in recorder.describe_steps(steps):
+    for line in describe_steps(steps):
         app.info(line)
-    _confirm(app, instance_id, yes)
-    options = recorder.Options(
-        probe_user=probe_user,
-        probe_password=password,
-        name=name,
-        poll_interval=poll_interval,
-        timeout=timeout,
-        info=app.info,
-        warn=app.warn,
-        now=app.now,
-    )
-    result = recorder.record(api, instance_id, out=out, options=options)
-    for note in result.notes:
-        app.info(f"note: {note}")
-    _show(app, result.profile)
-    app.out(f"written: {out}")
-    app.info(f"{instance_id}: {result.restored}")
-    app.result(
-        {
-            "instance": instance_id,
-            "out": str(out),
-            "profile": result.profile,
-            "notes": list(result.notes),
-            "restored": result.restored,
-            "changes": result.changes,
-        }
-    )
-
-
-def _confirm(app: App, instance_id: str, yes: bool) -> None:
     if yes:
         return
     if not app.interactive:

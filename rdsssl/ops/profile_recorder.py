@@ -26,10 +26,12 @@ The sequence, chosen to cost as few restarts as possible:
 5. Restore the original client CA, CRL and ACLs in ONE call (a restart), verified by
    read-back through `rdsssl.rds.waiters`; an instance that had no client CA ends with none.
 
-The samples of steps 3 and 4 are polled every `poll_interval` seconds by the recorder itself
-(`rdsssl.ops.profile_session`, `rdsssl.ops.profile_timeline`), since it measures them; readiness and
-the restore use the waiters. The temporary CAs and the probe user's certificates are made
-with `rdsssl.pki.crypto` in a temporary directory: the user's CA store is never touched.
+Where each part lives: the calls and how one change is observed, `rdsssl.ops.profile_calls`
+(the samples of steps 3 and 4 are polled every `poll_interval` seconds by the recorder itself,
+since it measures them, and read by `rdsssl.ops.profile_timeline`; readiness and the restore
+use the waiters); the steps 1 to 4, `rdsssl.ops.profile_session`; the temporary CAs and the
+probe user's certificates, `rdsssl.ops.profile_pki` (the user's CA store is never touched);
+the restore and the saved originals, `rdsssl.ops.profile_restore`.
 
 Restoring: the original PEMs and ACLs are saved next to `--out` (0600) before the first
 change. Whatever stops the recording (an error, Ctrl-C, SIGTERM), the restore runs; a second
@@ -46,55 +48,36 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from rdsssl.errors import InputError, RdsSslError
+from rdsssl.errors import InputError
 from rdsssl.models import LOCK_UNLOCK, MODIFY_SETTING, STATUS_RUNNING
-from rdsssl.ops.profile_session import (
-    ACL_RESTART_SHARE,
-    CA_NAMES,
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_SETTLE,
-    URL_SEARCH_MAX,
-    URL_SEARCH_MIN,
-    Options,
-    Original,
-    RecorderApi,
-    RestoreIncomplete,
-    Session,
-    TemporaryPki,
-    acl_text,
-    search_url_limit,
+from rdsssl.ops.profile_calls import Original, RecorderApi, RecordOptions, RestoreIncomplete
+from rdsssl.ops.profile_pki import TemporaryPki, carries_temporary_ca
+from rdsssl.ops.profile_restore import (
+    SavedFiles,
+    restore_after_interrupt,
+    restore_or_report,
+    save_original,
 )
-from rdsssl.pki import crypto
+from rdsssl.ops.profile_session import Session
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.fsutil import atomic_write
 from rdsssl.store.paths import instance_lock
 
 __all__ = [
-    "ACL_RESTART_SHARE",
-    "DEFAULT_POLL_INTERVAL",
-    "DEFAULT_SETTLE",
-    "URL_SEARCH_MAX",
-    "URL_SEARCH_MIN",
-    "Options",
-    "Original",
-    "RecorderApi",
     "Recording",
-    "RestoreIncomplete",
-    "SavedFiles",
     "Step",
-    "by_hand",
     "check_out",
     "describe_steps",
     "planned_steps",
     "preflight",
     "record",
-    "search_url_limit",
+    "record_with_consent",
 ]
 
 FORMAT = 1
@@ -125,23 +108,13 @@ def preflight(api: RdsApi, instance_id: str) -> Original:
         )
     if not (ssl.connection_string or info.connection_string):
         raise InputError(f"{instance_id} reports no connection string to name in the calls")
-    if _carries_temporary_ca(ssl.client_ca_pem):
+    if carries_temporary_ca(ssl.client_ca_pem):
         raise InputError(
             f"{instance_id} still has the recorder's temporary client CA: an earlier recording "
             "was not restored. Restore it first from that run's FILE.original.json (it lists "
             "the commands), then record again"
         )
     return Original(info, ssl)
-
-
-def _carries_temporary_ca(pem: str | None) -> bool:
-    if not pem:
-        return False
-    try:
-        certs = crypto.load_certificates(pem.encode("utf-8"), source="the client CA")
-    except RdsSslError:
-        return False
-    return any((crypto.cn_of(c.subject) or "") in CA_NAMES for c in certs)
 
 
 def check_out(out: Path) -> SavedFiles:
@@ -198,33 +171,6 @@ def planned_steps(original: Original) -> list[Step]:
     return steps
 
 
-# ------------------------------------------------------------------ saved files and results
-
-
-@dataclass(frozen=True)
-class SavedFiles:
-    """Where the original settings are kept until the restore is verified (next to --out)."""
-
-    json: Path
-    ca: Path
-    crl: Path
-
-    @classmethod
-    def next_to(cls, out: Path) -> SavedFiles:
-        return cls(
-            out.with_name(out.name + ".original.json"),
-            out.with_name(out.name + ".original-ca.pem"),
-            out.with_name(out.name + ".original-crl.pem"),
-        )
-
-    def existing(self) -> list[Path]:
-        return [p for p in (self.json, self.ca, self.crl) if p.exists()]
-
-    def remove(self) -> None:
-        for path in (self.json, self.ca, self.crl):
-            path.unlink(missing_ok=True)
-
-
 @dataclass(frozen=True)
 class Recording:
     """A finished recording: the profile written to `out`, notes on what could not be measured
@@ -235,72 +181,24 @@ class Recording:
     out: Path
     restored: str
     changes: int  # ModifyDBInstanceSSL calls that changed the instance, the restore included
+    instance_id: str
 
-
-# ------------------------------------------------------------------ saving and restoring by hand
-
-
-def _save_original(original: Original, saved: SavedFiles) -> None:
-    """The original settings, 0600, before the first change (a crash leaves them behind)."""
-    ssl = original.ssl
-    doc = {
-        "instance_id": original.instance_id,
-        "connection_string": original.connection_string,
-        "client_ca_pem": ssl.client_ca_pem,
-        "crl_pem": ssl.crl_pem,
-        "acl": acl_text(ssl.acl) or None,
-        "replication_acl": acl_text(ssl.replication_acl) or None,
-        "restore_commands": by_hand(original, saved),
-    }
-    try:
-        atomic_write(saved.json, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
-        if ssl.client_ca_pem:
-            atomic_write(saved.ca, ssl.client_ca_pem.encode(), mode=0o600)
-        if ssl.crl_pem:
-            atomic_write(saved.crl, ssl.crl_pem.encode(), mode=0o600)
-    except OSError as exc:
-        raise InputError(
-            f"cannot save the original settings next to --out ({saved.json}): {exc.strerror}"
-        ) from None
-
-
-def by_hand(original: Original, saved: SavedFiles) -> list[str]:
-    """The commands that restore `original` from the saved files."""
-    iid, ssl = original.instance_id, original.ssl
-    if not original.has_ca:
-        return [f"rdsssl instance disable-client-ca {iid} --yes --force"]
-    lines = [f"rdsssl instance enable-client-ca {iid} --ca-cert {saved.ca} --yes --force"]
-    if ssl.crl_pem:
-        lines.append(f"rdsssl instance upload-crl {iid} --crl {saved.crl} --yes --force")
-    acls = []
-    if ssl.acl is not None:
-        acls.append(f"--acl {ssl.acl.value}")
-    if ssl.replication_acl is not None:
-        acls.append(f"--replication-acl {ssl.replication_acl.value}")
-    if acls:
-        lines.append(f"rdsssl instance set-acl {iid} {' '.join(acls)} --yes --force")
-    return lines
-
-
-def _not_restored(session: Session, saved: SavedFiles, why: str) -> str:
-    commands = "; ".join(by_hand(session.original, saved))
-    pending = ""
-    if session.restore_sent:
-        pending = (
-            f" The restore call was accepted (RequestId {session.restore_sent}) and may still "
-            f"complete: check with `rdsssl instance show {session.iid}` first."
-        )
-    return (
-        f"{session.iid} was NOT restored ({why}): it last read back "
-        f"{session.leftovers(session.last_ssl)}.{pending} The original settings are saved in "
-        f"{saved.json}; restore them by hand with: {commands}"
-    )
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of `service-profile record`."""
+        return {
+            "instance": self.instance_id,
+            "out": str(self.out),
+            "profile": self.profile,
+            "notes": list(self.notes),
+            "restored": self.restored,
+            "changes": self.changes,
+        }
 
 
 # ------------------------------------------------------------------ the profile
 
 
-def _profile(session: Session, original: Original, options: Options) -> dict[str, Any]:
+def _profile(session: Session, original: Original, options: RecordOptions) -> dict[str, Any]:
     """The profile document; each measured value is checked as the emulator would check it,
     and one it would refuse is left out with a note."""
     from rdsssl.emulator.faults import check_switch
@@ -381,7 +279,7 @@ def _check_and_write(doc: dict[str, Any], out: Path) -> None:
 
 
 def record(
-    api: RecorderApi, instance_id: str, *, out: Path, options: Options | None = None
+    api: RecorderApi, instance_id: str, *, out: Path, options: RecordOptions | None = None
 ) -> Recording:
     """Record a service profile of `instance_id` into `out`, then restore the instance (see
     the module docstring). The caller has shown `planned_steps` and got the user's consent.
@@ -391,13 +289,13 @@ def record(
     `RestoreIncomplete` (saying what is left over and how to fix it by hand) when it is not.
     KeyboardInterrupt (Ctrl-C, SIGTERM) restores first; a second one abandons the restore.
     """
-    opts = options or Options()
+    opts = options or RecordOptions()
     saved = check_out(out)
     held = instance_lock(instance_id) if opts.lock else contextlib.nullcontext()
     with held, tempfile.TemporaryDirectory(prefix="rdsssl-record-") as tmp:
         original = preflight(api, instance_id)
         pki = TemporaryPki.make(Path(tmp), opts.probe_user, now=opts.now())
-        _save_original(original, saved)
+        save_original(original, saved)
         session = Session(api, original, pki, opts)
         try:
             session.measure()
@@ -407,59 +305,36 @@ def record(
             opts.warn(
                 f"interrupted: restoring {instance_id} (press Ctrl-C again to abandon the restore)"
             )
-            _restore_after_interrupt(session, saved)
+            restore_after_interrupt(session, saved)
             raise
         except Exception as exc:
             opts.warn(f"the recording stopped ({exc}); restoring {instance_id}")
             try:
-                done = _restore_or_report(session, saved)
+                done = restore_or_report(session, saved)
             except RestoreIncomplete as failed:
                 raise RestoreIncomplete(f"the recording stopped ({exc}); {failed}") from exc
             opts.warn(f"{instance_id} restored: {done}")
             raise
         try:
-            done = _restore_or_report(session, saved)
+            done = restore_or_report(session, saved)
         except RestoreIncomplete as failed:
             raise RestoreIncomplete(f"the profile was written to {out}, but {failed}") from None
-        return Recording(doc, tuple(session.notes), out, done, session.changes)
+        return Recording(doc, tuple(session.notes), out, done, session.changes, instance_id)
 
 
-def _restore(session: Session, saved: SavedFiles) -> str:
-    """The restore, turning every failure into `RestoreIncomplete` with the by-hand commands;
-    a KeyboardInterrupt is left to the caller."""
-    try:
-        done = session.restore()
-    except RestoreIncomplete as exc:
-        raise RestoreIncomplete(_not_restored(session, saved, str(exc))) from None
-    except Exception as exc:
-        raise RestoreIncomplete(_not_restored(session, saved, str(exc))) from exc
-    saved.remove()
-    session.opts.info(f"{session.iid}: restored: {done}")
-    return done
-
-
-def _restore_or_report(session: Session, saved: SavedFiles) -> str:
-    """`_restore`; an interrupt abandons it, with the report of what is left over."""
-    try:
-        return _restore(session, saved)
-    except KeyboardInterrupt:
-        session.opts.warn(
-            "restore abandoned: " + _not_restored(session, saved, "the restore was interrupted")
-        )
-        raise
-
-
-def _restore_after_interrupt(session: Session, saved: SavedFiles) -> None:
-    """The restore after a first Ctrl-C: every outcome is reported, nothing but a second
-    interrupt raised (the caller re-raises the first one anyway)."""
-    try:
-        done = _restore_or_report(session, saved)
-    except KeyboardInterrupt:
-        return
-    except RestoreIncomplete as exc:
-        session.opts.warn(str(exc))
-    else:
-        session.opts.warn(f"{session.iid} restored: {done}")
+def record_with_consent(
+    api: RecorderApi,
+    instance_id: str,
+    *,
+    out: Path,
+    options: RecordOptions,
+    consent: Callable[[Sequence[Step]], None],
+) -> Recording:
+    """The whole `service-profile record`: check `out` and the instance (Describe calls only),
+    show `consent` the planned steps (it raises to refuse), then `record`."""
+    check_out(out)
+    consent(planned_steps(preflight(api, instance_id)))
+    return record(api, instance_id, out=out, options=options)
 
 
 def describe_steps(steps: Sequence[Step]) -> list[str]:

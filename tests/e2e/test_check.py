@@ -100,6 +100,7 @@ def test_a_local_revocation_not_live_is_critical(cloud: Cloud, tmp_path: Path) -
     doc = result.json()
     revocations = [f for f in _findings(doc, iid) if f["check"] == "revocations"]
     assert revocations[0]["severity"] == "critical"
+    assert revocations[0]["code"] == "revocations-pending"
     assert issued.record.serial_hex in revocations[0]["msg"]
     assert doc["instances"][0]["pending_revocations"] == 1
 
@@ -113,6 +114,7 @@ def test_a_client_ca_expiring_soon_needs_action(cloud: Cloud, tmp_path: Path) ->
     doc = result.json()
     (ca_finding,) = [f for f in _findings(doc, iid) if f["check"] == "client_ca"]
     assert ca_finding["severity"] == "warning" and "rotate" in ca_finding["msg"]
+    assert ca_finding["code"] == "expires-soon"
     assert doc["stores"][0]["status"] == "warning"  # the local CA itself
 
 
@@ -127,7 +129,7 @@ def test_drift_from_the_desired_state_file(cloud: Cloud, ca_dir: Path, tmp_path:
     result = cloud.cli("--json", "check", "-f", path)
     assert result.exit_code == 10
     (drift,) = [f for f in _findings(result.json(), iid) if f["check"] == "drift"]
-    assert drift["severity"] == "warning"
+    assert drift["severity"] == "warning" and drift["code"] == "drift"
     assert "acl: prefer -> cert" in drift["msg"] and f"rdsssl apply -f {path}" in drift["msg"]
     assert not any(r.action == "ModifyDBInstanceSSL" for r in cloud.emu.requests[-4:])
 

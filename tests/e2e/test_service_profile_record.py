@@ -13,7 +13,7 @@ import json
 import shlex
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ import pytest
 from rdsssl.emulator.profiles import load_profile
 from rdsssl.errors import ApiError, InputError
 from rdsssl.models import AclMode, SslModifyRequest, SslState
-from rdsssl.ops.profile_recorder import Options, SavedFiles, record
+from rdsssl.ops.profile_calls import RecordOptions
+from rdsssl.ops.profile_recorder import Step, record, record_with_consent
+from rdsssl.ops.profile_restore import SavedFiles
 from rdsssl.pki import crypto
 from rdsssl.rds import service_profile
 from rdsssl.rds.api import AliyunRdsApi
@@ -52,7 +54,7 @@ class Messages:
         self.info: list[str] = []
         self.warn: list[str] = []
 
-    def options(self, **overrides: Any) -> Options:
+    def options(self, **overrides: Any) -> RecordOptions:
         values: dict[str, Any] = {
             "probe_user": "alice",
             "probe_password": ALICE_PASSWORD,
@@ -63,7 +65,7 @@ class Messages:
             "warn": self.warn.append,
         }
         values.update(overrides)
-        return Options(**values)
+        return RecordOptions(**values)
 
 
 def fps(pem: str | None) -> frozenset[str]:
@@ -360,6 +362,25 @@ def test_no_at_the_prompt_changes_nothing(cloud: Cloud, tmp_path: Path) -> None:
     result = invoke(*args, env=cloud.env, interactive=True, input="n\n", cwd=cloud.work)
     assert result.exit_code == 130
     assert cloud.mutating() == []
+
+
+def test_the_library_asks_for_consent_with_the_planned_steps_before_any_change(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    shown: list[list[str]] = []
+
+    def refuse(steps: Sequence[Step]) -> None:
+        shown.append([s.effect for s in steps])
+        raise KeyboardInterrupt
+
+    out = tmp_path / "p.json"
+    with pytest.raises(KeyboardInterrupt):
+        record_with_consent(
+            cloud.api(), cloud.iid, out=out, options=Messages().options(), consent=refuse
+        )
+    assert shown == [["none", "none", "restart", "acl-lock", "restart"]]  # no client CA yet
+    assert cloud.mutating() == [] and not out.exists()
+    assert SavedFiles.next_to(out).existing() == []
 
 
 def test_a_probe_user_needs_its_password_variable(cloud: Cloud, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""rdsssl.ops.checks on crafted states: every finding, its severity and advice, and the Prometheus
-textfile checked against the exposition format by a strict little parser."""
+"""`rdsssl check`'s judgements (rdsssl.ops.check_instance, check_store, check_prometheus) on
+crafted states: every finding, its severity, advice and code, and the Prometheus textfile
+checked against the exposition format by a strict little parser."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,21 +12,18 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from rdsssl.errors import ExitCode, UsageError
 from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
-from rdsssl.ops.checks import (
-    Finding,
-    InstanceReport,
-    Severity,
-    StoreReport,
-    Thresholds,
-    check_instance,
-    check_store,
-    prometheus_text,
-)
+from rdsssl.ops.check_findings import Finding, InstanceReport, Severity, StoreReport, Thresholds
+from rdsssl.ops.check_instance import check_instance
+from rdsssl.ops.check_prometheus import prometheus_text
+from rdsssl.ops.check_run import CheckOptions, run_checks
+from rdsssl.ops.check_store import check_store
 from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.plan import Change, CrlFromStore, Effect, Plan
 from rdsssl.ops.renewal_plan import RenewalPlan
 from rdsssl.pki import crypto
+from rdsssl.store.castore import CaStore
 from rdsssl.store.records import CertRecord
 
 from .conftest import NOW, Pki, make_pki
@@ -277,6 +276,57 @@ def test_store_checks_ca_expiry_and_renewals() -> None:
     assert "renew the CA first (rdsssl ca renew --ca-dir /ca)" in renewal.message
 
 
+def _codes(report: InstanceReport | StoreReport, check: str) -> list[str]:
+    """The codes of one check's findings, read from the JSON shape (where programs read them)."""
+    shape = report.to_dict()["findings"]
+    assert isinstance(shape, list)
+    return [f["code"] for f in shape if f["check"] == check]
+
+
+def test_every_instance_finding_carries_a_stable_code() -> None:
+    healthy = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA)])
+    for check in ("client_ca", "crl", "server_cert"):
+        assert _codes(healthy, check) == ["valid"]
+    assert _codes(healthy, "revocations") == ["revocations-live"]
+    assert _codes(check_instance(INFO, _ssl(crl_pem=None), now=NOW), "crl") == ["no-crl"]
+    pending = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA, frozenset({7}))])
+    assert _codes(pending, "revocations") == ["revocations-pending"]
+    foreign = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA2)])
+    assert _codes(foreign, "revocations") == ["foreign-ca"]
+    server = _ssl(require_update=True, ssl_expire_time=NOW + timedelta(days=5))
+    flagged = check_instance(INFO, server, now=NOW)
+    assert _codes(flagged, "server_cert") == ["server-cert-update-required", "expires-soon"]
+    gone = check_instance(INFO, _ssl(ssl_expire_time=NOW - timedelta(days=1)), now=NOW)
+    assert _codes(gone, "server_cert") == ["expired"]
+    failed = _ssl(last_modify_status="failed", ssl_enabled=False)
+    creating = dataclasses.replace(INFO, status="Creating")
+    off = check_instance(creating, failed, now=NOW)
+    assert [f.code for f in off.findings] == ["instance-status", "last-change-failed", "ssl-off"]
+    bare = check_instance(INFO, _ssl(client_ca_pem=None, crl_pem=None), now=NOW)
+    assert _codes(bare, "client_ca") == ["no-client-ca"]
+    same = Plan("pgm-x", (), None)
+    assert _codes(check_instance(INFO, _ssl(), now=NOW, drift=same), "drift") == ["in-sync"]
+    change = Plan("pgm-x", (Change("acl", "prefer", "cert", Effect.ACL_LOCK),), None)
+    assert _codes(check_instance(INFO, _ssl(), now=NOW, drift=change), "drift") == ["drift"]
+
+
+def test_every_store_finding_carries_a_stable_code() -> None:
+    due = RenewalPlan(due=[_record("alice", NOW + timedelta(days=10))], blocked=[])
+    weak = crypto.KeyProtection("pbes2", "pbkdf2-hmac-sha1", 1000, "aes-128-cbc")
+    report = check_store(Path("/ca"), CA.cert, due, now=NOW, key=weak)
+    assert _codes(report, "ca_key") == ["weak-key-encryption"]
+    assert _codes(report, "ca") == ["valid"] and _codes(report, "renewal") == ["renewal-due"]
+    stuck = RenewalPlan([], [_record("bob", SOON_CA.cert.not_valid_after_utc)])
+    plain = check_store(Path("/ca"), SOON_CA.cert, stuck, now=NOW, key=crypto.KeyProtection("none"))
+    assert _codes(plain, "ca_key") == ["key-unencrypted"]
+    assert _codes(plain, "ca") == ["expires-soon"]
+    assert _codes(plain, "renewal") == ["renewal-blocked"]
+    strong = crypto.KeyProtection("pbes2", "pbkdf2-hmac-sha256", 600_000, "aes-256-cbc")
+    quiet = check_store(Path("/ca"), CA.cert, RenewalPlan([], []), now=NOW, key=strong)
+    assert _codes(quiet, "ca_key") == ["key-encrypted"]
+    assert _codes(quiet, "renewal") == ["nothing-due"]
+
+
 # ------------------------------------------------------------------ Prometheus exposition format
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -336,3 +386,28 @@ def test_prometheus_text_with_nothing_checked_is_still_valid() -> None:
         prometheus_text([], [], now=datetime(2030, 1, 1, tzinfo=timezone.utc))
     )
     assert list(metrics) == ["rdsssl_check_timestamp_seconds"]
+
+
+# ------------------------------------------------------------------ the library entry point
+
+
+def test_run_checks_needs_something_to_check() -> None:
+    with pytest.raises(UsageError, match="--ca-dir DIR"):
+        CheckOptions().check(selecting=False)
+    CheckOptions(ca_dirs=(Path("/ca"),)).check(selecting=False)
+    CheckOptions().check(selecting=True)
+
+
+def test_run_checks_on_stores_alone_writes_the_prometheus_file(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "ca"
+    CaStore.init(
+        ca_dir, cn="run-ca", key_type=KeyType.EC_P256, days=20, passphrase=None, now=NOW
+    ).close()
+    prom = tmp_path / "rdsssl.prom"
+    options = CheckOptions(ca_dirs=(ca_dir,), prometheus_file=prom)
+    run = run_checks(None, [], options, now=NOW)
+    assert run.instances == [] and [o.instance_id for o in run.stores] == [str(ca_dir)]
+    assert run.exit_code == ExitCode.NEEDS_ACTION and run.needs_action
+    assert run.counts() == {"ok": 0, "need action": 1}
+    families = parse_exposition(prom.read_text())
+    assert families["rdsssl_ca_check_status"] == {f'{{ca_dir="{ca_dir}"}}': 1.0}

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from rdsssl.models import AclMode, InstanceInfo, SslState
-from rdsssl.ops.profile_recorder import Original, describe_steps, planned_steps
+from rdsssl.ops.profile_calls import Original
+from rdsssl.ops.profile_recorder import describe_steps, planned_steps
 from rdsssl.ops.profile_session import URL_RESOLUTION, URL_SEARCH_MAX, search_url_limit
 from rdsssl.ops.profile_timeline import NEW, OLD, Sample, analyse, restart_statuses
 
