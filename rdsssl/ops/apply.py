@@ -26,6 +26,7 @@ from rdsssl.ops.clock import SYSTEM_CLOCK, Clock
 from rdsssl.ops.plan import (
     DesiredSsl,
     Plan,
+    PlanWarning,
     describe_changes,
     guard_need,
     guard_target,
@@ -167,7 +168,7 @@ def apply(
                 pending=None if confirmed else pending,
             )
 
-        def validated(candidate: Plan) -> list[str]:
+        def validated(candidate: Plan) -> list[PlanWarning]:
             return validate(
                 candidate,
                 desired,

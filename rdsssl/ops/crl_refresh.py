@@ -271,7 +271,7 @@ def refresh(
     if result.plan.noop:
         return RefreshResult(instance_id, "current", "current", entries, None, (), result)
     code, reason = _due(result)
-    warnings = result.plan.warnings
+    warnings = tuple(w.message for w in result.plan.warnings)
     if plan_only:
         status = "would-refresh" if dry_run else "deferred"
         return RefreshResult(instance_id, status, reason, entries, None, warnings, result, code)

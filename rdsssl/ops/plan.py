@@ -72,13 +72,25 @@ class Change:
 
 
 @dataclass(frozen=True)
+class PlanWarning:
+    """Something the person should know before the change goes out; `code` is stable
+    (`crl-over-size-budget`), `message` is for people."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Plan:
     """The changes for one instance and the single request that realises them."""
 
     instance_id: str
     changes: tuple[Change, ...]
     request: SslModifyRequest | None
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[PlanWarning, ...] = ()
     crl_source: CrlFromStore | None = None  # a CRL to sign at apply time
 
     @property
@@ -101,7 +113,8 @@ class Plan:
             "instance": self.instance_id,
             "effect": self.effect.value,
             "changes": [vars(c) | {"effect": c.effect.value} for c in self.changes],
-            "warnings": list(self.warnings),
+            "warnings": [w.message for w in self.warnings],
+            "warning_codes": [w.code for w in self.warnings],
         }
 
 
@@ -251,12 +264,12 @@ def validate(
     crl_pem: str | None = None,
     restart_margin: timedelta = crl_policy.DEFAULT_RESTART_MARGIN,
     crl_size_budget: int | None = None,
-) -> list[str]:
+) -> list[PlanWarning]:
     """The local checks made before anything is sent; raises on anything the service would
     refuse or that would lock users out (the CRL that will be live is judged by the one CRL
     policy, `rdsssl.pki.crl_policy`, against the CA bundle that will be live). Returns warnings
     (CRL size, ...)."""
-    warnings: list[str] = []
+    warnings: list[PlanWarning] = []
     request = plan_.request
     if request is None:
         return warnings
@@ -299,16 +312,17 @@ def validate(
 
 def _check_crl(
     crl_pem: str, ca_pem: str, *, now: datetime, restart_margin: timedelta, budget: int
-) -> list[str]:
+) -> list[PlanWarning]:
     verdict = crl_policy.evaluate_pem(ca_pem, crl_pem, now=now, restart_margin=restart_margin)
     verdict.raise_if_refused("refusing to upload this CRL")
     size = len(crl_pem.encode())
     if size > budget:
-        return [
+        message = (
             f"the CRL is {size} bytes, above the {budget}-byte budget: the RDS API may refuse "
             "the request as too long (entries of certificates expired over 30 days ago are "
             "already dropped)"
-        ]
+        )
+        return [PlanWarning("crl-over-size-budget", message)]
     return []
 
 

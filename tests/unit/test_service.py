@@ -171,6 +171,19 @@ def test_apply_signs_the_store_crl_once_and_uploads_it() -> None:
     )
 
 
+@pytest.mark.parametrize("budget", [100, 1_000_000])
+def test_a_crl_over_the_size_budget_is_a_coded_warning_not_a_refusal(budget: int) -> None:
+    api = FakeApi(ssl_state(client_ca_pem=_ca()))
+    options = ApplyOptions(dry_run=True, crl_size_budget=budget)
+    result = apply(api, "pgm-x", DesiredSsl(crl=_crl(serials=(1, 2, 3))), options)
+    codes = [w.code for w in result.plan.warnings]
+    assert codes == (["crl-over-size-budget"] if budget == 100 else [])
+    doc = result.plan.to_dict()
+    assert doc["warning_codes"] == codes and len(doc["warnings"]) == len(codes)  # type: ignore[arg-type]
+    if codes:
+        assert "above the 100-byte budget" in str(result.plan.warnings[0])
+
+
 def test_acl_without_client_ca_is_refused_locally() -> None:
     api = FakeApi(ssl_state())
     with pytest.raises(ConfigError, match="needs the client CA"):
