@@ -21,6 +21,8 @@ from rdsssl.errors import (
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
 from rdsssl.ops import fleet
 
+from .fakes import FakeApi, instance_info, ssl_state
+
 
 def _outcome(code: int) -> fleet.Outcome[None]:
     return fleet.Outcome("pgm-x", code in (0, 10), None, None, code, 0.0)
@@ -204,27 +206,17 @@ def test_rate_limiter_refuses_nonsense() -> None:
 # ------------------------------------------------------------------ the limited API and selection
 
 
-class ListingApi:
+class ListingApi(FakeApi):
     """Answers DescribeDBInstances from a table of instances with tags (AND semantics, as the
     adapter implements them) and counts every call."""
 
     def __init__(self, tagged: Mapping[str, Mapping[str, str]]) -> None:
+        super().__init__(ssl_state())
         self.tagged = tagged
         self.calls: list[str] = []
 
     def _info(self, iid: str) -> InstanceInfo:
-        return InstanceInfo(
-            iid,
-            "cn-hangzhou",
-            "Running",
-            "Unlock",
-            "PostgreSQL",
-            "15.0",
-            "cloud_essd",
-            f"{iid}.pg",
-            5432,
-            "Postpaid",
-        )
+        return instance_info(instance_id=iid, connection_string=f"{iid}.pg")
 
     def describe_instance(self, instance_id: str) -> InstanceInfo:
         self.calls.append("describe_instance")

@@ -22,6 +22,8 @@ from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import Progress, WaiterSpec, wait_until
 
+from .fakes import FakeApi, FakeTime
+
 NEW_CA = "-----BEGIN CERTIFICATE-----\nnew\n-----END CERTIFICATE-----\n"
 OLD_CA = "-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n"
 
@@ -73,21 +75,6 @@ def obs(
 
 def has_new_ca(ssl: SslState) -> bool:
     return ssl.client_ca_pem == NEW_CA
-
-
-class FakeTime:
-    """A clock that only moves when the waiter sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 Observe = Callable[[], Observation]
@@ -270,7 +257,7 @@ def test_an_observation_without_the_ssl_state_never_succeeds(spec: WaiterSpec) -
 # ------------------------------------------------------------------ one API call per poll
 
 
-class FakeRds:
+class FakeRds(FakeApi):
     """The two Describe calls of one instance whose change completes at `ready` on the fake
     clock; before `race` it still reads Running with the old configuration (the post-call
     race). Every call is logged, in order, as the API would see it."""
@@ -285,6 +272,7 @@ class FakeRds:
         running_late: float = 0.0,
         gone_after: float | None = None,
     ) -> None:
+        super().__init__(SSL, INFO)
         self.t, self.ready, self.race, self.outcome = t, ready, race, outcome
         self.running_late = running_late  # Running shows this long after LastModifyStatus
         self.gone_after = gone_after  # then InvalidDBInstanceId.NotFound

@@ -25,20 +25,22 @@ from rdsssl.rds.acceptors import ssl_applied
 from rdsssl.rds.api import RdsApi
 from rdsssl.rds.waiters import DENSE, wait_until
 
-from .test_waiters import INFO, NEW_CA, SSL, FakeTime, has_new_ca
+from .fakes import FakeApi, FakeTime
+from .test_waiters import INFO, NEW_CA, SSL, has_new_ca
 
 
-class Timeline:
+class Timeline(FakeApi):
     """An instance whose Describe answers follow a timeline on the fake clock: until `lag` the
     old configuration and Running; then until `lag + early` the NEW values with Running /
     success (early read-back); then `setting` until `live`; then done."""
 
     def __init__(self, t: FakeTime, *, lag: float, early: float, live: float) -> None:
+        super().__init__(SSL, INFO)
         self.t, self.lag, self.early, self.live = t, lag, early, live
-        self.calls: list[tuple[str, float]] = []
+        self.timeline: list[tuple[str, float]] = []
 
     def describe_ssl(self, instance_id: str) -> SslState:
-        self.calls.append(("ssl", self.t.now))
+        self.timeline.append(("ssl", self.t.now))
         if self.t.now < self.lag:
             return SSL
         if self.t.now < self.live and self.t.now >= self.lag + self.early:
@@ -46,7 +48,7 @@ class Timeline:
         return replace(SSL, client_ca_pem=NEW_CA)
 
     def describe_instance(self, instance_id: str) -> InstanceInfo:
-        self.calls.append(("instance", self.t.now))
+        self.timeline.append(("instance", self.t.now))
         restarting = self.lag + self.early <= self.t.now < self.live
         return replace(INFO, status="SSL_MODIFYING" if restarting else "Running")
 
@@ -81,7 +83,7 @@ def test_a_change_never_seen_in_progress_needs_the_settle_period() -> None:
     rds = Timeline(t, lag=0.0, early=0.0, live=0.0)  # done before the first read
     result = rds.wait(expected=None, settle=10.0)
     assert 10.0 <= result.at < 15.0
-    reads = [at for name, at in rds.calls if name == "instance"]
+    reads = [at for name, at in rds.timeline if name == "instance"]
     assert len(reads) >= 2  # "stable reads": several polls, each with the status
 
 
@@ -96,7 +98,7 @@ def _poll_times(expected: float, live: float, seed: int) -> tuple[float, list[fl
     t = FakeTime()
     rds = Timeline(t, lag=0.0, early=0.0, live=live)
     result = rds.wait(expected=expected, seed=seed)
-    return result.at, [at for name, at in rds.calls if name == "ssl"]
+    return result.at, [at for name, at in rds.timeline if name == "ssl"]
 
 
 @pytest.mark.parametrize("expected", [5.0, 20.0, 60.0, 180.0])
@@ -116,8 +118,8 @@ def test_long_restarts_cost_at_most_one_call_per_three_seconds(
     t = FakeTime()
     rds = Timeline(t, lag=0.0, early=0.0, live=expected)
     rds.wait(expected=expected)
-    assert len(rds.calls) / (t.now / 60) <= per_minute
-    assert rds.calls[0][1] == pytest.approx(DENSE)  # no read right after the call
+    assert len(rds.timeline) / (t.now / 60) <= per_minute
+    assert rds.timeline[0][1] == pytest.approx(DENSE)  # no read right after the call
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
