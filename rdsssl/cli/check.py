@@ -106,8 +106,10 @@ def _render(app: App, run: CheckRun) -> None:
 @click.option(
     "--prometheus",
     "prometheus_file",
+    envvar="RDSSSL_PROMETHEUS_FILE",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write a node_exporter textfile here (atomically).",
+    help="Write a node_exporter textfile here (atomically), and the time of the last "
+    "successful check next to it (env RDSSSL_PROMETHEUS_FILE).",
 )
 @restart_margin_option
 @json_option
@@ -147,6 +149,7 @@ def check_cmd(
         drift_source=str(opts.desired_file or "the desired-state file"),
         concurrency=opts.concurrency,
         prometheus_file=prometheus_file,
+        region=app.region or "",
     )
     options.check(selecting=selecting)
     api = opts.api(app) if selecting else None

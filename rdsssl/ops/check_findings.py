@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from rdsssl.store.records import format_time
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "UNKNOWN_STATUS",
+    "CertExpiry",
     "Code",
     "Finding",
     "InstanceReport",
@@ -34,7 +35,8 @@ __all__ = [
 
 
 class Severity(enum.IntEnum):
-    """Nagios' scale; `rdsssl_check_status` exports the value (3 = the check itself failed)."""
+    """Nagios' scale; `rdsssl_check_status` exports it one-hot as its `state` label, with
+    "unknown" when the check itself failed."""
 
     OK = 0
     WARNING = 1
@@ -114,6 +116,7 @@ class InstanceReport:
     crl_next_update: datetime | None = None
     server_cert_not_after: datetime | None = None
     pending_revocations: int | None = None  # None: no local store to compare with
+    region: str = ""  # the instance's RegionId, a label of the Prometheus gauges
 
     @property
     def severity(self) -> Severity:
@@ -133,13 +136,25 @@ class InstanceReport:
 
 
 @dataclass(frozen=True)
+class CertExpiry:
+    """One valid (unrevoked, unexpired) certificate of a CA store, as the Prometheus textfile
+    exports it."""
+
+    user: str
+    serial: str  # lowercase hex, as printed everywhere
+    not_after: datetime
+
+
+@dataclass(frozen=True)
 class StoreReport:
-    """The findings for one local CA store."""
+    """The findings for one local CA store, and its valid certificates (for the gauges only:
+    not part of the JSON shape)."""
 
     ca_dir: Path
     findings: tuple[Finding, ...]
     ca_not_after: datetime
     due_renewal: int = 0
+    certificates: tuple[CertExpiry, ...] = field(default=(), repr=False)
 
     @property
     def severity(self) -> Severity:

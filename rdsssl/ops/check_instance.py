@@ -46,7 +46,7 @@ def check_instance(
     iid = info.instance_id
     found = _state_findings(info, ssl)
     if not ssl.ssl_enabled:
-        return InstanceReport(iid, tuple(found))
+        return InstanceReport(iid, tuple(found), region=info.region)
     server_after = ssl.ssl_expire_time
     found.extend(_server_findings(ssl, now, thresholds))
     if not ssl.client_ca_pem:
@@ -60,7 +60,9 @@ def check_instance(
             )
         )
         found.extend(_drift_findings(drift, drift_source))
-        return InstanceReport(iid, tuple(found), server_cert_not_after=server_after)
+        return InstanceReport(
+            iid, tuple(found), server_cert_not_after=server_after, region=info.region
+        )
     cas = crypto.load_certificates(ssl.client_ca_pem.encode(), source=f"{iid}'s client CA")
     for ca in cas:
         found.append(
@@ -90,6 +92,7 @@ def check_instance(
         crl_next_update=next_update,
         server_cert_not_after=server_after,
         pending_revocations=pending,
+        region=info.region,
     )
 
 

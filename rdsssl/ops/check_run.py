@@ -5,23 +5,39 @@ desired-state entries), and writes the Prometheus textfile when asked.
 The CLI parses options into `CheckOptions`, selects the instances, calls `run_checks` and
 renders the `CheckRun`. Exit codes: 0 all is well; 10 (`NEEDS_ACTION`) when a finding is not
 ok; an error code when an instance or a store could not be checked (4 API error, 3 bad input,
-...), which wins over 10 because then nothing is known about it. The Prometheus file is
-written atomically (temp file + rename), even when some instances failed (status 3).
+...), which wins over 10 because then nothing is known about it. The Prometheus file
+(`ops.check_prometheus`) is written atomically, even when some instances or stores failed
+(their state is "unknown").
+
+CA store directories are resolved (`Path.resolve()`) before anything else, so `--ca-dir ./ca`
+and a desired-state entry naming the same store are one store: checked once, one series.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from rdsssl.errors import ExitCode, InputError, UsageError
+from rdsssl.errors import ExitCode, UsageError
+from rdsssl.models import CertStatus
 from rdsssl.ops import fleet
 from rdsssl.ops import plan as planning
-from rdsssl.ops.check_findings import InstanceReport, Severity, StoreReport, Thresholds
+from rdsssl.ops.check_findings import (
+    CertExpiry,
+    InstanceReport,
+    Severity,
+    StoreReport,
+    Thresholds,
+)
 from rdsssl.ops.check_instance import check_instance
-from rdsssl.ops.check_prometheus import prometheus_text
+from rdsssl.ops.check_prometheus import (
+    InstanceSample,
+    StoreSample,
+    check_registry,
+    write_prometheus,
+)
 from rdsssl.ops.check_store import check_store
 from rdsssl.ops.crl_refresh import StoreCrl, store_crl
 from rdsssl.ops.desired import DesiredBuilder
@@ -29,7 +45,6 @@ from rdsssl.ops.plan import Plan
 from rdsssl.ops.renewal_plan import plan_renewal
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
-from rdsssl.store.fsutil import atomic_write
 
 __all__ = ["CheckOptions", "CheckRun", "Checker", "run_checks"]
 
@@ -43,6 +58,7 @@ class CheckOptions:
     drift_source: str = "the desired-state file"
     concurrency: int = fleet.DEFAULT_CONCURRENCY
     prometheus_file: Path | None = None
+    region: str = ""  # the default region: the label of an instance that could not be checked
 
     def check(self, *, selecting: bool) -> None:
         """A usage error unless there is something to check."""
@@ -72,8 +88,8 @@ class Checker:
         dirs = list(self.ca_dirs)
         drift: Plan | None = None
         if spec is not None:
-            if spec.ca_dir is not None and spec.crl and spec.ca_dir not in dirs:
-                dirs.append(spec.ca_dir)
+            if spec.ca_dir is not None and spec.crl and spec.ca_dir.resolve() not in dirs:
+                dirs.append(spec.ca_dir.resolve())
             drift = planning.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
         stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
         return check_instance(
@@ -90,7 +106,7 @@ class Checker:
         """The local checks of one CA store (reading only: no key, no lock)."""
         with CaStore.open(ca_dir) as store:
             renewal = plan_renewal(store, before=self.thresholds.warn, now=self.now)
-            return check_store(
+            report = check_store(
                 ca_dir,
                 store.ca_cert,
                 renewal,
@@ -98,6 +114,18 @@ class Checker:
                 thresholds=self.thresholds,
                 key=store.key_protection(),
             )
+            return replace(report, certificates=_valid_certificates(store, self.now))
+
+
+def _valid_certificates(store: CaStore, now: datetime) -> tuple[CertExpiry, ...]:
+    """The store's unrevoked, unexpired certificates. The inventory offers no streaming read
+    (`CaStore.certificates` returns whole rows), so this reads them all once; only the three
+    exported values are kept."""
+    return tuple(
+        CertExpiry(r.cn, r.serial_hex, r.not_after)
+        for r in store.certificates()
+        if r.status is CertStatus.VALID and r.not_after > now
+    )
 
 
 @dataclass(frozen=True)
@@ -143,12 +171,13 @@ def run_checks(
     """Check `items` (an api is needed when there are any) and every CA store named by the
     options or by a desired-state entry; write the Prometheus file when asked."""
     builder = DesiredBuilder(now=now, min_remaining=options.thresholds.crl_min_remaining)
-    checker = Checker(api, now, builder, options.thresholds, options.ca_dirs, options.drift_source)
+    ca_dirs = _unique_dirs(options.ca_dirs)
+    checker = Checker(api, now, builder, options.thresholds, ca_dirs, options.drift_source)
     found = fleet.run(
         items, checker.instance, concurrency=options.concurrency, exit_code_of=_needs_action
     )
     spec_dirs = [i[1].ca_dir for i in items if not isinstance(i, str) and i[1].ca_dir]
-    dirs = list(dict.fromkeys([*options.ca_dirs, *(d for d in spec_dirs if d is not None)]))
+    dirs = _unique_dirs([*ca_dirs, *(d for d in spec_dirs if d is not None)])
     local = fleet.run(
         [str(d) for d in dirs],
         lambda d: checker.store(Path(fleet.instance_id_of(d))),
@@ -156,17 +185,23 @@ def run_checks(
         exit_code_of=_needs_action,
     )
     if options.prometheus_file is not None:
-        text = prometheus_text(
-            [(o.instance_id, o.result if o.ok else None) for o in found],
-            [o.result for o in local if o.ok and o.result is not None],
+        regions = {fleet.instance_id_of(i): _region_of(i, options.region) for i in items}
+        registry = check_registry(
+            [
+                InstanceSample(o.instance_id, regions.get(o.instance_id, options.region), o.result)
+                for o in found
+            ],
+            [StoreSample(Path(o.instance_id), o.result) for o in local],
             now=now,
         )
-        _write_prometheus(options.prometheus_file, text)
+        write_prometheus(options.prometheus_file, registry)
     return CheckRun(found, local, options.prometheus_file)
 
 
-def _write_prometheus(path: Path, text: str) -> None:
-    try:
-        atomic_write(path, text.encode(), mode=0o644)
-    except OSError as exc:
-        raise InputError(f"cannot write the Prometheus file {path}: {exc.strerror}") from None
+def _unique_dirs(dirs: Sequence[Path]) -> tuple[Path, ...]:
+    """Resolved, in order, each store once."""
+    return tuple(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def _region_of(item: fleet.Item, default: str) -> str:
+    return default if isinstance(item, str) else (item[1].region or default)

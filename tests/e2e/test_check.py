@@ -1,6 +1,6 @@
 """`rdsssl check` end to end against state-only emulated instances: exit codes (0 well,
 10 needs action, 4 API error), the findings listed, Describe calls only, and the Prometheus
-textfile, parsed by the strict reader of tests/unit/test_checks.py."""
+textfile, read back by tests/unit/promtext.py (prometheus_client's parser, promtool)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rdsssl.emulator.server import Emulator
 from rdsssl.models import KeyType
 from rdsssl.store.castore import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
-from tests.unit.test_checks import parse_exposition
+from tests.unit.promtext import labels, read_metrics
 
 READ_ONLY = {"DescribeDBInstanceAttribute", "DescribeDBInstanceSSL", "DescribeDBInstances"}
 
@@ -65,11 +65,19 @@ def test_all_well_exits_0_and_writes_the_textfile(
     assert _statuses(doc) == dict.fromkeys(ids, "ok")
     assert doc["stores"][0]["status"] == "ok"
     assert {r.action for r in cloud.emu.requests[start:]} <= READ_ONLY  # never a change
-    metrics = parse_exposition(prom.read_text())
-    assert set(metrics["rdsssl_check_status"].values()) == {0.0}
-    assert len(metrics["rdsssl_crl_next_update_seconds"]) == 2
-    assert metrics["rdsssl_local_revocations_pending"] == {f'{{instance="{i}"}}': 0.0 for i in ids}
-    assert not list(tmp_path.glob(".rdsssl.prom.tmp-*"))  # written via a temp file + rename
+    metrics = read_metrics(prom.read_text())
+    region = cloud.emu.region
+    status = metrics["rdsssl_check_status"].samples
+    assert {k for k, v in status.items() if v} == {
+        labels(rds_instance=i, region=region, state="ok") for i in ids
+    }
+    assert len(metrics["rdsssl_crl_next_update_timestamp_seconds"].samples) == 2
+    assert metrics["rdsssl_local_revocations_pending"].samples == {
+        labels(rds_instance=i, region=region): 0.0 for i in ids
+    }
+    store = str(ca_dir.resolve())
+    assert metrics["rdsssl_ca_check_status"].samples[labels(ca_dir=store, state="ok")] == 1
+    assert [p.name for p in tmp_path.iterdir() if "rdsssl" in p.name] == ["rdsssl.prom"]
 
 
 def test_a_crl_near_expiry_needs_action(cloud: Cloud, ca_dir: Path, tmp_path: Path) -> None:
@@ -80,8 +88,12 @@ def test_a_crl_near_expiry_needs_action(cloud: Cloud, ca_dir: Path, tmp_path: Pa
     result = cloud.cli("check", good, near, "--prometheus", prom)
     assert result.exit_code == 10, result.stderr
     assert near in result.stdout and "rdsssl crl refresh" in result.stdout
-    metrics = parse_exposition(prom.read_text())["rdsssl_check_status"]
-    assert metrics == {f'{{instance="{good}"}}': 0.0, f'{{instance="{near}"}}': 1.0}
+    status = read_metrics(prom.read_text())["rdsssl_check_status"].samples
+    region = cloud.emu.region
+    assert {k for k, v in status.items() if v} == {
+        labels(rds_instance=good, region=region, state="ok"),
+        labels(rds_instance=near, region=region, state="warning"),
+    }
     quiet = cloud.cli("check", good, near, "--crl-min-remaining", "5d")
     assert quiet.exit_code == 0, quiet.stdout
 
@@ -147,8 +159,9 @@ def test_an_instance_that_cannot_be_checked_is_an_error_and_the_rest_still_repor
     assert _statuses(doc) == {good: "ok", "pgm-doesnotexist00": "error"}
     error = doc["instances"][1]["error"]
     assert error["type"] == "InstanceNotFound" and error["exit_code"] == 4
-    status = parse_exposition(prom.read_text())["rdsssl_check_status"]
-    assert status['{instance="pgm-doesnotexist00"}'] == 3.0
+    status = read_metrics(prom.read_text())["rdsssl_check_status"].samples
+    gone = labels(rds_instance="pgm-doesnotexist00", region=cloud.emu.region, state="unknown")
+    assert status[gone] == 1.0  # the region the selection ran in
 
 
 def test_without_instances_or_stores_it_is_a_usage_error(cloud: Cloud) -> None:

@@ -1,22 +1,37 @@
 """`rdsssl check`'s judgements (rdsssl.ops.check_instance, check_store, check_prometheus) on
-crafted states: every finding, its severity, advice and code, and the Prometheus textfile
-checked against the exposition format by a strict little parser."""
+crafted states: every finding, its severity, advice and code, and the Prometheus textfile read
+back by prometheus_client's parser and checked by promtool (tests/unit/promtext.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import os
+import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from rdsssl.errors import ExitCode, UsageError
+from rdsssl.errors import ExitCode, InputError, UsageError
 from rdsssl.models import CertStatus, InstanceInfo, KeyType, RevocationReason, SslState
-from rdsssl.ops.check_findings import Finding, InstanceReport, Severity, StoreReport, Thresholds
+from rdsssl.ops.check_findings import (
+    CertExpiry,
+    Finding,
+    InstanceReport,
+    Severity,
+    StoreReport,
+    Thresholds,
+)
 from rdsssl.ops.check_instance import check_instance
-from rdsssl.ops.check_prometheus import prometheus_text
+from rdsssl.ops.check_prometheus import (
+    STATES,
+    InstanceSample,
+    StoreSample,
+    check_registry,
+    prometheus_text,
+    write_prometheus,
+)
 from rdsssl.ops.check_run import CheckOptions, run_checks
 from rdsssl.ops.check_store import check_store
 from rdsssl.ops.crl_refresh import StoreCrl
@@ -27,6 +42,7 @@ from rdsssl.store.castore import CaStore
 from rdsssl.store.records import CertRecord
 
 from .conftest import NOW, Pki, make_pki
+from .promtext import labels, read_metrics
 
 CA = make_pki(KeyType.EC_P256, cn="root-ca1", days=3650)
 CA2 = make_pki(KeyType.EC_P256, cn="root-ca2", days=3650, role="ca2")
@@ -329,63 +345,79 @@ def test_every_store_finding_carries_a_stable_code() -> None:
 
 # ------------------------------------------------------------------ Prometheus exposition format
 
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
-_SAMPLE = re.compile(rf"^({_NAME})(\{{{_LABEL}(?:,{_LABEL})*\}})? (\S+)$")
+TIMESTAMPS = (
+    "rdsssl_client_ca_expiration_timestamp_seconds",
+    "rdsssl_crl_next_update_timestamp_seconds",
+    "rdsssl_server_certificate_expiration_timestamp_seconds",
+)
 
 
-def parse_exposition(text: str) -> dict[str, dict[str, float]]:
-    """A strict reader of the text format: HELP then TYPE before a family's samples, families
-    contiguous and not repeated, valid names, labels and float values, a final newline."""
-    assert text.endswith("\n")
-    families: dict[str, dict[str, float]] = {}
-    current: str | None = None
-    helped: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert re.fullmatch(_NAME, name) and name not in helped
-            helped.add(name)
-            current = None
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert name in helped and name not in families and kind == "gauge"
-            families[name] = {}
-            current = name
-        else:
-            found = _SAMPLE.match(line)
-            assert found, f"not a sample line: {line!r}"
-            name, labels, value = found.groups()
-            assert name == current, f"{name} outside its family"
-            assert (labels or "") not in families[name], "duplicate sample"
-            families[name][labels or ""] = float(value)
-    return families
-
-
-def test_prometheus_text_is_valid_exposition_format() -> None:
+def test_prometheus_text_names_types_labels_and_values() -> None:
     ok = check_instance(INFO, _ssl(), now=NOW, stores=[_store(CA, frozenset({7}))])
     store = check_store(Path('/ca "main"'), CA.cert, RenewalPlan([], []), now=NOW)
-    text = prometheus_text([("pgm-x", ok), ("pgm-gone", None)], [store], now=NOW)
-    metrics = parse_exposition(text)
-    status = metrics["rdsssl_check_status"]
-    assert status == {'{instance="pgm-x"}': 2.0, '{instance="pgm-gone"}': 3.0}
-    assert metrics["rdsssl_local_revocations_pending"] == {'{instance="pgm-x"}': 1.0}
-    assert (
-        metrics["rdsssl_crl_next_update_seconds"]['{instance="pgm-x"}']
-        == (NOW + timedelta(days=180)).timestamp()
+    alice = CertExpiry("alice", "1f", NOW + timedelta(days=40))
+    store = dataclasses.replace(store, certificates=(alice,))
+    text = prometheus_text(
+        [InstanceSample("pgm-x", "", ok), InstanceSample("pgm-gone", "cn-beijing", None)],
+        [StoreSample(store.ca_dir, store), StoreSample(Path("/gone"), None)],
+        now=NOW,
     )
-    assert metrics["rdsssl_client_ca_not_after_seconds"]['{instance="pgm-x"}'] == (
-        CA.cert.not_valid_after_utc.timestamp()
-    )
-    assert '{ca_dir="/ca \\"main\\""}' in metrics["rdsssl_ca_not_after_seconds"]
-    assert metrics["rdsssl_check_timestamp_seconds"] == {"": NOW.timestamp()}
+    metrics = read_metrics(text)
+    assert {f.type for f in metrics.values()} == {"gauge"}
+    assert all(f.help for f in metrics.values())
+    x = labels(rds_instance="pgm-x", region="cn-hangzhou")  # the region of the report
+    status = metrics["rdsssl_check_status"].samples
+    assert {k: v for k, v in status.items() if v} == {
+        labels(rds_instance="pgm-x", region="cn-hangzhou", state="critical"): 1.0,
+        labels(rds_instance="pgm-gone", region="cn-beijing", state="unknown"): 1.0,
+    }
+    assert len(status) == 2 * len(STATES)  # one-hot: every state, 0 for the others
+    assert metrics["rdsssl_local_revocations_pending"].samples == {x: 1.0}
+    assert metrics["rdsssl_crl_next_update_timestamp_seconds"].samples == {
+        x: (NOW + timedelta(days=180)).timestamp()
+    }
+    assert metrics["rdsssl_client_ca_expiration_timestamp_seconds"].samples == {
+        x: CA.cert.not_valid_after_utc.timestamp()
+    }
+    assert metrics["rdsssl_server_certificate_expiration_timestamp_seconds"].samples == {
+        x: (NOW + timedelta(days=365)).timestamp()
+    }
+    main = '/ca "main"'
+    store_status = metrics["rdsssl_ca_check_status"].samples
+    assert {k: v for k, v in store_status.items() if v} == {
+        labels(ca_dir=main, state="ok"): 1.0,
+        labels(ca_dir="/gone", state="unknown"): 1.0,
+    }
+    assert metrics["rdsssl_ca_expiration_timestamp_seconds"].samples == {
+        labels(ca_dir=main): CA.cert.not_valid_after_utc.timestamp()
+    }
+    assert metrics["rdsssl_certificates_due_renewal"].samples == {labels(ca_dir=main): 0.0}
+    assert metrics["rdsssl_certificate_expiration_timestamp_seconds"].samples == {
+        labels(ca=main, user="alice", serial="1f"): alice.not_after.timestamp()
+    }
+    assert metrics["rdsssl_check_timestamp_seconds"].samples == {(): NOW.timestamp()}
+    assert "instance=" not in text.replace("rds_instance=", "")  # never `instance`
 
 
-def test_prometheus_text_with_nothing_checked_is_still_valid() -> None:
-    metrics = parse_exposition(
-        prometheus_text([], [], now=datetime(2030, 1, 1, tzinfo=timezone.utc))
-    )
-    assert list(metrics) == ["rdsssl_check_timestamp_seconds"]
+def test_prometheus_text_with_nothing_checked_has_only_the_timestamp() -> None:
+    when = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    metrics = read_metrics(prometheus_text([], [], now=when))
+    assert {n: f.samples for n, f in metrics.items() if f.samples} == {
+        "rdsssl_check_timestamp_seconds": {(): when.timestamp()}
+    }
+    assert all(name in metrics for name in TIMESTAMPS)  # HELP and TYPE all the same
+
+
+def test_write_prometheus_replaces_the_file_atomically_and_readably(tmp_path: Path) -> None:
+    prom = tmp_path / "rdsssl.prom"
+    prom.write_text("old\n")
+    os.chmod(prom, 0o600)
+    write_prometheus(prom, check_registry([], [], now=NOW))
+    assert "rdsssl_check_timestamp_seconds" in read_metrics(prom.read_text())
+    assert stat.S_IMODE(prom.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["rdsssl.prom"]  # no temp file left
+    with pytest.raises(InputError, match="cannot write the Prometheus file"):
+        write_prometheus(tmp_path / "missing" / "x.prom", check_registry([], [], now=NOW))
 
 
 # ------------------------------------------------------------------ the library entry point
@@ -409,5 +441,38 @@ def test_run_checks_on_stores_alone_writes_the_prometheus_file(tmp_path: Path) -
     assert run.instances == [] and [o.instance_id for o in run.stores] == [str(ca_dir)]
     assert run.exit_code == ExitCode.NEEDS_ACTION and run.needs_action
     assert run.counts() == {"ok": 0, "need action": 1}
-    families = parse_exposition(prom.read_text())
-    assert families["rdsssl_ca_check_status"] == {f'{{ca_dir="{ca_dir}"}}': 1.0}
+    status = read_metrics(prom.read_text())["rdsssl_ca_check_status"].samples
+    assert status[labels(ca_dir=str(ca_dir), state="warning")] == 1.0
+    assert sum(status.values()) == 1.0
+
+
+def test_run_checks_counts_a_store_named_twice_once_and_exports_its_valid_certificates(
+    tmp_path: Path,
+) -> None:
+    ca_dir = tmp_path / "ca"
+    then = NOW - timedelta(days=40)
+    with CaStore.init(
+        ca_dir, cn="run-ca", key_type=KeyType.EC_P256, days=400, passphrase=None, now=then
+    ) as store:
+        store.unlock(None)
+        expired = store.issue(user="carol", key_type=KeyType.EC_P256, days=10, now=then)
+        alice = store.issue(user="alice", key_type=KeyType.EC_P256, days=90, now=NOW)
+        bob = store.issue(user="bob", key_type=KeyType.EC_P256, days=90, now=NOW)
+        store.revoke(serial=bob.record.serial, now=NOW)
+    (tmp_path / "link").symlink_to(ca_dir)
+    (tmp_path / "sub").mkdir()
+    prom = tmp_path / "rdsssl.prom"
+    names = (ca_dir, tmp_path / "link", tmp_path / "sub" / ".." / "ca")
+    run = run_checks(None, [], CheckOptions(ca_dirs=names, prometheus_file=prom), now=NOW)
+    assert [o.instance_id for o in run.stores] == [str(ca_dir.resolve())]
+    metrics = read_metrics(prom.read_text())
+    where = str(ca_dir.resolve())
+    status = metrics["rdsssl_ca_check_status"].samples
+    assert set(status) == {labels(ca_dir=where, state=s) for s in STATES}  # one store, once
+    assert sum(status.values()) == 1.0 and status[labels(ca_dir=where, state="unknown")] == 0
+    assert metrics["rdsssl_certificate_expiration_timestamp_seconds"].samples == {
+        labels(ca=where, user="alice", serial=alice.record.serial_hex): (
+            alice.record.not_after.timestamp()
+        )
+    }  # not bob (revoked), not carol (expired)
+    assert expired.record.not_after < NOW
