@@ -26,6 +26,7 @@ from rdsssl.cli.fleet_opts import (
     summary_line,
     take_fleet,
 )
+from rdsssl.cli.last_success import last_success
 from rdsssl.errors import ExitCode
 from rdsssl.ops import fleet
 from rdsssl.ops.check_findings import InstanceReport, Severity, StoreReport, Thresholds
@@ -79,6 +80,7 @@ def _render(app: App, run: CheckRun) -> None:
 
 
 @click.command("check")
+@last_success("check", success=(ExitCode.OK, ExitCode.NEEDS_ACTION), own_option=False)
 @fleet_options
 @click.option(
     "--ca-dir",

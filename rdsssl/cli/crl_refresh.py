@@ -31,6 +31,7 @@ from rdsssl.cli.fleet_opts import (
     summary_line,
     take_fleet,
 )
+from rdsssl.cli.last_success import last_success
 from rdsssl.ops import crl_refresh, fleet
 from rdsssl.ops.crl_fleet import FleetRefresh, RefreshOptions, refresh_all
 from rdsssl.ops.crl_refresh import RefreshResult, Window
@@ -99,6 +100,7 @@ def _render(app: App, run: FleetRefresh, window: Window | None, *, many: bool) -
 
 
 @click.command("refresh")
+@last_success("crl-refresh")
 @fleet_options
 @click.option(
     "--ca-dir",

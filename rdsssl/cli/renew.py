@@ -30,6 +30,7 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
+from rdsssl.cli.last_success import last_success
 from rdsssl.models import KeyType
 from rdsssl.ops.renew_run import RenewOptions, RenewResult, run
 from rdsssl.store.castore import CaStore
@@ -64,6 +65,7 @@ class _Percent(_PercentBase):
 
 
 @click.command("renew")
+@last_success("cert-renew")
 @ca_dir_option
 @click.option("--user", help="Only this user.")
 @click.option(

@@ -39,6 +39,7 @@ from rdsssl.cli.common import (
     unlock,
     wait_lock_option,
 )
+from rdsssl.cli.last_success import last_success
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
@@ -106,6 +107,7 @@ def _show(app: App, event: Event) -> None:
 
 
 @rotate.command("ca")
+@last_success("rotate")
 @click.argument("instance_ids", nargs=-1, metavar="[ID]...")
 @ca_dir_option
 @click.option(

@@ -26,6 +26,7 @@ _CLEAN_ENV: dict[str, str | None] = {
     "RDSSSL_CA_DIR": None,
     "RDSSSL_ENDPOINT": None,
     "RDSSSL_NEW_CA_PASSPHRASE": None,
+    "RDSSSL_PROMETHEUS_FILE": None,  # would make every cron command write a textfile
     "RDSSSL_VENV": None,  # set by scripts/test; a deploy hook would see it among RDSSSL_*
     "ALIBABA_CLOUD_REGION_ID": None,
     "ALIBABA_CLOUD_PROFILE": None,

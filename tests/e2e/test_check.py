@@ -77,7 +77,8 @@ def test_all_well_exits_0_and_writes_the_textfile(
     }
     store = str(ca_dir.resolve())
     assert metrics["rdsssl_ca_check_status"].samples[labels(ca_dir=store, state="ok")] == 1
-    assert [p.name for p in tmp_path.iterdir() if "rdsssl" in p.name] == ["rdsssl.prom"]
+    names = sorted(p.name for p in tmp_path.iterdir() if "rdsssl" in p.name)
+    assert names == ["rdsssl-last-success-check.prom", "rdsssl.prom"]  # no temp file left
 
 
 def test_a_crl_near_expiry_needs_action(cloud: Cloud, ca_dir: Path, tmp_path: Path) -> None:
@@ -173,3 +174,23 @@ def test_local_store_only(cloud: Cloud, ca_dir: Path) -> None:
     result = cloud.cli("check", "--ca-dir", ca_dir)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert str(ca_dir) in result.stdout and cloud.emu.requests == []
+
+
+def test_crl_refresh_records_its_last_success_and_a_failure_leaves_it(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    iid = cloud.emu.instance_ids[0]
+    cloud.configure(iid, ca_dir)
+    prom = tmp_path / "rdsssl.prom"
+    recorded = tmp_path / "rdsssl-last-success-crl-refresh.prom"
+    ok = cloud.cli("crl", "refresh", iid, "--ca-dir", ca_dir, "--prometheus", prom)
+    assert ok.exit_code == 0, ok.stderr  # nothing due: a successful run all the same
+    family = read_metrics(recorded.read_text())["rdsssl_last_success_timestamp_seconds"]
+    (when,) = family.samples.values()
+    assert set(family.samples) == {labels(job="crl-refresh")}
+    assert abs(when - datetime.now(timezone.utc).timestamp()) < 60
+    failed = cloud.cli("crl", "refresh", "pgm-doesnotexist00", "--ca-dir", ca_dir,
+                       "--prometheus", prom)  # fmt: skip
+    assert failed.exit_code == 4, failed.stderr
+    assert read_metrics(recorded.read_text())["rdsssl_last_success_timestamp_seconds"] == family
+    assert not prom.exists()  # FILE itself is check's
