@@ -4,7 +4,9 @@ Exit codes: 0 all is well; 10 something needs action (every such finding is list
 code when an instance or a store could not be checked (4 API error, 3 bad input, ...), which
 wins over 10 because then nothing is known about that instance. Only Describe calls are made;
 the CA key is never needed. ``--prometheus FILE`` writes a node_exporter textfile atomically
-(temp file + rename), even when some instances failed (they get status 3).
+(``rdsssl.ops.check_prometheus``), even when some instances failed (their state is "unknown"),
+and, when the check ran (exit 0 or 10), the last success next to it
+(``rdsssl.ops.last_success``).
 """
 
 from __future__ import annotations
