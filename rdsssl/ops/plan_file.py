@@ -52,6 +52,7 @@ __all__ = [
     "StoreCrl",
     "check_current",
     "check_store",
+    "checksum",
     "crl_days",
     "dumps",
     "planned_instance",
@@ -160,7 +161,9 @@ def _instance_json(item: PlannedInstance) -> dict[str, Any]:
     }
 
 
-def _checksum(body: dict[str, Any]) -> str:
+def checksum(body: dict[str, Any]) -> str:
+    """The SHA-256 of a plan document without its checksum, over canonical JSON (sorted keys,
+    no whitespace), so that re-indenting the file does not change it but any value does."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
@@ -174,7 +177,7 @@ def dumps(plan_file: PlanFile) -> str:
         "source": {"path": str(plan_file.source), "sha256": plan_file.source_sha256},
         "instances": [_instance_json(i) for i in plan_file.instances],
     }
-    text = json.dumps({**body, "checksum": _checksum(body)}, indent=2) + "\n"
+    text = json.dumps({**body, "checksum": checksum(body)}, indent=2) + "\n"
     if _PRIVATE_KEY in text:  # cannot happen through the builders; never let it reach a disk
         raise InputError("refusing to write a plan file that holds a private key")
     return text
@@ -358,7 +361,7 @@ def read(path: Path) -> PlanFile:
             f"{VERSION}: {again}"
         )
     body = {k: v for k, v in doc.items() if k != "checksum"}
-    if doc.get("checksum") != _checksum(body):
+    if doc.get("checksum") != checksum(body):
         raise InputError(
             f"{path}: the checksum does not match: the file was changed or damaged after "
             f"rdsssl plan wrote it; nothing was applied: {again}"
