@@ -18,9 +18,14 @@ layers behind these names are described in docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# A library never configures logging: records go nowhere unless the program adds a handler
+# (the `rdsssl` command installs its own, see rdsssl.cli.logs).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module it lives in (loaded on first attribute access)
 _LAZY: dict[str, str] = {
