@@ -63,6 +63,7 @@ from rdsssl.errors import (
     InstanceNotFound,
     RdsSslError,
     Throttled,
+    UsageError,
 )
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
 from rdsssl.rds.classify import response_error, unreachable
@@ -154,7 +155,13 @@ def translate_error(exc: BaseException, *, action: str, endpoint: str) -> RdsSsl
 
 
 class AliyunRdsApi:
-    """`RdsApi` over the official SDK. Building it imports the SDK and resolves credentials."""
+    """`RdsApi` over the official SDK. Building it imports the SDK and resolves credentials.
+
+    A context manager: `with AliyunRdsApi(settings) as api: ...` closes it on the way out.
+    The SDK client holds no connection of its own (darabonba sends through process-wide, pooled
+    `requests` sessions shared by every client), so `close()` only drops the client and its
+    credentials; it is idempotent, and a call on a closed adapter is a `UsageError`.
+    """
 
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
@@ -189,6 +196,22 @@ class AliyunRdsApi:
         self.endpoint = str(override) if override else f"https://{self._client._endpoint}"
         self._lock = threading.Lock()
         self._last_call = float("-inf")
+        self._closed = False
+
+    def __enter__(self) -> AliyunRdsApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the SDK client (and the credentials it holds); safe to call more than once."""
+        self._closed = True
+        self._client = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # -- reads
 
@@ -323,6 +346,9 @@ class AliyunRdsApi:
     ) -> Any:
         """Run one API call with rate limiting, translation and bounded retries; returns the
         response body as a dict with the wire names (or `fn`'s value when `sdk` is False)."""
+
+        if self._closed:
+            raise UsageError(f"{action}: this AliyunRdsApi was closed; build a new one")
 
         def attempt() -> Any:
             self._pace(action)
