@@ -52,13 +52,17 @@ CHANGES_PENDING = 2
 """`plan --detailed-exitcode`: the plan has changes (as `terraform plan -detailed-exitcode`)."""
 
 
-def change_for(app: App, opts: MutatingOptions, probe: ProbeOptions) -> InstanceChange:
-    """The one-instance use case under the command's options (progress and notes to stderr)."""
+def change_for(
+    app: App, opts: MutatingOptions, probe: ProbeOptions, *, fleet: bool = False
+) -> InstanceChange:
+    """The one-instance use case under the command's options (progress and notes to stderr;
+    in a fleet every progress line names its instance)."""
     return InstanceChange(
         opts.apply_options(app.service_profile()),
         probe=probe,
         on_progress=progress_reporter(app),
         on_note=app.info,
+        progress_for=(lambda iid: progress_reporter(app, iid)) if fleet else None,
     )
 
 
@@ -319,7 +323,9 @@ def _run_and_report(
 ) -> int:
     """Apply the confirmed plans (not on a dry run), then the summary and the document."""
     if not opts.dry_run:
-        apply_fleet.apply_all(change_for(app, opts, probe), targets, concurrency=concurrency)
+        apply_fleet.apply_all(
+            change_for(app, opts, probe, fleet=True), targets, concurrency=concurrency
+        )
     outcomes = [t.outcome for t in targets]
     summary = apply_fleet.summary(outcomes)
     _report_failures(app, outcomes)
