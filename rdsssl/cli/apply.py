@@ -36,7 +36,7 @@ from rdsssl.cli.cloud import (
 from rdsssl.cli.common import get_app, json_option, passphrase_file_option, unlock
 from rdsssl.cli.fleet_opts import pacing_options
 from rdsssl.errors import ExitCode, StalePlan, UsageError
-from rdsssl.ops import apply_fleet, fleet, plan_file
+from rdsssl.ops import apply_fleet, fleet, plan_file, plan_file_read
 from rdsssl.ops.apply_fleet import Target
 from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
@@ -291,7 +291,7 @@ def _apply_saved(
     rate: float,
 ) -> int:
     """`apply PLAN_FILE`: re-read each planned instance, refuse the stale ones, send the rest."""
-    saved = plan_file.read(plan_path)
+    saved = plan_file_read.read(plan_path)
     apis = ApiPool(app, rate)
 
     def unlock_store(store: CaStore) -> None:

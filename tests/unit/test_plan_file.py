@@ -13,7 +13,7 @@ import pytest
 
 from rdsssl.errors import ExitCode, InputError, StalePlan
 from rdsssl.models import AclMode, KeyType, SslModifyRequest
-from rdsssl.ops import plan_file
+from rdsssl.ops import plan_file, plan_file_read
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.plan import DesiredSsl, fingerprints, plan, same_plan
 from rdsssl.pki import crypto
@@ -48,7 +48,7 @@ def _saved(tmp_path: Path) -> tuple[Path, plan_file.PlanFile]:
 def test_a_written_plan_reads_back_the_same_and_is_private(tmp_path: Path) -> None:
     path, saved = _saved(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert plan_file.read(path) == saved
+    assert plan_file_read.read(path) == saved
     doc = json.loads(path.read_text())
     assert doc["instances"][0]["effect"] == "restart" and doc["instances"][0]["restarts"]
 
@@ -70,7 +70,7 @@ def test_an_edited_plan_file_is_bad_input(tmp_path: Path, edit: object) -> None:
     edit(doc)  # type: ignore[operator]
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError) as caught:
-        plan_file.read(path)
+        plan_file_read.read(path)
     assert caught.value.exit_code == ExitCode.BAD_INPUT
 
 
@@ -83,17 +83,17 @@ def test_garbage_and_private_keys_are_refused(tmp_path: Path) -> None:
     doc["checksum"] = plan_file.checksum(body)  # even with a matching checksum
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match="private key"):
-        plan_file.read(path)
+        plan_file_read.read(path)
     path.write_bytes(b"\xff\xfe not json")
     with pytest.raises(InputError, match="not a plan file"):
-        plan_file.read(path)
+        plan_file_read.read(path)
     with pytest.raises(InputError, match="cannot read"):
-        plan_file.read(tmp_path / "missing.json")
+        plan_file_read.read(tmp_path / "missing.json")
 
 
 def test_a_changed_instance_is_a_stale_plan(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
-    (item,) = plan_file.read(path).instances
+    (item,) = plan_file_read.read(path).instances
     plan_file.check_current(item, BEFORE)  # unchanged: no error
     for changed in (
         ssl_state(acl=AclMode.CERT),
@@ -107,7 +107,7 @@ def test_a_changed_instance_is_a_stale_plan(tmp_path: Path) -> None:
 
 def test_a_loaded_entry_asks_for_exactly_the_recorded_fields(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
-    (item,) = plan_file.read(path).instances
+    (item,) = plan_file_read.read(path).instances
     desired, expected = plan_file.to_apply(item, DesiredBuilder(now=NOW))
     replanned = plan(desired, BEFORE, instance_id="pgm-x", now=NOW + timedelta(hours=1))
     assert same_plan(replanned, expected) and replanned.request == expected.request
