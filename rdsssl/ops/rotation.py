@@ -51,7 +51,7 @@ from rdsssl.errors import (
     VerificationError,
 )
 from rdsssl.models import InstanceInfo, SslState
-from rdsssl.ops import guard
+from rdsssl.ops import crashpoints, guard
 from rdsssl.ops import plan as planning
 from rdsssl.ops.apply import ApplyOptions, apply
 from rdsssl.ops.audit import AuditLog
@@ -617,6 +617,7 @@ class Rotation:
         self._emit(Event(Step.REISSUE, "reissued", user=user, detail=detail))
 
     def _record_user(self, user: str, old: CertRecord, serial: str, out_dir: Path, at: str) -> None:
+        crashpoints.reached("reissue.live")
         files = tuple(str(out_dir / n) for n in client_file_names("pem"))
         self.state.set_user(user, UserRecord(old.serial_hex, serial, at, None, files), at=at)
         self._save()
