@@ -42,7 +42,7 @@ from rdsssl.cli.common import (
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
-from rdsssl.ops.rotation import Event, Options
+from rdsssl.ops.rotation_context import Event, Options
 from rdsssl.ops.rotation_run import RotationRequest, RotationRun, open_rotation
 from rdsssl.ops.rotation_state import (
     FORWARD,

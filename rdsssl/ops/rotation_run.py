@@ -18,7 +18,9 @@ from typing import Any
 
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
-from rdsssl.ops.rotation import Event, Options, Rotation, check_users
+from rdsssl.ops.rotation import Rotation
+from rdsssl.ops.rotation_context import Event, Options
+from rdsssl.ops.rotation_reissue import check_users
 from rdsssl.ops.rotation_state import (
     Phase,
     RotationState,

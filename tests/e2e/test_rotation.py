@@ -20,6 +20,7 @@ import pytest
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
 from rdsssl.ops import crashpoints, rotation
+from rdsssl.ops.rotation_context import Event, Options
 from rdsssl.ops.rotation_state import Step, load, prepare
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.store.castore import CaStore
@@ -216,7 +217,7 @@ def test_a_run_killed_in_each_phase_is_finished_by_the_next(
             assert not (c.pki.out / user / ".pending").exists()
 
 
-def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.Rotation:
+def _reissue_run(c: Case, report: Callable[[Event], None]) -> rotation.Rotation:
     """A library run whose state is at phase staged, for reissue only (no instance needed)."""
     old, new = CaStore.open(c.pki.old), CaStore.open(c.pki.new)
     new.unlock(NEW_PASSPHRASE.encode())
@@ -232,7 +233,7 @@ def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.
         new=new,
         state=state,
         path=path,
-        options=rotation.Options(),
+        options=Options(),
         clock=lambda: datetime.now(timezone.utc),
         report=report,
     )
@@ -264,7 +265,7 @@ def test_reissue_killed_at_each_point_never_makes_a_second_certificate(
     run.new.close()
     assert read_state(c.pki)["users"]["bob"]["new_serial"] is None
 
-    events: list[rotation.Event] = []
+    events: list[Event] = []
     again = _reissue_run(c, events.append)
     assert again.run([Step.REISSUE]) == [Step.REISSUE]
     assert {e.user: e.outcome for e in events if e.user} == {"alice": "unchanged", "bob": expected}
