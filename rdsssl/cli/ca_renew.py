@@ -20,7 +20,8 @@ from rdsssl.cli.common import (
     wait_lock_option,
 )
 from rdsssl.errors import InputError
-from rdsssl.ops.rotation_state import Phase, load, state_path
+from rdsssl.ops.rotation_file import load, state_path
+from rdsssl.ops.rotation_state import Phase
 from rdsssl.pki import crypto
 from rdsssl.store.records import CaRenewal
 

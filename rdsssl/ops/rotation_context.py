@@ -19,7 +19,8 @@ from rdsssl.ops import plan as planning
 from rdsssl.ops.apply import ApplyOptions
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.probe import ProbeResult
-from rdsssl.ops.rotation_state import RotationState, Step, save
+from rdsssl.ops.rotation_file import save
+from rdsssl.ops.rotation_state import RotationState, Step
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import waiters
 from rdsssl.rds.api import RdsApi

@@ -495,7 +495,7 @@ def test_sigkill_mid_renewal_is_finished_by_the_next_run(
 def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
     ca_dir: Path, tmp_path: Path
 ) -> None:
-    from rdsssl.ops import rotation_state
+    from rdsssl.ops import rotation_file
     from rdsssl.ops.rotation_state import Phase
     from rdsssl.store.castore import CaStore
 
@@ -507,13 +507,13 @@ def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
     issue(ca_dir, "alice", tmp_path / "a", "--days", "10")
     out_root = tmp_path / "client-certs"
     with CaStore.open(ca_dir) as old, CaStore.open(new_dir) as new:
-        state = rotation_state.prepare(
+        state = rotation_file.prepare(
             None, old=old, new=new, instances=["pgm-x"], out_root=out_root, now=NOW
         )
-    rotation_state.save(rotation_state.state_path(ca_dir), state)  # phase "new": not started
+    rotation_file.save(rotation_file.state_path(ca_dir), state)  # phase "new": not started
     assert renew(ca_dir, out_root, "--dry-run").exit_code == 0
     state.phase = Phase.STAGED
-    rotation_state.save(rotation_state.state_path(ca_dir), state)
+    rotation_file.save(rotation_file.state_path(ca_dir), state)
     before = snapshot(ca_dir)
     refused = renew(ca_dir, out_root)
     assert refused.exit_code == 3

@@ -21,7 +21,8 @@ from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
 from rdsssl.ops import crashpoints, rotation
 from rdsssl.ops.rotation_context import Event, Options
-from rdsssl.ops.rotation_state import Step, load, prepare
+from rdsssl.ops.rotation_file import load, prepare
+from rdsssl.ops.rotation_state import Step
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import rewrite_cn
