@@ -5,22 +5,39 @@ exactly these names::
 
     import rdsssl
 
-    api = rdsssl.AliyunRdsApi(rdsssl.ApiSettings.from_env())
-    store = rdsssl.CaStore.open(Path("ca"))
-    desired = rdsssl.DesiredSsl(client_ca_pem=..., crl=..., acl=rdsssl.AclMode.CERT)
-    result = rdsssl.apply(api, "pgm-bp1example", desired, proof=rdsssl.Proof(...))
+    with rdsssl.AliyunRdsApi(rdsssl.ApiSettings.from_env()) as api:
+        desired = rdsssl.DesiredSsl(client_ca_pem=..., crl=..., acl=rdsssl.AclMode.CERT)
+        result = rdsssl.apply(api, "pgm-bp1example", desired, proof=rdsssl.Proof(...))
 
 Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neither the Alibaba
 Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. The
-layers behind these names are described in docs/ARCHITECTURE.md.
+layers behind these names are described in docs/ARCHITECTURE.md. Every exception rdsssl
+raises on purpose is a class of `rdsssl.errors`, and each is exported here. `__version__` is the
+installed distribution's version ("0+unknown" when run from a tree that was never installed).
+The library logs to `logging.getLogger("rdsssl.<layer>.<module>")` and configures nothing.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rdsssl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
+
+# A library never configures logging: records go nowhere unless the program adds a handler
+# (the `rdsssl` command installs its own, see rdsssl.cli.logs).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module it lives in (loaded on first attribute access)
 _LAZY: dict[str, str] = {
@@ -55,6 +72,7 @@ _LAZY: dict[str, str] = {
     "AuditLog": "rdsssl.ops.audit",
     "Proof": "rdsssl.ops.guard",
     "PlanChanged": "rdsssl.errors",
+    "StalePlan": "rdsssl.errors",
     "ExitCode": "rdsssl.errors",
     "RdsSslError": "rdsssl.errors",
     "UsageError": "rdsssl.errors",
@@ -74,6 +92,7 @@ _LAZY: dict[str, str] = {
     "ChangeFailed": "rdsssl.errors",
     "VerificationError": "rdsssl.errors",
     "LockoutGuard": "rdsssl.errors",
+    "HookFailed": "rdsssl.errors",
 }
 
 __all__ = [
@@ -94,6 +113,7 @@ __all__ = [
     "DesiredBuilder",
     "DesiredSsl",
     "ExitCode",
+    "HookFailed",
     "InputError",
     "InstanceBusy",
     "InstanceNotFound",
@@ -110,6 +130,7 @@ __all__ = [
     "RdsApi",
     "RdsSslError",
     "RevocationReason",
+    "StalePlan",
     "StoreError",
     "Throttled",
     "UsageError",
@@ -152,6 +173,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         ConfigError,
         CryptoError,
         ExitCode,
+        HookFailed,
         InputError,
         InstanceBusy,
         InstanceNotFound,
@@ -160,6 +182,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
         NotFoundError,
         PlanChanged,
         RdsSslError,
+        StalePlan,
         StoreError,
         Throttled,
         UsageError,

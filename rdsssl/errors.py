@@ -152,6 +152,10 @@ class PlanChanged(VerificationError):
     """The instance changed between the plan that was shown and the call: nothing was sent."""
 
 
+class StalePlan(PlanChanged):
+    """A saved plan file no longer matches the instance (or the CA store): nothing was sent."""
+
+
 class HookFailed(RdsSslError):
     """A deploy hook exited non-zero; the renewals themselves stay done (exit 1, as certbot)."""
 

@@ -6,8 +6,9 @@ VENV="${RDSSSL_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
 ensure_venv() {
-    # Creates .venv when missing and (re)installs the project with its dev extra when
-    # pyproject.toml is newer than the last install, so a fresh clone needs nothing else.
+    # Creates .venv when missing and (re)installs the project with its dev and binary extras
+    # (binary: psycopg's bundled libpq) when pyproject.toml is newer than the last install, so
+    # a fresh clone needs nothing else.
     if [ ! -x "$VENV/bin/python" ]; then
         echo "rdsssl: creating $VENV" >&2
         "$PY" -m venv "$VENV" || { echo "rdsssl: could not create a virtualenv with $PY (install python3-venv)" >&2; exit 1; }
@@ -15,7 +16,7 @@ ensure_venv() {
     local stamp="$VENV/.rdsssl-installed"
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
         echo "rdsssl: installing the project and its dev tools into $VENV" >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]" >&2 \
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev,binary]" >&2 \
             || { echo "rdsssl: pip install failed (see above)" >&2; exit 1; }
         touch "$stamp"
     fi

@@ -19,6 +19,7 @@ from typing import NoReturn
 import click
 
 from rdsssl import __version__
+from rdsssl.cli import logs
 from rdsssl.cli.app import App
 from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import ExitCode, RdsSslError
@@ -88,7 +89,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     is_flag=True,
     help="Print exactly one JSON document on stdout; messages go to stderr.",
 )
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: tracebacks).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More detail on stderr (-v: the library's log at INFO; -vv: DEBUG and tracebacks).",
+)
 @click.option("-q", "--quiet", count=True, help="Less on stderr (-q: nothing on success).")
 @click.version_option(__version__, prog_name="rdsssl")
 @click.pass_context
@@ -112,6 +118,7 @@ def cli(
     app.service_profile_path = service_profile
     app.json = app.json or as_json
     app.verbosity = verbose - quiet
+    logs.install(app.verbosity, timestamps=app.timestamps)
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -147,6 +154,8 @@ def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
         return int(ExitCode.UNEXPECTED)
     except Exception as exc:  # the last door: a bug, reported briefly
         return app.fail(exc)
+    finally:
+        logs.uninstall()
     return rv if isinstance(rv, int) else int(ExitCode.OK)
 
 

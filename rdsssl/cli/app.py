@@ -3,8 +3,11 @@ through which errors leave.
 
 Rules it enforces (hatch's terminal, httpie's environment): data a user asked for goes to
 stdout; messages, warnings and errors go to stderr and respect ``-v/-q``; with ``--json`` stdout
-carries exactly one JSON document and nothing else, success or failure. Tests build an ``App``
-with their own clock and TTY answer instead of patching globals.
+carries exactly one JSON document and nothing else, success or failure. When stderr is not a
+terminal (cron mail, CI logs) each message line starts with an ISO 8601 timestamp
+(``rdsssl.cli.logs.stamped``); the final ``rdsssl: error: ...`` line does not, so scripts can
+match it. Tests build an ``App`` with their own clock and TTY answers instead of patching
+globals.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rdsssl.cli.logs import stamped
 from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.ops import audit
 
@@ -40,6 +44,7 @@ class App:
         *,
         clock: Callable[[], datetime] = _utcnow,
         interactive: bool | None = None,
+        stderr_tty: bool | None = None,
     ) -> None:
         self.json = False
         self.verbosity = 0
@@ -50,6 +55,7 @@ class App:
         self._service_profile: ServiceProfile | None = None
         self._clock = clock
         self._interactive = interactive
+        self._stderr_tty = stderr_tty
         self._emitted = False
 
     # -- environment ------------------------------------------------------------------------
@@ -65,6 +71,15 @@ class App:
             return self._interactive
         return sys.stdin.isatty()
 
+    @property
+    def timestamps(self) -> bool:
+        """True when stderr lines get a timestamp: stderr is not a terminal."""
+        tty = self._stderr_tty if self._stderr_tty is not None else sys.stderr.isatty()
+        return not tty
+
+    def _say(self, message: str) -> None:
+        click.echo(stamped(message) if self.timestamps else message, err=True)
+
     def service_profile(self) -> ServiceProfile:
         """What the service is known to do (`--service-profile` / $RDSSSL_SERVICE_PROFILE, else
         the documented timings); read once per command."""
@@ -79,17 +94,17 @@ class App:
     def info(self, message: str) -> None:
         """A progress or result message; hidden by -q."""
         if self.verbosity >= 0:
-            click.echo(message, err=True)
+            self._say(message)
 
     def debug(self, message: str) -> None:
         """Detail shown with -v."""
         if self.verbosity >= 1:
-            click.echo(message, err=True)
+            self._say(message)
 
     def warn(self, message: str) -> None:
         """Something the user should know even in a cron mail; hidden only by -qq."""
         if self.verbosity >= -1:
-            click.echo(f"rdsssl: warning: {message}", err=True)
+            self._say(f"rdsssl: warning: {message}")
 
     # -- results (stdout) -------------------------------------------------------------------
 

@@ -234,10 +234,12 @@ def confirm_plan(app: App, plan: Plan, opts: MutatingOptions) -> bool:
     return click.confirm("Apply this change?", default=False, err=True)
 
 
-def progress_reporter(app: App) -> Callable[[Progress], None]:
-    """Progress while waiting: a rich status line on a TTY, plain log lines otherwise."""
+def progress_reporter(app: App, instance_id: str | None = None) -> Callable[[Progress], None]:
+    """Progress while waiting: a rich status line on a TTY, plain log lines otherwise; each
+    starts with `instance_id` when given (a fleet run names the instance on every line)."""
     if app.json or app.verbosity < 0:
         return lambda p: None
+    who = f"{instance_id}: " if instance_id else ""
     import sys
 
     if sys.stderr.isatty():
@@ -247,7 +249,7 @@ def progress_reporter(app: App) -> Callable[[Progress], None]:
 
         def show(p: Progress) -> None:
             console.print(
-                f"\r{p.waiter}: {p.status} - {p.elapsed:.0f}s elapsed, next check in "
+                f"\r{who}{p.waiter}: {p.status} - {p.elapsed:.0f}s elapsed, next check in "
                 f"{p.next_delay:.0f}s",
                 end="",
             )
@@ -256,7 +258,8 @@ def progress_reporter(app: App) -> Callable[[Progress], None]:
 
     def log(p: Progress) -> None:
         app.info(
-            f"{p.waiter}: {p.status} (elapsed {p.elapsed:.0f}s, next check in {p.next_delay:.1f}s)"
+            f"{who}{p.waiter}: {p.status} (elapsed {p.elapsed:.0f}s, "
+            f"next check in {p.next_delay:.1f}s)"
         )
 
     return log

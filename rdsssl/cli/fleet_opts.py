@@ -215,11 +215,11 @@ def print_results(app: App, headers: Sequence[str], rows: Sequence[Sequence[str]
 
 def progress_for(app: App, instance_id: str, *, many: bool) -> Callable[[Progress], None]:
     """Waiting progress for one instance: the usual display when it is the only one, else
-    prefixed log lines at -v (interleaved rich status lines would be unreadable)."""
+    log lines at -v (interleaved rich status lines would be unreadable); both name it."""
     if not many:
         from rdsssl.cli.cloud import progress_reporter
 
-        return progress_reporter(app)
+        return progress_reporter(app, instance_id)
 
     def log(p: Progress) -> None:
         app.debug(f"{instance_id}: {p.waiter}: {p.status} (elapsed {p.elapsed:.0f}s)")

@@ -43,17 +43,10 @@ from rdsssl.cli.last_success import last_success
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
-from rdsssl.ops.rotation import Event, Options
+from rdsssl.ops.rotation_context import Event, Options
+from rdsssl.ops.rotation_file import load, state_path
 from rdsssl.ops.rotation_run import RotationRequest, RotationRun, open_rotation
-from rdsssl.ops.rotation_state import (
-    FORWARD,
-    Phase,
-    RotationState,
-    Step,
-    load,
-    next_action,
-    state_path,
-)
+from rdsssl.ops.rotation_state import FORWARD, Phase, RotationState, Step, next_action
 from rdsssl.pki import crypto
 
 __all__ = ["rotate"]

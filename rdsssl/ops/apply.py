@@ -14,6 +14,7 @@ margins, profile, audit log, lock); time is one `Clock`; progress goes to `on_pr
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -43,6 +44,8 @@ from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Progress
 from rdsssl.store.paths import instance_lock
 
 DEFAULT_SETTLE = service_profile.DEFAULT_SETTLE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,8 @@ def apply(
         warnings = validated(the_plan)
         need = guard_need(the_plan, ssl)
         checked = None
+        if need is not None and options.force and not dry_run:
+            log.info("%s: lockout guard: skipped (force) despite %s", instance_id, need.codes)
         if need is not None and not options.force and not dry_run:
             target = guard_target(the_plan, ssl)
             checked = guard.prove(need, proof, target, instance_id=instance_id, now=now)

@@ -11,6 +11,11 @@ Nothing prompts from a worker thread: planning never unlocks a CA key (a CRL is 
 requirement then), and before the workers of the apply phase start, `sign_up_front` signs in
 the calling thread every CRL the confirmed plans need (one per CA store: `DesiredBuilder`
 caches it, and a store that cannot be unlocked fails only the instances that need it).
+
+A saved plan (`rdsssl.ops.plan_file`) replaces the planning phase with `recheck_all`: each
+instance is re-read (and the CA store of a planned CRL re-read) and refused as a stale plan when
+it no longer holds what the plan was made against; the others get the recorded plan as the one
+shown, and `apply_all` sends exactly it.
 """
 
 from __future__ import annotations
@@ -21,23 +26,32 @@ from dataclasses import dataclass, replace
 
 from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.models import InstanceSpec
-from rdsssl.ops import fleet
-from rdsssl.ops.apply import ApplyOptions
+from rdsssl.ops import fleet, plan_file
+from rdsssl.ops.apply import ApplyOptions, ApplyResult
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
 from rdsssl.rds.api import RdsApi
 
-__all__ = ["Target", "apply_all", "failure", "plan_all", "sign_up_front", "summary"]
+__all__ = [
+    "Target",
+    "apply_all",
+    "failure",
+    "plan_all",
+    "recheck_all",
+    "sign_up_front",
+    "summary",
+]
 
 
 @dataclass
 class Target:
-    """One selected instance: its outcome so far, the API client of its region, its entry."""
+    """One selected instance: its outcome so far, the API client of its region, its entry
+    (None for an instance of a saved plan: the plan file holds what to do)."""
 
     outcome: InstanceOutcome
     api: RdsApi
-    spec: InstanceSpec
+    spec: InstanceSpec | None = None
 
 
 def _run_each(
@@ -74,10 +88,35 @@ def plan_all(
     previewer = InstanceChange(ApplyOptions(audit=audit))
 
     def plan_one(target: Target, _sleep: Callable[[float], None]) -> None:
+        assert target.spec is not None
         target.outcome.desired = builder.for_spec(target.spec)
         previewer.preview(target.api, target.outcome)
 
     _run_each(targets, plan_one, concurrency=concurrency)
+
+
+def recheck_all(
+    targets: Sequence[Target],
+    planned: Sequence[plan_file.PlannedInstance],
+    builder: DesiredBuilder,
+    *,
+    concurrency: int = fleet.DEFAULT_CONCURRENCY,
+) -> None:
+    """For a saved plan: re-read every target (Describe calls only, nothing signed); one whose
+    SSL configuration or CA store differs from the plan's fails with `StalePlan` (nothing will
+    be sent to it), the others carry the recorded plan as their preview."""
+    by_id = {p.instance_id: p for p in planned}
+
+    def recheck_one(target: Target, _sleep: Callable[[float], None]) -> None:
+        item = by_id[target.outcome.instance_id]
+        ssl = target.api.describe_ssl(item.instance_id)
+        plan_file.check_current(item, ssl)
+        plan_file.check_store(item, builder)
+        desired, expected = plan_file.to_apply(item, builder)
+        target.outcome.desired = desired
+        target.outcome.preview = ApplyResult(expected, False, True, before=ssl)
+
+    _run_each(targets, recheck_one, concurrency=concurrency)
 
 
 def sign_up_front(targets: Sequence[Target]) -> None:

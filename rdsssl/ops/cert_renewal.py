@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from rdsssl.errors import CryptoError
 from rdsssl.models import CertStatus, KeyType
 from rdsssl.ops import client_versions as versions
+from rdsssl.ops import crashpoints
 from rdsssl.ops.client_versions import PENDING, check_user_dir, read_meta, user_dirs, write_meta
 from rdsssl.ops.renewal_plan import RenewalPlan, check_key_types, key_type_of, newest
 from rdsssl.pki import crypto
@@ -88,6 +89,7 @@ def renew_due(
             chosen = key_type or key_type_of(old)
             key = crypto.generate_key(chosen)  # slow for RSA: before anything is written
             versions.stage(out_dir, key, user=old.cn, old_serial=old.serial_hex, hook=hook)
+            crashpoints.reached("renew.key-staged")
             signed = store.sign_csr(
                 _csr(key, old.cn),
                 source=f"renewal of {old.cn}",
@@ -113,6 +115,7 @@ def _complete(
     store: CaStore, out_dir: Path, issued: IssuedCert, *, fmt: str, p12: bytes | None
 ) -> Renewal:
     """Write the remaining files into ``.pending``, rename it to its serial, publish it."""
+    crashpoints.reached("renew.signed")
     pending = out_dir / PENDING
     write_client_files(pending, issued, store.ca_cert, fmt=fmt, overwrite=True, p12_passphrase=p12)
     meta = {**(read_meta(pending) or {}), "user": issued.record.cn}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rdsssl.errors import InputError
+from rdsssl.ops import crashpoints
 from rdsssl.ops.hooks import Deployment
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
@@ -174,6 +175,7 @@ def free_name(out_dir: Path, base: str) -> str:
 
 def _point(path: Path, target: str) -> None:
     """Make ``path`` a symlink to ``target`` in one ``rename(2)`` (readers never miss it)."""
+    crashpoints.reached("versions.link")
     with contextlib.suppress(OSError):
         if os.readlink(path) == target:
             return
@@ -224,6 +226,7 @@ def _serial_of(path: Path) -> str | None:
 def publish(out_dir: Path, version: str) -> None:
     """Make ``version`` live: adopt strays, switch ``current``, link the names it has (a name
     it lacks, e.g. client.pk8 after a switch to --format pem, is unlinked), prune."""
+    crashpoints.reached("versions.publish")
     _adopt(out_dir)
     previous = current(out_dir)
     _point(out_dir / CURRENT, version)

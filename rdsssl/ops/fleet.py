@@ -27,6 +27,7 @@ Decisions:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ __all__ = [
     "worst_exit_code",
 ]
 
+log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RATE = 10.0  # requests per second, all workers together
 
@@ -122,6 +124,13 @@ def run(
         else:
             code = exit_code_of(result) if exit_code_of is not None else int(ExitCode.OK)
             outcome = Outcome(iid, True, result, None, code, clock() - started)
+        log.debug(
+            "%s: finished (%s, exit code %d) after %.1fs",
+            iid,
+            "ok" if outcome.ok else type(outcome.error or Interrupted()).__name__,
+            outcome.exit_code,
+            outcome.elapsed,
+        )
         if on_done is not None:
             on_done(outcome)
         return outcome
@@ -206,6 +215,7 @@ class RateLimiter:
             self._next = slot + self.interval
             wait = slot - now
         if wait > 0:
+            log.debug("request budget: waiting %.2fs for a slot", wait)
             self._sleep(wait)
             return wait
         return 0.0

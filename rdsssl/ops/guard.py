@@ -25,6 +25,7 @@ set the ACL to `prefer` first, or pass `--force`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,8 @@ from rdsssl.ops.probe import ProbeResult
 from rdsssl.pki import crypto
 
 __all__ = ["CERT_ACLS", "Need", "Proof", "Target", "need_for", "prove", "target_of"]
+
+log = logging.getLogger(__name__)
 
 CERT_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_CA, AclMode.VERIFY_FULL})
 CN_ACLS = frozenset({AclMode.CERT, AclMode.VERIFY_FULL})  # the CN must equal the user
@@ -242,15 +245,23 @@ def prove(
     need: Need, proof: Proof | None, target: Target, *, instance_id: str, now: datetime
 ) -> ProbeResult:
     """The proof for `need`: local checks, then the live probe; LockoutGuard otherwise."""
+    log.info("%s: lockout guard: proof needed (%s)", instance_id, ", ".join(need.codes))
     if not need.provable:
+        log.info("%s: lockout guard: refused, no probe can prove this", instance_id)
         raise LockoutGuard(f"{instance_id}: {need.reason}")
     if proof is None:
+        log.info("%s: lockout guard: refused, no proof given", instance_id)
         raise LockoutGuard(
             f"{instance_id}: {need.reason}. Prove a certificate works first "
             "(--probe-user/--probe-cert/--probe-key) or pass --force"
         )
-    check_locally(proof, target, now=now)
+    try:
+        check_locally(proof, target, now=now)
+    except LockoutGuard:
+        log.info("%s: lockout guard: refused, the probe certificate does not fit", instance_id)
+        raise
     result = proof.probe()
+    log.info("%s: lockout guard: probe as %s: %s", instance_id, result.user, result.outcome.value)
     if not result.ok:
         hint = f"; {result.hint}" if result.hint else ""
         raise LockoutGuard(

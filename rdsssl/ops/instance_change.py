@@ -144,13 +144,20 @@ def _ignore(_: str) -> None:
 class InstanceChange:
     """The one-instance use case under `options`. `probe`: the certificate that proves a
     tightening (the guard) and the change (afterwards). `on_note`: progress sentences (an
-    earlier change being confirmed, a busy instance waited for)."""
+    earlier change being confirmed, a busy instance waited for). `progress_for`: a progress
+    sink per instance (a fleet names the instance on every line), else `on_progress`."""
 
     options: ApplyOptions
     probe: ProbeOptions | None = None
     clock: Clock = SYSTEM_CLOCK
     on_progress: Callable[[Progress], None] | None = None
     on_note: Callable[[str], None] = _ignore
+    progress_for: Callable[[str], Callable[[Progress], None] | None] | None = None
+
+    def _progress(self, instance_id: str) -> Callable[[Progress], None] | None:
+        if self.progress_for is not None:
+            return self.progress_for(instance_id)
+        return self.on_progress
 
     def prepare(self, api: RdsApi, instance_id: str, desired: DesiredSsl) -> InstanceOutcome:
         """Confirm an earlier unconfirmed change (not on a dry run: the plan is then made
@@ -169,7 +176,11 @@ class InstanceChange:
             "is not confirmed yet: confirming it first"
         )
         return applying.confirm_earlier(
-            api, instance_id, self.options, clock=self.clock, on_progress=self.on_progress
+            api,
+            instance_id,
+            self.options,
+            clock=self.clock,
+            on_progress=self._progress(instance_id),
         )
 
     def preview(self, api: RdsApi, outcome: InstanceOutcome) -> InstanceOutcome:
@@ -224,7 +235,7 @@ class InstanceChange:
             proof=proof,
             expected=outcome.preview.plan if outcome.preview is not None else None,
             clock=self.clock,
-            on_progress=self.on_progress,
+            on_progress=self._progress(iid),
         )
         outcome.result = result
         for note in result.notes:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from rdsssl.errors import HookFailed, InputError, RdsSslError, UsageError
 from rdsssl.models import KeyType
-from rdsssl.ops import rotation_state
+from rdsssl.ops import rotation_file
 from rdsssl.ops.cert_renewal import Renewal, finish_interrupted, renew_due
 from rdsssl.ops.client_versions import CURRENT, hook_pending, mark_deployed, user_dirs
 from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
@@ -224,7 +224,7 @@ def _check_hook_flags(opts: RenewOptions) -> None:
 def _refuse_during_rotation(ca_dir: Path, out_root: Path) -> None:
     """A rotation away from this CA reissues every user into its out-root; renewing from the
     old CA into the same directories would put old-CA certificates back over them."""
-    state = rotation_state.load(rotation_state.state_path(ca_dir))
+    state = rotation_file.load(rotation_file.state_path(ca_dir))
     in_progress = (Phase.STAGED, Phase.REISSUED, Phase.VERIFIED)
     if state is None or state.phase not in in_progress:
         return

@@ -18,18 +18,11 @@ from typing import Any
 
 from rdsssl.errors import UsageError
 from rdsssl.ops.probe import ProbeResult
-from rdsssl.ops.rotation import Event, Options, Rotation, check_users
-from rdsssl.ops.rotation_state import (
-    Phase,
-    RotationState,
-    Step,
-    load,
-    next_action,
-    prepare,
-    rotation_lock,
-    save,
-    state_path,
-)
+from rdsssl.ops.rotation import Rotation
+from rdsssl.ops.rotation_context import Event, Options
+from rdsssl.ops.rotation_file import load, prepare, rotation_lock, save, state_path
+from rdsssl.ops.rotation_reissue import check_users
+from rdsssl.ops.rotation_state import Phase, RotationState, Step, next_action
 from rdsssl.rds.api import RdsApi
 from rdsssl.store.castore import CaStore
 

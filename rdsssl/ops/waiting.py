@@ -8,6 +8,7 @@ earlier run sent and never confirmed. Every call and outcome gets its audit line
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from rdsssl.rds.waiters import DENSE, Progress, Reads, WaiterSpec, wait_until
 if TYPE_CHECKING:  # rdsssl.ops.apply builds its Waiting from its options
     from rdsssl.ops.apply import ApplyOptions
 
+log = logging.getLogger(__name__)
 MODIFY_ATTEMPTS = 3
 
 
@@ -135,10 +137,23 @@ class Waiting:
         request = the_plan.request
         assert request is not None
         matches = read_back_matches(request)
+        fields = ",".join(c.field for c in the_plan.changes)
         for attempt in range(1, MODIFY_ATTEMPTS + 1):
+            log.info(
+                "%s: sending ModifyDBInstanceSSL (%s), attempt %d",
+                self.instance_id,
+                fields,
+                attempt,
+            )
             try:
                 request_id = self.api.modify_ssl(request)
             except ApiError as exc:
+                log.info(
+                    "%s: ModifyDBInstanceSSL failed: %s (%s)",
+                    self.instance_id,
+                    exc.code or type(exc).__name__,
+                    "retryable: re-reading the instance" if exc.retryable else "permanent",
+                )
                 if not exc.retryable:
                     self.record(
                         audit,
@@ -151,6 +166,7 @@ class Waiting:
                     raise
                 taken = self._taken(matches, before)
                 if taken is not None:
+                    log.info("%s: the change was taken despite the error", self.instance_id)
                     request_id = exc.request_id or "(accepted before the error)"
                     self.record(
                         audit,
@@ -180,6 +196,9 @@ class Waiting:
                     )  # fmt: skip
                     return request_id, False
                 continue
+            log.info(
+                "%s: ModifyDBInstanceSSL accepted (RequestId %s)", self.instance_id, request_id
+            )
             self.record(audit, the_plan, before, "sent", request_id)
             return request_id, False
         raise AssertionError("unreachable")
@@ -299,8 +318,10 @@ class Waiting:
             obs = self._wait(spec, seen=seen)
         except WaiterError as exc:
             outcome = "timeout" if isinstance(exc, WaiterTimeout) else "failed"
+            log.info("%s: the change %s: %s", self.instance_id, outcome, exc)
             self.record(audit, the_plan, before, outcome, request_id, detail=str(exc))
             raise
+        log.info("%s: the change is live (RequestId %s)", self.instance_id, request_id)
         self.record(
             audit,
             the_plan,

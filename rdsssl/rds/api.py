@@ -25,8 +25,13 @@ Decisions (see docs/aliyun-rds-ssl-api.md):
   parameter would need `call_api` with hand-made Params. The gateway judges the request line
   before any parameter, so any JSON answer (success or a service error about the odd owner
   account) means the length passed; only a non-JSON 4xx page (Tengine's HTML 414) means too long.
-- The SDK's debug loggers are disabled: with DEBUG=sdk they would print whole requests and
-  responses, and DescribeDBInstanceSSL answers with the server's private key.
+- Logging goes to `logging.getLogger(__name__)`: each call's action at DEBUG, retries and the
+  rate limiter's waits at INFO/DEBUG; never parameters, bodies or credentials. The SDK's own
+  loggers (`darabonba-core`, `alibabacloud-tea`, `credentials`) are left alone: a library does
+  not configure or silence another's logging. They print request lines (every query parameter,
+  an STS token and CreateAccount's password included) only when the environment says
+  `DEBUG=sdk`; the `rdsssl` command keeps them at WARNING and redacts those values (see
+  `rdsssl.cli.logs`), a program embedding rdsssl decides for itself.
 """
 
 from __future__ import annotations
@@ -42,9 +47,24 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
-from rdsssl.errors import ApiError, ApiUnreachable, ConfigError, InstanceNotFound, RdsSslError
+from rdsssl.errors import (
+    ApiError,
+    ApiUnreachable,
+    ConfigError,
+    InstanceNotFound,
+    RdsSslError,
+    Throttled,
+    UsageError,
+)
 from rdsssl.models import InstanceInfo, NetInfo, SslModifyRequest, SslState
 from rdsssl.rds.classify import response_error, unreachable
 from rdsssl.rds.modify import modify_ssl_params
@@ -63,6 +83,7 @@ from rdsssl.rds.settings import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 PAGE_SIZE = 100  # DescribeDBInstances maximum
 _MAX_PAGES = 1000  # a guard against a service that never stops paging
 
@@ -134,7 +155,13 @@ def translate_error(exc: BaseException, *, action: str, endpoint: str) -> RdsSsl
 
 
 class AliyunRdsApi:
-    """`RdsApi` over the official SDK. Building it imports the SDK and resolves credentials."""
+    """`RdsApi` over the official SDK. Building it imports the SDK and resolves credentials.
+
+    A context manager: `with AliyunRdsApi(settings) as api: ...` closes it on the way out.
+    The SDK client holds no connection of its own (darabonba sends through process-wide, pooled
+    `requests` sessions shared by every client), so `close()` only drops the client and its
+    credentials; it is idempotent, and a call on a closed adapter is a `UsageError`.
+    """
 
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
@@ -151,8 +178,6 @@ class AliyunRdsApi:
         from alibabacloud_tea_openapi.utils_models import Config
         from Tea.exceptions import TeaException
 
-        for name in ("darabonba-core", "alibabacloud-tea"):
-            logging.getLogger(name).disabled = True
         config = Config(
             region_id=settings.region,
             connect_timeout=settings.connect_timeout_ms,
@@ -171,6 +196,22 @@ class AliyunRdsApi:
         self.endpoint = str(override) if override else f"https://{self._client._endpoint}"
         self._lock = threading.Lock()
         self._last_call = float("-inf")
+        self._closed = False
+
+    def __enter__(self) -> AliyunRdsApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the SDK client (and the credentials it holds); safe to call more than once."""
+        self._closed = True
+        self._client = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # -- reads
 
@@ -306,8 +347,12 @@ class AliyunRdsApi:
         """Run one API call with rate limiting, translation and bounded retries; returns the
         response body as a dict with the wire names (or `fn`'s value when `sdk` is False)."""
 
+        if self._closed:
+            raise UsageError(f"{action}: this AliyunRdsApi was closed; build a new one")
+
         def attempt() -> Any:
-            self._pace()
+            self._pace(action)
+            log.debug("calling %s", action)
             try:
                 result = fn()
             except self._sdk_errors as exc:
@@ -322,23 +367,41 @@ class AliyunRdsApi:
             # 0.5, 1, 2, 4, 8 s (+ up to 0.5 s jitter); composed so tenacity 8 and 9 agree
             wait=wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5),
             sleep=self._settings.sleep,
+            before_sleep=partial(_log_retry, action, attempts),
             reraise=True,
         )
         return retrying(attempt)
 
-    def _pace(self) -> None:
+    def _pace(self, action: str) -> None:
         """The optional rate limiter: at least `min_interval` seconds between calls."""
         if self._settings.min_interval <= 0:
             return
         with self._lock:
             wait = self._last_call + self._settings.min_interval - time.monotonic()
             if wait > 0:
+                log.debug("rate limit: waiting %.2fs before %s", wait, action)
                 self._settings.sleep(wait)
             self._last_call = time.monotonic()
 
 
 def _retry_read(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.retryable
+
+
+def _log_retry(action: str, attempts: int, state: RetryCallState) -> None:
+    """One INFO line per retry: the action, the error's code (never its parameters), the wait."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    what = "throttled" if isinstance(exc, Throttled) else "retryable error"
+    code = (getattr(exc, "code", None) or type(exc).__name__) if exc is not None else "?"
+    log.info(
+        "%s: %s (%s); attempt %d of %d, retrying in %.1fs",
+        action,
+        what,
+        code,
+        state.attempt_number,
+        attempts,
+        state.upcoming_sleep,
+    )
 
 
 def _credential_options(profile: str | None) -> dict[str, Any]:

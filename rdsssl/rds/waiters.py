@@ -28,6 +28,9 @@ without an instance read in the same poll, after the SSL read: a `Running` seen 
 finished can never confirm it. `setting` (in progress) and `failed` (terminal) need no second
 call. A plain `observe()` callable (both reads every poll) still works, at two calls per poll.
 
+Every poll is logged at DEBUG on `rdsssl.rds.waiters` (the waiter, the poll number, what was
+seen, the verdict and why), the end of a wait at INFO.
+
 The tables themselves (`ssl_applied`, `instance_ready`) are in `rdsssl.rds.acceptors`, the
 observation helpers they test with in `rdsssl.rds.observations`.
 
@@ -49,6 +52,7 @@ hard (tenacity's `stop_before_delay` rule on the injected clock): no sleep runs 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -61,6 +65,7 @@ from rdsssl.errors import ApiError, ChangeFailed, WaiterTimeout
 from rdsssl.models import InstanceInfo, Observation, SslState
 from rdsssl.rds.observations import describe, in_transition
 
+log = logging.getLogger(__name__)
 AcceptorState = Literal["success", "failure", "retry"]
 DEFAULT_TIMEOUT = 1800.0  # 30 min, as Terraform's update timeout
 
@@ -284,6 +289,14 @@ def wait_until(
             raise error  # permanent, and no acceptor calls it a failure
         if verdict is None:
             verdict = _Verdict("retry", obs, "waiting")
+        log.debug(
+            "%s: poll %d: %s -> %s (%s)",
+            spec.name,
+            polls[0],
+            describe(obs),
+            verdict.state,
+            verdict.explain,
+        )
         if verdict.state == "failure":
             raise ChangeFailed(
                 f"{spec.name}: {verdict.explain} ({describe(obs)})",
@@ -317,9 +330,13 @@ def wait_until(
         retry_error_callback=last_verdict,  # no bare RetryError: we raise WaiterTimeout below
     )
     final: _Verdict = retrying(poll)
-    if final.state == "success":
-        return final.observation
     elapsed = clock() - start
+    if final.state == "success":
+        log.info(
+            "%s: done after %d poll(s), %.0fs: %s", spec.name, polls[0], elapsed, final.explain
+        )
+        return final.observation
+    log.info("%s: timed out after %d poll(s), %.0fs", spec.name, polls[0], elapsed)
     raise WaiterTimeout(
         f"{spec.name}: not done after {elapsed:.0f}s (timeout {limit:.0f}s); last seen: "
         f"{describe(final.observation)} ({final.explain})",

@@ -7,6 +7,7 @@ store lock; the inventory keeps what identifies each CRL (``CrlRecord``), not th
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from rdsssl.pki import crl_policy, crypto
 from rdsssl.store.db import Inventory
 from rdsssl.store.fsutil import StagedFile
 from rdsssl.store.records import BuiltCrl, CrlRecord
+
+log = logging.getLogger(__name__)
 
 __all__ = ["next_crl_number", "revocations", "sign", "sign_to", "stage_crl_file"]
 
@@ -108,6 +111,13 @@ def sign(
             )
         )
         inv.set_meta("crl_number", str(number + 1))
+        log.info(
+            "signed CRL number %d: %d entr%s, next update %s",
+            number,
+            built.entries,
+            "y" if built.entries == 1 else "ies",
+            f"{built.next_update:%Y-%m-%dT%H:%M:%SZ}",
+        )
         if staged is not None:
             staged.write(pem)
     return built

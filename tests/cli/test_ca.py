@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rdsssl.ops.rotation_state import Step, prepare, save, state_path
+from rdsssl.ops.rotation_file import prepare, save, state_path
+from rdsssl.ops.rotation_state import Step
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from rdsssl.store.fsutil import atomic_write

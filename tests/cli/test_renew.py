@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from rdsssl.ops import crashpoints
 from rdsssl.pki import crypto
 from tests.cli.helpers import Result, invoke, issue, mode, rewrite_cn, snapshot
 
@@ -451,34 +452,16 @@ def test_a_hook_may_use_the_same_store(ca_dir: Path, tmp_path: Path) -> None:
 
 # --- SIGKILL in the middle ------------------------------------------------------------------------
 
-KILLER = """
-import os, signal, sys
-import rdsssl.ops.cert_renewal as m
-import rdsssl.ops.client_versions as v
-point, args = sys.argv[1], sys.argv[2:]
-calls = {"n": 0}
-
-def die(*a, **k):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-def die_on_fourth(*a, **k):
-    calls["n"] += 1
-    if calls["n"] == 4:  # current, root.crt, client.crt relinked; client.key still plain
-        die()
-    return point_orig(*a, **k)
-
-if point == "before-sign":
-    m._csr = die
-elif point == "after-sign":
-    m.write_client_files = die
-elif point == "before-publish":
-    v.publish = die
-elif point == "mid-relink":
-    point_orig = v._point
-    v._point = die_on_fourth
-from rdsssl.cli import main
-main(args)
-"""
+# The process SIGKILLs itself at a named crash point (rdsssl/ops/crashpoints.py):
+# before-sign: key staged, not certified; after-sign: certified, files not written; before-publish:
+# files written, not live; mid-relink: the fourth link switch (current, root.crt, client.crt
+# relinked; client.key still plain).
+CRASH_AT = {
+    "before-sign": "renew.key-staged",
+    "after-sign": "renew.signed",
+    "before-publish": "versions.publish",
+    "mid-relink": "versions.link:4",
+}
 
 
 @pytest.mark.parametrize("point", ["before-sign", "after-sign", "before-publish", "mid-relink"])
@@ -489,7 +472,8 @@ def test_sigkill_mid_renewal_is_finished_by_the_next_run(
     alice = out_root / "alice"
     old = issue(ca_dir, "alice", alice, "--days", "5")  # plain files: relinking is exercised
     args = ["cert", "renew", "--ca-dir", str(ca_dir), "--out-root", str(out_root)]
-    killed = subprocess.run([sys.executable, "-c", KILLER, point, *args], capture_output=True)
+    env = {**os.environ, crashpoints.ENV: CRASH_AT[point]}
+    killed = subprocess.run([sys.executable, "-m", "rdsssl", *args], capture_output=True, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert assert_pair(alice) == old["serial"]  # what clients read is still one whole pair
 
@@ -511,7 +495,7 @@ def test_sigkill_mid_renewal_is_finished_by_the_next_run(
 def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
     ca_dir: Path, tmp_path: Path
 ) -> None:
-    from rdsssl.ops import rotation_state
+    from rdsssl.ops import rotation_file
     from rdsssl.ops.rotation_state import Phase
     from rdsssl.store.castore import CaStore
 
@@ -523,13 +507,13 @@ def test_renewing_from_the_old_ca_into_a_rotations_out_root_is_refused(
     issue(ca_dir, "alice", tmp_path / "a", "--days", "10")
     out_root = tmp_path / "client-certs"
     with CaStore.open(ca_dir) as old, CaStore.open(new_dir) as new:
-        state = rotation_state.prepare(
+        state = rotation_file.prepare(
             None, old=old, new=new, instances=["pgm-x"], out_root=out_root, now=NOW
         )
-    rotation_state.save(rotation_state.state_path(ca_dir), state)  # phase "new": not started
+    rotation_file.save(rotation_file.state_path(ca_dir), state)  # phase "new": not started
     assert renew(ca_dir, out_root, "--dry-run").exit_code == 0
     state.phase = Phase.STAGED
-    rotation_state.save(rotation_state.state_path(ca_dir), state)
+    rotation_file.save(rotation_file.state_path(ca_dir), state)
     before = snapshot(ca_dir)
     refused = renew(ca_dir, out_root)
     assert refused.exit_code == 3

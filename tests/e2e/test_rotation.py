@@ -19,8 +19,10 @@ import pytest
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import CertStatus
-from rdsssl.ops import cert_renewal, rotation
-from rdsssl.ops.rotation_state import Step, load, prepare
+from rdsssl.ops import crashpoints, rotation
+from rdsssl.ops.rotation_context import Event, Options
+from rdsssl.ops.rotation_file import load, prepare
+from rdsssl.ops.rotation_state import Step
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import rewrite_cn
@@ -216,7 +218,7 @@ def test_a_run_killed_in_each_phase_is_finished_by_the_next(
             assert not (c.pki.out / user / ".pending").exists()
 
 
-def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.Rotation:
+def _reissue_run(c: Case, report: Callable[[Event], None]) -> rotation.Rotation:
     """A library run whose state is at phase staged, for reissue only (no instance needed)."""
     old, new = CaStore.open(c.pki.old), CaStore.open(c.pki.new)
     new.unlock(NEW_PASSPHRASE.encode())
@@ -232,43 +234,39 @@ def _reissue_run(c: Case, report: Callable[[rotation.Event], None]) -> rotation.
         new=new,
         state=state,
         path=path,
-        options=rotation.Options(),
+        options=Options(),
         clock=lambda: datetime.now(timezone.utc),
         report=report,
     )
 
 
 @pytest.mark.parametrize(
-    ("owner", "name", "expected"),
+    ("point", "expected"),
     [
-        (CaStore, "sign_csr", "reissued"),  # key staged in .pending, never certified
-        (cert_renewal, "_complete", "adopted"),  # certified, not published yet
-        (rotation.Rotation, "_record_user", "adopted"),  # live, not recorded yet
+        ("renew.key-staged", "reissued"),  # key staged in .pending, never certified
+        ("renew.signed", "adopted"),  # certified, not published yet
+        ("reissue.live", "adopted"),  # live, not recorded yet
     ],
 )
 def test_reissue_killed_at_each_point_never_makes_a_second_certificate(
-    case: Case, monkeypatch: pytest.MonkeyPatch, owner: object, name: str, expected: str
+    case: Case, point: str, expected: str
 ) -> None:
     c = case
-    real = getattr(owner, name)
     calls: list[str] = []
 
-    def dies_at_bob(*args: Any, **kwargs: Any) -> Any:
-        calls.append(name)
+    def dies_at_bob() -> None:
+        calls.append(point)
         if len(calls) == 2:  # alice went through; the process dies during bob's reissue
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
 
     run = _reissue_run(c, lambda e: None)
-    with monkeypatch.context() as mp:
-        mp.setattr(owner, name, dies_at_bob)
-        with pytest.raises(KeyboardInterrupt):
-            run.run([Step.REISSUE])
+    with crashpoints.at(point, dies_at_bob), pytest.raises(KeyboardInterrupt):
+        run.run([Step.REISSUE])
     run.old.close()
     run.new.close()
     assert read_state(c.pki)["users"]["bob"]["new_serial"] is None
 
-    events: list[rotation.Event] = []
+    events: list[Event] = []
     again = _reissue_run(c, events.append)
     assert again.run([Step.REISSUE]) == [Step.REISSUE]
     assert {e.user: e.outcome for e in events if e.user} == {"alice": "unchanged", "bob": expected}

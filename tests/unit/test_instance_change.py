@@ -5,6 +5,7 @@ confirmed first, and CA keys unlocked in the calling thread only, once per store
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
 from rdsssl.ops.plan import DesiredSsl
 from rdsssl.pki import crypto
+from rdsssl.rds.waiters import Progress
 from rdsssl.store.castore import CaStore
 
 from .conftest import make_pki
@@ -169,3 +171,25 @@ def test_clock_at_fixes_now_and_sleeping_swaps_only_the_sleep() -> None:
     clock.sleep(3.0)
     assert (clock.now(), other.now()) == (NOW, NOW)
     assert (slept, t.sleeps, other.monotonic()) == ([2.0], [3.0], 3.0)
+
+
+def test_in_a_fleet_each_instance_reports_progress_to_its_own_sink(tmp_path: Path) -> None:
+    """`progress_for` gives every instance its own progress sink (the CLI names the instance on
+    each line of `apply -f`); without it everything goes to `on_progress`."""
+    base = _change(tmp_path)
+    seen: dict[str, int] = {}
+    shared: list[object] = []
+
+    def sink_for(iid: str) -> Callable[[Progress], None]:
+        def sink(p: Progress) -> None:
+            seen[iid] = seen.get(iid, 0) + 1
+
+        return sink
+
+    fleet = InstanceChange(base.options, clock=base.clock, progress_for=sink_for)
+    single = InstanceChange(base.options, clock=base.clock, on_progress=shared.append)
+    for change, iid in ((fleet, "pgm-a"), (fleet, "pgm-b"), (single, "pgm-c")):
+        api = FakeApi(ssl_state())
+        change.complete(api, change.prepare(api, iid, DesiredSsl(client_ca_pem=PEM)))
+    assert set(seen) == {"pgm-a", "pgm-b"} and all(n > 0 for n in seen.values())
+    assert shared  # the single-instance change used its one sink

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rdsssl.errors import ExitCode, StoreError
+from rdsssl.ops.rotation_file import load, save
 from rdsssl.ops.rotation_state import (
     CaRef,
     IllegalTransition,
@@ -17,9 +18,7 @@ from rdsssl.ops.rotation_state import (
     Step,
     StepRecord,
     UserRecord,
-    load,
     next_action,
-    save,
 )
 
 AT = "2025-01-15T12:00:00Z"

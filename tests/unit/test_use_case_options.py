@@ -12,8 +12,9 @@ import pytest
 from rdsssl.errors import UsageError
 from rdsssl.models import KeyType
 from rdsssl.ops.crl_fleet import RefreshOptions
+from rdsssl.ops.rotation_file import prepare
 from rdsssl.ops.rotation_run import RotationRequest, open_rotation, select_steps
-from rdsssl.ops.rotation_state import Step, prepare
+from rdsssl.ops.rotation_state import Step
 from rdsssl.store.castore import CaStore
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)

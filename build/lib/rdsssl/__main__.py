@@ -1,0 +1,3 @@
+from rdsssl.cli import main
+
+main()

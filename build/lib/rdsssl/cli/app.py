@@ -1,0 +1,188 @@
+"""The application object every command receives: output, verbosity, clock, and the one door
+through which errors leave.
+
+Rules it enforces (hatch's terminal, httpie's environment): data a user asked for goes to
+stdout; messages, warnings and errors go to stderr and respect ``-v/-q``; with ``--json`` stdout
+carries exactly one JSON document and nothing else, success or failure. When stderr is not a
+terminal (cron mail, CI logs) each message line starts with an ISO 8601 timestamp
+(``rdsssl.cli.logs.stamped``); the final ``rdsssl: error: ...`` line does not, so scripts can
+match it. Tests build an ``App`` with their own clock and TTY answers instead of patching
+globals.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rdsssl.cli.logs import stamped
+from rdsssl.errors import ExitCode, RdsSslError
+from rdsssl.ops import audit
+
+if TYPE_CHECKING:
+    from rdsssl.rds.service_profile import ServiceProfile
+
+__all__ = ["App"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class App:
+    """Global state of one rdsssl invocation (``ctx.obj``)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        interactive: bool | None = None,
+        stderr_tty: bool | None = None,
+    ) -> None:
+        self.json = False
+        self.verbosity = 0
+        self.region: str | None = None
+        self.endpoint: str | None = None
+        self.profile: str | None = None
+        self.service_profile_path: Path | None = None
+        self._service_profile: ServiceProfile | None = None
+        self._clock = clock
+        self._interactive = interactive
+        self._stderr_tty = stderr_tty
+        self._emitted = False
+
+    # -- environment ------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC (the one clock read of a command)."""
+        return self._clock()
+
+    @property
+    def interactive(self) -> bool:
+        """True when we may prompt: stdin is a terminal (tests can say so explicitly)."""
+        if self._interactive is not None:
+            return self._interactive
+        return sys.stdin.isatty()
+
+    @property
+    def timestamps(self) -> bool:
+        """True when stderr lines get a timestamp: stderr is not a terminal."""
+        tty = self._stderr_tty if self._stderr_tty is not None else sys.stderr.isatty()
+        return not tty
+
+    def _say(self, message: str) -> None:
+        click.echo(stamped(message) if self.timestamps else message, err=True)
+
+    def service_profile(self) -> ServiceProfile:
+        """What the service is known to do (`--service-profile` / $RDSSSL_SERVICE_PROFILE, else
+        the documented timings); read once per command."""
+        if self._service_profile is None:
+            from rdsssl.rds import service_profile
+
+            self._service_profile = service_profile.load(self.service_profile_path)
+        return self._service_profile
+
+    # -- messages (stderr) ------------------------------------------------------------------
+
+    def info(self, message: str) -> None:
+        """A progress or result message; hidden by -q."""
+        if self.verbosity >= 0:
+            self._say(message)
+
+    def debug(self, message: str) -> None:
+        """Detail shown with -v."""
+        if self.verbosity >= 1:
+            self._say(message)
+
+    def warn(self, message: str) -> None:
+        """Something the user should know even in a cron mail; hidden only by -qq."""
+        if self.verbosity >= -1:
+            self._say(f"rdsssl: warning: {message}")
+
+    # -- results (stdout) -------------------------------------------------------------------
+
+    def out(self, text: str = "") -> None:
+        """Human-readable data on stdout; suppressed under --json (the document carries it)."""
+        if not self.json:
+            click.echo(text)
+
+    def result(self, data: dict[str, Any]) -> None:
+        """The command's result: with --json, the one document ``{"ok": true, ...}``."""
+        if self.json:
+            self._emit({"ok": True, **data})
+
+    def _emit(self, document: dict[str, Any]) -> None:
+        if self._emitted:  # a bug, not a user error: two documents would break every parser
+            raise RuntimeError("a command tried to print a second JSON document")
+        self._emitted = True
+        click.echo(json.dumps(document, indent=2, sort_keys=False))
+
+    # -- the one door out ---------------------------------------------------------------------
+
+    def fail(self, exc: BaseException, *, code: int | None = None, message: str = "") -> int:
+        """Report ``exc`` (one line on stderr; a JSON document under --json) and return the
+        exit code. Known errors print their message; anything else a short line, with the
+        traceback only at -vv. Never prints more than the exception's message."""
+        if isinstance(exc, RdsSslError):
+            exit_code = int(exc.exit_code)
+            text = str(exc)
+        else:
+            exit_code = int(ExitCode.UNEXPECTED) if code is None else code
+            text = message or f"unexpected {type(exc).__name__}: {exc}"
+            if code is None and self.verbosity >= 2:
+                traceback.print_exception(exc, file=sys.stderr)
+            elif code is None:
+                text += " (run again with -vv for the traceback)"
+        text = " ".join(text.split("\n"))
+        click.echo(f"rdsssl: error: {text}", err=True)
+        if self.json and not self._emitted:
+            error = {"type": type(exc).__name__, "message": text, "exit_code": exit_code}
+            self._emit({"ok": False, "error": error})
+        return exit_code
+
+    def interrupted(self, exc: BaseException) -> int:
+        """Ctrl-C (130) or SIGTERM (143): one message, and under --json one document, saying
+        which changes were sent and not yet confirmed (their `sent` audit lines are on disk):
+        running the same command again re-reads the instances and confirms them."""
+        terminated = type(exc).__name__ == "Terminated"
+        code = int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
+        pending = audit.unconfirmed()
+        text = "terminated" if terminated else "interrupted"
+        if pending:
+            sent = ", ".join(
+                f"{iid} (RequestId {rid})" if rid else iid for iid, rid in sorted(pending.items())
+            )
+            text += (
+                f"; change sent to {sent}, not yet confirmed: re-run the same command to confirm"
+            )
+        click.echo(f"rdsssl: {text}", err=True)
+        if self.json and not self._emitted:
+            error = {
+                "type": "Terminated" if terminated else "Interrupted",
+                "message": text,
+                "exit_code": code,
+            }
+            unconfirmed = [
+                {"instance": i, "request_id": r or None} for i, r in sorted(pending.items())
+            ]
+            self._emit({"ok": False, "error": error, "unconfirmed": unconfirmed})
+        return code
+
+    def fail_usage(self, exc: click.ClickException) -> int:
+        """A click usage error: click's own usage hint on stderr, exit 2 (and JSON if asked)."""
+        exc.show()
+        if self.json and not self._emitted:
+            error = {
+                "type": "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__,
+                "message": exc.format_message(),
+                "exit_code": exc.exit_code,
+            }
+            self._emit({"ok": False, "error": error})
+        return exc.exit_code

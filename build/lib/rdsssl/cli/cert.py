@@ -1,0 +1,308 @@
+"""``rdsssl cert issue | sign | list | revoke | renew``: client certificates (local).
+
+`renew` lives in `rdsssl.cli.renew` and is registered here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rdsssl.cli.common import (
+    ca_dir_option,
+    days_option,
+    format_options,
+    get_app,
+    iso,
+    json_option,
+    key_type_option,
+    open_store,
+    p12_passphrase,
+    passphrase_file_option,
+    read_input,
+    unlock,
+    wait_lock_option,
+    warn_truncated,
+)
+from rdsssl.cli.renew import renew
+from rdsssl.errors import InputError
+from rdsssl.models import KeyType, RevocationReason
+from rdsssl.ops.client_issue import IssueOptions
+from rdsssl.ops.client_issue import issue as issue_client
+from rdsssl.pki import crypto
+from rdsssl.store.fsutil import atomic_write
+
+__all__ = ["cert"]
+
+
+@click.group()
+def cert() -> None:
+    """Issue, sign, list, revoke and renew client certificates (local, no cloud access)."""
+
+
+@cert.command("issue")
+@ca_dir_option
+@click.option("--user", required=True, help="Database user name: the certificate CN.")
+@days_option
+@key_type_option(KeyType.EC_P256)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output directory (default: ./USER), created 0700.",
+)
+@format_options
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite existing files in --out; allow a key type that fails over TLS 1.2 (ec-p384).",
+)
+@passphrase_file_option
+@wait_lock_option
+@json_option
+def issue(
+    ca_dir: Path,
+    user: str,
+    days: int,
+    key_type: str,
+    out_dir: Path | None,
+    fmt: str,
+    p12_passphrase_env: str | None,
+    force: bool,
+    passphrase_file: Path | None,
+    wait_lock: float,
+) -> None:
+    """Issue a key and client certificate for a database user.
+
+    Writes client.crt, client.key (0600) and root.crt (the client CA) into --out. For
+    sslmode=verify-full the client also needs the instance's server CA as sslrootcert.
+
+    \b
+    Example:
+      rdsssl cert issue --ca-dir ./ca --user alice --out ./alice
+    """
+    app = get_app()
+    options = IssueOptions(
+        ca_dir=ca_dir,
+        user=user,
+        days=days,
+        key_type=KeyType(key_type),
+        now=app.now(),
+        out_dir=out_dir,
+        fmt=fmt,
+        p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
+        force=force,
+        wait_lock=wait_lock,
+    )
+    done = issue_client(
+        options, unlock=lambda store: unlock(app, store, passphrase_file), warn=app.warn
+    )
+    record, files = done.issued.record, done.files
+    app.result(
+        {
+            "certificate": record.to_json(app.now()),
+            "files": [str(p) for p in files],
+            "truncated": done.issued.truncated,
+        }
+    )
+    warn_truncated(app, record, done.issued.truncated)
+    app.info(
+        f"issued certificate {record.serial_hex} for {user} ({record.key_type}), "
+        f"valid until {iso(record.not_after)}"
+    )
+    app.info("wrote " + ", ".join(str(p) for p in files))
+
+
+@cert.command("sign")
+@ca_dir_option
+@click.option(
+    "--csr",
+    "csr_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The certificate signing request (PEM or DER).",
+)
+@click.option("--user", help="Database user; must equal the CSR's CN (default: the CN).")
+@days_option
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the certificate here (default: stdout).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite --out if it exists; sign a CSR key that fails over TLS 1.2 (ECDSA off P-256).",
+)
+@passphrase_file_option
+@wait_lock_option
+@json_option
+def sign(
+    ca_dir: Path,
+    csr_file: Path,
+    user: str | None,
+    days: int,
+    out_file: Path | None,
+    force: bool,
+    passphrase_file: Path | None,
+    wait_lock: float,
+) -> None:
+    """Sign a CSR: the user keeps the private key.
+
+    \b
+    Example:
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
+          -keyout bob.key -out bob.csr -subj /CN=bob
+      rdsssl cert sign --ca-dir ./ca --csr bob.csr --out bob.crt
+    """
+    app = get_app()
+    csr_pem = read_input(csr_file, "a certificate signing request")
+    if out_file is not None and out_file.exists() and not force:
+        raise InputError(f"{out_file} already exists; pass --force to overwrite it")
+    with open_store(ca_dir, wait_lock=wait_lock) as store:
+        unlock(app, store, passphrase_file)
+        signed = store.sign_csr(
+            csr_pem,
+            source=str(csr_file),
+            user=user,
+            days=days,
+            now=app.now(),
+            allow_tls13_only=force,
+        )
+    pem = crypto.cert_pem(signed.cert)
+    record = signed.record
+    if out_file is not None:
+        try:
+            atomic_write(out_file, pem, mode=0o644, overwrite=force)
+        except FileExistsError:
+            raise InputError(f"{out_file} already exists; pass --force to overwrite it") from None
+    data: dict[str, object] = {
+        "certificate": record.to_json(app.now()),
+        "out": None if out_file is None else str(out_file),
+    }
+    if out_file is None:
+        data["certificate_pem"] = pem.decode("ascii")
+        if not app.json:
+            sys.stdout.write(pem.decode("ascii"))
+            sys.stdout.flush()
+    app.result(data)
+    warn_truncated(app, record, signed.truncated)
+    where = f", wrote {out_file}" if out_file is not None else ""
+    app.info(
+        f"signed certificate {record.serial_hex} for {record.cn}, valid until "
+        f"{iso(record.not_after)}{where}"
+    )
+
+
+@cert.command("list")
+@ca_dir_option
+@click.option("--user", help="Only this user's certificates.")
+@click.option(
+    "--status",
+    type=click.Choice(["all", "valid", "revoked", "expired"]),
+    default="all",
+    show_default=True,
+    help="Only certificates in this state.",
+)
+@json_option
+def list_(ca_dir: Path, user: str | None, status: str) -> None:
+    """List certificates: serial, CN, status (valid/revoked/expired), notAfter, fingerprint.
+
+    \b
+    Example:
+      rdsssl cert list --ca-dir ./ca --status valid
+      rdsssl cert list --ca-dir ./ca --json | jq -r '.certificates[].serial'
+    """
+    app = get_app()
+    now = app.now()
+    with open_store(ca_dir) as store:
+        rows = [
+            r for r in store.certificates(user=user) if status == "all" or r.state(now) == status
+        ]
+    app.result({"certificates": [r.to_json(now) for r in rows]})
+    if not rows:
+        app.info("no certificates")
+        return
+    width = max(len(r.serial_hex) for r in rows)
+    cn_width = max(4, *(len(r.cn) for r in rows))
+    app.out(
+        f"{'SERIAL':<{width}}  {'CN':<{cn_width}}  {'STATUS':<7}  {'NOT AFTER':<20}  "
+        "FINGERPRINT (SHA-256)"
+    )
+    for r in rows:
+        app.out(
+            f"{r.serial_hex:<{width}}  {r.cn:<{cn_width}}  {r.state(now):<7}  "
+            f"{iso(r.not_after):<20}  {r.fingerprint or '(unknown)'}"
+        )
+
+
+@cert.command("revoke")
+@ca_dir_option
+@click.option("--serial", help="Serial in hex (as shown by cert list).")
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(path_type=Path),
+    help="The certificate file; also one issued outside rdsssl by this CA.",
+)
+@click.option("--user", help="The user's only valid certificate (refused when ambiguous).")
+@click.option(
+    "--reason",
+    type=click.Choice([r.value for r in RevocationReason], case_sensitive=False),
+    default=RevocationReason.UNSPECIFIED.value,
+    show_default=True,
+    help="CRL reason code.",
+)
+@wait_lock_option
+@json_option
+def revoke(
+    ca_dir: Path,
+    serial: str | None,
+    cert_file: Path | None,
+    user: str | None,
+    reason: str,
+    wait_lock: float,
+) -> None:
+    """Revoke a certificate (takes effect once a CRL is built and deployed).
+
+    \b
+    Examples:
+      rdsssl cert revoke --ca-dir ./ca --serial 1f3a9c --reason keyCompromise
+      rdsssl cert revoke --ca-dir ./ca --cert alice/client.crt
+      rdsssl cert revoke --ca-dir ./ca --user alice
+    """
+    app = get_app()
+    chosen = sum(x is not None for x in (serial, cert_file, user))
+    if chosen != 1:
+        raise click.UsageError(
+            "select the certificate with exactly one of --serial, --cert, --user"
+        )
+    canonical = next(r for r in RevocationReason if r.value.lower() == reason.lower())
+    serial_int = crypto.parse_serial(serial) if serial is not None else None
+    cert_pem = read_input(cert_file, "a certificate") if cert_file is not None else None
+    with open_store(ca_dir, wait_lock=wait_lock) as store:
+        result = store.revoke(
+            serial=serial_int,
+            cert_pem=cert_pem,
+            cert_source=str(cert_file),
+            user=user,
+            reason=canonical,
+            now=app.now(),
+        )
+    record = result.record
+    app.result({"changed": result.changed, "certificate": record.to_json(app.now())})
+    if result.changed:
+        app.info(
+            f"revoked certificate {record.serial_hex} ({record.cn}), reason "
+            f"{canonical.value}; build and deploy a CRL for it to take effect"
+        )
+    else:
+        app.info(
+            f"certificate {record.serial_hex} ({record.cn}) was already revoked on "
+            f"{iso(record.revoked_at)}; nothing changed"
+        )
+
+
+cert.add_command(renew)

@@ -1,0 +1,1 @@
+"""Local emulator of the RDS OpenAPI; imports nothing from the client side of rdsssl."""

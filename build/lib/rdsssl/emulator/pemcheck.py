@@ -1,0 +1,148 @@
+"""The PEM checks ModifyDBInstanceSSL makes before anything reaches PostgreSQL.
+
+Written from docs/postgres-client-cert-behaviour.md §4 and §9: PostgreSQL loads the CRL
+file with a call that also loads certificates, so a certificate smuggled into a CRL upload
+becomes a trust anchor (R9). Hence: the CA field holds only CA certificates, the CRL field
+only `X509 CRL` blocks, and every block must parse. Text between blocks is tolerated, as
+PostgreSQL tolerates it (B4). An expired CRL is accepted on purpose: the real service has
+no reason to refuse it, and the lock-out it causes is the hazard rdsssl must guard against.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from rdsssl.emulator.errors import api_error
+
+__all__ = [
+    "PemBlock",
+    "check_client_ca",
+    "check_crl",
+    "check_server_cert",
+    "fingerprints",
+    "parse_blocks",
+]
+
+_ISSUER_KEYS = (
+    rsa.RSAPublicKey,
+    ec.EllipticCurvePublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
+    dsa.DSAPublicKey,
+)
+_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class PemBlock:
+    """One PEM block: its label and DER bytes; `index` counts from 1 for messages."""
+
+    index: int
+    label: str
+    der: bytes
+
+
+def parse_blocks(text: str) -> list[PemBlock]:
+    """Every PEM block in `text`; ValueError when there is none or one is not base64."""
+    blocks = []
+    for i, m in enumerate(_BLOCK.finditer(text), start=1):
+        body = "".join(m.group(2).split())
+        try:
+            der = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"PEM block {i} ({m.group(1)}) is not valid base64") from None
+        blocks.append(PemBlock(i, m.group(1), der))
+    if not blocks:
+        raise ValueError("no PEM block found")
+    return blocks
+
+
+def fingerprints(text: str) -> tuple[str, ...]:
+    """SHA-256 of each block's DER (lowercase hex), to compare PEMs regardless of layout."""
+    if not text:
+        return ()
+    try:
+        return tuple(hashlib.sha256(b.der).hexdigest() for b in parse_blocks(text))
+    except ValueError:
+        return (hashlib.sha256(text.encode()).hexdigest(),)
+
+
+def check_client_ca(text: str, *, allow_multiple: bool) -> list[x509.Certificate]:
+    """The CA certificates of a ClientCACert value, or InvalidClientCACert saying why."""
+    try:
+        blocks = parse_blocks(text)
+    except ValueError as e:
+        raise api_error("InvalidClientCACert", str(e)) from None
+    certs = []
+    for b in blocks:
+        if b.label != "CERTIFICATE":
+            raise api_error("InvalidClientCACert", f"block {b.index} is {b.label}, not CERTIFICATE")
+        try:
+            cert = x509.load_der_x509_certificate(b.der)
+        except ValueError:
+            raise api_error("InvalidClientCACert", f"block {b.index} does not parse") from None
+        try:
+            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if not ca:
+            raise api_error(
+                "InvalidClientCACert", f"block {b.index} is not a CA certificate (no CA:TRUE)"
+            )
+        certs.append(cert)
+    if len(certs) > 1 and not allow_multiple:
+        raise api_error("InvalidClientCACert", f"{len(certs)} certificates; only one is accepted")
+    return certs
+
+
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    key = ca.public_key()
+    if crl.issuer != ca.subject or not isinstance(key, _ISSUER_KEYS):
+        return False
+    return crl.is_signature_valid(key)
+
+
+def check_crl(
+    text: str, cas: list[x509.Certificate], *, check_issuer: bool
+) -> list[x509.CertificateRevocationList]:
+    """The CRLs of a ClientCertRevocationList value, or InvalidClientCrl saying why."""
+    try:
+        blocks = parse_blocks(text)
+    except ValueError as e:
+        raise api_error("InvalidClientCrl", str(e)) from None
+    crls = []
+    for b in blocks:
+        if b.label != "X509 CRL":
+            raise api_error("InvalidClientCrl", f"block {b.index} is {b.label}, not X509 CRL")
+        try:
+            crl = x509.load_der_x509_crl(b.der)
+        except ValueError:
+            raise api_error("InvalidClientCrl", f"block {b.index} does not parse") from None
+        if check_issuer and not any(_signed_by(crl, ca) for ca in cas):
+            raise api_error(
+                "InvalidClientCrl",
+                f"block {b.index} is not signed by a CA of the client CA certificate",
+            )
+        crls.append(crl)
+    return crls
+
+
+def check_server_cert(cert_text: str, key_text: str) -> None:
+    """A custom ServerCert/ServerKey pair: both parse, the key is unencrypted and matches."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_text.encode())
+        key = serialization.load_pem_private_key(key_text.encode(), password=None)
+    except (ValueError, TypeError) as e:
+        raise api_error("InvalidServerCertOrPrivateKey", str(e).splitlines()[0]) from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        raise api_error("InvalidServerCertOrPrivateKey", "the key does not match the certificate")

@@ -1,0 +1,187 @@
+"""ModifyDBInstanceSSL's parameter rules, as a pure function from (current, request) to a change.
+
+The order of the checks follows docs/aliyun-rds-ssl-api.md §9 from the ACL values onwards
+(the instance-level checks before it live in state.py): parameter values, ACL values,
+verify-full on PostgreSQL < 12, ACL/CRL without the client CA, then PEM contents.
+Decisions where the real service is undocumented ([U] in the docs), chosen to expose client
+bugs rather than hide them:
+- a PEM without its enable flag (ClientCACert without ClientCAEnabled=1) is ignored;
+- replacing the client CA keeps the configured CRL (PostgreSQL then rejects the new CA's
+  users with `unknown ca`, docs §4 R3) unless the same call sends a new one;
+- SSLEnabled=1 without CAType means `aliyun`, and does not renew the cloud certificate;
+- a call that changes no SSL field and sends no ACL still runs a full restart cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from rdsssl.emulator.errors import api_error
+from rdsssl.emulator.faults import Switches
+from rdsssl.emulator.pemcheck import (
+    check_client_ca,
+    check_crl,
+    check_server_cert,
+    fingerprints,
+    parse_blocks,
+)
+from rdsssl.emulator.pg import PgSslConfig
+
+__all__ = ["ACL_MODES", "SslChange", "SslSettings", "plan_ssl_change"]
+
+ACL_MODES: tuple[str, ...] = ("cert", "prefer", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class SslSettings:
+    """An instance's SSL block as DescribeDBInstanceSSL reports it ("" = unset)."""
+
+    enabled: bool
+    ca_type: str  # "aliyun" | "custom"
+    connection_string: str
+    server_cert_pem: str
+    server_key_pem: str = field(repr=False)
+    client_ca_pem: str = ""
+    crl_pem: str = ""
+    acl: str = ""
+    replication_acl: str = ""
+
+    def restart_fields(self) -> tuple[object, ...]:
+        """What a restart is needed for: everything except the two ACLs."""
+        return (
+            self.enabled,
+            self.ca_type,
+            self.connection_string,
+            fingerprints(self.server_cert_pem),
+            fingerprints(self.client_ca_pem),
+            fingerprints(self.crl_pem),
+        )
+
+    def to_pg(self, *, tls_max_version: str | None = None) -> PgSslConfig:
+        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap)."""
+        return PgSslConfig(
+            server_cert_pem=self.server_cert_pem.encode(),
+            server_key_pem=self.server_key_pem.encode(),
+            client_ca_pem=self.client_ca_pem.encode() or None,
+            crl_pem=self.crl_pem.encode() or None,
+            acl=self.acl or None,
+            replication_acl=self.replication_acl or None,
+            ssl_enabled=self.enabled,
+            tls_max_version=tls_max_version,
+        )
+
+
+@dataclass(frozen=True)
+class SslChange:
+    """An accepted change: the target block and whether it needs a restart cycle."""
+
+    target: SslSettings
+    restart: bool  # False: an ACL-only change (lock, then reload)
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool | None:
+    value = params.get(name) or None
+    if value is None:
+        return None
+    if value not in ("0", "1"):
+        raise api_error("InvalidParameter", f"{name} must be 0 or 1, not {value!r}")
+    return value == "1"
+
+
+def _current_cas(pem: str) -> list[x509.Certificate]:
+    try:
+        return [x509.load_der_x509_certificate(b.der) for b in parse_blocks(pem)]
+    except ValueError:
+        return []
+
+
+def plan_ssl_change(
+    current: SslSettings,
+    params: Mapping[str, str],
+    *,
+    major_version: int,
+    aliyun_cert: tuple[str, str],
+    switches: Switches,
+) -> SslChange:
+    """Validate a ModifyDBInstanceSSL request against `current`; EmulatorError if refused.
+
+    `aliyun_cert` is the instance's cloud certificate and key, used when CAType=aliyun.
+    The caller has already checked the instance (exists, unlocked, Running, engine, storage)
+    and that ConnectionString names one of its endpoints.
+    """
+    ssl_flag = _flag(params, "SSLEnabled")
+    ca_type = params.get("CAType") or None
+    if ca_type is not None and ca_type not in ("aliyun", "custom"):
+        raise api_error("InvalidCAType.NotFound", f"CAType={ca_type!r}; use aliyun or custom")
+    ca_flag = _flag(params, "ClientCAEnabled")
+    crl_flag = _flag(params, "ClientCrlEnabled")
+    acl = params.get("ACL") or None
+    repl = params.get("ReplicationACL") or None
+    for name, value in (("ACL", acl), ("ReplicationACL", repl)):
+        if value is not None and value not in ACL_MODES:
+            raise api_error(
+                "InvalidACL.NotFound", f"{name}={value!r}; one of {', '.join(ACL_MODES)}"
+            )
+    if "verify-full" in (acl, repl) and major_version < 12:
+        raise api_error(
+            "IncorrectEngineVersion",
+            f"verify-full needs PostgreSQL 12 or later; this instance runs {major_version}",
+        )
+
+    ssl_on = current.enabled if ssl_flag is None else ssl_flag
+    if ca_flag and not ssl_on:
+        raise api_error("IncorrectDBSslStatus", "enable SSL before the client CA")
+    ca_on = ssl_on and (bool(current.client_ca_pem) if ca_flag is None else ca_flag)
+    if (acl or repl) and not ca_on:
+        raise api_error("InvalidACL.Permission")
+    if crl_flag and not ca_on:
+        raise api_error("InvalidClientCrl.Permission")
+
+    client_ca = current.client_ca_pem if ca_on else ""
+    cas: list[x509.Certificate] = []
+    if ca_flag:
+        pem = params.get("ClientCACert") or ""
+        if not pem:
+            raise api_error(
+                "InvalidClientCACert", "ClientCACert is required when ClientCAEnabled=1"
+            )
+        cas = check_client_ca(pem, allow_multiple=switches.multi_ca_bundle)
+        client_ca = pem
+    crl = current.crl_pem if ca_on and crl_flag is not False else ""
+    if crl_flag:
+        pem = params.get("ClientCertRevocationList") or ""
+        if not pem:
+            raise api_error(
+                "InvalidClientCrl", "ClientCertRevocationList is required when ClientCrlEnabled=1"
+            )
+        check_crl(pem, cas or _current_cas(client_ca), check_issuer=switches.crl_issuer_check)
+        crl = pem
+
+    new_type = ca_type or (current.ca_type if current.enabled else "aliyun")
+    cert, key = current.server_cert_pem, current.server_key_pem
+    if ssl_on and ca_type == "custom":
+        cert, key = params.get("ServerCert") or "", params.get("ServerKey") or ""
+        if not cert or not key:
+            raise api_error(
+                "InvalidServerCertOrPrivateKey", "ServerCert and ServerKey are required for custom"
+            )
+        check_server_cert(cert, key)
+    elif new_type == "aliyun":
+        cert, key = aliyun_cert
+
+    target = SslSettings(
+        enabled=ssl_on,
+        ca_type=new_type,
+        connection_string=params.get("ConnectionString", ""),
+        server_cert_pem=cert,
+        server_key_pem=key,
+        client_ca_pem=client_ca,
+        crl_pem=crl,
+        acl=(acl or current.acl or "prefer") if ca_on else "",
+        replication_acl=(repl or current.replication_acl or "prefer") if ca_on else "",
+    )
+    ssl_changed = target.restart_fields() != current.restart_fields()
+    return SslChange(target=target, restart=ssl_changed or (acl is None and repl is None))

@@ -1,0 +1,132 @@
+"""``plan -f`` / ``apply -f`` over many instances: every plan is made first (reads only,
+concurrently), the caller shows and confirms them once, then each instance gets the one-instance
+change (`rdsssl.ops.instance_change.InstanceChange.apply_one`).
+
+Both phases go through the fleet runner (`rdsssl.ops.fleet.run`), `concurrency` at a time, all
+API calls sharing the caller's rate budget (`rdsssl.ops.fleet.RateLimiter` behind each
+`RdsApi`). A failing instance never stops the others: its error stays in its `InstanceOutcome`,
+and `failure` sums them up with the highest exit code.
+
+Nothing prompts from a worker thread: planning never unlocks a CA key (a CRL is only a
+requirement then), and before the workers of the apply phase start, `sign_up_front` signs in
+the calling thread every CRL the confirmed plans need (one per CA store: `DesiredBuilder`
+caches it, and a store that cannot be unlocked fails only the instances that need it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from rdsssl.errors import ExitCode, RdsSslError
+from rdsssl.models import InstanceSpec
+from rdsssl.ops import fleet
+from rdsssl.ops.apply import ApplyOptions
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
+from rdsssl.rds.api import RdsApi
+
+__all__ = ["Target", "apply_all", "failure", "plan_all", "sign_up_front", "summary"]
+
+
+@dataclass
+class Target:
+    """One selected instance: its outcome so far, the API client of its region, its entry."""
+
+    outcome: InstanceOutcome
+    api: RdsApi
+    spec: InstanceSpec
+
+
+def _run_each(
+    targets: Sequence[Target],
+    fn: Callable[[Target, Callable[[float], None]], None],
+    *,
+    concurrency: int,
+) -> None:
+    """`fn` over `targets` through `fleet.run`, errors kept in each outcome; `fn` gets a sleep
+    that ends with `Interrupted` once the run is interrupted (Ctrl-C or SIGTERM stops every
+    wait promptly)."""
+    cancel = threading.Event()
+    by_id = {t.outcome.instance_id: t for t in targets}
+    sleep = fleet.sleeper(cancel)
+
+    def one(item: fleet.Item) -> None:
+        target = by_id[fleet.instance_id_of(item)]
+        try:
+            fn(target, sleep)
+        except Exception as exc:  # an unexpected error is reported for this instance only
+            target.outcome.error = exc
+
+    fleet.run(list(by_id), one, concurrency=max(1, concurrency), cancel=cancel)
+
+
+def plan_all(
+    targets: Sequence[Target],
+    builder: DesiredBuilder,
+    *,
+    audit: AuditLog | None = None,
+    concurrency: int = fleet.DEFAULT_CONCURRENCY,
+) -> None:
+    """Every target's `DesiredSsl` and plan (Describe calls only, nothing signed)."""
+    previewer = InstanceChange(ApplyOptions(audit=audit))
+
+    def plan_one(target: Target, _sleep: Callable[[float], None]) -> None:
+        target.outcome.desired = builder.for_spec(target.spec)
+        previewer.preview(target.api, target.outcome)
+
+    _run_each(targets, plan_one, concurrency=concurrency)
+
+
+def sign_up_front(targets: Sequence[Target]) -> None:
+    """Sign, in this thread, the CRL every planned change needs (see the module docstring)."""
+    for target in targets:
+        preview = target.outcome.preview
+        source = preview.plan.crl_source if preview is not None else None
+        if source is None or target.outcome.error is not None:
+            continue
+        try:
+            source.build()
+        except Exception as exc:  # this instance fails; the others carry on
+            target.outcome.error = exc
+
+
+def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency: int) -> None:
+    """The change on every target that needs one, after `sign_up_front`; the audit log is
+    checked writable first (exit 3 before any instance is touched)."""
+    todo = [t for t in targets if t.outcome.error is None and t.outcome.needs_run]
+    if not todo:
+        return
+    change.options.audit_log.check_writable()
+    sign_up_front(todo)
+
+    def apply_one(target: Target, sleep: Callable[[float], None]) -> None:
+        if target.outcome.error is None:
+            worker = replace(change, clock=change.clock.sleeping(sleep))
+            worker.apply_one(target.api, target.outcome)
+
+    _run_each(todo, apply_one, concurrency=concurrency)
+
+
+def summary(outcomes: Sequence[InstanceOutcome]) -> dict[str, int]:
+    """How many instances, and how many in each status."""
+    counts = {"instances": len(outcomes)}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return counts
+
+
+def failure(outcomes: Sequence[InstanceOutcome]) -> RdsSslError | None:
+    """None when every instance succeeded; else one error whose exit code is the highest of the
+    failures (each failure itself is reported with its instance)."""
+    failed = [o for o in outcomes if o.error is not None]
+    if not failed:
+        return None
+    error = RdsSslError(
+        f"{len(failed)} of {len(outcomes)} instance(s) failed: "
+        + ", ".join(o.instance_id for o in failed)
+    )
+    error.exit_code = ExitCode(max(o.exit_code for o in failed))
+    return error

@@ -1,0 +1,172 @@
+"""`rdsssl check` as a library call: `run_checks` judges the selected instances (through the
+fleet runner, Describe calls only) and the CA stores (the `--ca-dir` ones and those of the
+desired-state entries), and writes the Prometheus textfile when asked.
+
+The CLI parses options into `CheckOptions`, selects the instances, calls `run_checks` and
+renders the `CheckRun`. Exit codes: 0 all is well; 10 (`NEEDS_ACTION`) when a finding is not
+ok; an error code when an instance or a store could not be checked (4 API error, 3 bad input,
+...), which wins over 10 because then nothing is known about it. The Prometheus file is
+written atomically (temp file + rename), even when some instances failed (status 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from rdsssl.errors import ExitCode, InputError, UsageError
+from rdsssl.ops import fleet
+from rdsssl.ops import plan as planning
+from rdsssl.ops.check_findings import InstanceReport, Severity, StoreReport, Thresholds
+from rdsssl.ops.check_instance import check_instance
+from rdsssl.ops.check_prometheus import prometheus_text
+from rdsssl.ops.check_store import check_store
+from rdsssl.ops.crl_refresh import StoreCrl, store_crl
+from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.plan import Plan
+from rdsssl.ops.renewal_plan import plan_renewal
+from rdsssl.rds.api import RdsApi
+from rdsssl.store.castore import CaStore
+from rdsssl.store.fsutil import atomic_write
+
+__all__ = ["CheckOptions", "CheckRun", "Checker", "run_checks"]
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Everything one `check` run decides with, besides the instances."""
+
+    ca_dirs: tuple[Path, ...] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    drift_source: str = "the desired-state file"
+    concurrency: int = fleet.DEFAULT_CONCURRENCY
+    prometheus_file: Path | None = None
+
+    def check(self, *, selecting: bool) -> None:
+        """A usage error unless there is something to check."""
+        if not selecting and not self.ca_dirs:
+            raise UsageError("name instances (ID..., --tag KEY=VALUE, -f FILE) and/or --ca-dir DIR")
+
+
+@dataclass
+class Checker:
+    """Runs the checks against the API and the local stores. `instance` is called from several
+    fleet workers at once: the builder reads each store once, under its lock."""
+
+    api: RdsApi | None
+    now: datetime
+    builder: DesiredBuilder
+    thresholds: Thresholds
+    ca_dirs: Sequence[Path] = ()
+    drift_source: str = "the desired-state file"
+
+    def instance(self, item: fleet.Item) -> InstanceReport:
+        """Two Describe calls, then the judgement; with a desired-state entry also the drift
+        (`planning.plan`, which signs nothing) and the revocations of its CA store."""
+        assert self.api is not None
+        iid, spec = (item, None) if isinstance(item, str) else item
+        info = self.api.describe_instance(iid)
+        ssl = self.api.describe_ssl(iid)
+        dirs = list(self.ca_dirs)
+        drift: Plan | None = None
+        if spec is not None:
+            if spec.ca_dir is not None and spec.crl and spec.ca_dir not in dirs:
+                dirs.append(spec.ca_dir)
+            drift = planning.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
+        stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
+        return check_instance(
+            info,
+            ssl,
+            now=self.now,
+            thresholds=self.thresholds,
+            stores=stores,
+            drift=drift,
+            drift_source=self.drift_source,
+        )
+
+    def store(self, ca_dir: Path) -> StoreReport:
+        """The local checks of one CA store (reading only: no key, no lock)."""
+        with CaStore.open(ca_dir) as store:
+            renewal = plan_renewal(store, before=self.thresholds.warn, now=self.now)
+            return check_store(
+                ca_dir,
+                store.ca_cert,
+                renewal,
+                now=self.now,
+                thresholds=self.thresholds,
+                key=store.key_protection(),
+            )
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """The outcome of a run: one `fleet.Outcome` per instance (selection order) and per CA
+    store, and the Prometheus file written, if any."""
+
+    instances: list[fleet.Outcome[InstanceReport]]
+    stores: list[fleet.Outcome[StoreReport]]
+    prometheus_file: Path | None = None
+
+    @property
+    def outcomes(self) -> list[fleet.Outcome[InstanceReport] | fleet.Outcome[StoreReport]]:
+        return [*self.instances, *self.stores]
+
+    @property
+    def exit_code(self) -> int:
+        return fleet.worst_exit_code(self.outcomes)
+
+    @property
+    def needs_action(self) -> bool:
+        return any(o.ok and o.exit_code == ExitCode.NEEDS_ACTION for o in self.outcomes)
+
+    def counts(self) -> dict[str, int]:
+        """How many instances and stores are ok, and how many need action."""
+        return {
+            "ok": sum(1 for o in self.outcomes if o.ok and o.exit_code == ExitCode.OK),
+            "need action": sum(1 for o in self.outcomes if o.exit_code == ExitCode.NEEDS_ACTION),
+        }
+
+
+def _needs_action(report: InstanceReport | StoreReport) -> int:
+    return int(ExitCode.NEEDS_ACTION if report.severity > Severity.OK else ExitCode.OK)
+
+
+def run_checks(
+    api: RdsApi | None,
+    items: Sequence[fleet.Item],
+    options: CheckOptions,
+    *,
+    now: datetime,
+) -> CheckRun:
+    """Check `items` (an api is needed when there are any) and every CA store named by the
+    options or by a desired-state entry; write the Prometheus file when asked."""
+    builder = DesiredBuilder(now=now, min_remaining=options.thresholds.crl_min_remaining)
+    checker = Checker(api, now, builder, options.thresholds, options.ca_dirs, options.drift_source)
+    found = fleet.run(
+        items, checker.instance, concurrency=options.concurrency, exit_code_of=_needs_action
+    )
+    spec_dirs = [i[1].ca_dir for i in items if not isinstance(i, str) and i[1].ca_dir]
+    dirs = list(dict.fromkeys([*options.ca_dirs, *(d for d in spec_dirs if d is not None)]))
+    local = fleet.run(
+        [str(d) for d in dirs],
+        lambda d: checker.store(Path(fleet.instance_id_of(d))),
+        concurrency=1,
+        exit_code_of=_needs_action,
+    )
+    if options.prometheus_file is not None:
+        text = prometheus_text(
+            [(o.instance_id, o.result if o.ok else None) for o in found],
+            [o.result for o in local if o.ok and o.result is not None],
+            now=now,
+        )
+        _write_prometheus(options.prometheus_file, text)
+    return CheckRun(found, local, options.prometheus_file)
+
+
+def _write_prometheus(path: Path, text: str) -> None:
+    try:
+        atomic_write(path, text.encode(), mode=0o644)
+    except OSError as exc:
+        raise InputError(f"cannot write the Prometheus file {path}: {exc.strerror}") from None

@@ -1,0 +1,318 @@
+"""One ``cert renew`` run as a library call: ``run(options, view)``.
+
+The run holds the OUT_ROOT run lock (one renewal per OUT_ROOT, held through the hooks too, which
+run after the CA store lock is released so that a hook may call rdsssl on the same store),
+finishes what a killed run left (`rdsssl.ops.cert_renewal.finish_interrupted`), plans
+(`rdsssl.ops.renewal_plan`), renews what is due, then runs the deploy hook once per new version.
+A rotation away from this CA that writes to the same OUT_ROOT refuses the run: renewing from the
+old CA would put old-CA certificates back over the new ones.
+
+A dry run never runs the deploy hook unless ``run_deploy_hooks`` asks for it: hooks are written
+for real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live certificate).
+Asked for, it runs with ``RDSSSL_DRY_RUN=1`` and both serials empty.
+
+The caller (the CLI) supplies a `RenewView`: it unlocks the store (a passphrase may be prompted
+for), shows warnings as they arise, reports the renewals before the hooks run, and shows the
+hooks' output; the `RenewResult` carries the JSON and the error the run ends with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from rdsssl.errors import HookFailed, InputError, RdsSslError, UsageError
+from rdsssl.models import KeyType
+from rdsssl.ops import rotation_state
+from rdsssl.ops.cert_renewal import Renewal, finish_interrupted, renew_due
+from rdsssl.ops.client_versions import CURRENT, hook_pending, mark_deployed, user_dirs
+from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
+from rdsssl.ops.renewal_plan import RenewalPlan, RenewalWindow, Skipped, plan_renewal, tls12_skips
+from rdsssl.ops.rotation_state import Phase
+from rdsssl.store.castore import CaStore
+from rdsssl.store.files import loose_client_dir_warning
+from rdsssl.store.fsutil import make_private_dirs
+from rdsssl.store.lock import FileLock, current_command
+
+__all__ = ["HookRun", "RenewOptions", "RenewResult", "RenewView", "run"]
+
+
+@dataclass(frozen=True)
+class RenewOptions:
+    """Everything a ``cert renew`` run needs. ``p12_passphrase`` is the secret itself;
+    ``hidden``: environment variables the hook must not see besides the secrets."""
+
+    ca_dir: Path
+    out_root: Path
+    now: datetime
+    user: str | None = None
+    before: timedelta | None = None
+    at: float | None = None
+    days: int = 365
+    key_type: KeyType | None = None
+    fmt: str = "pem"
+    p12_passphrase: bytes | None = None
+    deploy_hook: str | None = None
+    hidden: tuple[str, ...] = ()
+    dry_run: bool = False
+    run_deploy_hooks: bool = False
+    force: bool = False
+    wait_lock: float = 0.0
+
+
+class RenewView(Protocol):
+    """What the run shows and asks for, in order."""
+
+    def unlock(self, store: CaStore) -> None:
+        """Unlock the CA key (only when something is due and not a dry run)."""
+
+    def warn(self, text: str) -> None:
+        """A warning as it arises (a user directory open to others)."""
+
+    def renewed(self, outcome: RenewResult) -> None:
+        """The renewals, before any hook runs (``hooks`` still empty)."""
+
+    def info(self, text: str) -> None:
+        """A note (e.g. the hook not run in a dry run)."""
+
+    def hook_output(self, user: str, ok: bool, line: str) -> None:
+        """One line the deploy hook printed."""
+
+
+@dataclass(frozen=True)
+class HookRun:
+    """One deploy hook run."""
+
+    user: str
+    serial: str
+    exit_code: int
+    ok: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "serial": self.serial,
+            "exit_code": self.exit_code,
+            "ok": self.ok,
+        }
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    """What a run did: the plan, renewals finished from a killed run, new ones, hooks."""
+
+    options: RenewOptions
+    plan: RenewalPlan
+    resumed: list[Renewal]
+    done: list[Renewal]
+    hooks: tuple[HookRun, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        now, failed = self.options.now, self.failed_hooks
+        return {
+            "ok": not failed and not self.plan.skipped,
+            "dry_run": self.options.dry_run,
+            "due": [r.to_json(now) for r in self.plan.due],
+            "renewed": [_renewal_json(r, now) for r in self.done],
+            "resumed": [_renewal_json(r, now) for r in self.resumed],
+            "blocked": [r.to_json(now) for r in self.plan.blocked],
+            "skipped": [s.to_json() for s in self.plan.skipped],
+            "hooks_ran": bool(self.hooks),
+            "hooks": [h.to_json() for h in self.hooks],
+        }
+
+    @property
+    def failed_hooks(self) -> list[HookRun]:
+        return [h for h in self.hooks if not h.ok]
+
+    def error(self) -> RdsSslError | None:
+        """The error the run ends with: skipped users (exit 3), else a failed hook (exit 1)."""
+        failed, dry_run = self.failed_hooks, self.options.dry_run
+        if self.plan.skipped:
+            return InputError(_skipped_summary(self.plan.skipped, failed, dry_run))
+        if failed:
+            again = (
+                "" if dry_run else "; the new files are in place and the hook runs again next time"
+            )
+            return HookFailed(f"the deploy hook failed for {_users(failed)}{again}")
+        return None
+
+
+def run(options: RenewOptions, view: RenewView) -> RenewResult:
+    """Renew what is due (see the module docstring); errors before any work for bad flags, a
+    rotation writing to the same OUT_ROOT, a bad hook or a --days inside the window."""
+    opts = options
+    _check_hook_flags(opts)
+    _refuse_during_rotation(opts.ca_dir, opts.out_root)
+    window = RenewalWindow(before=opts.before, at=opts.at)
+    if opts.deploy_hook is not None:
+        check_hook(opts.deploy_hook, exclude=opts.hidden)  # before any work, as certbot does
+    with _renew_lock(opts.out_root, opts.dry_run, opts.wait_lock):
+        result, dirs = _renew(opts, window, view)
+        view.renewed(result)
+        if opts.deploy_hook is None:
+            return result
+        if opts.dry_run and not opts.run_deploy_hooks:
+            view.info(
+                "dry run: the deploy hook is not run (--run-deploy-hooks runs it with "
+                "RDSSSL_DRY_RUN=1)"
+            )
+            return result
+        pending = (
+            _dry_deployments(result.plan, result.resumed, dirs)
+            if opts.dry_run
+            else hook_pending(dirs)
+        )
+        hooks = _run_hooks(opts, opts.deploy_hook, pending, view)
+    return RenewResult(opts, result.plan, result.resumed, result.done, tuple(hooks))
+
+
+def _renew(
+    opts: RenewOptions, window: RenewalWindow, view: RenewView
+) -> tuple[RenewResult, dict[str, Path]]:
+    """Finish, plan and renew under the CA store lock."""
+    done: list[Renewal] = []
+    with (
+        CaStore.open(opts.ca_dir, wait_lock=opts.wait_lock) as store,
+        store.locked() if not opts.dry_run else contextlib.nullcontext(),
+    ):
+        resumed = finish_interrupted(
+            store,
+            out_root=opts.out_root,
+            user=opts.user,
+            fmt=opts.fmt,
+            p12_passphrase=opts.p12_passphrase,
+            dry_run=opts.dry_run,
+        )
+        plan = plan_renewal(
+            store, now=opts.now, before=opts.before, at=opts.at, user=opts.user,
+            out_root=opts.out_root,
+        )  # fmt: skip
+        if not opts.force:
+            plan = tls12_skips(plan, opts.key_type)
+        dirs = user_dirs(store, opts.out_root, user=opts.user)
+        if plan.due:
+            window.check_days(opts.days)
+        _warn_loose_dirs(view, plan, dirs)
+        if plan.due and not opts.dry_run:
+            view.unlock(store)
+            done = renew_due(
+                store,
+                plan,
+                now=opts.now,
+                out_root=opts.out_root,
+                days=opts.days,
+                key_type=opts.key_type,
+                fmt=opts.fmt,
+                p12_passphrase=opts.p12_passphrase,
+                hook=opts.deploy_hook is not None,
+                allow_tls13_only=opts.force,
+            )
+    return RenewResult(opts, plan, resumed, done), dirs
+
+
+def _check_hook_flags(opts: RenewOptions) -> None:
+    if opts.run_deploy_hooks and not opts.dry_run:
+        raise UsageError("--run-deploy-hooks goes with --dry-run (a real renewal runs the hook)")
+    if opts.run_deploy_hooks and opts.deploy_hook is None:
+        raise UsageError("--run-deploy-hooks needs --deploy-hook CMD")
+
+
+def _refuse_during_rotation(ca_dir: Path, out_root: Path) -> None:
+    """A rotation away from this CA reissues every user into its out-root; renewing from the
+    old CA into the same directories would put old-CA certificates back over them."""
+    state = rotation_state.load(rotation_state.state_path(ca_dir))
+    in_progress = (Phase.STAGED, Phase.REISSUED, Phase.VERIFIED)
+    if state is None or state.phase not in in_progress:
+        return
+    if Path(state.out_root).resolve() == out_root.resolve():
+        raise InputError(
+            f"a rotation of {ca_dir} to {state.new.dir} is in progress ({state.phase.value}) and "
+            f"writes to {out_root}: renew from the new CA (--ca-dir {state.new.dir}), or "
+            "finish the rotation first (rdsssl rotate ca --retire)"
+        )
+
+
+def _renew_lock(
+    out_root: Path, dry_run: bool, wait: float
+) -> contextlib.AbstractContextManager[Any]:
+    """One renew run per OUT_ROOT, held through the hooks too."""
+    if dry_run:
+        return contextlib.nullcontext()
+    make_private_dirs(out_root)
+    return FileLock(
+        out_root / ".rdsssl-renew.lock",
+        command=current_command(),
+        wait=wait,
+        label=f"renewals into {out_root}",
+    )
+
+
+def _warn_loose_dirs(view: RenewView, plan: RenewalPlan, dirs: dict[str, Path]) -> None:
+    """An existing OUT_ROOT/USER open to other users is worth a warning (keys go there)."""
+    for record in plan.due:
+        loose = loose_client_dir_warning(dirs[record.cn]) if record.cn in dirs else None
+        if loose:
+            view.warn(loose)
+
+
+def _run_hooks(
+    opts: RenewOptions, command: str, deployments: list[Deployment], view: RenewView
+) -> list[HookRun]:
+    """Run the deploy hook once per deployment; its output goes to the view, never to stdout."""
+    results: list[HookRun] = []
+    for dep in deployments:
+        ran = run_hook(command, deploy_env(dep, dry_run=opts.dry_run), exclude=opts.hidden)
+        for line in ran.output.splitlines():
+            view.hook_output(dep.user, ran.ok, line)
+        if ran.ok and not opts.dry_run:
+            mark_deployed(dep)
+        results.append(HookRun(dep.user, dep.serial, ran.returncode, ran.ok))
+    return results
+
+
+def _dry_deployments(
+    plan: RenewalPlan, resumed: list[Renewal], dirs: dict[str, Path]
+) -> list[Deployment]:
+    """Under a dry run the hook runs for what would be renewed or finished, with the paths
+    where the files would go (no serial: nothing is issued)."""
+    due = [
+        Deployment(r.cn, "", r.serial_hex, dirs[r.cn], dirs[r.cn] / CURRENT)
+        for r in plan.due
+        if r.cn in dirs
+    ]
+    return due + [
+        Deployment(r.user, r.new.serial_hex, r.old_serial, r.out_dir, r.version_dir)
+        for r in resumed
+    ]
+
+
+def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
+    return {
+        "user": r.user,
+        "old_serial": r.old_serial,
+        "certificate": r.new.to_json(now),
+        "files": [str(p) for p in r.files],
+        "version_dir": str(r.version_dir),
+        "resumed": r.resumed,
+    }
+
+
+def _users(failed: list[HookRun]) -> str:
+    return ", ".join(f"{h.user} (exit {h.exit_code})" for h in failed)
+
+
+def _skipped_summary(skipped: list[Skipped], failed: list[HookRun], dry_run: bool) -> str:
+    """The error a run with skipped users ends with (exit 3), after everyone else was done."""
+    serials = ", ".join(s.record.serial_hex for s in skipped)
+    others = "would be renewed" if dry_run else "were renewed"
+    text = (
+        f"{len(skipped)} certificate(s) skipped ({serials}): see the warnings above; every "
+        f"other due certificate {others}"
+    )
+    if failed:
+        text += f"; the deploy hook also failed for {_users(failed)}"
+    return text
