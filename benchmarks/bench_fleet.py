@@ -49,7 +49,8 @@ from rdsssl.ops import fleet
 from rdsssl.ops.apply import ApplyOptions, apply
 from rdsssl.ops.plan import DesiredSsl
 from rdsssl.pki import crypto
-from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 

@@ -61,7 +61,7 @@ _LAZY: dict[str, str] = {
     "apply": "rdsssl.ops.apply",
     "AliyunRdsApi": "rdsssl.rds.api",
     "ApiSettings": "rdsssl.rds.settings",
-    "RdsApi": "rdsssl.rds.api",
+    "RdsApi": "rdsssl.rds.protocol",
     "wait_until": "rdsssl.rds.waiters",
     "ssl_applied": "rdsssl.rds.acceptors",
     "instance_ready": "rdsssl.rds.acceptors",
@@ -200,7 +200,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Plan, plan
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
     from rdsssl.rds.acceptors import instance_ready, ssl_applied
-    from rdsssl.rds.api import AliyunRdsApi, RdsApi
+    from rdsssl.rds.api import AliyunRdsApi
+    from rdsssl.rds.protocol import RdsApi
     from rdsssl.rds.settings import ApiSettings
     from rdsssl.rds.waiters import wait_until
     from rdsssl.store.castore import CaStore

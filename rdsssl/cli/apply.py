@@ -42,7 +42,8 @@ from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome, error_json
 from rdsssl.ops.probe_options import ProbeOptions
-from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.settings import ApiSettings
 from rdsssl.store.castore import CaStore
 

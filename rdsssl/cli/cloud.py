@@ -24,7 +24,8 @@ from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.plan import Plan
 from rdsssl.ops.probe import ProbeTarget, probe_target, server_ca_file
 from rdsssl.ops.probe_options import ProbeOptions
-from rdsssl.rds.api import AliyunRdsApi, RdsApi
+from rdsssl.rds.api import AliyunRdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.settings import ApiSettings
 from rdsssl.rds.waiters import Progress

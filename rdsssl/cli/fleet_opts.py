@@ -26,7 +26,7 @@ from rdsssl.errors import RdsSslError
 from rdsssl.ops import fleet
 
 if TYPE_CHECKING:
-    from rdsssl.rds.api import RdsApi
+    from rdsssl.rds.protocol import RdsApi
     from rdsssl.rds.waiters import Progress
 
 __all__ = [

@@ -39,7 +39,7 @@ from rdsssl.ops.probe import ProbeResult
 from rdsssl.ops.waiting import Waiting
 from rdsssl.pki import crl_policy
 from rdsssl.rds import service_profile
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Progress
 from rdsssl.store.paths import instance_lock
 

@@ -31,7 +31,7 @@ from rdsssl.ops.apply import ApplyOptions, ApplyResult
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 
 __all__ = [
     "Target",

@@ -43,7 +43,7 @@ from rdsssl.ops.crl_refresh import StoreCrl, store_crl
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.plan import Plan
 from rdsssl.ops.renewal_plan import plan_renewal
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
 __all__ = ["CheckOptions", "CheckRun", "Checker", "run_checks"]

@@ -21,7 +21,7 @@ from rdsssl.ops.crl_refresh import RefreshResult, StoreCrl, Window
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.pki import crl_policy
 from rdsssl.rds import service_profile, waiters
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
 

@@ -43,7 +43,7 @@ from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.ops.plan import CrlFromStore, DesiredSsl
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile, waiters
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
 

@@ -25,7 +25,7 @@ from rdsssl.errors import ConfigError, InputError, RdsSslError
 from rdsssl.models import DesiredState, InstanceSpec
 from rdsssl.ops.plan import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
 from rdsssl.pki import crypto
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
 __all__ = ["DesiredBuilder", "Unlock", "desired_ssl", "env_unlock", "resolve"]

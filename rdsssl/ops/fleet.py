@@ -40,7 +40,7 @@ from rdsssl.errors import ConfigError, ExitCode, NotFoundError, RdsSslError, Usa
 from rdsssl.models import InstanceInfo, InstanceSpec, NetInfo, SslModifyRequest, SslState
 
 if TYPE_CHECKING:  # rdsssl.rds.api imports tenacity; the CLI options import this module eagerly
-    from rdsssl.rds.api import RdsApi
+    from rdsssl.rds.protocol import RdsApi
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

@@ -29,7 +29,7 @@ from rdsssl.ops.guard import Proof
 from rdsssl.ops.plan import DesiredSsl, fingerprints, guard_reason
 from rdsssl.ops.probe import ProbeOutcome, ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import Progress
 
 __all__ = ["InstanceChange", "InstanceOutcome", "error_json", "probe_json"]

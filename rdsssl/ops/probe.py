@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rdsssl.errors import ConfigError
 
 if TYPE_CHECKING:  # the Protocol only: importing rdsssl.rds.api here would slow `import rdsssl`
-    from rdsssl.rds.api import RdsApi
+    from rdsssl.rds.protocol import RdsApi
 
 T = TypeVar("T")
 

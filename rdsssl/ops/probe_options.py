@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rdsssl.errors import ConfigError, UsageError
 from rdsssl.ops.probe import ProbeResult, probe_instance
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 
 __all__ = ["ProbeOptions", "run_probe"]
 

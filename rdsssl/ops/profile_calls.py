@@ -32,7 +32,7 @@ from rdsssl.errors import (
 from rdsssl.models import MODIFY_FAILED, AclMode, InstanceInfo, SslModifyRequest, SslState
 from rdsssl.ops.profile_pki import TemporaryPki, fingerprints_of
 from rdsssl.ops.profile_timeline import NEW, OLD, Sample, Timing
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import DEFAULT_TIMEOUT, Reads
 
 __all__ = [

@@ -65,7 +65,7 @@ from rdsssl.ops.profile_restore import (
     save_original,
 )
 from rdsssl.ops.profile_session import Session
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.fsutil import atomic_write
 from rdsssl.store.paths import instance_lock
 

@@ -31,7 +31,7 @@ from rdsssl.ops.rotation_converge import for_each_instance
 from rdsssl.ops.rotation_probe import given_cert_guard, new_cert_guard, verify
 from rdsssl.ops.rotation_reissue import check_users, reissue
 from rdsssl.ops.rotation_state import RotationState, Step
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
 __all__ = ["Rotation"]

@@ -23,7 +23,7 @@ from rdsssl.ops.rotation_file import save
 from rdsssl.ops.rotation_state import RotationState, Step
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import waiters
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.service_profile import ServiceProfile
 from rdsssl.rds.waiters import Progress
 from rdsssl.store.castore import CaStore

@@ -23,7 +23,7 @@ from rdsssl.ops.rotation_context import Event, Options
 from rdsssl.ops.rotation_file import load, prepare, rotation_lock, save, state_path
 from rdsssl.ops.rotation_reissue import check_users
 from rdsssl.ops.rotation_state import Phase, RotationState, Step, next_action
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
 __all__ = ["RotationRequest", "RotationRun", "open_rotation", "select_steps"]

@@ -27,7 +27,7 @@ from rdsssl.ops.plan import (
 )
 from rdsssl.rds import service_profile
 from rdsssl.rds.acceptors import instance_ready, ssl_applied
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import DENSE, Progress, Reads, WaiterSpec, wait_until
 
 if TYPE_CHECKING:  # rdsssl.ops.apply builds its Waiting from its options

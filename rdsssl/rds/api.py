@@ -2,7 +2,7 @@
 
 This is the only module that imports the SDK (`alibabacloud_rds20140815`, `Tea`, `darabonba`,
 `alibabacloud_tea_openapi`, `alibabacloud_credentials`), and it imports it lazily, when an
-`AliyunRdsApi` is built, so `from rdsssl.rds.api import RdsApi` stays cheap and local commands
+`AliyunRdsApi` is built, so `from rdsssl.rds.protocol import RdsApi` stays cheap and local commands
 never load the SDK.
 Everything leaving this module is an rdsssl model or an rdsssl error; no SDK object escapes.
 
@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from tenacity import (
@@ -86,40 +86,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 PAGE_SIZE = 100  # DescribeDBInstances maximum
 _MAX_PAGES = 1000  # a guard against a service that never stops paging
-
-
-class RdsApi(Protocol):
-    """What the service layer needs from RDS; the SDK adapter and test fakes implement it."""
-
-    def describe_instance(self, instance_id: str) -> InstanceInfo:
-        """DescribeDBInstanceAttribute. InstanceNotFound when the id (or region) is wrong."""
-        ...
-
-    def describe_ssl(self, instance_id: str) -> SslState:
-        """DescribeDBInstanceSSL, without the server key."""
-        ...
-
-    def describe_net_info(self, instance_id: str) -> list[NetInfo]:
-        """DescribeDBInstanceNetInfo: the endpoints a ConnectionString can name."""
-        ...
-
-    def list_instances(
-        self, *, region: str, tags: Mapping[str, str] | None = None, engine: str = "PostgreSQL"
-    ) -> list[InstanceInfo]:
-        """DescribeDBInstances, every page; `tags` must ALL match (AND)."""
-        ...
-
-    def modify_ssl(self, request: SslModifyRequest) -> str:
-        """ModifyDBInstanceSSL; returns the RequestId once the change is accepted."""
-        ...
-
-    def create_account(self, instance_id: str, name: str, password: str) -> str:
-        """CreateAccount (a normal account); returns the RequestId."""
-        ...
-
-    def server_ca_pem(self, url: str) -> bytes:
-        """Download the server CA from DescribeDBInstanceSSL's ServerCAUrl."""
-        ...
 
 
 # ------------------------------------------------------------------ error translation

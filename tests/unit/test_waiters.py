@@ -19,7 +19,7 @@ from rdsssl.errors import ApiError, ChangeFailed, InstanceNotFound, Throttled, W
 from rdsssl.models import AclMode, InstanceInfo, Observation, SslState
 from rdsssl.ops.waiting import observe
 from rdsssl.rds.acceptors import instance_ready, ssl_applied
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import Progress, WaiterSpec, wait_until
 
 from .fakes import FakeApi, FakeTime

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rdsssl.models import InstanceInfo, Observation, SslState
 from rdsssl.ops.waiting import observe
 from rdsssl.rds.acceptors import ssl_applied
-from rdsssl.rds.api import RdsApi
+from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import DENSE, wait_until
 
 from .fakes import FakeApi, FakeTime
