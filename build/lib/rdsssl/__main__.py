@@ -1,3 +1,0 @@
-from rdsssl.cli import main
-
-main()

@@ -1,1 +1,0 @@
-"""Local emulator of the RDS OpenAPI; imports nothing from the client side of rdsssl."""
