@@ -25,6 +25,7 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
+from rdsssl.cli.needs_renewal import needs_renewal_cmd
 from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
@@ -306,3 +307,4 @@ def revoke(
 
 
 cert.add_command(renew)
+cert.add_command(needs_renewal_cmd)

@@ -19,21 +19,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from rdsssl.errors import ConfigError, CryptoError, InputError, UsageError
 from rdsssl.models import CertStatus, KeyType
 from rdsssl.ops.client_versions import check_user_dir
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import user_dir
-from rdsssl.store.records import CertRecord
+from rdsssl.store.records import CertRecord, format_time
 
 __all__ = [
     "DEFAULT_BEFORE",
+    "RenewalNeed",
     "RenewalPlan",
     "RenewalWindow",
     "Skipped",
     "check_key_types",
     "key_type_of",
+    "needs_renewal",
     "newest",
     "plan_renewal",
     "tls12_skips",
@@ -178,3 +182,50 @@ def key_type_of(record: CertRecord) -> KeyType:
     """The renewed certificate keeps its key type (EC P-256 when unknown)."""
     known = {k.value: k for k in KeyType}
     return known.get(record.key_type, KeyType.EC_P256)
+
+
+@dataclass(frozen=True)
+class RenewalNeed:
+    """Whether one certificate needs renewal (`rdsssl cert needs-renewal`) and why."""
+
+    needed: bool
+    not_before: datetime
+    not_after: datetime
+    threshold: datetime  # from this moment on it needs renewal
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "needs_renewal": self.needed,
+            "not_before": format_time(self.not_before),
+            "not_after": format_time(self.not_after),
+            "renew_from": format_time(self.threshold),
+            "reason": self.reason,
+        }
+
+
+def needs_renewal(
+    cert: x509.Certificate,
+    *,
+    now: datetime,
+    before: timedelta | None = None,
+    at: float | None = None,
+) -> RenewalNeed:
+    """`step certificate needs-renewal`'s rule: due once `at` (a fraction, default 2/3) of the
+    certificate's lifetime has passed, or, with `before`, once it expires within `before`.
+    An expired certificate always needs renewal."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if before is not None:
+        threshold = end - before
+        rule = f"it expires within {before}"
+    else:
+        fraction = 2 / 3 if at is None else at
+        threshold = start + (end - start) * fraction
+        rule = f"{fraction:.0%} of its lifetime has passed"
+    if now >= end:
+        return RenewalNeed(True, start, end, threshold, "it has expired")
+    if now >= threshold:
+        return RenewalNeed(True, start, end, threshold, rule)
+    return RenewalNeed(
+        False, start, end, threshold, f"not yet: renew from {format_time(threshold)}"
+    )
