@@ -2,8 +2,8 @@
 through the fleet runner, with one optional confirmation between the plans and the uploads.
 
 The CLI parses options into `RefreshOptions`, calls `refresh_all`, renders the outcomes.
-CA stores are read before any worker starts (`StoreCrl` per store, shared by every instance),
-so a fleet of instances signs at most one CRL per store.
+Each CA store is read once and signs at most one CRL per run, whatever the number of instances
+(the `DesiredBuilder` caches both).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from rdsssl.errors import UsageError
 from rdsssl.ops import crl_refresh, fleet
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.crl_refresh import RefreshResult, StoreCrl, Window
+from rdsssl.ops.crl_refresh import RefreshResult, Window
 from rdsssl.ops.desired import DesiredBuilder
 from rdsssl.pki import crl_policy
 from rdsssl.rds import service_profile, waiters
@@ -96,15 +96,6 @@ def refresh_all(
 ) -> FleetRefresh:
     """Refresh every selected instance's CRL where due. With `confirm` (a terminal), every
     instance is planned first and `confirm(number due)` decides whether the due ones upload."""
-    stores: dict[Path, StoreCrl] = {}
-    lock = threading.Lock()
-
-    def store(ca_dir: Path) -> StoreCrl:
-        with lock:  # read once per store, whichever worker asks first
-            if ca_dir not in stores:
-                stores[ca_dir] = crl_refresh.store_crl(builder, ca_dir)
-            return stores[ca_dir]
-
     cancel = threading.Event()
 
     def one(item: fleet.Item, *, dry_run: bool) -> RefreshResult:
@@ -118,7 +109,7 @@ def refresh_all(
         return crl_refresh.refresh(
             api,
             iid,
-            [store(d) for d in dirs],
+            [crl_refresh.store_crl(builder, d) for d in dirs],  # the builder reads each once
             now=now,
             min_remaining=options.min_remaining,
             window=options.window,
