@@ -154,12 +154,15 @@ def _pem_digest(pem: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SslModifyRequest:
-    """One ModifyDBInstanceSSL call for the client CA, CRL and ACLs of PostgreSQL.
+    """One ModifyDBInstanceSSL call: server SSL, the client CA, CRL and ACLs of PostgreSQL.
 
     None means "do not send this field" (the instance keeps its value). The adapter sends only
-    the set fields plus DBInstanceId and ConnectionString: SSLEnabled / CAType are not re-sent,
-    because re-sending them may renew the cloud server certificate clients pin (doc §1.3).
-    Server SSL must already be on. Everything set here goes in ONE call (one restart).
+    the set fields plus DBInstanceId and ConnectionString. `ssl_enabled` / `ca_type` are set
+    only by the server-side commands (turning SSL on or off, a custom server certificate, a
+    renewal): re-sending them may renew the cloud server certificate clients pin (doc §1.3), so
+    a client-CA / CRL / ACL change never carries them. `server_key_pem` is a secret: it is sent
+    once, never shown (`repr=False`, absent from `summary()`). Everything set here goes in ONE
+    call (one restart).
     """
 
     instance_id: str
@@ -170,8 +173,16 @@ class SslModifyRequest:
     crl_pem: str | None = None
     acl: AclMode | None = None
     replication_acl: AclMode | None = None
+    ssl_enabled: bool | None = None
+    ca_type: str | None = None  # "aliyun" (cloud certificate) or "custom"
+    server_cert_pem: str | None = None
+    server_key_pem: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.ca_type is not None and self.ca_type not in ("aliyun", "custom"):
+            raise ValueError(f"ca_type must be 'aliyun' or 'custom', not {self.ca_type!r}")
+        if self.ca_type == "custom" and not (self.server_cert_pem and self.server_key_pem):
+            raise ValueError("ca_type='custom' needs server_cert_pem and server_key_pem")
         # The API requires the PEM whenever the feature is switched on (doc §1.1).
         if self.client_ca_enabled and not self.client_ca_pem:
             raise ValueError("client_ca_enabled=True needs client_ca_pem")
@@ -182,12 +193,28 @@ class SslModifyRequest:
     def restarts(self) -> bool:
         """A client-CA or CRL change restarts the instance (~3 min); an ACL-only change locks
         it (~1 min) instead (doc §1.4)."""
-        fields = (self.client_ca_enabled, self.client_ca_pem, self.crl_enabled, self.crl_pem)
+        fields = (
+            self.client_ca_enabled,
+            self.client_ca_pem,
+            self.crl_enabled,
+            self.crl_pem,
+            self.ssl_enabled,
+            self.ca_type,
+            self.server_cert_pem,
+        )
         return any(value is not None for value in fields)
 
     def summary(self) -> str:
         """One line for logs and confirmations; PEMs appear as digests only."""
         parts = [f"{self.instance_id} ({self.connection_string})"]
+        if self.ssl_enabled is not None:
+            parts.append(f"SSLEnabled={int(self.ssl_enabled)}")
+        if self.ca_type is not None:
+            parts.append(f"CAType={self.ca_type}")
+        if self.server_cert_pem is not None:
+            parts.append(f"ServerCert={_pem_digest(self.server_cert_pem)}")
+        if self.server_key_pem is not None:
+            parts.append("ServerKey=(sent, not shown)")
         if self.client_ca_enabled is not None:
             parts.append(f"ClientCAEnabled={int(self.client_ca_enabled)}")
         if self.client_ca_pem is not None:

@@ -1,6 +1,8 @@
-"""What one ModifyDBInstanceSSL sends: DBInstanceId, ConnectionString and only the client-CA /
-CRL / ACL fields the `SslModifyRequest` sets; never SSLEnabled or CAType, because re-sending
-them may renew the cloud server certificate that clients pin (docs/aliyun-rds-ssl-api.md §1.3).
+"""What one ModifyDBInstanceSSL sends: DBInstanceId, ConnectionString and only the fields the
+`SslModifyRequest` sets. SSLEnabled / CAType / ServerCert / ServerKey are sent only when the
+request sets them (the server-side commands); a client-CA / CRL / ACL change never does, because
+re-sending them may renew the cloud server certificate that clients pin
+(docs/aliyun-rds-ssl-api.md §1.3).
 Pure (no SDK): `rdsssl.rds.api` passes these keyword arguments to the SDK's request model.
 """
 
@@ -19,6 +21,14 @@ def modify_ssl_params(request: SslModifyRequest) -> dict[str, Any]:
         "dbinstance_id": request.instance_id,
         "connection_string": request.connection_string,
     }
+    if request.ssl_enabled is not None:
+        params["sslenabled"] = int(request.ssl_enabled)
+    if request.ca_type is not None:
+        params["catype"] = request.ca_type
+    if request.server_cert_pem is not None:
+        params["server_cert"] = request.server_cert_pem
+    if request.server_key_pem is not None:
+        params["server_key"] = request.server_key_pem
     if request.client_ca_enabled is not None:
         params["client_caenabled"] = int(request.client_ca_enabled)
     if request.client_ca_pem is not None:
