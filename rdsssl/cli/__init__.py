@@ -20,7 +20,7 @@ import click
 
 from rdsssl import __version__
 from rdsssl.cli import logs
-from rdsssl.cli.app import App
+from rdsssl.cli.app import App, command_from_args
 from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.ops import audit
@@ -90,6 +90,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     help="Print exactly one JSON document on stdout; messages go to stderr.",
 )
 @click.option(
+    "--json-lines",
+    "json_lines",
+    is_flag=True,
+    help="Like --json, the document compact on one line (for logs that hold one per run).",
+)
+@click.option(
     "-v",
     "--verbose",
     count=True,
@@ -105,6 +111,7 @@ def cli(
     profile: str | None,
     service_profile: Path | None,
     as_json: bool,
+    json_lines: bool,
     verbose: int,
     quiet: int,
 ) -> None:
@@ -116,27 +123,26 @@ def cli(
     app = ctx.ensure_object(App)
     app.region, app.endpoint, app.profile = region, endpoint, profile
     app.service_profile_path = service_profile
-    app.json = app.json or as_json
+    app.json = app.json or as_json or json_lines
+    app.json_lines = app.json_lines or json_lines
     app.verbosity = verbose - quiet
     logs.install(app.verbosity, timestamps=app.timestamps)
 
 
-def _wants_json(args: Sequence[str]) -> bool:
-    """``--json`` anywhere before ``--``: known before parsing, so even a usage error can
-    answer with a JSON document."""
-    for arg in args:
-        if arg == "--":
-            return False
-        if arg == "--json":
-            return True
-    return False
+def _json_flags(args: Sequence[str]) -> tuple[bool, bool]:
+    """(``--json`` or ``--json-lines``, ``--json-lines``) anywhere before ``--``: known before
+    parsing, so even a usage error can answer with a JSON document."""
+    flags = set(args[: args.index("--")] if "--" in args else args)
+    return bool(flags & {"--json", "--json-lines"}), "--json-lines" in flags
 
 
 def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
     """Run the command line and return the exit code (``main`` exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     app = app if app is not None else App()
-    app.json = _wants_json(args)
+    app.json, app.json_lines = _json_flags(args)
+    if app.json:
+        app.command = command_from_args(cli, args)
     audit.forget_unconfirmed()
     try:
         rv = cli.main(args, prog_name="rdsssl", standalone_mode=False, obj=app)
@@ -156,7 +162,7 @@ def run(argv: Sequence[str] | None = None, *, app: App | None = None) -> int:
         return app.fail(exc)
     finally:
         logs.uninstall()
-    return rv if isinstance(rv, int) else int(ExitCode.OK)
+    return app.finish(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

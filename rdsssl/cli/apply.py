@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from rdsssl.cli import jsondoc
 from rdsssl.cli.app import App
 from rdsssl.cli.cloud import (
     MutatingOptions,
@@ -68,12 +69,12 @@ def change_for(
 
 
 def finish(app: App, doc: dict[str, Any], failure: BaseException | None) -> int:
-    """Emit the result document; on failure it says `"ok": false` and carries the error, the
-    message goes to stderr, and the exit code is returned."""
+    """Hand over the result document; on failure the message goes to stderr, the document
+    carries the error as well (`App.fail`), and the exit code is returned. A one-instance
+    document is that instance's entry, whose `ok` / `exit_code` are the envelope's own."""
+    app.result({k: v for k, v in doc.items() if k not in jsondoc.ENVELOPE_KEYS})
     if failure is None:
-        app.result(doc)
         return int(ExitCode.OK)
-    app.result({**doc, "ok": False, "error": error_json(failure)})
     return app.fail(failure)
 
 
@@ -330,7 +331,8 @@ def _run_and_report(
     outcomes = [t.outcome for t in targets]
     summary = apply_fleet.summary(outcomes)
     _report_failures(app, outcomes)
-    app.info("summary: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
+    counts = [f"{v} {k}" for k, v in summary.items() if k != "total"]
+    app.info(f"summary: {summary['total']} instance(s), " + ", ".join(counts))
     doc = {
         "dry_run": opts.dry_run,
         **extra,

@@ -74,7 +74,7 @@ def _summary_json(summary: CaSummary) -> dict[str, object]:
         "ca": cert_json(summary.info),
         "key_encrypted": summary.key_encrypted,
         "key_protection": summary.key_protection.to_json(),
-        "certificates": {
+        "certificate_counts": {
             "valid": summary.valid,
             "revoked": summary.revoked,
             "expired": summary.expired,

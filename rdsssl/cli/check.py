@@ -64,11 +64,8 @@ def _report_json(report: InstanceReport | StoreReport) -> dict[str, Any]:
 
 def _render(app: App, run: CheckRun) -> None:
     """The JSON document, the table (non-ok findings; all with -v) and the summary line."""
-    code = run.exit_code
     app.result(
         {
-            "ok": code in (ExitCode.OK, ExitCode.NEEDS_ACTION),
-            "exit_code": code,
             "needs_action": run.needs_action,
             "instances": [outcome_json(o, _report_json) for o in run.instances],
             "stores": [outcome_json(o, _report_json) for o in run.stores],

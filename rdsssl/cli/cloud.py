@@ -236,26 +236,20 @@ def confirm_plan(app: App, plan: Plan, opts: MutatingOptions) -> bool:
 
 
 def progress_reporter(app: App, instance_id: str | None = None) -> Callable[[Progress], None]:
-    """Progress while waiting: a rich status line on a TTY, plain log lines otherwise; each
-    starts with `instance_id` when given (a fleet run names the instance on every line)."""
+    """Progress while waiting: a live line on a terminal (one per instance in a fleet, see
+    rdsssl.cli.progress), plain log lines otherwise; each starts with `instance_id` when given
+    (a fleet run names the instance on every line)."""
     if app.json or app.verbosity < 0:
         return lambda p: None
     who = f"{instance_id}: " if instance_id else ""
     import sys
 
     if sys.stderr.isatty():
-        from rich.console import Console
+        from rdsssl.cli.progress import line_for
 
-        console = Console(stderr=True, highlight=False, markup=False, emoji=False)
-
-        def show(p: Progress) -> None:
-            console.print(
-                f"\r{who}{p.waiter}: {p.status} - {p.elapsed:.0f}s elapsed, next check in "
-                f"{p.next_delay:.0f}s",
-                end="",
-            )
-
-        return show
+        board = app.progress_board()
+        key = instance_id or ""
+        return lambda p: board.update(key, who + line_for(p))
 
     def log(p: Progress) -> None:
         app.info(

@@ -57,17 +57,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def get_app() -> App:
-    """The App of the running command."""
-    return click.get_current_context().ensure_object(App)
+    """The App of the running command (which learns the command's name for its document)."""
+    ctx = click.get_current_context()
+    app = ctx.ensure_object(App)
+    app.command = ctx.command_path
+    return app
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
-        ctx.ensure_object(App).json = True
+        app = ctx.ensure_object(App)
+        app.json = True
+        app.json_lines = app.json_lines or param.name == "json_lines"
 
 
 def json_option(f: F) -> F:
-    """``--json`` on a sub-command, equivalent to the global flag."""
+    """``--json`` / ``--json-lines`` on a sub-command, equivalent to the global flags."""
+    f = click.option(
+        "--json-lines",
+        "json_lines",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Like --json, compact on one line.",
+    )(f)
     return click.option(
         "--json",
         is_flag=True,

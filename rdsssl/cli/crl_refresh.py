@@ -84,7 +84,9 @@ def _render(app: App, run: FleetRefresh, window: Window | None, *, many: bool) -
     """The JSON document, the table of a fleet and the summary line; returns the exit code."""
     code, counts = run.exit_code, run.counts()
     instances = [outcome_json(o, lambda r: r.to_dict()) for o in run.outcomes]
-    app.result({"ok": code == 0, "exit_code": code, "summary": counts, "instances": instances})
+    failed = sum(1 for o in run.outcomes if not o.ok)
+    summary = {"total": len(run.outcomes), **counts, **({"failed": failed} if failed else {})}
+    app.result({"summary": summary, "instances": instances})
     if many:
         rows = [
             (

@@ -7,6 +7,7 @@ uses); defaults mimic production timings, tests and demos pass shorter ones.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,9 +17,11 @@ from rdsssl.errors import ConfigError
 __all__ = ["emulator"]
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
-        ctx.ensure_object(App).json = True
+        app = ctx.ensure_object(App)
+        app.json = True
+        app.json_lines = app.json_lines or param.name == "json_lines"
 
 
 @click.group("emulator")
@@ -112,6 +115,7 @@ def serve(
         acl_lock_seconds=acl_lock_seconds, state_dir=state_dir, backend=backend, env=env,
         env_file=env_file, engine_version=engine_version, access_key_id=access_key_id,
         access_key_secret=access_key_secret, seed=seed, json=app.json, profile=profile,
+        announce=lambda doc: app.emit_now(_with_instance_envelope(doc)),
     )  # fmt: skip
     try:
         run_serve(opts)
@@ -123,3 +127,13 @@ def serve(
         ) from exc
     except ValueError as exc:
         raise ConfigError(f"emulator: {exc}") from exc
+
+
+def _with_instance_envelope(doc: dict[str, Any]) -> dict[str, Any]:
+    """Each emulated instance as an entry of the shared per-instance shape (docs/json-output.md):
+    `instance` (= `id`), `ok`, `exit_code`, then what the emulator says about it."""
+    entries = [
+        {"instance": i["id"], "ok": True, "exit_code": 0, "elapsed": None, **i}
+        for i in doc.get("instances", [])
+    ]
+    return {**doc, "instances": entries}

@@ -214,11 +214,12 @@ def print_results(app: App, headers: Sequence[str], rows: Sequence[Sequence[str]
 
 
 def progress_for(app: App, instance_id: str, *, many: bool) -> Callable[[Progress], None]:
-    """Waiting progress for one instance: the usual display when it is the only one, else
-    log lines at -v (interleaved rich status lines would be unreadable); both name it."""
-    if not many:
-        from rdsssl.cli.cloud import progress_reporter
+    """Waiting progress for one instance: on a terminal its own live line (one per instance);
+    otherwise the usual log lines when it is the only one, else log lines at -v (a fleet's
+    interleaved waits would flood a cron mail); every line names it."""
+    from rdsssl.cli.cloud import progress_reporter
 
+    if not many or sys.stderr.isatty():
         return progress_reporter(app, instance_id)
 
     def log(p: Progress) -> None:

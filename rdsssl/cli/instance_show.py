@@ -17,13 +17,19 @@ from rdsssl.pki import crypto
 __all__ = ["show_json", "show_lines"]
 
 
-def _certs_json(pem: str | None, what: str) -> list[dict[str, Any]] | dict[str, str]:
+def _unreadable(exc: CryptoError) -> list[dict[str, Any]]:
+    """A PEM on the instance that does not parse: one entry saying so (the key has one type,
+    a list, whatever the instance holds)."""
+    return [{"unreadable": " ".join(str(exc).split())}]
+
+
+def _certs_json(pem: str | None, what: str) -> list[dict[str, Any]]:
     if not pem:
         return []
     try:
         certs = crypto.load_certificates(pem.encode(), source=what, what=what)
     except CryptoError as exc:
-        return {"error": str(exc)}
+        return _unreadable(exc)
     out = []
     for cert in certs:
         info = crypto.inspect_cert(cert)
@@ -37,13 +43,13 @@ def _certs_json(pem: str | None, what: str) -> list[dict[str, Any]] | dict[str, 
     return out
 
 
-def _crls_json(pem: str | None) -> list[dict[str, Any]] | dict[str, str]:
+def _crls_json(pem: str | None) -> list[dict[str, Any]]:
     if not pem:
         return []
     try:
         crls = crypto.load_crls(pem.encode(), source="the instance's CRL")
     except CryptoError as exc:
-        return {"error": str(exc)}
+        return _unreadable(exc)
     out = []
     for crl in crls:
         info = crypto.inspect_crl(crl)
@@ -105,11 +111,12 @@ def show_lines(doc: dict[str, Any]) -> list[str]:
         ("client CA", ssl["client_ca"], "{subject}, expires {not_after}, sha256 {fp}"),
         ("CRL", ssl["crl"], "issuer {issuer}, nextUpdate {next_update}, {entries} entries, #{n}"),
     ):
-        if isinstance(items, dict):
-            lines.append(f"  {label + ':':<18} unreadable: {items['error']}")
-        elif not items:
+        if not items:
             lines.append(f"  {label + ':':<18} (none)")
-        for item in items if isinstance(items, list) else []:
+        for item in items:
+            if "unreadable" in item:
+                lines.append(f"  {label + ':':<18} unreadable: {item['unreadable']}")
+                continue
             text = fmt.format(fp=item["fingerprint"][:16], n=item.get("number"), **item)
             lines.append(f"  {label + ':':<18} {text}")
     lines.append(f"  ACL:               {ssl['acl'] or '-'}")

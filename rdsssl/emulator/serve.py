@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -50,6 +51,8 @@ class ServeOptions:
     seed: int = 0
     json: bool = False
     profile: str = "documented"  # a built-in name or a profile file
+    # where the --json document goes (the command line adds its envelope); default: stdout
+    announce: Callable[[dict[str, Any]], None] | None = None
 
 
 def describe(emu: Emulator) -> dict[str, Any]:
@@ -171,7 +174,10 @@ def serve(
             lines = env_lines(emu)
             if opts.env_file is not None:
                 _write_env_file(opts.env_file, lines)
-            if opts.json:
+            if opts.json and opts.announce is not None:
+                opts.announce(doc)
+                out.flush()
+            elif opts.json:
                 print(json.dumps({"ok": True, **doc}, indent=2), file=out, flush=True)
             elif opts.env:
                 print("\n".join(lines), file=out, flush=True)

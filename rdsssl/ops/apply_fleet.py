@@ -151,7 +151,7 @@ def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency:
 
 def summary(outcomes: Sequence[InstanceOutcome]) -> dict[str, int]:
     """How many instances, and how many in each status."""
-    counts = {"instances": len(outcomes)}
+    counts = {"total": len(outcomes)}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     return counts

@@ -111,7 +111,8 @@ class InstanceOutcome:
         result, applied = self.result or self.preview, self.result
         doc: dict[str, Any] = {
             "instance": self.instance_id,
-            "ok": self.error is None,  # the same per-instance key as every fleet command
+            "ok": self.error is None,  # the per-instance envelope every fleet command shares
+            "exit_code": (0 if self.error is None else int(error_json(self.error)["exit_code"])),
             "source": self.source,
             "status": self.status,
             "plan": result.plan.to_dict() if result else None,

@@ -77,7 +77,7 @@ class Sample:
     def to_json(self) -> dict[str, Any]:
         """The entry of a profile file's `sequences`."""
         if self.error is not None:
-            return {"t": round(self.t, 2), "error": self.error}
+            return {"t": round(self.t, 2), "error_code": self.error}
         return {
             "t": round(self.t, 2),
             "status": self.status,

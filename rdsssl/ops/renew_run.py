@@ -111,9 +111,8 @@ class RenewResult:
     hooks: tuple[HookRun, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        now, failed = self.options.now, self.failed_hooks
+        now = self.options.now
         return {
-            "ok": not failed and not self.plan.skipped,
             "dry_run": self.options.dry_run,
             "due": [r.to_json(now) for r in self.plan.due],
             "renewed": [_renewal_json(r, now) for r in self.done],

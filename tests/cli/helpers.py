@@ -19,6 +19,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from rdsssl.cli import App, run
+from rdsssl.cli.jsondoc import ENVELOPE_KEYS
+from tests.cli.json_contract import check_document
 
 # Variables that would leak the developer's environment into a test.
 _CLEAN_ENV: dict[str, str | None] = {
@@ -42,8 +44,16 @@ class Result:
     stderr: str
 
     def json(self) -> Any:
-        """stdout parsed as exactly one JSON document."""
-        return json.loads(self.stdout)
+        """stdout parsed as exactly one JSON document, checked against the JSON contract
+        (docs/json-output.md): every test that reads a document checks its envelope."""
+        doc = json.loads(self.stdout)
+        check_document(doc, self.exit_code)
+        return doc
+
+    def body(self) -> dict[str, Any]:
+        """The document without its envelope: what the command itself reported."""
+        doc = self.json()
+        return {k: v for k, v in doc.items() if k not in ENVELOPE_KEYS}
 
 
 Invoke = Callable[..., Result]

@@ -40,8 +40,7 @@ def test_rdsssl_error_with_json(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     result = invoke("cert", "list", "--ca-dir", missing, "--json")
     assert result.exit_code == 3
-    assert result.json() == {
-        "ok": False,
+    assert result.body() == {
         "error": {
             "type": "StoreError",
             "message": f"not a CA store: {missing} does not exist; run rdsssl ca init "
@@ -225,8 +224,13 @@ def test_local_commands_do_not_import_the_cloud_sdk(tmp_path: Path) -> None:
 def test_help_lists_commands_without_importing_them(tmp_path: Path) -> None:
     found = probe(["--help"], cwd=tmp_path)
     assert found["codes"] == [0]
-    # no command module: only the app object, its logging setup and the lazy group
-    assert found["cli"] == ["rdsssl.cli.app", "rdsssl.cli.lazy", "rdsssl.cli.logs"]
+    # no command module: only the app object, its JSON envelope, logging setup and the lazy group
+    assert found["cli"] == [
+        "rdsssl.cli.app",
+        "rdsssl.cli.jsondoc",
+        "rdsssl.cli.lazy",
+        "rdsssl.cli.logs",
+    ]
     listing = invoke("--help").stdout
     for name in ("ca", "cert", "crl"):
         assert f"  {name} " in listing

@@ -166,7 +166,7 @@ def test_renewed_ca_applied_in_one_call_keeps_old_certificates_and_the_crl_worki
     assert new_alice.exit_code == 0, new_alice.stdout + new_alice.stderr
 
     again = rc.cli("--json", "apply", "-f", config, "--yes")
-    assert again.exit_code == 0 and again.json()["summary"] == {"instances": 1, "up-to-date": 1}
+    assert again.exit_code == 0 and again.json()["summary"] == {"total": 1, "up-to-date": 1}
     assert rc.modify_calls() == calls + 1
 
 

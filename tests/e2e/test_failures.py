@@ -201,7 +201,7 @@ def test_one_failing_instance_does_not_stop_the_others(fresh: Cloud, ca: Path) -
     statuses = {i["instance"]: i["status"] for i in doc["instances"]}
     assert statuses == {"pgm-doesnotexist": "failed", tagged: "changed", fresh.iid: "changed"}
     assert "InvalidDBInstanceId.NotFound" in result.stderr
-    assert doc["summary"] == {"instances": 3, "failed": 1, "changed": 2}
+    assert doc["summary"] == {"total": 3, "failed": 1, "changed": 2}
 
 
 def test_resolve_dedupes_and_an_explicit_id_wins(fresh: Cloud) -> None:

@@ -100,7 +100,7 @@ def test_plan_out_then_apply_sends_exactly_the_planned_fields_once(
     applied = cloud.cli("--json", "apply", out, *probe)  # no --yes: a saved plan is not re-asked
     assert applied.exit_code == 0, applied.stderr
     result = applied.json()
-    assert result["plan_file"] == str(out) and result["summary"] == {"instances": 1, "changed": 1}
+    assert result["plan_file"] == str(out) and result["summary"] == {"total": 1, "changed": 1}
     assert result["instances"][0]["guard_probe"]["outcome"] == "ok"
     (sent,) = _sent(cloud)  # one call, and exactly the recorded fields
     crl_pem = cloud.emu.instance(iid).ssl.crl_pem

@@ -132,7 +132,7 @@ def test_ca_crl_and_acl_in_one_apply_cost_one_call_and_one_restart(
 
     again = cloud.cli("--json", "apply", "-f", config, "--yes")
     assert again.exit_code == 0, again.stderr
-    assert again.json()["summary"] == {"instances": 1, "up-to-date": 1}
+    assert again.json()["summary"] == {"total": 1, "up-to-date": 1}
     assert len(cloud.calls("ModifyDBInstanceSSL")) == 1
     assert cloud.cli("plan", "-f", config).stdout.strip().endswith("up to date, nothing to change")
     store = cloud.cli("--json", "ca", "show", "--ca-dir", ca).json()

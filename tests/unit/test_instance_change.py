@@ -159,7 +159,7 @@ def test_a_store_that_cannot_be_unlocked_fails_its_instances_and_is_asked_once(
     assert all(isinstance(o.error, StoreError) for o in outcomes)
     error = apply_fleet.failure(outcomes)
     assert error is not None and error.exit_code == ExitCode.BAD_INPUT
-    assert apply_fleet.summary(outcomes) == {"instances": 2, "failed": 2}
+    assert apply_fleet.summary(outcomes) == {"total": 2, "failed": 2}
 
 
 def test_clock_at_fixes_now_and_sleeping_swaps_only_the_sleep() -> None:

@@ -72,7 +72,7 @@ def test_failed_polls_are_kept_in_the_sequence_but_ignored_by_the_analysis() -> 
         *_seq((1.0, MOD, "setting", NEW), (2.0, RUN, "success", NEW)),
     ]
     assert not samples[0].in_progress and not samples[0].settled
-    assert samples[0].to_json() == {"t": 0.0, "error": "IncorrectDBInstanceState"}
+    assert samples[0].to_json() == {"t": 0.0, "error_code": "IncorrectDBInstanceState"}
     assert samples[1].to_json() == {
         "t": 1.0,
         "status": MOD,
