@@ -143,7 +143,7 @@ def test_a_fresh_crl_is_left_alone(cloud: Cloud, ca_dir: Path) -> None:
     result = cloud.cli("--json", "crl", "refresh", iid, "--ca-dir", ca_dir)
     assert result.exit_code == 0, result.stderr
     doc = result.json()
-    assert doc["ok"] is True and doc["summary"] == {"current": 1}
+    assert doc["ok"] is True and doc["summary"] == {"total": 1, "current": 1}
     assert doc["instances"][0]["status"] == "current"
     assert len(cloud.modifies()) == before  # no Modify call
     assert cloud.audit_lines() == []

@@ -63,7 +63,7 @@ def test_crl_refresh_by_tag_one_failure_does_not_stop_the_others(
     assert by_id[near]["status"] == by_id[also_near]["status"] == "refreshed"
     assert by_id[fresh]["status"] == "current"
     assert by_id[bare]["ok"] is False and by_id[bare]["error"]["type"] == "ConfigError"
-    assert doc["summary"] == {"refreshed": 2, "current": 1}
+    assert doc["summary"] == {"total": 4, "refreshed": 2, "current": 1, "failed": 1}
     assert sorted(cloud.modifies()[start:]) == sorted([near, also_near])
     lines = cloud.audit_lines()  # sent + ok per change, none for the no-op or the failure
     for iid in (near, also_near):
@@ -187,5 +187,5 @@ def test_an_encrypted_store_is_unlocked_once_per_run_however_many_instances(
         "--min-remaining", "300d", "--days", "301", "--no-wait", "--yes", "--rate", "200",
     )  # fmt: skip
     assert refreshed.exit_code == 0, refreshed.stderr
-    assert refreshed.json()["summary"] == {"sent": len(tagged)}  # --no-wait: sent, not seen
+    assert refreshed.json()["summary"] == {"total": len(tagged), "sent": len(tagged)}  # --no-wait: sent, not seen
     assert runs == [[str(enc / "ca.key")]] * 2  # one unlock per run, not one per instance

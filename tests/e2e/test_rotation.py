@@ -377,7 +377,7 @@ def test_dry_run_then_status_json_and_a_private_state_file(case: Case) -> None:
     status = c.rotate("status", "--ca-dir", c.pki.old, "--json")
     assert status.exit_code == 0, status.stderr
     doc = status.json()
-    assert set(doc) == {"ok", "state_file", "phase", "rollback_possible", "next", "rotation"}
+    assert set(status.body()) == {"state_file", "phase", "rollback_possible", "next", "rotation"}
     assert (doc["phase"], doc["rollback_possible"]) == ("staged", True)
     assert "reissue" in doc["next"]
     rot = doc["rotation"]
