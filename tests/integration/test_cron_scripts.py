@@ -1,6 +1,7 @@
-"""The cron wrappers in scripts/cron/, run for real: bash, flock(1) and the installed `rdsssl`.
+"""The cron jobs run for real: the one-line shims in scripts/cron/ (`exec rdsssl cron JOB`) and
+`rdsssl cron JOB` itself, with the installed `rdsssl` in child processes.
 
-The wrappers refuse what another user could have prepared: a lock directory that is not ours
+The jobs refuse what another user could have prepared: a lock directory that is not ours
 and 0700 (by default a private one under the state dir), and an env file someone else can write.
 
 renew-client-certs works on a temporary CA store; refresh-crl and check talk to a state-only
@@ -11,12 +12,14 @@ The emulator set-up helpers are shared with the crl refresh end-to-end tests.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -283,3 +286,37 @@ def test_check_exits_0_when_well_and_10_with_findings(
     assert action.returncode == 10, action.stderr
     assert "bob" in action.stdout and "rdsssl cert renew" in action.stdout  # the cron mail
     assert not cloud.modifies()[1:]  # check changes nothing (the one call is the set-up)
+
+
+def documents(text: str) -> list[Any]:
+    """The JSON documents appended one after the other to a log."""
+    found: list[Any] = []
+    decoder, at = json.JSONDecoder(), 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        doc, at = decoder.raw_decode(text, at)
+        found.append(doc)
+    return found
+
+
+def test_check_with_a_json_log_still_prints_the_findings_on_exit_10(
+    cloud: Cloud, cloud_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The JSON document goes to the log; the cron mail still gets the human findings."""
+    log = tmp_path / "check.jsonl"
+    env = {**cloud_env, "RDSSSL_JSON_LOG": str(log)}
+    well = run_script("check", env)
+    assert well.returncode == 0 and well.stdout == "", well.stderr
+    issue(Path(cloud_env["RDSSSL_CA_DIR"]), "bob", tmp_path / "bob", "--days", "5")
+    env_file = write_env_file(tmp_path / "cron.env", env)
+    direct = subprocess.run(
+        [str(RDSSSL), "cron", "check", "--env-file", str(env_file)],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert direct.returncode == 10, direct.stderr
+    assert "bob" in direct.stdout and "rdsssl cert renew" in direct.stdout
+    assert direct.stdout.startswith("INSTANCE / STORE")
+    first, second = documents(log.read_text())
+    assert first["exit_code"] == 0 and second["exit_code"] == 10
+    assert any(f["code"] == "renewal-due" for f in second["stores"][0]["findings"])
