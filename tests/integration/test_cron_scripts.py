@@ -320,3 +320,19 @@ def test_check_with_a_json_log_still_prints_the_findings_on_exit_10(
     first, second = documents(log.read_text())
     assert first["exit_code"] == 0 and second["exit_code"] == 10
     assert any(f["code"] == "renewal-due" for f in second["stores"][0]["findings"])
+
+
+def test_cron_renew_passes_the_pre_and_post_hooks_on(
+    renew_env: dict[str, str], tmp_path: Path
+) -> None:
+    for user in ("alice", "bob"):
+        issue(Path(renew_env["RDSSSL_CA_DIR"]), user, tmp_path / "out" / user, "--days", "5")
+    log = tmp_path / "hooks.log"
+    env = {
+        **renew_env,
+        "RDSSSL_PRE_HOOK": f"echo pre >> {log}",
+        "RDSSSL_POST_HOOK": f'echo "post $RDSSSL_RENEWED_USERS" >> {log}',
+    }
+    result = run_script("renew-client-certs", env)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr
+    assert log.read_text().splitlines() == ["pre", "post alice bob"]  # one reload for both
