@@ -13,6 +13,7 @@ renewed, finished or deployed), even when the renewal then failed, so that what 
 stopped is started again. A failed pre hook stops the run before anything is renewed (exit 1,
 the post hooks do not run: nothing was attempted); a failed post hook is exit 1 with the
 renewals done.
+
 A rotation away from this CA that writes to the same OUT_ROOT refuses the run: renewing from the
 old CA would put old-CA certificates back over the new ones.
 
@@ -183,17 +184,17 @@ def run(options: RenewOptions, view: RenewView) -> RenewResult:
     rotation writing to the same OUT_ROOT, a bad hook or hooks directory, or a --days inside
     the window."""
     opts = options
-    _refuse_during_rotation(opts.ca_dir, opts.out_root)
-    window = RenewalWindow(before=opts.before, at=opts.at)
     hooks = _hooks(opts, view)  # checked before any work, as certbot does
     _check_hook_flags(opts, hooks)
+    _refuse_during_rotation(opts.ca_dir, opts.out_root)
+    window = RenewalWindow(before=opts.before, at=opts.at)
     with _renew_lock(opts.out_root, opts.dry_run, opts.wait_lock):
         if opts.dry_run:
             return _dry_run(opts, window, view, hooks)
         pre: list[HookRun] = []
         if hooks.of("pre") and _work_pending(opts):
-            pre = _run_stage(opts, hooks.of("pre"), stage_env(out_root=opts.out_root,
-                             dry_run=False), view)  # fmt: skip
+            env = stage_env(out_root=opts.out_root, dry_run=False)
+            pre = _run_stage(opts, hooks.of("pre"), env, view)
             if any(not h.ok for h in pre):
                 raise HookFailed(_hooks_failed([h for h in pre if not h.ok], False))
         try:
