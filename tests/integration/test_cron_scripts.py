@@ -14,9 +14,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -336,3 +338,31 @@ def test_cron_renew_passes_the_pre_and_post_hooks_on(
     result = run_script("renew-client-certs", env)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr
     assert log.read_text().splitlines() == ["pre", "post alice bob"]  # one reload for both
+
+
+def test_sigterm_to_the_job_reaches_rdsssl_and_the_lock_is_released(
+    renew_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`timeout` or a person stopping the job: rdsssl is told too (it stops its hook and exits
+    143), so nothing keeps running, or holding the lock, behind the job's back."""
+    issue(Path(renew_env["RDSSSL_CA_DIR"]), "alice", tmp_path / "out" / "alice", "--days", "5")
+    started = tmp_path / "hook.pid"
+    env = {**renew_env, "RDSSSL_PRE_HOOK": f"echo $$ > {started}; exec sleep 60"}
+    base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    job = subprocess.Popen(
+        [str(RDSSSL), "cron", "renew"], env={**base, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (started.exists() and started.read_text().strip()):
+        assert time.monotonic() < deadline and job.poll() is None, job.communicate()
+        time.sleep(0.05)
+    hook = int(started.read_text())
+    job.send_signal(signal.SIGTERM)
+    _out, err = job.communicate(timeout=30)
+    assert job.returncode == 143, err
+    with pytest.raises(ProcessLookupError):
+        os.kill(hook, 0)  # the hook was stopped with rdsssl
+    assert len(rows_of(Path(renew_env["RDSSSL_CA_DIR"]))) == 1  # nothing renewed
+    again = run_script("renew-client-certs", renew_env)  # the lock is free again
+    assert again.returncode == 0, again.stderr
