@@ -48,7 +48,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("rdsssl.cli.apply:plan_cmd", "Show what `apply` would change (desired-state file)."),
     "apply": ("rdsssl.cli.apply:apply_cmd", "Make instances match a desired-state file."),
     "rotate": ("rdsssl.cli.rotate:rotate", "Two-phase client CA rotation with rollback."),
-    "check": ("rdsssl.cli.check:check_cmd", "Expiry and drift checks (Nagios-style exit codes)."),
+    "check": (
+        "rdsssl.cli.check:check_cmd",
+        "Expiry and drift checks (exit 10: action needed; --nagios: plugin codes).",
+    ),
+    "cron": ("rdsssl.cli.cron:cron", "Cron jobs (renew, refresh-crl, check) and systemd units."),
     "service-profile": (
         "rdsssl.cli.service_profile:service_profile",
         "Record what the RDS service does, on a throwaway instance.",

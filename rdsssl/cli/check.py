@@ -1,8 +1,10 @@
-"""``rdsssl check``: expiry, revocation and drift checks with Nagios-style exit codes.
+"""``rdsssl check``: expiry, revocation and drift checks, for cron and for monitoring.
 
 Exit codes: 0 all is well; 10 something needs action (every such finding is listed); an error
 code when an instance or a store could not be checked (4 API error, 3 bad input, ...), which
-wins over 10 because then nothing is known about that instance. Only Describe calls are made;
+wins over 10 because then nothing is known about that instance. With ``--nagios`` it is a
+Nagios plugin instead (`rdsssl.ops.check_run.nagios`): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+(every error of ours is UNKNOWN) and the plugin output on stdout. Only Describe calls are made;
 the CA key is never needed. ``--prometheus FILE`` writes a node_exporter textfile atomically
 (``rdsssl.ops.check_prometheus``), even when some instances failed (their state is "unknown"),
 and, when the check ran (exit 0 or 10), the last success next to it
@@ -29,10 +31,19 @@ from rdsssl.cli.fleet_opts import (
     take_fleet,
 )
 from rdsssl.cli.last_success import last_success
-from rdsssl.errors import ExitCode
+from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.ops import fleet
 from rdsssl.ops.check_findings import InstanceReport, Severity, StoreReport, Thresholds
-from rdsssl.ops.check_run import CheckOptions, CheckRun, run_checks
+from rdsssl.ops.check_run import (
+    CheckOptions,
+    CheckRun,
+    Nagios,
+    NagiosState,
+    nagios,
+    nagios_unknown,
+    run_checks,
+)
+from rdsssl.ops.last_success import record_success
 
 __all__ = ["check_cmd"]
 
@@ -112,6 +123,13 @@ def _render(app: App, run: CheckRun) -> None:
     help="Write a node_exporter textfile here (atomically), and the time of the last "
     "successful check next to it (env RDSSSL_PROMETHEUS_FILE).",
 )
+@click.option(
+    "--nagios",
+    "as_nagios",
+    is_flag=True,
+    help="Be a Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, and print "
+    "'RDSSSL STATE - summary|perfdata' then the findings.",
+)
 @restart_margin_option
 @json_option
 def check_cmd(
@@ -119,6 +137,7 @@ def check_cmd(
     warn_days: int,
     crl_min_remaining: timedelta,
     prometheus_file: Path | None,
+    as_nagios: bool,
     restart_margin: timedelta,
     **kwargs: Any,
 ) -> int:
@@ -129,17 +148,18 @@ def check_cmd(
     a failed last change, and drift from a desired-state file (with -f). Per CA store: CA
     expiry and certificates due for renewal.
 
-    Exit codes: 0 all well, 10 something needs action, 4 API error, 3 bad input.
+    Exit codes: 0 all well, 10 something needs action, 4 API error, 3 bad input. With
+    --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios / Icinga / NRPE plugin).
 
     \b
     Examples:
       rdsssl check pgm-bp1example --ca-dir ./ca
+      rdsssl check --tag env=prod --ca-dir ./ca --nagios
       rdsssl check --tag env=prod --ca-dir ./ca --prometheus /var/lib/node_exporter/rdsssl.prom
       rdsssl check -f rdsssl.toml --json
     """
     app = get_app()
     opts: FleetOptions = take_fleet(kwargs)
-    selecting = bool(opts.ids or opts.tags or opts.desired_file)
     options = CheckOptions(
         ca_dirs=ca_dirs,
         thresholds=Thresholds(
@@ -152,11 +172,42 @@ def check_cmd(
         prometheus_file=prometheus_file,
         region=app.region or "",
     )
+    if not as_nagios:
+        run = _check(app, opts, options)
+        _render(app, run)
+        return run.exit_code
+    if app.json:
+        return _answer(nagios_unknown("--nagios and --json exclude each other"))
+    try:
+        answer = nagios(_check(app, opts, options))
+    except RdsSslError as exc:
+        return _answer(nagios_unknown(str(exc)))
+    if prometheus_file is not None and answer.state in (NagiosState.WARNING, NagiosState.CRITICAL):
+        _record_check_success(app, prometheus_file)  # the check ran (exit 0: the decorator)
+    return _answer(answer)
+
+
+def _check(app: App, opts: FleetOptions, options: CheckOptions) -> CheckRun:
+    """Select the instances and run the checks."""
+    selecting = bool(opts.ids or opts.tags or opts.desired_file)
     options.check(selecting=selecting)
     api = opts.api(app) if selecting else None
     items = opts.select(app, api) if api is not None else []
     run = run_checks(api, items, options, now=app.now())
-    if prometheus_file is not None:
-        app.debug(f"wrote {prometheus_file}")
-    _render(app, run)
-    return run.exit_code
+    if options.prometheus_file is not None:
+        app.debug(f"wrote {options.prometheus_file}")
+    return run
+
+
+def _answer(answer: Nagios) -> int:
+    """The plugin output on stdout (its first line is the status); the plugin's exit code."""
+    click.echo(answer.output)
+    return int(answer.state)
+
+
+def _record_check_success(app: App, prometheus_file: Path) -> None:
+    """What `last_success` does for exit 0 and 10, for the plugin's WARNING and CRITICAL."""
+    try:
+        record_success(prometheus_file, "check", now=app.now())
+    except RdsSslError as exc:
+        app.warn(f"the check run succeeded, but its last success was not recorded: {exc}")

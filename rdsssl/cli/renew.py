@@ -32,7 +32,7 @@ from rdsssl.cli.common import (
 )
 from rdsssl.cli.last_success import last_success
 from rdsssl.models import KeyType
-from rdsssl.ops.renew_run import RenewOptions, RenewResult, run
+from rdsssl.ops.renew_run import HookRun, RenewOptions, RenewResult, run
 from rdsssl.store.castore import CaStore
 
 __all__ = ["renew"]
@@ -86,10 +86,27 @@ class _Percent(_PercentBase):
     help="Files go to OUT_ROOT/USER/ (symlinks into a version directory, swapped atomically).",
 )
 @click.option(
+    "--pre-hook",
+    metavar="CMD",
+    help="Shell command run once before the first renewal (only when something is due).",
+)
+@click.option(
     "--deploy-hook",
     metavar="CMD",
     help="Shell command run for each renewed user, with RDSSSL_USER, RDSSSL_SERIAL, "
     "RDSSSL_CERT_PATH, RDSSSL_KEY_PATH, ... in its environment. Checked before any work.",
+)
+@click.option(
+    "--post-hook",
+    metavar="CMD",
+    help="Shell command run once after all renewals and deploy hooks, when something was "
+    "renewed (50 users: one reload); RDSSSL_RENEWED_USERS lists them.",
+)
+@click.option(
+    "--hooks-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also run the executables of DIR/pre, DIR/deploy and DIR/post (lexical order, "
+    "before the command-line hook); DIR must be yours and not group/world-writable.",
 )
 @days_option
 @key_type_option(None)
@@ -102,8 +119,8 @@ class _Percent(_PercentBase):
 @click.option(
     "--run-deploy-hooks",
     is_flag=True,
-    help="With --dry-run: run the deploy hook anyway, with RDSSSL_DRY_RUN=1 and both serials "
-    "empty (the hook must check RDSSSL_DRY_RUN).",
+    help="With --dry-run: run the hooks anyway, with RDSSSL_DRY_RUN=1 and the deploy hooks' "
+    "serials empty (a hook must check RDSSSL_DRY_RUN).",
 )
 @click.option(
     "--force",
@@ -119,7 +136,10 @@ def renew(
     before: timedelta | None,
     at: float | None,
     out_root: Path,
+    pre_hook: str | None,
     deploy_hook: str | None,
+    post_hook: str | None,
+    hooks_dir: Path | None,
     days: int,
     key_type: str | None,
     fmt: str,
@@ -134,14 +154,15 @@ def renew(
 
     The new files replace OUT_ROOT/USER/* in one atomic step; the old certificate stays valid
     (revoke it once clients use the new one). A run killed half-way is finished by the next
-    run. Exit 0 when nothing is due; 1 when the deploy hook failed (renewals stay done); 3
+    run. Exit 0 when nothing is due; 1 when a hook failed (renewals stay done; a failed pre
+    hook renews nothing); 3
     when a user was skipped (bad name, unsafe directory, a key that fails over TLS 1.2;
     everyone else is renewed).
 
     \b
     Example (cron):
       rdsssl -q cert renew --ca-dir /srv/ca --before 30d --out-root /srv/client-certs \\
-          --deploy-hook 'systemctl reload myapp'
+          --post-hook 'systemctl reload myapp'
     """
     app = get_app()
     options = RenewOptions(
@@ -155,7 +176,10 @@ def renew(
         key_type=None if key_type is None else KeyType(key_type),
         fmt=fmt,
         p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
+        pre_hook=pre_hook,
         deploy_hook=deploy_hook,
+        post_hook=post_hook,
+        hooks_dir=hooks_dir,
         hidden=(p12_passphrase_env,) if p12_passphrase_env else (),
         dry_run=dry_run,
         run_deploy_hooks=run_deploy_hooks,
@@ -184,8 +208,9 @@ class _View:
     def info(self, text: str) -> None:
         self._app.info(text)
 
-    def hook_output(self, user: str, ok: bool, line: str) -> None:
-        (self._app.info if ok else self._app.warn)(f"deploy hook ({user}): {line}")
+    def hook_output(self, hook: HookRun, line: str) -> None:
+        who = f"{hook.stage} hook ({hook.user})" if hook.user else f"{hook.stage} hook"
+        (self._app.info if hook.ok else self._app.warn)(f"{who}: {line}")
 
     def renewed(self, outcome: RenewResult) -> None:
         app, plan, opts = self._app, outcome.plan, outcome.options

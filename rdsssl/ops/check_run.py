@@ -9,12 +9,19 @@ ok; an error code when an instance or a store could not be checked (4 API error,
 (`ops.check_prometheus`) is written atomically, even when some instances or stores failed
 (their state is "unknown").
 
+`nagios` turns a run into a Nagios plugin answer (``check --nagios``): exit 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN, and the plugin output, ``RDSSSL STATE - text|perfdata`` on the first
+line, then one line per finding that is not ok. The state is the worst one, with CRITICAL above
+UNKNOWN (an instance that could not be checked) above WARNING: a known critical finding is the
+most urgent, and an unknown instance may hide one, which a warning elsewhere must not mask.
+
 CA store directories are resolved (`Path.resolve()`) before anything else, so `--ca-dir ./ca`
 and a desired-state entry naming the same store are one store: checked once, one series.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -46,7 +53,16 @@ from rdsssl.ops.renewal_plan import plan_renewal
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
-__all__ = ["CheckOptions", "CheckRun", "Checker", "run_checks"]
+__all__ = [
+    "CheckOptions",
+    "CheckRun",
+    "Checker",
+    "Nagios",
+    "NagiosState",
+    "nagios",
+    "nagios_unknown",
+    "run_checks",
+]
 
 
 @dataclass(frozen=True)
@@ -205,3 +221,71 @@ def _unique_dirs(dirs: Sequence[Path]) -> tuple[Path, ...]:
 
 def _region_of(item: fleet.Item, default: str) -> str:
     return default if isinstance(item, str) else (item[1].region or default)
+
+
+class NagiosState(enum.IntEnum):
+    """A Nagios plugin's exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+_NAGIOS_ORDER = (NagiosState.OK, NagiosState.WARNING, NagiosState.UNKNOWN, NagiosState.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Nagios:
+    """A plugin answer: the exit code and the output lines (the first one is the status)."""
+
+    state: NagiosState
+    lines: tuple[str, ...]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _plain(text: str) -> str:
+    """One line without "|", which starts the performance data in a plugin's output."""
+    return " ".join(text.replace("|", "/").split())
+
+
+def _state_of(outcome: fleet.Outcome[InstanceReport] | fleet.Outcome[StoreReport]) -> NagiosState:
+    if not outcome.ok or outcome.result is None:
+        return NagiosState.UNKNOWN
+    return NagiosState(int(outcome.result.severity))
+
+
+def nagios(run: CheckRun) -> Nagios:
+    """The plugin answer for a run (see the module docstring)."""
+    states = [(_state_of(o), o) for o in run.outcomes]
+    count = {s: sum(1 for state, _ in states if state is s) for s in NagiosState}
+    worst = max((s for s, _ in states), key=_NAGIOS_ORDER.index, default=NagiosState.OK)
+    details: list[str] = []
+    for state, outcome in sorted(states, key=lambda p: -_NAGIOS_ORDER.index(p[0])):
+        if state is NagiosState.UNKNOWN:
+            error = outcome.error
+            details.append(f"{outcome.instance_id}: unknown: {error if error else 'interrupted'}")
+        elif outcome.result is not None:
+            details += [
+                f"{outcome.instance_id}: {f.severity.name.lower()}: {f.message}"
+                for f in sorted(outcome.result.findings, key=lambda f: -f.severity)
+                if f.severity > Severity.OK
+            ]
+    details = [_plain(d) for d in details]
+    total = len(states)
+    parts = [f"{count[s]} {s.name.lower()}" for s in reversed(_NAGIOS_ORDER[1:]) if count[s]]
+    text = f"{total} checked, " + ", ".join(parts) if parts else f"{total} checked, all well"
+    if details:
+        text += f"; {details[0]}"
+    perfdata = f"checked={total};;;0 " + " ".join(
+        f"{s.name.lower()}={count[s]};;;0" for s in _NAGIOS_ORDER
+    )
+    return Nagios(worst, (f"RDSSSL {worst.name} - {text}|{perfdata}", *details))
+
+
+def nagios_unknown(message: str) -> Nagios:
+    """The plugin answer when the check could not run at all (bad options, no instance)."""
+    return Nagios(NagiosState.UNKNOWN, (f"RDSSSL UNKNOWN - {_plain(message)}",))

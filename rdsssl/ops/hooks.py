@@ -1,4 +1,17 @@
-"""Deploy hooks for ``cert renew --deploy-hook CMD`` (certbot's ``--deploy-hook``).
+"""Hooks for ``cert renew``: ``--pre-hook``, ``--deploy-hook``, ``--post-hook`` and
+``--hooks-dir`` (certbot's hooks and its ``renewal-hooks`` directory layout).
+
+A pre hook runs once before the first renewal of a run and a post hook once after all of them
+(both only when something is renewed: 50 users renewed = one reload), a deploy hook once per
+renewed user. ``--hooks-dir DIR`` adds the executables of ``DIR/pre``, ``DIR/deploy`` and
+``DIR/post`` (`dir_hooks`), run in lexical order before the command-line hook of the same stage
+(certbot's order); a file that is not executable is skipped with a warning. The directory, its
+subdirectories and every hook in them must belong to us or root and be writable by nobody
+else: whoever can write there runs code as us.
+
+The rest of this docstring is about the deploy hook; pre and post hooks get the same
+environment allow-list, with ``RDSSSL_OUT_ROOT`` and ``RDSSSL_DRY_RUN`` (`stage_env`), and the
+post hook also ``RDSSSL_RENEWED_USERS`` (space-separated).
 
 A hook is one shell command, run with ``/bin/sh -c`` once per renewed user, that puts the new
 files where they are used (copy them into an application, a secret store, reload a service).
@@ -37,8 +50,9 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,12 +60,16 @@ from rdsssl.errors import ConfigError
 
 __all__ = [
     "HOOK_ENV_NAMES",
+    "STAGES",
     "Deployment",
+    "Hook",
     "HookResult",
     "check_hook",
     "deploy_env",
+    "dir_hooks",
     "hook_environment",
     "run_hook",
+    "stage_env",
 ]
 
 SHELL = "/bin/sh"
@@ -187,3 +205,79 @@ def run_hook(command: str, env: Mapping[str, str], *, exclude: Iterable[str] = (
         check=False,
     )
     return HookResult(command, done.returncode, done.stdout.decode("utf-8", errors="replace"))
+
+
+# --- pre and post hooks, and the hooks directory ------------------------------------------------
+
+STAGES = ("pre", "deploy", "post")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One hook of a stage: ``label`` names it (the command, or the file of a hooks directory),
+    ``command`` is what ``sh -c`` runs."""
+
+    stage: str
+    label: str
+    command: str
+
+    @classmethod
+    def of_file(cls, stage: str, path: Path) -> Hook:
+        return cls(stage, str(path), shlex.quote(str(path)))
+
+
+def stage_env(
+    *, out_root: Path, dry_run: bool, renewed: Iterable[str] | None = None
+) -> dict[str, str]:
+    """The variables of a pre hook, and with ``renewed`` of a post hook."""
+    env = {
+        "RDSSSL_OUT_ROOT": os.path.abspath(out_root),
+        "RDSSSL_DRY_RUN": "1" if dry_run else "0",
+    }
+    if renewed is not None:
+        env["RDSSSL_RENEWED_USERS"] = " ".join(renewed)
+    return env
+
+
+def _check_private(path: Path, what: str) -> os.stat_result:
+    """`ConfigError` unless ``path`` belongs to us or root and nobody else can write to it."""
+    st = path.stat()
+    me, mode = os.geteuid(), stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (me, 0):
+        raise ConfigError(
+            f"--hooks-dir: {what} {path} is owned by uid {st.st_uid}, not by you (uid {me}) or "
+            f"root, and its hooks would run as you; fix it: chown {me} {path}"
+        )
+    if mode & 0o022:
+        raise ConfigError(
+            f"--hooks-dir: {what} {path} is writable by group or others (mode {mode:o}), and "
+            f"its hooks would run as you; fix it: chmod go-w {path}"
+        )
+    return st
+
+
+def dir_hooks(directory: Path, warn: Callable[[str], None]) -> dict[str, list[Hook]]:
+    """The executables of ``directory/{pre,deploy,post}`` in lexical order (a missing
+    subdirectory has none); non-executables are skipped with a warning. `ConfigError` for a
+    directory or hook someone else could write to, before any hook runs."""
+    if not directory.is_dir():
+        raise ConfigError(f"--hooks-dir: {directory} is not a directory")
+    _check_private(directory, "the directory")
+    found: dict[str, list[Hook]] = {stage: [] for stage in STAGES}
+    for stage in STAGES:
+        sub = directory / stage
+        if not sub.exists():
+            continue
+        if not sub.is_dir():
+            raise ConfigError(f"--hooks-dir: {sub} is not a directory")
+        _check_private(sub, "the directory")
+        for path in sorted(sub.iterdir(), key=lambda p: p.name):
+            if not path.is_file():
+                warn(f"--hooks-dir: skipping {path}: not a regular file")
+                continue
+            st = _check_private(path, "the hook")
+            if not (st.st_mode & stat.S_IXUSR and os.access(path, os.X_OK)):
+                warn(f"--hooks-dir: skipping {path}: not executable (chmod +x to run it)")
+                continue
+            found[stage].append(Hook.of_file(stage, path))
+    return found

@@ -3,13 +3,24 @@
 The run holds the OUT_ROOT run lock (one renewal per OUT_ROOT, held through the hooks too, which
 run after the CA store lock is released so that a hook may call rdsssl on the same store),
 finishes what a killed run left (`rdsssl.ops.cert_renewal.finish_interrupted`), plans
-(`rdsssl.ops.renewal_plan`), renews what is due, then runs the deploy hook once per new version.
+(`rdsssl.ops.renewal_plan`), renews what is due, then runs the deploy hooks once per new version.
+
+Pre and post hooks (`rdsssl.ops.hooks`) run once per run, certbot's rule: the pre hooks before
+the first renewal, and only when there is something to renew, finish or deploy (found by a
+read-only look at the store, without its lock, so that a pre hook may call rdsssl too); the post
+hooks after every deploy hook, when a renewal was attempted (the pre hooks ran, or something was
+renewed, finished or deployed), even when the renewal then failed, so that what a pre hook
+stopped is started again. A failed pre hook stops the run before anything is renewed (exit 1,
+the post hooks do not run: nothing was attempted); a failed post hook is exit 1 with the
+renewals done.
+
 A rotation away from this CA that writes to the same OUT_ROOT refuses the run: renewing from the
 old CA would put old-CA certificates back over the new ones.
 
-A dry run never runs the deploy hook unless ``run_deploy_hooks`` asks for it: hooks are written
-for real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live certificate).
-Asked for, it runs with ``RDSSSL_DRY_RUN=1`` and both serials empty.
+A dry run never runs a hook unless ``run_deploy_hooks`` asks for it: hooks are written for
+real renewals (a hook that revokes ``$RDSSSL_OLD_SERIAL`` would revoke a live certificate).
+Asked for, every stage runs (pre and post only when something would be renewed) with
+``RDSSSL_DRY_RUN=1``, and the deploy hooks with both serials empty.
 
 The caller (the CLI) supplies a `RenewView`: it unlocks the store (a passphrase may be prompted
 for), shows warnings as they arise, reports the renewals before the hooks run, and shows the
@@ -19,7 +30,8 @@ hooks' output; the `RenewResult` carries the JSON and the error the run ends wit
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +41,16 @@ from rdsssl.models import KeyType
 from rdsssl.ops import rotation_file
 from rdsssl.ops.cert_renewal import Renewal, finish_interrupted, renew_due
 from rdsssl.ops.client_versions import CURRENT, hook_pending, mark_deployed, user_dirs
-from rdsssl.ops.hooks import Deployment, check_hook, deploy_env, run_hook
+from rdsssl.ops.hooks import (
+    STAGES,
+    Deployment,
+    Hook,
+    check_hook,
+    deploy_env,
+    dir_hooks,
+    run_hook,
+    stage_env,
+)
 from rdsssl.ops.renewal_plan import RenewalPlan, RenewalWindow, Skipped, plan_renewal, tls12_skips
 from rdsssl.ops.rotation_state import Phase
 from rdsssl.store.castore import CaStore
@@ -37,7 +58,7 @@ from rdsssl.store.files import loose_client_dir_warning
 from rdsssl.store.fsutil import make_private_dirs
 from rdsssl.store.lock import FileLock, current_command
 
-__all__ = ["HookRun", "RenewOptions", "RenewResult", "RenewView", "run"]
+__all__ = ["HookRun", "HookSet", "RenewOptions", "RenewResult", "RenewView", "run"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +76,10 @@ class RenewOptions:
     key_type: KeyType | None = None
     fmt: str = "pem"
     p12_passphrase: bytes | None = None
+    pre_hook: str | None = None
     deploy_hook: str | None = None
+    post_hook: str | None = None
+    hooks_dir: Path | None = None
     hidden: tuple[str, ...] = ()
     dry_run: bool = False
     run_deploy_hooks: bool = False
@@ -78,26 +102,43 @@ class RenewView(Protocol):
     def info(self, text: str) -> None:
         """A note (e.g. the hook not run in a dry run)."""
 
-    def hook_output(self, user: str, ok: bool, line: str) -> None:
-        """One line the deploy hook printed."""
+    def hook_output(self, hook: HookRun, line: str) -> None:
+        """One line a hook printed (``hook.ok``: whether it succeeded)."""
 
 
 @dataclass(frozen=True)
 class HookRun:
-    """One deploy hook run."""
+    """One hook run: a deploy hook for one user, or a pre or post hook (``user`` empty)."""
 
     user: str
     serial: str
     exit_code: int
     ok: bool
+    stage: str = "deploy"
+    hook: str = ""  # the command, or the file of a hooks directory
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "stage": self.stage,
+            "hook": self.hook,
             "user": self.user,
             "serial": self.serial,
             "exit_code": self.exit_code,
             "ok": self.ok,
         }
+
+
+@dataclass(frozen=True)
+class HookSet:
+    """Every hook of a run by stage, the hooks directory's first."""
+
+    stages: dict[str, tuple[Hook, ...]] = field(default_factory=dict)
+
+    def of(self, stage: str) -> tuple[Hook, ...]:
+        return self.stages.get(stage, ())
+
+    def __bool__(self) -> bool:
+        return any(self.stages.values())
 
 
 @dataclass(frozen=True)
@@ -133,44 +174,105 @@ class RenewResult:
         if self.plan.skipped:
             return InputError(_skipped_summary(self.plan.skipped, failed, dry_run))
         if failed:
-            again = (
-                "" if dry_run else "; the new files are in place and the hook runs again next time"
-            )
-            return HookFailed(f"the deploy hook failed for {_users(failed)}{again}")
+            return HookFailed(_hooks_failed(failed, dry_run))
         return None
 
 
 def run(options: RenewOptions, view: RenewView) -> RenewResult:
     """Renew what is due (see the module docstring); errors before any work for bad flags, a
-    rotation writing to the same OUT_ROOT, a bad hook or a --days inside the window."""
+    rotation writing to the same OUT_ROOT, a bad hook or hooks directory, or a --days inside
+    the window."""
     opts = options
-    _check_hook_flags(opts)
+    hooks = _hooks(opts, view)  # checked before any work, as certbot does
+    _check_hook_flags(opts, hooks)
     _refuse_during_rotation(opts.ca_dir, opts.out_root)
     window = RenewalWindow(before=opts.before, at=opts.at)
-    if opts.deploy_hook is not None:
-        check_hook(opts.deploy_hook, exclude=opts.hidden)  # before any work, as certbot does
     with _renew_lock(opts.out_root, opts.dry_run, opts.wait_lock):
-        result, dirs = _renew(opts, window, view)
+        if opts.dry_run:
+            return _dry_run(opts, window, view, hooks)
+        pre: list[HookRun] = []
+        if hooks.of("pre") and _work_pending(opts):
+            env = stage_env(out_root=opts.out_root, dry_run=False)
+            pre = _run_stage(opts, hooks.of("pre"), env, view)
+            if any(not h.ok for h in pre):
+                raise HookFailed(_hooks_failed([h for h in pre if not h.ok], False))
+        try:
+            result, dirs = _renew(opts, window, view, deploy=bool(hooks.of("deploy")))
+        except BaseException:
+            if pre:  # start again what the pre hooks stopped
+                _run_stage(opts, hooks.of("post"), _post_env(opts, []), view)
+            raise
         view.renewed(result)
-        if opts.deploy_hook is None:
-            return result
-        if opts.dry_run and not opts.run_deploy_hooks:
-            view.info(
-                "dry run: the deploy hook is not run (--run-deploy-hooks runs it with "
-                "RDSSSL_DRY_RUN=1)"
-            )
-            return result
-        pending = (
-            _dry_deployments(result.plan, result.resumed, dirs)
-            if opts.dry_run
-            else hook_pending(dirs)
+        pending = hook_pending(dirs) if hooks.of("deploy") else []
+        ran = pre + _run_deploys(opts, hooks.of("deploy"), pending, view)
+        renewed = [r.user for r in (*result.resumed, *result.done)] + [d.user for d in pending]
+        if pre or renewed:
+            ran += _run_stage(opts, hooks.of("post"), _post_env(opts, renewed), view)
+    return RenewResult(opts, result.plan, result.resumed, result.done, tuple(ran))
+
+
+def _dry_run(
+    opts: RenewOptions, window: RenewalWindow, view: RenewView, hooks: HookSet
+) -> RenewResult:
+    """A dry run: what is due; the hooks only with ``run_deploy_hooks`` (RDSSSL_DRY_RUN=1)."""
+    result, dirs = _renew(opts, window, view, deploy=bool(hooks.of("deploy")))
+    view.renewed(result)
+    if not hooks:
+        return result
+    if not opts.run_deploy_hooks:
+        stages = [stage for stage in STAGES if hooks.of(stage)]
+        what = (
+            f"the {stages[0]} hook is" if len(stages) == 1 else f"the {', '.join(stages)} hooks are"
         )
-        hooks = _run_hooks(opts, opts.deploy_hook, pending, view)
-    return RenewResult(opts, result.plan, result.resumed, result.done, tuple(hooks))
+        view.info(f"dry run: {what} not run (--run-deploy-hooks: run with RDSSSL_DRY_RUN=1)")
+        return result
+    deployments = _dry_deployments(result.plan, result.resumed, dirs)
+    if not deployments:
+        return result
+    env = stage_env(out_root=opts.out_root, dry_run=True)
+    ran = _run_stage(opts, hooks.of("pre"), env, view)
+    ran += _run_deploys(opts, hooks.of("deploy"), deployments, view)
+    ran += _run_stage(opts, hooks.of("post"), _post_env(opts, [d.user for d in deployments]), view)
+    return RenewResult(opts, result.plan, result.resumed, result.done, tuple(ran))
+
+
+def _hooks(opts: RenewOptions, view: RenewView) -> HookSet:
+    """The run's hooks, each checked: the hooks directory's, then the command-line one."""
+    from_dir = dir_hooks(opts.hooks_dir, view.warn) if opts.hooks_dir is not None else {}
+    given = {"pre": opts.pre_hook, "deploy": opts.deploy_hook, "post": opts.post_hook}
+    stages: dict[str, tuple[Hook, ...]] = {}
+    for stage in STAGES:
+        command = given[stage]
+        if command is not None:
+            check_hook(command, option=f"--{stage}-hook", exclude=opts.hidden)
+        mine = (Hook(stage, command, command),) if command is not None else ()
+        stages[stage] = (*from_dir.get(stage, ()), *mine)
+    return HookSet(stages)
+
+
+def _work_pending(opts: RenewOptions) -> bool:
+    """Whether the run will renew, finish or deploy anything: a look at the store without its
+    lock (nothing is written), so that the pre hooks run before the lock is taken."""
+    with CaStore.open(opts.ca_dir, wait_lock=opts.wait_lock) as store:
+        resumed = finish_interrupted(
+            store, out_root=opts.out_root, user=opts.user, fmt=opts.fmt, dry_run=True
+        )
+        plan = plan_renewal(
+            store, now=opts.now, before=opts.before, at=opts.at, user=opts.user,
+            out_root=opts.out_root,
+        )  # fmt: skip
+        if not opts.force:
+            plan = tls12_skips(plan, opts.key_type)
+        dirs = user_dirs(store, opts.out_root, user=opts.user)
+    return bool(plan.due or resumed or hook_pending(dirs))
+
+
+def _post_env(opts: RenewOptions, renewed: Sequence[str]) -> dict[str, str]:
+    return stage_env(out_root=opts.out_root, dry_run=opts.dry_run, renewed=dict.fromkeys(renewed))
 
 
 def _renew(
-    opts: RenewOptions, window: RenewalWindow, view: RenewView
+    opts: RenewOptions, window: RenewalWindow, view: RenewView, *, deploy: bool
 ) -> tuple[RenewResult, dict[str, Path]]:
     """Finish, plan and renew under the CA store lock."""
     done: list[Renewal] = []
@@ -207,17 +309,20 @@ def _renew(
                 key_type=opts.key_type,
                 fmt=opts.fmt,
                 p12_passphrase=opts.p12_passphrase,
-                hook=opts.deploy_hook is not None,
+                hook=deploy,
                 allow_tls13_only=opts.force,
             )
     return RenewResult(opts, plan, resumed, done), dirs
 
 
-def _check_hook_flags(opts: RenewOptions) -> None:
+def _check_hook_flags(opts: RenewOptions, hooks: HookSet) -> None:
     if opts.run_deploy_hooks and not opts.dry_run:
         raise UsageError("--run-deploy-hooks goes with --dry-run (a real renewal runs the hook)")
-    if opts.run_deploy_hooks and opts.deploy_hook is None:
-        raise UsageError("--run-deploy-hooks needs --deploy-hook CMD")
+    if opts.run_deploy_hooks and not hooks:
+        raise UsageError(
+            "--run-deploy-hooks needs --deploy-hook, --pre-hook or --post-hook CMD, or "
+            "--hooks-dir DIR"
+        )
 
 
 def _refuse_during_rotation(ca_dir: Path, out_root: Path) -> None:
@@ -258,19 +363,42 @@ def _warn_loose_dirs(view: RenewView, plan: RenewalPlan, dirs: dict[str, Path]) 
             view.warn(loose)
 
 
-def _run_hooks(
-    opts: RenewOptions, command: str, deployments: list[Deployment], view: RenewView
+def _run_deploys(
+    opts: RenewOptions, hooks: Sequence[Hook], deployments: list[Deployment], view: RenewView
 ) -> list[HookRun]:
-    """Run the deploy hook once per deployment; its output goes to the view, never to stdout."""
+    """Run every deploy hook once per deployment, in order; a version counts as deployed (not
+    retried next run) when all of them succeeded. Output goes to the view, never to stdout."""
     results: list[HookRun] = []
-    for dep in deployments:
-        ran = run_hook(command, deploy_env(dep, dry_run=opts.dry_run), exclude=opts.hidden)
-        for line in ran.output.splitlines():
-            view.hook_output(dep.user, ran.ok, line)
-        if ran.ok and not opts.dry_run:
+    for dep in deployments if hooks else []:
+        env = deploy_env(dep, dry_run=opts.dry_run)
+        runs = [_run_one(opts, hook, env, view, user=dep.user, serial=dep.serial) for hook in hooks]
+        if all(r.ok for r in runs) and not opts.dry_run:
             mark_deployed(dep)
-        results.append(HookRun(dep.user, dep.serial, ran.returncode, ran.ok))
+        results += runs
     return results
+
+
+def _run_stage(
+    opts: RenewOptions, hooks: Sequence[Hook], env: dict[str, str], view: RenewView
+) -> list[HookRun]:
+    """Run a pre or post stage: every hook once, in order, each whatever the others did."""
+    return [_run_one(opts, hook, env, view) for hook in hooks]
+
+
+def _run_one(
+    opts: RenewOptions,
+    hook: Hook,
+    env: dict[str, str],
+    view: RenewView,
+    *,
+    user: str = "",
+    serial: str = "",
+) -> HookRun:
+    ran = run_hook(hook.command, env, exclude=opts.hidden)
+    result = HookRun(user, serial, ran.returncode, ran.ok, hook.stage, hook.label)
+    for line in ran.output.splitlines():
+        view.hook_output(result, line)
+    return result
 
 
 def _dry_deployments(
@@ -304,6 +432,29 @@ def _users(failed: list[HookRun]) -> str:
     return ", ".join(f"{h.user} (exit {h.exit_code})" for h in failed)
 
 
+def _hooks_failed(failed: list[HookRun], dry_run: bool) -> str:
+    """One sentence per failed stage, saying what stays done."""
+    parts: list[str] = []
+    pre = [h for h in failed if h.stage == "pre"]
+    deploy = [h for h in failed if h.stage == "deploy"]
+    post = [h for h in failed if h.stage == "post"]
+    if pre:
+        parts.append(
+            f"the pre hook {_labels(pre)} failed: nothing was renewed (the next run tries again)"
+        )
+    if deploy:
+        again = "" if dry_run else "; the new files are in place and the hook runs again next time"
+        parts.append(f"the deploy hook failed for {_users(deploy)}{again}")
+    if post:
+        done = "" if dry_run else " (the renewals are done)"
+        parts.append(f"the post hook {_labels(post)} failed{done}")
+    return "; ".join(parts)
+
+
+def _labels(failed: list[HookRun]) -> str:
+    return ", ".join(f"{h.hook!r} (exit {h.exit_code})" for h in failed)
+
+
 def _skipped_summary(skipped: list[Skipped], failed: list[HookRun], dry_run: bool) -> str:
     """The error a run with skipped users ends with (exit 3), after everyone else was done."""
     serials = ", ".join(s.record.serial_hex for s in skipped)
@@ -313,5 +464,5 @@ def _skipped_summary(skipped: list[Skipped], failed: list[HookRun], dry_run: boo
         f"other due certificate {others}"
     )
     if failed:
-        text += f"; the deploy hook also failed for {_users(failed)}"
+        text += f"; also, {_hooks_failed(failed, dry_run)}"
     return text

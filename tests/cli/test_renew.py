@@ -283,7 +283,16 @@ def test_hook_gets_the_renewal_in_its_environment(enc_ca_dir: Path, tmp_path: Pa
         "RDSSSL_OUT_DIR": str(alice),
         "RDSSSL_DRY_RUN": "0",
     }  # and no RDSSSL_CA_PASSPHRASE: the hook has no business with the CA key
-    assert result.json()["hooks"] == [{"user": "alice", "serial": new, "exit_code": 0, "ok": True}]
+    assert result.json()["hooks"] == [
+        {
+            "stage": "deploy",
+            "hook": hook,
+            "user": "alice",
+            "serial": new,
+            "exit_code": 0,
+            "ok": True,
+        }
+    ]
 
 
 SECRETS = {

@@ -194,3 +194,66 @@ def test_crl_refresh_records_its_last_success_and_a_failure_leaves_it(
     assert failed.exit_code == 4, failed.stderr
     assert read_metrics(recorded.read_text())["rdsssl_last_success_timestamp_seconds"] == family
     assert not prom.exists()  # FILE itself is check's
+
+
+# --- --nagios: a plugin's exit codes and output --------------------------------------------------
+
+
+def _plugin(stdout: str) -> tuple[str, str, dict[str, int], list[str]]:
+    """(state, text, perfdata, long output) of a plugin's stdout."""
+    first, *rest = stdout.splitlines()
+    status, _, perf = first.partition("|")
+    head, _, text = status.partition(" - ")
+    assert head.startswith("RDSSSL ") and "|" not in "".join(rest)
+    values = {k: int(v.split(";")[0]) for k, v in (p.split("=") for p in perf.split())}
+    return head.removeprefix("RDSSSL "), text, values, rest
+
+
+def test_nagios_ok_warning_critical(cloud: Cloud, ca_dir: Path, tmp_path: Path) -> None:
+    good, near = cloud.emu.instance_ids
+    cloud.configure(good, ca_dir)
+    cloud.configure(near, ca_dir)
+    well = cloud.cli("check", good, near, "--ca-dir", ca_dir, "--nagios")
+    assert well.exit_code == 0, well.stderr
+    state, text, perf, rest = _plugin(well.stdout)
+    assert (state, text, rest) == ("OK", "3 checked, all well", [])
+    assert perf == {"checked": 3, "ok": 3, "warning": 0, "unknown": 0, "critical": 0}
+
+    cloud.configure(near, ca_dir, crl_days=10)
+    warned = cloud.cli("check", good, near, "--nagios")
+    assert warned.exit_code == 1, warned.stdout + warned.stderr
+    state, text, perf, rest = _plugin(warned.stdout)
+    assert state == "WARNING" and text.startswith(f"2 checked, 1 warning; {near}: warning: ")
+    assert perf["warning"] == 1 and perf["ok"] == 1
+    assert len(rest) == 1 and rest[0].startswith(f"{near}: warning: ") and "crl refresh" in rest[0]
+
+    with CaStore.open(ca_dir) as store:  # a revoked certificate still accepted: critical
+        store.unlock(None)
+        now = datetime.now(timezone.utc)
+        issued = store.issue(user="eve", key_type=KeyType.EC_P256, days=30, now=now)
+        store.revoke(serial=issued.record.serial, now=now)
+    prom = tmp_path / "rdsssl.prom"
+    critical = cloud.cli(
+        "check", good, near, "pgm-doesnotexist00", "--ca-dir", ca_dir, "--nagios",
+        "--prometheus", prom,
+    )  # fmt: skip
+    assert critical.exit_code == 2, critical.stdout + critical.stderr
+    state, text, perf, rest = _plugin(critical.stdout)
+    assert state == "CRITICAL" and perf["critical"] == 2 and perf["unknown"] == 1
+    assert rest[0].split(": ")[1] == "critical" and issued.record.serial_hex in critical.stdout
+    assert "pgm-doesnotexist00: unknown: " in critical.stdout
+    assert (tmp_path / "rdsssl-last-success-check.prom").is_file()  # the check ran
+
+
+def test_nagios_unknown_when_an_instance_cannot_be_checked_or_nothing_is_selected(
+    cloud: Cloud, ca_dir: Path
+) -> None:
+    good = cloud.emu.instance_ids[0]
+    cloud.configure(good, ca_dir)
+    gone = cloud.cli("check", good, "pgm-doesnotexist00", "--nagios")
+    assert gone.exit_code == 3
+    state, text, perf, _ = _plugin(gone.stdout)
+    assert state == "UNKNOWN" and "pgm-doesnotexist00: unknown: " in text and perf["ok"] == 1
+    for args in (("check", "--nagios"), ("--json", "check", "--ca-dir", ca_dir, "--nagios")):
+        refused = cloud.cli(*args)
+        assert refused.exit_code == 3 and refused.stdout.startswith("RDSSSL UNKNOWN - ")

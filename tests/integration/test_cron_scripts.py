@@ -1,6 +1,7 @@
-"""The cron wrappers in scripts/cron/, run for real: bash, flock(1) and the installed `rdsssl`.
+"""The cron jobs run for real: the one-line shims in scripts/cron/ (`exec rdsssl cron JOB`) and
+`rdsssl cron JOB` itself, with the installed `rdsssl` in child processes.
 
-The wrappers refuse what another user could have prepared: a lock directory that is not ours
+The jobs refuse what another user could have prepared: a lock directory that is not ours
 and 0700 (by default a private one under the state dir), and an env file someone else can write.
 
 renew-client-certs works on a temporary CA store; refresh-crl and check talk to a state-only
@@ -11,12 +12,16 @@ The emulator set-up helpers are shared with the crl refresh end-to-end tests.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -283,3 +288,81 @@ def test_check_exits_0_when_well_and_10_with_findings(
     assert action.returncode == 10, action.stderr
     assert "bob" in action.stdout and "rdsssl cert renew" in action.stdout  # the cron mail
     assert not cloud.modifies()[1:]  # check changes nothing (the one call is the set-up)
+
+
+def documents(text: str) -> list[Any]:
+    """The JSON documents appended one after the other to a log."""
+    found: list[Any] = []
+    decoder, at = json.JSONDecoder(), 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        doc, at = decoder.raw_decode(text, at)
+        found.append(doc)
+    return found
+
+
+def test_check_with_a_json_log_still_prints_the_findings_on_exit_10(
+    cloud: Cloud, cloud_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The JSON document goes to the log; the cron mail still gets the human findings."""
+    log = tmp_path / "check.jsonl"
+    env = {**cloud_env, "RDSSSL_JSON_LOG": str(log)}
+    well = run_script("check", env)
+    assert well.returncode == 0 and well.stdout == "", well.stderr
+    issue(Path(cloud_env["RDSSSL_CA_DIR"]), "bob", tmp_path / "bob", "--days", "5")
+    env_file = write_env_file(tmp_path / "cron.env", env)
+    direct = subprocess.run(
+        [str(RDSSSL), "cron", "check", "--env-file", str(env_file)],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert direct.returncode == 10, direct.stderr
+    assert "bob" in direct.stdout and "rdsssl cert renew" in direct.stdout
+    assert direct.stdout.startswith("INSTANCE / STORE")
+    first, second = documents(log.read_text())
+    assert first["exit_code"] == 0 and second["exit_code"] == 10
+    assert any(f["code"] == "renewal-due" for f in second["stores"][0]["findings"])
+
+
+def test_cron_renew_passes_the_pre_and_post_hooks_on(
+    renew_env: dict[str, str], tmp_path: Path
+) -> None:
+    for user in ("alice", "bob"):
+        issue(Path(renew_env["RDSSSL_CA_DIR"]), user, tmp_path / "out" / user, "--days", "5")
+    log = tmp_path / "hooks.log"
+    env = {
+        **renew_env,
+        "RDSSSL_PRE_HOOK": f"echo pre >> {log}",
+        "RDSSSL_POST_HOOK": f'echo "post $RDSSSL_RENEWED_USERS" >> {log}',
+    }
+    result = run_script("renew-client-certs", env)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr
+    assert log.read_text().splitlines() == ["pre", "post alice bob"]  # one reload for both
+
+
+def test_sigterm_to_the_job_reaches_rdsssl_and_the_lock_is_released(
+    renew_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`timeout` or a person stopping the job: rdsssl is told too (it stops its hook and exits
+    143), so nothing keeps running, or holding the lock, behind the job's back."""
+    issue(Path(renew_env["RDSSSL_CA_DIR"]), "alice", tmp_path / "out" / "alice", "--days", "5")
+    started = tmp_path / "hook.pid"
+    env = {**renew_env, "RDSSSL_PRE_HOOK": f"echo $$ > {started}; exec sleep 60"}
+    base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    job = subprocess.Popen(
+        [str(RDSSSL), "cron", "renew"], env={**base, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (started.exists() and started.read_text().strip()):
+        assert time.monotonic() < deadline and job.poll() is None, job.communicate()
+        time.sleep(0.05)
+    hook = int(started.read_text())
+    job.send_signal(signal.SIGTERM)
+    _out, err = job.communicate(timeout=30)
+    assert job.returncode == 143, err
+    with pytest.raises(ProcessLookupError):
+        os.kill(hook, 0)  # the hook was stopped with rdsssl
+    assert len(rows_of(Path(renew_env["RDSSSL_CA_DIR"]))) == 1  # nothing renewed
+    again = run_script("renew-client-certs", renew_env)  # the lock is free again
+    assert again.returncode == 0, again.stderr
