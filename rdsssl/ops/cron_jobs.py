@@ -288,7 +288,7 @@ def run_job(job: Job, env: Mapping[str, str], *, as_json: bool) -> JobRun:
     log is kept) with ``env`` as its environment; its stderr is ours (the cron mail), its
     stdout is returned. SIGTERM is passed on to the child, whose own handler then reports."""
     argv = job.argv(env)
-    flags = ["--quiet", *(["--json"] if as_json else [])]
+    flags = ["--quiet", *(["--json-lines"] if as_json else [])]
     with job_lock(lock_dir(env), job.lock_name) as fd:
         child = subprocess.Popen(
             [sys.executable, "-m", "rdsssl", *flags, *argv],

@@ -187,5 +187,6 @@ def test_an_encrypted_store_is_unlocked_once_per_run_however_many_instances(
         "--min-remaining", "300d", "--days", "301", "--no-wait", "--yes", "--rate", "200",
     )  # fmt: skip
     assert refreshed.exit_code == 0, refreshed.stderr
-    assert refreshed.json()["summary"] == {"total": len(tagged), "sent": len(tagged)}  # --no-wait: sent, not seen
+    # --no-wait: sent, not seen
+    assert refreshed.json()["summary"] == {"total": len(tagged), "sent": len(tagged)}
     assert runs == [[str(enc / "ca.key")]] * 2  # one unlock per run, not one per instance

@@ -83,7 +83,14 @@ def _set_acl(cloud: Cloud, tmp: Path) -> Result:
 
 
 # what each case exits with when it is not 0: the document says so as well (`ok` false)
-EXIT_CODES = {"cert needs-renewal": 1, "check": 10, "service-profile record": 2}
+EXIT_CODES = {
+    "cert needs-renewal": 1,
+    "check": 10,
+    "service-profile record": 2,
+    "cron check": 2,
+    "cron renew": 2,
+    "cron refresh-crl": 2,
+}
 
 CASES: dict[str, Case] = {
     "ca init": lambda c, t: c.cli("--json", "ca", "init", "--ca-dir", t / "x", "--no-passphrase"),
@@ -195,6 +202,12 @@ CASES: dict[str, Case] = {
         "--dry-run",
     ),
     "rotate status": lambda c, t: c.cli("--json", "rotate", "status", "--ca-dir", _store(c, t)[0]),
+    "cron install": lambda c, t: c.cli("--json", "cron", "install", "--print"),
+    # the cron jobs keep their documents in RDSSSL_JSON_LOG (tests/integration/
+    # test_cron_scripts.py checks that log); on stdout --json is refused with a document
+    "cron check": lambda c, t: c.cli("--json", "cron", "check"),
+    "cron renew": lambda c, t: c.cli("--json", "cron", "renew"),
+    "cron refresh-crl": lambda c, t: c.cli("--json", "cron", "refresh-crl"),
     # The success document of a recording is checked in test_service_profile_record.py (a
     # recording takes minutes of restarts); here: its refusal without --throwaway.
     "service-profile record": lambda c, t: c.cli(

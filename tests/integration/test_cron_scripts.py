@@ -320,6 +320,7 @@ def test_check_with_a_json_log_still_prints_the_findings_on_exit_10(
     assert "bob" in direct.stdout and "rdsssl cert renew" in direct.stdout
     assert direct.stdout.startswith("INSTANCE / STORE")
     first, second = documents(log.read_text())
+    assert len(log.read_text().splitlines()) == 2  # JSON Lines: one document per run and line
     assert first["exit_code"] == 0 and second["exit_code"] == 10
     assert any(f["code"] == "renewal-due" for f in second["stores"][0]["findings"])
 
