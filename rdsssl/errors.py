@@ -157,6 +157,7 @@ class StalePlan(PlanChanged):
 
 
 class HookFailed(RdsSslError):
-    """A deploy hook exited non-zero; the renewals themselves stay done (exit 1, as certbot)."""
+    """A renewal hook (pre, deploy or post) exited non-zero; the renewals themselves stay done
+    (exit 1, as certbot)."""
 
     exit_code = ExitCode.UNEXPECTED
