@@ -4,12 +4,16 @@ certificates per run, checked whole before anything is written, one unlock, one 
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 
+from rdsssl.errors import InputError
+from rdsssl.models import KeyType
+from rdsssl.ops.client_issue import BatchOptions, ClientSpec, issue_many
 from rdsssl.pki import crypto
 from rdsssl.store import ca_key
 from rdsssl.store.records import parse_time
@@ -327,3 +331,35 @@ def test_the_serials_printed_by_a_batch_feed_a_serials_file(ca_dir: Path, tmp_pa
     assert revoked.exit_code == 0, revoked.stderr
     assert len(revoked.stdout.splitlines()) == 2
     assert "revoked 2 certificates (0 already revoked)" in revoked.stderr
+
+
+# --- the library: files that cannot be written after the COMMIT -------------------------------
+
+
+def test_files_that_fail_after_the_commit_name_their_serials_and_the_rest_are_written(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a parent directory should be")
+    options = BatchOptions(
+        ca_dir=ca_dir,
+        clients=(
+            ClientSpec("alice", 30, KeyType.EC_P256, out_dir=tmp_path / "alice"),
+            ClientSpec("bob", 30, KeyType.EC_P256, out_dir=blocker / "bob"),
+            ClientSpec("carol", 30, KeyType.EC_P256, out_dir=tmp_path / "carol"),
+        ),
+        now=datetime.now(timezone.utc),
+    )
+    with pytest.raises(InputError) as failed:
+        issue_many(options, unlock=lambda store: store.unlock(None), warn=lambda _: None)
+    rows = {r["cn"]: r["serial"] for r in listed(ca_dir)}
+    assert sorted(rows) == ["alice", "bob", "carol"]  # all recorded: each can be revoked
+    message = str(failed.value)
+    assert message.startswith(
+        f"1 of 3 certificates are recorded but their files were not written: bob {rows['bob']} ("
+    )
+    assert "the other 2 were written" in message
+    assert f"(serials: {rows['bob']})" in message
+    for user in ("alice", "carol"):
+        cert = x509.load_pem_x509_certificate((tmp_path / user / "client.crt").read_bytes())
+        assert format(cert.serial_number, "x") == rows[user]
