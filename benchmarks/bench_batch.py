@@ -140,8 +140,8 @@ def bench_round(
     single_total = 0.0
     for i in range(sizes.single_sample):
         user = f"r{r}single{i}"
-        single_args = [*rdsssl_command(), "-q", "cert", "issue", "--ca-dir", store]
-        single_args += ["--user", user, "--out", root / "single" / user]
+        single_args: list[str | Path] = [*rdsssl_command(), "-q", "cert", "issue"]
+        single_args += ["--ca-dir", store, "--user", user, "--out", root / "single" / user]
         single_total += time_command([*single_args, "--key-type", key_type.value], cwd=root)
     return openssl_s, batch_s, single_total / sizes.single_sample
 
@@ -150,8 +150,10 @@ def bench_key_type(openssl: str, tmp: Path, key_type: KeyType, sizes: Sizes) -> 
     ca_dir = make_openssl_ca(openssl, tmp, key_type)
     store = ca_dir / "store"
     cert, key = ca_dir / "ca.crt", ca_dir / "ca.key"
-    import_args: list[str | Path] = ["ca", "import", "--ca-dir", store, "--cert", cert, "--key", key]
-    run([*rdsssl_command(), "-q", *import_args], cwd=ca_dir)
+    run(
+        [*rdsssl_command(), "-q", "ca", "import", "--ca-dir", store, "--cert", cert, "--key", key],
+        cwd=ca_dir,
+    )
     samples = Samples([], [], [])
     for r in range(sizes.rounds):
         openssl_s, batch_s, single_s = bench_round(openssl, ca_dir, store, key_type, sizes, r)

@@ -262,8 +262,8 @@ def test_sigkill_during_batches_leaves_each_batch_recorded_whole_or_not_at_all(
             rows = store.certificates()
         per_batch: dict[str, int] = {}
         for row in rows:
-            batch = row.cn.split("u")[0]
-            per_batch[batch] = per_batch.get(batch, 0) + 1
+            prefix = row.cn.split("u")[0]
+            per_batch[prefix] = per_batch.get(prefix, 0) + 1
         # batches restart from b0 each round: a count is a whole number of batches
         assert all(count % size == 0 for count in per_batch.values()), per_batch
         known = {r.serial for r in rows}
