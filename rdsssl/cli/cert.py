@@ -78,7 +78,8 @@ def cert() -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Overwrite existing files in --out; allow a key type that fails over TLS 1.2 (ec-p384).",
+    help="Overwrite existing files in the output directories; allow a key type that fails over "
+    "TLS 1.2 (ec-p384).",
 )
 @passphrase_file_option
 @wait_lock_option
