@@ -95,21 +95,31 @@ def _select_all(
     problems: list[str] = []
     first: dict[int, str] = {}
     for sel in selections:
+        label = sel.label or _describe(sel)
         try:
             record = _select_one(inv, ca_certs, sel, now)
         except InputError as exc:
-            problems.append(f"{sel.label}: {exc}")
+            problems.append(f"{label}: {exc}")
             continue
         if record.serial in first:
             problems.append(
-                f"{sel.label}: serial {record.serial_hex} is also on {first[record.serial]}"
+                f"{label}: serial {record.serial_hex} is also on {first[record.serial]}"
             )
             continue
-        first[record.serial] = sel.label
+        first[record.serial] = label
         records.append(record)
     if problems:
         raise refusal(problems, total=len(selections), what="revoked")
     return records
+
+
+def _describe(sel: Selection) -> str:
+    """A selection without a label, for messages."""
+    if sel.serial is not None:
+        return f"serial {crypto.serial_hex(sel.serial)}"
+    if sel.user is not None:
+        return f"user {sel.user!r}"
+    return sel.cert_source
 
 
 def _select_one(

@@ -633,6 +633,14 @@ def test_revoke_many_refuses_the_whole_batch_naming_every_bad_entry(store: CaSto
     assert _inventory_bytes(store) == before
 
 
+def test_revoke_many_names_unlabelled_selections_by_what_they_select(store: CaStore) -> None:
+    with pytest.raises(InputError) as refused:
+        store.revoke_many([Selection(serial=0xABC), Selection(user="nobody")], now=NOW)
+    message = str(refused.value)
+    assert "serial abc: no certificate with serial abc" in message
+    assert "user 'nobody': no valid certificate for user 'nobody'" in message
+
+
 def test_revoke_many_revokes_in_one_go_and_keeps_an_earlier_revocation(store: CaStore) -> None:
     alice, bob = store.issue_many(
         [IssueRequest("alice", KeyType.EC_P256, 30), IssueRequest("bob", KeyType.EC_P256, 30)],
