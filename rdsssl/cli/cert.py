@@ -113,9 +113,10 @@ def issue(
       rdsssl cert issue --ca-dir ./ca --users-file users.txt --out-root ./clients
     """
     app = get_app()
-    clients = _clients(users, users_file, days=days, key_type=KeyType(key_type), now=app.now())
+    now = app.now()
     if out_dir is not None and out_root is not None:
         raise click.UsageError("--out and --out-root contradict each other; pass one")
+    clients = _clients(users, users_file, days=days, key_type=KeyType(key_type), now=now)
     if out_dir is not None and len(clients) != 1:
         raise click.UsageError(
             f"--out is the directory of one user, and {len(clients)} are named; pass "
@@ -124,7 +125,7 @@ def issue(
     options = BatchOptions(
         ca_dir=ca_dir,
         clients=tuple(dataclasses.replace(c, out_dir=out_dir) for c in clients),
-        now=app.now(),
+        now=now,
         out_root=out_root,
         fmt=fmt,
         p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
