@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
 
+from rdsssl.cli.app import App
 from rdsssl.cli.common import (
     ca_dir_option,
     days_option,
@@ -29,10 +32,12 @@ from rdsssl.cli.needs_renewal import needs_renewal_cmd
 from rdsssl.cli.renew import renew
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
-from rdsssl.ops.client_issue import IssueOptions
-from rdsssl.ops.client_issue import issue as issue_client
+from rdsssl.ops import batch_input
+from rdsssl.ops.client_issue import BatchOptions, ClientSpec, IssueResult, issue_many
 from rdsssl.pki import crypto
 from rdsssl.store.fsutil import atomic_write
+from rdsssl.store.records import RevokeResult
+from rdsssl.store.revocation import Selection
 
 __all__ = ["cert"]
 
@@ -44,61 +49,129 @@ def cert() -> None:
 
 @cert.command("issue")
 @ca_dir_option
-@click.option("--user", required=True, help="Database user name: the certificate CN.")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="Database user name: the certificate CN. Repeatable.",
+)
+@click.option(
+    "--users-file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Issue for every user in FILE ('-': stdin): one name per line, or CSV with the "
+    "header user,days,key-type (days, key-type optional). # comments and blank lines ignored.",
+)
 @days_option
 @key_type_option(KeyType.EC_P256)
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Output directory (default: ./USER), created 0700.",
+    help="Output directory of the one user (default: ./USER), created 0700.",
+)
+@click.option(
+    "--out-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Files of each user go to OUT_ROOT/USER/ (default: ./USER).",
 )
 @format_options
 @click.option(
     "--force",
     is_flag=True,
-    help="Overwrite existing files in --out; allow a key type that fails over TLS 1.2 (ec-p384).",
+    help="Overwrite existing files in the output directories; allow a key type that fails over "
+    "TLS 1.2 (ec-p384).",
 )
 @passphrase_file_option
 @wait_lock_option
 @json_option
 def issue(
     ca_dir: Path,
-    user: str,
+    users: tuple[str, ...],
+    users_file: Path | None,
     days: int,
     key_type: str,
     out_dir: Path | None,
+    out_root: Path | None,
     fmt: str,
     p12_passphrase_env: str | None,
     force: bool,
     passphrase_file: Path | None,
     wait_lock: float,
 ) -> None:
-    """Issue a key and client certificate for a database user.
+    """Issue a key and client certificate for one or many database users.
 
     Writes client.crt, client.key (0600) and root.crt (the client CA) into --out. For
     sslmode=verify-full the client also needs the instance's server CA as sslrootcert.
 
+    Several users (--user repeated, --users-file): every name is checked first (a refusal
+    issues nothing), the CA key is unlocked once, every certificate is recorded in one
+    transaction; one line per user on stdout: USER, SERIAL, NOT AFTER, DIRECTORY (tabs).
+
     \b
-    Example:
+    Examples:
       rdsssl cert issue --ca-dir ./ca --user alice --out ./alice
+      rdsssl cert issue --ca-dir ./ca --users-file users.txt --out-root ./clients
     """
     app = get_app()
-    options = IssueOptions(
+    now = app.now()
+    if out_dir is not None and out_root is not None:
+        raise click.UsageError("--out and --out-root contradict each other; pass one")
+    clients = _clients(users, users_file, days=days, key_type=KeyType(key_type), now=now)
+    if out_dir is not None and len(clients) != 1:
+        raise click.UsageError(
+            f"--out is the directory of one user, and {len(clients)} are named; pass "
+            "--out-root ROOT (files go to ROOT/USER/)"
+        )
+    options = BatchOptions(
         ca_dir=ca_dir,
-        user=user,
-        days=days,
-        key_type=KeyType(key_type),
-        now=app.now(),
-        out_dir=out_dir,
+        clients=tuple(dataclasses.replace(c, out_dir=out_dir) for c in clients),
+        now=now,
+        out_root=out_root,
         fmt=fmt,
         p12_passphrase=p12_passphrase(fmt, p12_passphrase_env),
         force=force,
         wait_lock=wait_lock,
     )
-    done = issue_client(
+    done = issue_many(
         options, unlock=lambda store: unlock(app, store, passphrase_file), warn=app.warn
     )
+    if users_file is None and len(users) == 1:
+        _report_one(app, done[0])
+    else:
+        _report_many(app, done)
+
+
+def _clients(
+    users: tuple[str, ...], users_file: Path | None, *, days: int, key_type: KeyType, now: datetime
+) -> list[ClientSpec]:
+    """The users of ``cert issue``: every --user, then the users file's, with their options."""
+    if not users and users_file is None:
+        raise click.UsageError("name the users: --user NAME (repeatable) or --users-file FILE")
+    clients = [ClientSpec(user, days, key_type, label=f"--user {user!r}") for user in users]
+    if users_file is not None:
+        source = "stdin" if str(users_file) == "-" else str(users_file)
+        text = batch_input.decode(_read_file(users_file, "a users file"), source)
+        clients.extend(
+            ClientSpec(
+                line.user,
+                days if line.days is None else line.days,
+                key_type if line.key_type is None else line.key_type,
+                label=line.label,
+            )
+            for line in batch_input.read_users(text, source=source, now=now)
+        )
+    return clients
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    """The bytes of FILE, or of stdin for '-'."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    return read_input(path, what)
+
+
+def _report_one(app: App, done: IssueResult) -> None:
+    """The single form's output, as it has always been: the document and two messages."""
     record, files = done.issued.record, done.files
     app.result(
         {
@@ -109,10 +182,33 @@ def issue(
     )
     warn_truncated(app, record, done.issued.truncated)
     app.info(
-        f"issued certificate {record.serial_hex} for {user} ({record.key_type}), "
+        f"issued certificate {record.serial_hex} for {record.cn} ({record.key_type}), "
         f"valid until {iso(record.not_after)}"
     )
     app.info("wrote " + ", ".join(str(p) for p in files))
+
+
+def _report_many(app: App, done: list[IssueResult]) -> None:
+    """A batch: ``issued``, one single-form document per certificate, and a line per user."""
+    now = app.now()
+    app.result(
+        {
+            "issued": [
+                {
+                    "certificate": d.issued.record.to_json(now),
+                    "files": [str(p) for p in d.files],
+                    "truncated": d.issued.truncated,
+                }
+                for d in done
+            ]
+        }
+    )
+    for d in done:
+        record = d.issued.record
+        folder = d.files[0].parent if d.files else ""
+        app.out(f"{record.cn}\t{record.serial_hex}\t{iso(record.not_after)}\t{folder}")
+        warn_truncated(app, record, d.issued.truncated)
+    app.info(f"issued {len(done)} certificates")
 
 
 @cert.command("sign")
@@ -250,6 +346,12 @@ def list_(ca_dir: Path, user: str | None, status: str) -> None:
 )
 @click.option("--user", help="The user's only valid certificate (refused when ambiguous).")
 @click.option(
+    "--serials-file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Every serial in FILE ('-': stdin), one per line in hex; # comments ignored. All or "
+    "nothing.",
+)
+@click.option(
     "--reason",
     type=click.Choice([r.value for r in RevocationReason], case_sensitive=False),
     default=RevocationReason.UNSPECIFIED.value,
@@ -263,41 +365,77 @@ def revoke(
     serial: str | None,
     cert_file: Path | None,
     user: str | None,
+    serials_file: Path | None,
     reason: str,
     wait_lock: float,
 ) -> None:
-    """Revoke a certificate (takes effect once a CRL is built and deployed).
+    """Revoke certificates (takes effect once a CRL is built and deployed).
+
+    --serials-file revokes every serial in one transaction, or none: an unknown serial, a CA
+    certificate or a serial listed twice refuses the whole file, naming each line. A serial
+    already revoked is no error and no change (its first revocation is kept), as with --serial.
+    One line per serial on stdout: SERIAL, CN, revoked | already-revoked (tabs).
 
     \b
     Examples:
       rdsssl cert revoke --ca-dir ./ca --serial 1f3a9c --reason keyCompromise
       rdsssl cert revoke --ca-dir ./ca --cert alice/client.crt
       rdsssl cert revoke --ca-dir ./ca --user alice
+      rdsssl cert revoke --ca-dir ./ca --serials-file leavers.txt
     """
     app = get_app()
-    chosen = sum(x is not None for x in (serial, cert_file, user))
+    chosen = sum(x is not None for x in (serial, cert_file, user, serials_file))
     if chosen != 1:
         raise click.UsageError(
-            "select the certificate with exactly one of --serial, --cert, --user"
+            "select the certificate with exactly one of --serial, --cert, --user, --serials-file"
         )
     canonical = next(r for r in RevocationReason if r.value.lower() == reason.lower())
-    serial_int = crypto.parse_serial(serial) if serial is not None else None
-    cert_pem = read_input(cert_file, "a certificate") if cert_file is not None else None
+    if serials_file is not None:
+        source = "stdin" if str(serials_file) == "-" else str(serials_file)
+        text = batch_input.decode(_read_file(serials_file, "a serials file"), source)
+        selections = [
+            Selection(serial=line.serial, label=line.label)
+            for line in batch_input.read_serials(text, source=source)
+        ]
+    else:
+        selections = [
+            Selection(
+                serial=crypto.parse_serial(serial) if serial is not None else None,
+                cert_pem=read_input(cert_file, "a certificate") if cert_file is not None else None,
+                cert_source=str(cert_file),
+                user=user,
+            )
+        ]
     with open_store(ca_dir, wait_lock=wait_lock) as store:
-        result = store.revoke(
-            serial=serial_int,
-            cert_pem=cert_pem,
-            cert_source=str(cert_file),
-            user=user,
-            reason=canonical,
-            now=app.now(),
-        )
+        results = store.revoke_many(selections, reason=canonical, now=app.now())
+    if serials_file is None:
+        _report_revoked(app, results[0], canonical)
+        return
+    now = app.now()
+    app.result(
+        {"revoked": [{"changed": r.changed, "certificate": r.record.to_json(now)} for r in results]}
+    )
+    for r in results:
+        state = "revoked" if r.changed else "already-revoked"
+        app.out(f"{r.record.serial_hex}\t{r.record.cn}\t{state}")
+    changed = sum(r.changed for r in results)
+    if not changed:
+        app.info(f"all {len(results)} certificates were already revoked; nothing changed")
+        return
+    app.info(
+        f"revoked {changed} certificates ({len(results) - changed} already revoked), reason "
+        f"{canonical.value}; build and deploy a CRL for them to take effect"
+    )
+
+
+def _report_revoked(app: App, result: RevokeResult, reason: RevocationReason) -> None:
+    """The output of one revocation, as it has always been."""
     record = result.record
     app.result({"changed": result.changed, "certificate": record.to_json(app.now())})
     if result.changed:
         app.info(
             f"revoked certificate {record.serial_hex} ({record.cn}), reason "
-            f"{canonical.value}; build and deploy a CRL for it to take effect"
+            f"{reason.value}; build and deploy a CRL for it to take effect"
         )
     else:
         app.info(

@@ -22,7 +22,7 @@ two-step form ``StagedFile``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -280,18 +280,30 @@ class CaStore:
         now: datetime,
         allow_tls13_only: bool = False,
     ) -> IssuedCert:
-        """A new key and client certificate for ``user``, recorded before anyone sees it. A key
-        type that fails over TLS 1.2 is refused before any key is made, unless
-        ``allow_tls13_only`` (`crypto.tls12_key_problem`)."""
-        key = issuing.new_client_key(user, key_type, allow_tls13_only=allow_tls13_only)
-        with self.locked():  # the key is made outside the lock: slow for RSA
-            return issuing.issue(
-                self._issuer(),
-                key,
-                user=user,
-                days=days,
-                now=now,
-                allow_tls13_only=allow_tls13_only,
+        """A new key and client certificate for ``user``, recorded before anyone sees it: a
+        batch of one (``issue_many``)."""
+        request = issuing.IssueRequest(user=user, key_type=key_type, days=days)
+        (issued,) = self.issue_many([request], now=now, allow_tls13_only=allow_tls13_only)
+        return issued
+
+    def issue_many(
+        self,
+        requests: Sequence[issuing.IssueRequest],
+        *,
+        now: datetime,
+        allow_tls13_only: bool = False,
+    ) -> list[IssuedCert]:
+        """A new key and client certificate for each request, in order, all recorded in ONE
+        inventory transaction before anyone sees them (`issuing.sign_and_record`): all or
+        nothing. Every request is checked (`issuing.check_request`: the role name, a key type
+        that fails over TLS 1.2 unless ``allow_tls13_only``) before any key is made; the keys
+        are made outside the lock (slow for RSA)."""
+        for request in requests:
+            issuing.check_request(request, allow_tls13_only=allow_tls13_only)
+        keyed = [(request, crypto.generate_key(request.key_type)) for request in requests]
+        with self.locked():
+            return issuing.issue_many(
+                self._issuer(), keyed, now=now, allow_tls13_only=allow_tls13_only
             )
 
     def sign_csr(
@@ -333,15 +345,29 @@ class CaStore:
         now: datetime,
     ) -> RevokeResult:
         """Mark one certificate revoked, selected by serial, by the certificate itself, or by
-        a user name that matches exactly one valid certificate. Already revoked: no change."""
+        a user name that matches exactly one valid certificate. Already revoked: no change. A
+        batch of one (``revoke_many``)."""
+        selection = revocation.Selection(
+            serial=serial, cert_pem=cert_pem, cert_source=cert_source, user=user
+        )
+        (result,) = self.revoke_many([selection], reason=reason, now=now)
+        return result
+
+    def revoke_many(
+        self,
+        selections: Sequence[revocation.Selection],
+        *,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        now: datetime,
+    ) -> list[RevokeResult]:
+        """Mark every selected certificate revoked in ONE inventory transaction, all or nothing
+        (`revocation.revoke_many`: a batch with any selection refused changes nothing and names
+        each). Needs no CA key: revoking only records; a CRL (``build_crl``) signs."""
         with self.locked():
-            return revocation.revoke(
+            return revocation.revoke_many(
                 self._inv,
                 [self._ca_cert, *(c for c, _ in self._inv.ca_certs())],
-                serial=serial,
-                cert_pem=cert_pem,
-                cert_source=cert_source,
-                user=user,
+                selections,
                 reason=reason,
                 now=now,
             )

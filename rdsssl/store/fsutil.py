@@ -40,13 +40,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
+def atomic_write(
+    path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True, sync_dir: bool = True
+) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The temp file is created with ``O_EXCL`` and ``mode`` (then narrowed by the umask, never
     widened), so a private key is 0600 from its first byte. With ``overwrite=False`` the final step
     is ``link(2)``, which fails when ``path`` exists: "never overwrite" holds even against a file
     created by someone else between a check and the write. Raises ``FileExistsError`` then.
+
+    ``sync_dir=False`` leaves the directory's fsync (the rename surviving a power cut) to the
+    caller, who writes several files into one directory and then calls ``fsync_dir`` once; each
+    file is still complete (fsynced) before its rename.
     """
     directory = path.parent
     tmp = directory / f".{path.name}.tmp-{secrets.token_hex(4)}"
@@ -66,7 +72,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def make_private_dirs(path: Path) -> bool:

@@ -1,17 +1,23 @@
-"""Choosing the inventory row ``cert revoke`` marks revoked, and the one rule it never breaks:
+"""Choosing the inventory rows ``cert revoke`` marks revoked, and the one rule it never breaks:
 a CA certificate is never revoked (a CRL listing the store's own CA, or any CA of the chain,
 makes PostgreSQL refuse every certificate that CA issued).
 
 A certificate is selected by serial, by the certificate file itself (adopted into the inventory
 when it was issued outside rdsssl by this CA, e.g. with ``openssl ca``, so that it can be
-revoked), or by a user name that matches exactly one valid certificate. ``revoke`` runs
-``select`` and records the result inside one transaction (``CaStore.revoke`` holds the store
-lock).
+revoked), or by a user name that matches exactly one valid certificate. ``revoke_many`` runs
+``select`` for every ``Selection`` and records the result inside ONE transaction
+(``CaStore.revoke_many`` holds the store lock): all or nothing. A batch (``cert revoke
+--serials-file``) is refused whole when any selection is (each problem named by its label,
+e.g. the file and line), or when two select the same certificate; a certificate already revoked
+is no error but no change (``changed`` False, its first revocation kept), as for one. One
+certificate is a batch of one, and its errors are exactly those of ``select``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -23,39 +29,111 @@ from rdsssl.pki import crypto
 from rdsssl.store.db import Inventory
 from rdsssl.store.records import CertRecord, RevokeResult, format_time, utc_seconds
 
-__all__ = ["refuse_ca", "revoke", "select"]
+__all__ = ["Selection", "refusal", "refuse_ca", "revoke_many", "select"]
 
 
-def revoke(
+_LISTED = 10  # problems named in one refusal; the rest are counted
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One certificate to revoke: exactly one of ``serial``, ``cert_pem`` (read from
+    ``cert_source``) and ``user``. ``label`` names it in a batch's refusal (e.g. ``FILE line
+    3``)."""
+
+    serial: int | None = None
+    cert_pem: bytes | None = None
+    cert_source: str = "certificate"
+    user: str | None = None
+    label: str = ""
+
+
+def refusal(problems: Sequence[str], *, total: int, what: str) -> InputError:
+    """One error for a refused batch: ``nothing <what>``, how many of ``total`` entries were
+    refused, and the first problems (one line: errors leave on one line)."""
+    shown = "; ".join(problems[:_LISTED])
+    more = f"; and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+    return InputError(f"nothing {what}: {len(problems)} of {total} entries refused: {shown}{more}")
+
+
+def revoke_many(
     inv: Inventory,
     ca_certs: list[x509.Certificate],
+    selections: Sequence[Selection],
     *,
-    serial: int | None,
-    cert_pem: bytes | None,
-    cert_source: str,
-    user: str | None,
     reason: RevocationReason,
     now: datetime,
-) -> RevokeResult:
-    """Mark the selected certificate revoked in one transaction (the caller holds the store
-    lock). Already revoked: no change."""
+) -> list[RevokeResult]:
+    """Mark every selected certificate revoked in one transaction (the caller holds the store
+    lock), in the order given. Already revoked: no change for that one."""
     with inv.transaction():
-        record = select(
-            inv,
-            ca_certs,
-            serial=serial,
-            cert_pem=cert_pem,
-            cert_source=cert_source,
-            user=user,
-            now=now,
-        )
-        if record.status is CertStatus.REVOKED:
-            return RevokeResult(record=record, changed=False)
-        revoked = dataclasses.replace(
-            record, status=CertStatus.REVOKED, revoked_at=utc_seconds(now), reason=reason
-        )
-        inv.replace(revoked)
-    return RevokeResult(record=revoked, changed=True)
+        records = _select_all(inv, ca_certs, selections, now)
+        results: list[RevokeResult] = []
+        for record in records:
+            if record.status is CertStatus.REVOKED:
+                results.append(RevokeResult(record=record, changed=False))
+                continue
+            revoked = dataclasses.replace(
+                record, status=CertStatus.REVOKED, revoked_at=utc_seconds(now), reason=reason
+            )
+            inv.replace(revoked)
+            results.append(RevokeResult(record=revoked, changed=True))
+    return results
+
+
+def _select_all(
+    inv: Inventory,
+    ca_certs: list[x509.Certificate],
+    selections: Sequence[Selection],
+    now: datetime,
+) -> list[CertRecord]:
+    """The row of every selection (inside the caller's transaction), or one InputError naming
+    every selection refused and every certificate selected twice."""
+    if len(selections) == 1:
+        return [_select_one(inv, ca_certs, selections[0], now)]
+    records: list[CertRecord] = []
+    problems: list[str] = []
+    first: dict[int, str] = {}
+    for sel in selections:
+        label = sel.label or _describe(sel)
+        try:
+            record = _select_one(inv, ca_certs, sel, now)
+        except InputError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        if record.serial in first:
+            problems.append(
+                f"{label}: serial {record.serial_hex} is also on {first[record.serial]}"
+            )
+            continue
+        first[record.serial] = label
+        records.append(record)
+    if problems:
+        raise refusal(problems, total=len(selections), what="revoked")
+    return records
+
+
+def _describe(sel: Selection) -> str:
+    """A selection without a label, for messages."""
+    if sel.serial is not None:
+        return f"serial {crypto.serial_hex(sel.serial)}"
+    if sel.user is not None:
+        return f"user {sel.user!r}"
+    return sel.cert_source
+
+
+def _select_one(
+    inv: Inventory, ca_certs: list[x509.Certificate], sel: Selection, now: datetime
+) -> CertRecord:
+    return select(
+        inv,
+        ca_certs,
+        serial=sel.serial,
+        cert_pem=sel.cert_pem,
+        cert_source=sel.cert_source,
+        user=sel.user,
+        now=now,
+    )
 
 
 def select(

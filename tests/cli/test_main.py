@@ -21,9 +21,10 @@ CLOUD_MODULES = ("alibabacloud", "Tea", "darabonba", "psycopg")
 
 
 def test_usage_error_exits_2_with_clicks_hint() -> None:
-    result = invoke("cert", "issue", "--ca-dir", "x")
+    result = invoke("cert", "sign", "--ca-dir", "x")  # `cert issue` takes --user or --users-file
     assert result.exit_code == 2
-    assert "Missing option '--user'" in result.stderr
+    assert "Missing option '--csr'" in result.stderr
+    assert "Try 'rdsssl cert sign --help' for help." in result.stderr
     assert result.stdout == ""
 
 

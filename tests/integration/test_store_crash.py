@@ -213,3 +213,65 @@ def test_sigkill_during_ca_renewals_leaves_the_old_or_the_new_ca_current(
 
 def _history_certs(store: CaStore) -> list[x509.Certificate]:
     return [store.ca_cert, *(c for c, _ in store._inv.ca_certs())]
+
+
+BATCH_WORKER = """
+import sys, pathlib, datetime
+from rdsssl.models import KeyType
+from rdsssl.ops.client_issue import BatchOptions, ClientSpec, issue_many
+path, out, size = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+print("ready", flush=True)
+batch = 0
+while True:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    clients = tuple(ClientSpec(f"b{batch}u{i}", 30, KeyType.EC_P256) for i in range(size))
+    options = BatchOptions(ca_dir=path, clients=clients, now=now, out_root=out)
+    issue_many(options, unlock=lambda store: store.unlock(None), warn=print)
+    print(batch, flush=True)
+    batch += 1
+"""
+
+
+def test_sigkill_during_batches_leaves_each_batch_recorded_whole_or_not_at_all(
+    store_path: Path, tmp_path: Path
+) -> None:
+    """`cert issue --users-file` as a library call, killed at random moments: every batch is in
+    the inventory with all its users or none, every client file on disk is whole and recorded,
+    and each batch that returned has every user's files."""
+    size = 10
+    out = tmp_path / "out"
+    rng = random.Random(20261205)
+    completed = 0
+    for round_ in range(5):
+        round_out = out / f"round{round_}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", BATCH_WORKER, str(store_path), str(round_out), str(size)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        assert proc.returncode == -9, stderr
+        returned = [int(b) for b in stdout.split()]
+        completed += len(returned)
+        with CaStore.open(store_path) as store:
+            assert store.problems() == []
+            rows = store.certificates()
+        per_batch: dict[str, int] = {}
+        for row in rows:
+            prefix = row.cn.split("u")[0]
+            per_batch[prefix] = per_batch.get(prefix, 0) + 1
+        # batches restart from b0 each round: a count is a whole number of batches
+        assert all(count % size == 0 for count in per_batch.values()), per_batch
+        known = {r.serial for r in rows}
+        for crt in out.glob("round*/*/client.crt"):
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())  # whole, never torn
+            assert cert.serial_number in known
+        for batch in returned:
+            for i in range(size):
+                assert (round_out / f"b{batch}u{i}" / "client.key").is_file()
+    assert completed >= 1  # the kills did not all land before the first batch finished
+    assert len(rows) >= completed * size

@@ -25,11 +25,14 @@ from rdsssl.ops.cert_renewal import renew_due
 from rdsssl.ops.renewal_plan import plan_renewal
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
+from rdsssl.store.db import Inventory
 from rdsssl.store.files import write_client_files
 from rdsssl.store.fsutil import StagedFile, atomic_write, make_private_dirs
+from rdsssl.store.issuing import IssueRequest
 from rdsssl.store.lock import FileLock
 from rdsssl.store.openssl_import import parse_crlnumber, parse_index_txt
 from rdsssl.store.records import CertRecord
+from rdsssl.store.revocation import Selection
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -511,6 +514,153 @@ def test_revoke_unknown_serial_changes_nothing(store: CaStore) -> None:
     with pytest.raises(NotFoundError, match="no certificate with serial abc"):
         store.revoke(serial=0xABC, now=NOW)
     assert store.certificates() == before
+
+
+# --- batches: issue_many / revoke_many (all or nothing) ----------------------------------------
+
+
+def _inventory_bytes(store: CaStore) -> bytes:
+    return (store.path / "inventory.sqlite").read_bytes()
+
+
+def test_issue_many_records_every_certificate_in_order_with_its_own_options(
+    store: CaStore,
+) -> None:
+    requests = [
+        IssueRequest("alice", KeyType.EC_P256, 30),
+        IssueRequest("bob", KeyType.ED25519, 90),
+        IssueRequest("carol", KeyType.EC_P256, 7),
+    ]
+    issued = store.issue_many(requests, now=NOW)
+    assert [i.record.cn for i in issued] == ["alice", "bob", "carol"]
+    assert [i.record.key_type for i in issued] == ["ec-p256", "ed25519", "ec-p256"]
+    assert [i.record.not_after - NOW for i in issued] == [
+        timedelta(days=30),
+        timedelta(days=90),
+        timedelta(days=7),
+    ]
+    assert sorted(r.serial for r in store.certificates()) == sorted(
+        i.cert.serial_number for i in issued
+    )
+    assert all(i.cert.public_key() == i.key.public_key() for i in issued)
+
+
+def test_issue_many_refuses_a_bad_name_in_the_middle_before_any_key_is_made(
+    store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _inventory_bytes(store)
+    made: list[KeyType] = []
+    real = crypto.generate_key
+
+    def counting(key_type: KeyType) -> crypto.PrivateKey:
+        made.append(key_type)
+        return real(key_type)
+
+    monkeypatch.setattr(crypto, "generate_key", counting)
+    requests = [
+        IssueRequest("alice", KeyType.EC_P256, 30),
+        IssueRequest("ev\x1bil", KeyType.EC_P256, 30),
+        IssueRequest("bob", KeyType.EC_P256, 30),
+    ]
+    with pytest.raises(CryptoError, match="invalid database user name"):
+        store.issue_many(requests, now=NOW)
+    p384 = [IssueRequest("alice", KeyType.EC_P256, 30), IssueRequest("bob", KeyType.EC_P384, 30)]
+    with pytest.raises(CryptoError, match=r"bob: an ec-p384 client key fails over TLS 1\.2"):
+        store.issue_many(p384, now=NOW)
+    assert made == [] and store.certificates() == []
+    assert _inventory_bytes(store) == before
+
+
+def test_issue_many_failing_half_way_through_the_transaction_records_nothing(
+    store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after two of four INSERTs (a kill would stop there too) rolls back all four."""
+    real = Inventory.insert
+    inserted: list[int] = []
+
+    def failing_third(self: Inventory, record: CertRecord) -> None:
+        if len(inserted) == 2:
+            raise OSError(28, "No space left on device")
+        inserted.append(record.serial)
+        real(self, record)
+
+    monkeypatch.setattr(Inventory, "insert", failing_third)
+    requests = [IssueRequest(f"u{i}", KeyType.EC_P256, 30) for i in range(4)]
+    with pytest.raises(OSError, match="No space left"):
+        store.issue_many(requests, now=NOW)
+    assert len(inserted) == 2 and store.certificates() == []
+    monkeypatch.setattr(Inventory, "insert", real)
+    assert len(store.issue_many(requests, now=NOW)) == 4  # and the store goes on
+
+
+def test_issue_many_re_signs_a_row_whose_serial_collides_within_the_batch(
+    store: CaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serials = iter([0x1234, 0x1234, 0x5678])
+    monkeypatch.setattr(crypto, "new_serial", lambda: next(serials))
+    a, b = store.issue_many(
+        [IssueRequest("alice", KeyType.EC_P256, 30), IssueRequest("bob", KeyType.EC_P256, 30)],
+        now=NOW,
+    )
+    assert (a.record.serial, b.record.serial) == (0x1234, 0x5678)
+    assert b.cert.serial_number == 0x5678  # the certificate itself was signed again
+    assert sorted(r.serial for r in store.certificates()) == [0x1234, 0x5678]
+
+
+def test_revoke_many_refuses_the_whole_batch_naming_every_bad_entry(store: CaStore) -> None:
+    alice, bob = store.issue_many(
+        [IssueRequest("alice", KeyType.EC_P256, 30), IssueRequest("bob", KeyType.EC_P256, 30)],
+        now=NOW,
+    )
+    before = _inventory_bytes(store)
+    ca_serial = store.ca_cert.serial_number
+    batch = [
+        Selection(serial=alice.record.serial, label="f line 1"),
+        Selection(serial=0xABC, label="f line 2"),
+        Selection(serial=ca_serial, label="f line 3"),
+        Selection(serial=alice.record.serial, label="f line 4"),
+        Selection(serial=bob.record.serial, label="f line 5"),
+    ]
+    with pytest.raises(InputError) as refused:
+        store.revoke_many(batch, now=NOW)
+    message = str(refused.value)
+    assert message.startswith("nothing revoked: 3 of 5 entries refused: ")
+    assert "f line 2: no certificate with serial abc" in message
+    assert "f line 3: serial " in message and "is a CA certificate" in message
+    assert f"f line 4: serial {alice.record.serial_hex} is also on f line 1" in message
+    assert "f line 1:" not in message and "f line 5:" not in message
+    assert [r.status for r in store.certificates()] == [CertStatus.VALID, CertStatus.VALID]
+    assert _inventory_bytes(store) == before
+
+
+def test_revoke_many_names_unlabelled_selections_by_what_they_select(store: CaStore) -> None:
+    with pytest.raises(InputError) as refused:
+        store.revoke_many([Selection(serial=0xABC), Selection(user="nobody")], now=NOW)
+    message = str(refused.value)
+    assert "serial abc: no certificate with serial abc" in message
+    assert "user 'nobody': no valid certificate for user 'nobody'" in message
+
+
+def test_revoke_many_revokes_in_one_go_and_keeps_an_earlier_revocation(store: CaStore) -> None:
+    alice, bob = store.issue_many(
+        [IssueRequest("alice", KeyType.EC_P256, 30), IssueRequest("bob", KeyType.EC_P256, 30)],
+        now=NOW,
+    )
+    store.revoke(serial=alice.record.serial, reason=RevocationReason.KEY_COMPROMISE, now=NOW)
+    later = NOW + timedelta(hours=1)
+    results = store.revoke_many(
+        [Selection(serial=alice.record.serial), Selection(serial=bob.record.serial)],
+        reason=RevocationReason.SUPERSEDED,
+        now=later,
+    )
+    assert [r.changed for r in results] == [False, True]
+    assert results[0].record.reason is RevocationReason.KEY_COMPROMISE
+    assert results[0].record.revoked_at == NOW
+    assert results[1].record.reason is RevocationReason.SUPERSEDED
+    assert {r.serial: r.status for r in store.certificates()} == {
+        alice.record.serial: CertStatus.REVOKED,
+        bob.record.serial: CertStatus.REVOKED,
+    }
 
 
 def test_build_crl_advances_the_number_in_the_same_transaction(
