@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from rdsssl.cli.jsondoc import ENVELOPE_KEYS
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType
 from rdsssl.ops.client_issue import BatchOptions, ClientSpec, issue_many
@@ -119,7 +120,7 @@ def test_one_user_keeps_the_single_document_and_out_root_works_for_it(
     ca_dir: Path, tmp_path: Path
 ) -> None:
     doc = batch(ca_dir, "--user", "alice", "--out-root", tmp_path / "o")
-    assert set(doc) - {"ok", "schema_version", "generated_at", "exit_code"} == SINGLE_KEYS
+    assert set(doc) - ENVELOPE_KEYS == SINGLE_KEYS
     assert doc["files"][0] == str(tmp_path / "o" / "alice" / "root.crt")
 
 
