@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,16 +40,16 @@ from rdsssl.errors import HookFailed, InputError, RdsSslError, UsageError
 from rdsssl.models import KeyType
 from rdsssl.ops import rotation_file
 from rdsssl.ops.cert_renewal import Renewal, finish_interrupted, renew_due
-from rdsssl.ops.client_versions import CURRENT, hook_pending, mark_deployed, user_dirs
-from rdsssl.ops.hooks import (
-    STAGES,
-    Deployment,
-    Hook,
-    check_hook,
-    deploy_env,
-    dir_hooks,
-    run_hook,
-    stage_env,
+from rdsssl.ops.client_versions import hook_pending, user_dirs
+from rdsssl.ops.hooks import STAGES, stage_env
+from rdsssl.ops.renew_hooks import (
+    HookRun,
+    HookSet,
+    dry_deployments,
+    hook_set,
+    hooks_failed,
+    run_deploys,
+    run_stage,
 )
 from rdsssl.ops.renewal_plan import RenewalPlan, RenewalWindow, Skipped, plan_renewal, tls12_skips
 from rdsssl.ops.rotation_state import Phase
@@ -107,41 +107,6 @@ class RenewView(Protocol):
 
 
 @dataclass(frozen=True)
-class HookRun:
-    """One hook run: a deploy hook for one user, or a pre or post hook (``user`` empty)."""
-
-    user: str
-    serial: str
-    exit_code: int
-    ok: bool
-    stage: str = "deploy"
-    hook: str = ""  # the command, or the file of a hooks directory
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "hook": self.hook,
-            "user": self.user,
-            "serial": self.serial,
-            "exit_code": self.exit_code,
-            "ok": self.ok,
-        }
-
-
-@dataclass(frozen=True)
-class HookSet:
-    """Every hook of a run by stage, the hooks directory's first."""
-
-    stages: dict[str, tuple[Hook, ...]] = field(default_factory=dict)
-
-    def of(self, stage: str) -> tuple[Hook, ...]:
-        return self.stages.get(stage, ())
-
-    def __bool__(self) -> bool:
-        return any(self.stages.values())
-
-
-@dataclass(frozen=True)
 class RenewResult:
     """What a run did: the plan, renewals finished from a killed run, new ones, hooks."""
 
@@ -174,7 +139,7 @@ class RenewResult:
         if self.plan.skipped:
             return InputError(_skipped_summary(self.plan.skipped, failed, dry_run))
         if failed:
-            return HookFailed(_hooks_failed(failed, dry_run))
+            return HookFailed(hooks_failed(failed, dry_run))
         return None
 
 
@@ -183,7 +148,7 @@ def run(options: RenewOptions, view: RenewView) -> RenewResult:
     rotation writing to the same OUT_ROOT, a bad hook or hooks directory, or a --days inside
     the window."""
     opts = options
-    hooks = _hooks(opts, view)  # checked before any work, as certbot does
+    hooks = hook_set(opts, view)  # checked before any work, as certbot does
     _check_hook_flags(opts, hooks)
     _refuse_during_rotation(opts.ca_dir, opts.out_root)
     window = RenewalWindow(before=opts.before, at=opts.at)
@@ -193,21 +158,21 @@ def run(options: RenewOptions, view: RenewView) -> RenewResult:
         pre: list[HookRun] = []
         if hooks.of("pre") and _work_pending(opts):
             env = stage_env(out_root=opts.out_root, dry_run=False)
-            pre = _run_stage(opts, hooks.of("pre"), env, view)
+            pre = run_stage(opts, hooks.of("pre"), env, view)
             if any(not h.ok for h in pre):
-                raise HookFailed(_hooks_failed([h for h in pre if not h.ok], False))
+                raise HookFailed(hooks_failed([h for h in pre if not h.ok], False))
         try:
             result, dirs = _renew(opts, window, view, deploy=bool(hooks.of("deploy")))
         except BaseException:
             if pre:  # start again what the pre hooks stopped
-                _run_stage(opts, hooks.of("post"), _post_env(opts, []), view)
+                run_stage(opts, hooks.of("post"), _post_env(opts, []), view)
             raise
         view.renewed(result)
         pending = hook_pending(dirs) if hooks.of("deploy") else []
-        ran = pre + _run_deploys(opts, hooks.of("deploy"), pending, view)
+        ran = pre + run_deploys(opts, hooks.of("deploy"), pending, view)
         renewed = [r.user for r in (*result.resumed, *result.done)] + [d.user for d in pending]
         if pre or renewed:
-            ran += _run_stage(opts, hooks.of("post"), _post_env(opts, renewed), view)
+            ran += run_stage(opts, hooks.of("post"), _post_env(opts, renewed), view)
     return RenewResult(opts, result.plan, result.resumed, result.done, tuple(ran))
 
 
@@ -226,28 +191,14 @@ def _dry_run(
         )
         view.info(f"dry run: {what} not run (--run-deploy-hooks: run with RDSSSL_DRY_RUN=1)")
         return result
-    deployments = _dry_deployments(result.plan, result.resumed, dirs)
+    deployments = dry_deployments(result.plan, result.resumed, dirs)
     if not deployments:
         return result
     env = stage_env(out_root=opts.out_root, dry_run=True)
-    ran = _run_stage(opts, hooks.of("pre"), env, view)
-    ran += _run_deploys(opts, hooks.of("deploy"), deployments, view)
-    ran += _run_stage(opts, hooks.of("post"), _post_env(opts, [d.user for d in deployments]), view)
+    ran = run_stage(opts, hooks.of("pre"), env, view)
+    ran += run_deploys(opts, hooks.of("deploy"), deployments, view)
+    ran += run_stage(opts, hooks.of("post"), _post_env(opts, [d.user for d in deployments]), view)
     return RenewResult(opts, result.plan, result.resumed, result.done, tuple(ran))
-
-
-def _hooks(opts: RenewOptions, view: RenewView) -> HookSet:
-    """The run's hooks, each checked: the hooks directory's, then the command-line one."""
-    from_dir = dir_hooks(opts.hooks_dir, view.warn) if opts.hooks_dir is not None else {}
-    given = {"pre": opts.pre_hook, "deploy": opts.deploy_hook, "post": opts.post_hook}
-    stages: dict[str, tuple[Hook, ...]] = {}
-    for stage in STAGES:
-        command = given[stage]
-        if command is not None:
-            check_hook(command, option=f"--{stage}-hook", exclude=opts.hidden)
-        mine = (Hook(stage, command, command),) if command is not None else ()
-        stages[stage] = (*from_dir.get(stage, ()), *mine)
-    return HookSet(stages)
 
 
 def _work_pending(opts: RenewOptions) -> bool:
@@ -363,60 +314,6 @@ def _warn_loose_dirs(view: RenewView, plan: RenewalPlan, dirs: dict[str, Path]) 
             view.warn(loose)
 
 
-def _run_deploys(
-    opts: RenewOptions, hooks: Sequence[Hook], deployments: list[Deployment], view: RenewView
-) -> list[HookRun]:
-    """Run every deploy hook once per deployment, in order; a version counts as deployed (not
-    retried next run) when all of them succeeded. Output goes to the view, never to stdout."""
-    results: list[HookRun] = []
-    for dep in deployments if hooks else []:
-        env = deploy_env(dep, dry_run=opts.dry_run)
-        runs = [_run_one(opts, hook, env, view, user=dep.user, serial=dep.serial) for hook in hooks]
-        if all(r.ok for r in runs) and not opts.dry_run:
-            mark_deployed(dep)
-        results += runs
-    return results
-
-
-def _run_stage(
-    opts: RenewOptions, hooks: Sequence[Hook], env: dict[str, str], view: RenewView
-) -> list[HookRun]:
-    """Run a pre or post stage: every hook once, in order, each whatever the others did."""
-    return [_run_one(opts, hook, env, view) for hook in hooks]
-
-
-def _run_one(
-    opts: RenewOptions,
-    hook: Hook,
-    env: dict[str, str],
-    view: RenewView,
-    *,
-    user: str = "",
-    serial: str = "",
-) -> HookRun:
-    ran = run_hook(hook.command, env, exclude=opts.hidden)
-    result = HookRun(user, serial, ran.returncode, ran.ok, hook.stage, hook.label)
-    for line in ran.output.splitlines():
-        view.hook_output(result, line)
-    return result
-
-
-def _dry_deployments(
-    plan: RenewalPlan, resumed: list[Renewal], dirs: dict[str, Path]
-) -> list[Deployment]:
-    """Under a dry run the hook runs for what would be renewed or finished, with the paths
-    where the files would go (no serial: nothing is issued)."""
-    due = [
-        Deployment(r.cn, "", r.serial_hex, dirs[r.cn], dirs[r.cn] / CURRENT)
-        for r in plan.due
-        if r.cn in dirs
-    ]
-    return due + [
-        Deployment(r.user, r.new.serial_hex, r.old_serial, r.out_dir, r.version_dir)
-        for r in resumed
-    ]
-
-
 def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
     return {
         "user": r.user,
@@ -428,33 +325,6 @@ def _renewal_json(r: Renewal, now: datetime) -> dict[str, Any]:
     }
 
 
-def _users(failed: list[HookRun]) -> str:
-    return ", ".join(f"{h.user} (exit {h.exit_code})" for h in failed)
-
-
-def _hooks_failed(failed: list[HookRun], dry_run: bool) -> str:
-    """One sentence per failed stage, saying what stays done."""
-    parts: list[str] = []
-    pre = [h for h in failed if h.stage == "pre"]
-    deploy = [h for h in failed if h.stage == "deploy"]
-    post = [h for h in failed if h.stage == "post"]
-    if pre:
-        parts.append(
-            f"the pre hook {_labels(pre)} failed: nothing was renewed (the next run tries again)"
-        )
-    if deploy:
-        again = "" if dry_run else "; the new files are in place and the hook runs again next time"
-        parts.append(f"the deploy hook failed for {_users(deploy)}{again}")
-    if post:
-        done = "" if dry_run else " (the renewals are done)"
-        parts.append(f"the post hook {_labels(post)} failed{done}")
-    return "; ".join(parts)
-
-
-def _labels(failed: list[HookRun]) -> str:
-    return ", ".join(f"{h.hook!r} (exit {h.exit_code})" for h in failed)
-
-
 def _skipped_summary(skipped: list[Skipped], failed: list[HookRun], dry_run: bool) -> str:
     """The error a run with skipped users ends with (exit 3), after everyone else was done."""
     serials = ", ".join(s.record.serial_hex for s in skipped)
@@ -464,5 +334,5 @@ def _skipped_summary(skipped: list[Skipped], failed: list[HookRun], dry_run: boo
         f"other due certificate {others}"
     )
     if failed:
-        text += f"; also, {_hooks_failed(failed, dry_run)}"
+        text += f"; also, {hooks_failed(failed, dry_run)}"
     return text
