@@ -95,6 +95,9 @@ class Switches:
     # same connection string issues a new cloud certificate (Terraform's "Update" implies it);
     # False: the call is accepted and restarts, and the certificate stays as it was.
     ssl_enable_renews: bool = True
+    # SSLEnabled=0 keeps the client CA, CRL and ACLs (read back, not in force) and SSL turned
+    # on again brings them back; False: they are cleared with SSL, as the console implies.
+    ssl_off_keeps_client_ca: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch from JSON-ish input; ValueError naming the switch if it is wrong."""
@@ -184,6 +187,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "crlf_pem_readback": _choice(PEM_READBACKS),
     "one_call_ssl_setup": _bool,
     "ssl_enable_renews": _bool,
+    "ssl_off_keeps_client_ca": _bool,
 }
 # Every switch has its check: a field without one could not be set from JSON or a profile.
 assert set(_CHECKS) == {f.name for f in fields(Switches)}

@@ -14,6 +14,8 @@ The server certificate:
   a new one is issued.
 - `SSLEnabled=0`: SSL off; the client CA, CRL and ACLs are cleared with it (the console
   implies as much; the service does not say). Turning SSL on again starts with no client CA.
+  The switch `ssl_off_keeps_client_ca` keeps them instead, dormant: read back, not in force
+  (PostgreSQL runs `ssl = off` with the default rules), and in force again once SSL is on.
 Decisions where the real service is undocumented ([U] in the docs), each a switch where it
 matters to a client (faults.Switches), chosen to expose client bugs rather than hide them:
 - re-sending `SSLEnabled=1` (+ `CAType=aliyun`) while SSL is on renews the cloud certificate
@@ -80,14 +82,16 @@ class SslSettings:
         )
 
     def to_pg(self, *, tls_max_version: str | None = None) -> PgSslConfig:
-        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap)."""
+        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap).
+        With SSL off, a client CA kept in the block is not in force."""
+        on = self.enabled
         return PgSslConfig(
             server_cert_pem=self.server_cert_pem.encode(),
             server_key_pem=self.server_key_pem.encode(),
-            client_ca_pem=self.client_ca_pem.encode() or None,
-            crl_pem=self.crl_pem.encode() or None,
-            acl=self.acl or None,
-            replication_acl=self.replication_acl or None,
+            client_ca_pem=(on and self.client_ca_pem.encode()) or None,
+            crl_pem=(on and self.crl_pem.encode()) or None,
+            acl=(on and self.acl) or None,
+            replication_acl=(on and self.replication_acl) or None,
             ssl_enabled=self.enabled,
             tls_max_version=tls_max_version,
         )
@@ -208,6 +212,14 @@ def plan_ssl_change(
         if not kept or renew:
             cert, key = issue_cloud_cert(connection_string)
 
+    acls = (
+        (acl or current.acl or "prefer", repl or current.replication_acl or "prefer")
+        if ca_on
+        else ("", "")
+    )
+    if not ssl_on and switches.ssl_off_keeps_client_ca:  # dormant (module docstring)
+        client_ca, crl = current.client_ca_pem, current.crl_pem
+        acls = (current.acl, current.replication_acl)
     target = SslSettings(
         enabled=ssl_on,
         ca_type=new_type,
@@ -216,8 +228,8 @@ def plan_ssl_change(
         server_key_pem=key,
         client_ca_pem=client_ca,
         crl_pem=crl,
-        acl=(acl or current.acl or "prefer") if ca_on else "",
-        replication_acl=(repl or current.replication_acl or "prefer") if ca_on else "",
+        acl=acls[0],
+        replication_acl=acls[1],
     )
     ssl_changed = target.restart_fields() != current.restart_fields()
     return SslChange(target=target, restart=ssl_changed or (acl is None and repl is None))

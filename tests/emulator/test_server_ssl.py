@@ -305,6 +305,28 @@ def test_ssl_enabled_0_turns_ssl_off_and_clears_the_client_ca(
     assert (emu.restarts(iid), emu.reloads(iid)) == (3, 0)
 
 
+def test_with_the_switch_ssl_off_keeps_the_client_ca_dormant(
+    client: Client, emu: Emulator, iid: str, conn_str: str, client_ca: KeyPair
+) -> None:
+    control(emu, "faults", {"switches": {"ssl_off_keeps_client_ca": True}})
+    pem = client_ca.cert_pem.decode()
+    modify(client, iid, conn_str, client_caenabled=1, client_cacert=pem, acl="cert")
+    emu.clock.advance(RESTART_SECONDS)
+    modify(client, iid, conn_str, sslenabled=0)
+    emu.clock.advance(RESTART_SECONDS)
+    body = ssl_of(client, iid)
+    assert (body.sslenabled, body.client_cacert, body.acl) == ("off", pem, "cert")  # read back
+    applied = emu.instance(iid).applied
+    assert applied is not None and applied.ssl_enabled is False
+    assert (applied.client_ca_pem, applied.acl) == (None, None)  # ... but not in force
+    modify(client, iid, conn_str, sslenabled=1, catype="aliyun")
+    emu.clock.advance(RESTART_SECONDS)
+    body = ssl_of(client, iid)
+    assert (body.sslenabled, body.client_cacert, body.acl) == ("on", pem, "cert")
+    applied = emu.instance(iid).applied
+    assert applied is not None and (applied.client_ca_pem, applied.acl) == (pem.encode(), "cert")
+
+
 def _full_setup(client: Client, iid: str, cs: str, ca: KeyPair) -> None:
     modify(
         client, iid, cs, sslenabled=1, catype="aliyun",
