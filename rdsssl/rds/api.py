@@ -76,7 +76,6 @@ from rdsssl.rds.settings import (
     ENV_PROFILE,
     ENV_SECURITY_TOKEN,
     ApiSettings,
-    cli_config_path,
     default_region,
     missing_credentials,
     parse_endpoint,
@@ -408,8 +407,8 @@ def _profile_credential(name: str) -> Any:
         ProfileCredentialsProvider,
     )
 
-    for provider in (  # the file rdsssl reads the region from (the package fixes HOME at import)
-        CLIProfileCredentialsProvider(profile_name=name, profile_file=str(cli_config_path())),
+    for provider in (
+        CLIProfileCredentialsProvider(profile_name=name),
         ProfileCredentialsProvider(profile_name=name),
     ):
         try:
