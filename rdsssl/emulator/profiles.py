@@ -214,6 +214,7 @@ _KEYS: dict[str, Check | None] = {
     "acl_without_ca": _switch("acl_without_ca"),
     "crlf_pem_readback": _switch("crlf_pem_readback"),
     "sequences": _sequences,
+    "api_rate": None,  # the client's request budget (rdsssl.ops.rate); nothing to emulate
 }
 
 # The documented answers, in the file format: what every missing optional key means.

@@ -106,3 +106,9 @@ def test_no_calls_cost_nothing() -> None:
     cost = RateCost(Rate(10.0, "default"), instances=0, calls=0)
     assert cost.minimum_seconds == 0.0
     assert "0 API call(s) for 0 instance(s) take at least 0.0s" in cost.text()
+
+
+def test_the_emulator_replays_a_profile_with_an_api_rate() -> None:
+    from rdsssl.emulator.profiles import parse_profile
+
+    assert parse_profile({"format": 1, "name": "acct", "api_rate": 5}).name == "acct"
