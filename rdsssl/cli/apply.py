@@ -82,7 +82,8 @@ def finish(app: App, doc: dict[str, Any], failure: BaseException | None) -> int:
 
 
 class ApiPool:
-    """One API client per region (an entry's `region` overrides --region)."""
+    """One API client per region (an entry's `region` overrides --region), all behind one
+    limiter of the run's rate (`rdsssl.ops.rate.choose_rate`), whose cost `cost` reports."""
 
     def __init__(self, app: App, rate: Rate) -> None:
         self._app = app
