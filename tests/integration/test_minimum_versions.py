@@ -33,8 +33,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "constraints" / "minimum.txt"
 # the tests that exercise each dependency: cryptography (pki), click and rich (cli), tenacity
-# and the SDK packages (rds adapter, waiters), prometheus_client (checks), psycopg (probes
-# against a real PostgreSQL with TLS)
+# and the SDK packages (rds adapter, waiters; real SDK requests to the emulator over HTTP),
+# prometheus_client (checks), psycopg (probes against a real PostgreSQL with TLS)
 SUBSET = [
     "tests/unit/test_crypto.py",
     "tests/unit/test_crypto_pem.py",
@@ -49,8 +49,11 @@ SUBSET = [
     "tests/cli/test_ca.py",
     "tests/cli/test_cert.py",
     "tests/cli/test_crl.py",
+    "tests/cli/test_last_success.py",
     "tests/unit/test_probe_classify.py",
     "tests/integration/test_real_tls.py",
+    "tests/emulator/test_api_adapter.py",
+    "tests/e2e/test_region_rate.py",
 ]
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)\s*(;.*)?$")
 
