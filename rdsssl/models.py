@@ -270,3 +270,4 @@ class DesiredState:
 
     path: Path
     instances: tuple[InstanceSpec, ...]
+    rate: float | None = None  # API calls per second of a run over the file (`rate = N`)

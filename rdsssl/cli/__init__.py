@@ -65,7 +65,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "--region",
     envvar="ALIBABA_CLOUD_REGION_ID",
     metavar="REGION",
-    help="Alibaba Cloud region id (env ALIBABA_CLOUD_REGION_ID).",
+    help="Alibaba Cloud region id (env ALIBABA_CLOUD_REGION_ID; default: the region_id of the "
+    "aliyun CLI profile in ~/.aliyun/config.json).",
 )
 @click.option(
     "--endpoint",
@@ -77,7 +78,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "--profile",
     envvar="ALIBABA_CLOUD_PROFILE",
     metavar="NAME",
-    help="Credentials profile (env ALIBABA_CLOUD_PROFILE).",
+    help="Credentials profile of ~/.aliyun/config.json or ~/.alibabacloud/credentials.ini "
+    "(env ALIBABA_CLOUD_PROFILE; the region defaults to its region_id).",
 )
 @click.option(
     "--service-profile",
@@ -125,12 +127,24 @@ def cli(
     6 verification failed, 7 lock held, 10 check needs action, 130 interrupted.
     """
     app = ctx.ensure_object(App)
-    app.region, app.endpoint, app.profile = region, endpoint, profile
+    app.endpoint, app.profile = endpoint, profile
     app.service_profile_path = service_profile
     app.json = app.json or as_json or json_lines
     app.json_lines = app.json_lines or json_lines
     app.verbosity = verbose - quiet
     logs.install(app.verbosity, timestamps=app.timestamps)
+    app.region = region or _profile_region(app, profile)
+
+
+def _profile_region(app: App, profile: str | None) -> str | None:
+    """Without --region: the aliyun CLI profile's region_id (`rdsssl.rds.settings`; None when
+    it has none: a command that needs a region then says why)."""
+    from rdsssl.rds.settings import cli_config_path, default_region
+
+    found = default_region(profile)
+    if found is not None:
+        app.debug(f"region {found} from the aliyun CLI profile in {cli_config_path()}")
+    return found
 
 
 def _json_flags(args: Sequence[str]) -> tuple[bool, bool]:

@@ -43,6 +43,7 @@ from rdsssl.ops.config import load_desired_state
 from rdsssl.ops.desired import DesiredBuilder, resolve
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome, error_json
 from rdsssl.ops.probe_options import ProbeOptions
+from rdsssl.ops.rate import Rate, RateCost, choose_rate
 from rdsssl.rds.api import AliyunRdsApi
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.settings import ApiSettings
@@ -82,12 +83,20 @@ def finish(app: App, doc: dict[str, Any], failure: BaseException | None) -> int:
 
 
 class ApiPool:
-    """One API client per region (an entry's `region` overrides --region)."""
+    """One API client per region (an entry's `region` overrides --region), all behind one
+    limiter of the run's rate (`rdsssl.ops.rate.choose_rate`), whose cost `cost` reports."""
 
-    def __init__(self, app: App, rate: float = fleet.DEFAULT_RATE) -> None:
+    def __init__(self, app: App, rate: Rate) -> None:
         self._app = app
         self._apis: dict[str | None, RdsApi] = {}
-        self._limiter = fleet.RateLimiter(rate)  # one budget for every region and worker
+        self.rate = rate
+        self._limiter = fleet.RateLimiter(rate.calls_per_second)  # one budget for all
+
+    def cost(self, instances: int) -> dict[str, Any]:
+        """What the rate limit cost the calls so far (a line on stderr, the JSON shape)."""
+        cost = RateCost.of(self.rate, self._limiter, instances)
+        self._app.info(cost.text())
+        return cost.to_json()
 
     def get(self, region: str | None) -> RdsApi:
         """The client for `region` (None: the global --region)."""
@@ -112,11 +121,11 @@ def _file_option(*, required: bool) -> Callable[[Callable[..., Any]], Callable[.
 
 
 def _targets(
-    app: App, path: Path, passphrase_file: Path | None, *, rate: float
-) -> tuple[list[Target], DesiredBuilder]:
+    app: App, path: Path, passphrase_file: Path | None, *, rate: float | None
+) -> tuple[list[Target], DesiredBuilder, ApiPool]:
     """Load the file and select its instances (each with the API client of its region)."""
     state = load_desired_state(path)
-    apis = ApiPool(app, rate)
+    apis = ApiPool(app, choose_rate(rate, desired=state, profile=app.service_profile()))
 
     def unlock_store(store: CaStore) -> None:
         unlock(app, store, passphrase_file)
@@ -129,7 +138,7 @@ def _targets(
         Target(InstanceOutcome(iid, spec.source), apis.get(spec.region), spec)
         for iid, spec in targets
     ]
-    return found, builder
+    return found, builder, apis
 
 
 def _show(outcome: InstanceOutcome, *, echo: Callable[[str], None]) -> None:
@@ -166,7 +175,7 @@ def _report_failures(app: App, outcomes: Sequence[InstanceOutcome]) -> None:
 @pacing_options
 @json_option
 def plan_cmd(
-    path: Path, out: Path | None, detailed_exitcode: bool, concurrency: int, rate: float
+    path: Path, out: Path | None, detailed_exitcode: bool, concurrency: int, rate: float | None
 ) -> int:
     """Show what `apply` would change, instance by instance (reads only; exit 0).
 
@@ -179,7 +188,7 @@ def plan_cmd(
       rdsssl plan -f rdsssl.toml --out plan.json --detailed-exitcode
     """
     app = get_app()
-    targets, builder = _targets(app, path, None, rate=rate)
+    targets, builder, apis = _targets(app, path, None, rate=rate)
     apply_fleet.plan_all(targets, builder, concurrency=concurrency)
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
@@ -191,6 +200,7 @@ def plan_cmd(
         "instances": [o.to_json() for o in outcomes],
         "summary": apply_fleet.summary(outcomes),
         "changes_pending": pending > 0,
+        "rate": apis.cost(len(targets)),
     }
     if out is not None:
         if failed is not None:
@@ -241,7 +251,7 @@ def apply_cmd(
     path: Path | None,
     passphrase_file: Path | None,
     concurrency: int,
-    rate: float,
+    rate: float | None,
     **kwargs: Any,
 ) -> int:
     """Make every instance of the desired-state file match it, or apply a saved plan.
@@ -270,7 +280,7 @@ def apply_cmd(
             app, plan_path, opts, probe, passphrase_file, concurrency=concurrency, rate=rate
         )
     assert path is not None
-    targets, builder = _targets(app, path, passphrase_file, rate=rate)
+    targets, builder, apis = _targets(app, path, passphrase_file, rate=rate)
     apply_fleet.plan_all(targets, builder, audit=opts.audit, concurrency=concurrency)
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
@@ -279,7 +289,7 @@ def apply_cmd(
     asks = todo and not opts.dry_run and not opts.yes and app.interactive
     if asks and not click.confirm(f"Apply the changes to {todo} instance(s)?", err=True):
         raise click.Abort()
-    return _run_and_report(app, opts, probe, targets, {}, concurrency=concurrency)
+    return _run_and_report(app, opts, probe, targets, apis, {}, concurrency=concurrency)
 
 
 def _apply_saved(
@@ -290,11 +300,11 @@ def _apply_saved(
     passphrase_file: Path | None,
     *,
     concurrency: int,
-    rate: float,
+    rate: float | None,
 ) -> int:
     """`apply PLAN_FILE`: re-read each planned instance, refuse the stale ones, send the rest."""
     saved = plan_file_read.read(plan_path)
-    apis = ApiPool(app, rate)
+    apis = ApiPool(app, choose_rate(rate, profile=app.service_profile()))
 
     def unlock_store(store: CaStore) -> None:
         unlock(app, store, passphrase_file)
@@ -311,7 +321,7 @@ def _apply_saved(
     for target in targets:
         _show(target.outcome, echo=app.info)
     extra = {"plan_file": str(plan_path)}
-    return _run_and_report(app, opts, probe, targets, extra, concurrency=concurrency)
+    return _run_and_report(app, opts, probe, targets, apis, extra, concurrency=concurrency)
 
 
 def _run_and_report(
@@ -319,6 +329,7 @@ def _run_and_report(
     opts: MutatingOptions,
     probe: ProbeOptions,
     targets: Sequence[Target],
+    apis: ApiPool,
     extra: dict[str, Any],
     *,
     concurrency: int,
@@ -338,5 +349,6 @@ def _run_and_report(
         **extra,
         "instances": [o.to_json() for o in outcomes],
         "summary": summary,
+        "rate": apis.cost(len(outcomes)),
     }
     return finish(app, doc, apply_fleet.failure(outcomes))

@@ -5,7 +5,8 @@ Selection: instance IDs as arguments, or `--tag KEY=VALUE` (repeatable; every
 tag must match; DescribeDBInstances, every page), or `-f rdsssl.toml` (ids and tags entries of a
 desired-state file). Exactly one of the three. `--concurrency N` bounds the instances handled at
 once; `--rate N` bounds the API requests per second of the whole run (all workers share one
-client and one `RateLimiter`, see `rdsssl.ops.fleet`).
+client and one `RateLimiter`, see `rdsssl.ops.fleet`). Without `--rate`, the desired-state
+file's `rate`, the service profile's `api_rate` or 10 (`rdsssl.ops.rate.choose_rate`).
 
 Module-level imports stay light (click and rdsssl.ops.fleet): `rdsssl crl` imports this module
 only when `crl refresh` runs, but a cheap import keeps it safe to use anywhere.
@@ -24,6 +25,8 @@ import click
 from rdsssl.cli.app import App
 from rdsssl.errors import RdsSslError
 from rdsssl.ops import fleet
+from rdsssl.ops.rate import Rate, choose_rate
+from rdsssl.rds.service_profile import MAX_RATE, MIN_RATE
 
 if TYPE_CHECKING:
     from rdsssl.rds.protocol import RdsApi
@@ -53,13 +56,24 @@ class FleetOptions:
     tags: dict[str, str]
     desired_file: Path | None
     concurrency: int
-    rate: float
+    rate: float | None  # --rate; None: `rdsssl.ops.rate.choose_rate` picks
 
     def api(self, app: App) -> RdsApi:
-        """One SDK client for every worker, behind one limiter of `rate` requests/s."""
+        """One SDK client for every worker, behind one limiter of the run's rate."""
         from rdsssl.cli.cloud import make_api
 
-        return fleet.limited(make_api(app), fleet.RateLimiter(self.rate))
+        rate = self.run_rate(app)
+        app.debug(f"rate limit: {rate.calls_per_second:g} API calls/s ({rate.source})")
+        return fleet.limited(make_api(app), fleet.RateLimiter(rate.calls_per_second))
+
+    def run_rate(self, app: App) -> Rate:
+        """--rate, else the -f file's `rate`, else the service profile's `api_rate`, else 10."""
+        from rdsssl.ops.config import load_desired_state
+
+        desired = None
+        if self.rate is None and self.desired_file is not None:
+            desired = load_desired_state(self.desired_file)
+        return choose_rate(self.rate, desired=desired, profile=app.service_profile())
 
     def select(self, app: App, api: RdsApi) -> list[fleet.Item]:
         """The selected instances (ids, or (id, desired-state entry) with -f)."""
@@ -124,11 +138,11 @@ def pacing_options(f: F) -> F:
     (also used by `apply -f`, which selects with its own file option)."""
     f = click.option(
         "--rate",
-        type=click.FloatRange(min=0.1),
-        default=fleet.DEFAULT_RATE,
-        show_default=True,
+        type=click.FloatRange(min=MIN_RATE, max=MAX_RATE),
+        default=None,
         metavar="N",
-        help="API requests per second, all instances together.",
+        help="API requests per second, all instances together (default: the desired-state "
+        f"file's rate, else the service profile's api_rate, else {fleet.DEFAULT_RATE:g}).",
     )(f)
     return click.option(
         "--concurrency",

@@ -231,6 +231,7 @@ _KEYS: dict[str, Check | None] = {
     "one_call_ssl_setup": _switch("one_call_ssl_setup"),
     "ssl_enable_renews": _switch("ssl_enable_renews"),
     "sequences": _sequences,
+    "api_rate": None,  # the client's request budget (rdsssl.ops.rate); nothing to emulate
 }
 
 # The documented answers, in the file format: what every missing optional key means.

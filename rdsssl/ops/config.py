@@ -1,6 +1,8 @@
 """The desired-state file (`rdsssl.toml`): load, merge defaults, validate.
 
 ```toml
+rate = 10                       # optional: API calls per second of the whole run (--rate wins)
+
 [defaults]                      # applies to every instance unless overridden
 region = "cn-hangzhou"
 ca_dir = "ca"                   # or ca_bundle = "bundle.pem" (not both)
@@ -31,6 +33,7 @@ from typing import Any
 
 from rdsssl.errors import ConfigError
 from rdsssl.models import AclMode, DesiredState, InstanceSpec
+from rdsssl.rds.service_profile import RATE_RANGE, valid_rate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +42,7 @@ else:  # pragma: no cover - Python 3.10 needs the `tomli` backport (same API)
 
 DEFAULT_KEYS = frozenset({"region", "ca_dir", "ca_bundle", "crl", "acl", "replication_acl"})
 INSTANCE_KEYS = DEFAULT_KEYS | {"id", "tags"}
-TOP_KEYS = frozenset({"defaults", "instances"})
+TOP_KEYS = frozenset({"rate", "defaults", "instances"})
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACLS = ", ".join(mode.value for mode in AclMode)
 
@@ -87,7 +90,17 @@ def parse_desired_state(doc: Mapping[str, Any], path: Path) -> DesiredState:
                 raise ConfigError(f"{where}: id {spec.id!r} is already used by {seen_ids[spec.id]}")
             seen_ids[spec.id] = f"instances[{number}]"
         specs.append(spec)
-    return DesiredState(path=path, instances=tuple(specs))
+    return DesiredState(path=path, instances=tuple(specs), rate=_rate(doc, path))
+
+
+def _rate(doc: Mapping[str, Any], path: Path) -> float | None:
+    """The top-level `rate` (API calls per second of a run over this file), if set."""
+    if "rate" not in doc:
+        return None
+    value = doc["rate"]
+    if not valid_rate(value):
+        raise ConfigError(f"{path}: rate must be {RATE_RANGE}, not {value!r}")
+    return float(value)
 
 
 def _label(entry: Mapping[str, Any]) -> str:
@@ -104,6 +117,11 @@ def _unknown(
     table: Mapping[str, Any], allowed: frozenset[str], where: str, section: str | None
 ) -> None:
     for key in table:
+        if key == "rate" and key not in allowed:
+            raise ConfigError(
+                f"{where}: " + (f"{section}: " if section else "") + "rate is the budget of the "
+                "whole run, not of an instance: set it at the top level, before [defaults]"
+            )
         if key not in allowed:
             place = f"{where}: " + (f"{section}: " if section else "")
             raise ConfigError(f"{place}unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")

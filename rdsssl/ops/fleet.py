@@ -206,6 +206,7 @@ class RateLimiter:
         self._sleep = sleep
         self._next = float("-inf")
         self._lock = threading.Lock()
+        self.acquired = 0  # slots handed out so far (what `rdsssl.ops.rate.RateCost` counts)
 
     def acquire(self) -> float:
         """Wait for this caller's slot; returns the seconds waited (0 when none)."""
@@ -213,6 +214,7 @@ class RateLimiter:
             now = self._clock()
             slot = max(self._next, now - self._slack)
             self._next = slot + self.interval
+            self.acquired += 1
             wait = slot - now
         if wait > 0:
             log.debug("request budget: waiting %.2fs for a slot", wait)

@@ -73,13 +73,13 @@ from rdsssl.rds.server_ca import check_url, download
 from rdsssl.rds.settings import (
     ENV_ACCESS_KEY_ID,
     ENV_ACCESS_KEY_SECRET,
-    ENV_ENDPOINT,
     ENV_PROFILE,
-    ENV_REGION,
     ENV_SECURITY_TOKEN,
     ApiSettings,
+    default_region,
     missing_credentials,
     parse_endpoint,
+    region_error,
 )
 
 T = TypeVar("T")
@@ -130,13 +130,13 @@ class AliyunRdsApi:
     """
 
     def __init__(self, settings: ApiSettings) -> None:
-        self._settings = settings
         override = parse_endpoint(settings.endpoint) if settings.endpoint else None
-        if override is None and not settings.region:
-            raise ConfigError(
-                f"no region: pass --region or set {ENV_REGION} "
-                f"(or point --endpoint / {ENV_ENDPOINT} at an endpoint)"
-            )
+        if not settings.region:  # the aliyun CLI profile's, as `ApiSettings.from_env` does
+            region = default_region(settings.profile)
+            if region is None and override is None:
+                raise region_error(settings.profile)
+            settings = replace(settings, region=region)
+        self._settings = settings
         credentials = _credential_options(settings.profile)
         from alibabacloud_credentials.exceptions import CredentialException
         from alibabacloud_rds20140815 import models

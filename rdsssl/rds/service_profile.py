@@ -14,6 +14,10 @@ replays the same file with `rdsssl emulator serve --profile FILE`). It is read f
 apply (a client CA or CRL change restarts for about 3 minutes, an ACL change locks the instance
 for about 1 minute) and the unknowns keep their unhelpful answer (no bundle, a status lag of up
 to `DEFAULT_SETTLE` seconds).
+
+One key is not recorded but written by hand: `api_rate`, the API calls per second a fleet run
+may make (what the account's throttling allows); `--rate` and a desired-state file's `rate`
+beat it (`rdsssl.ops.rate`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 
 from rdsssl.errors import ConfigError
 
+MIN_RATE, MAX_RATE = 0.1, 1000.0  # calls/s: `--rate`, a desired-state file's `rate`, `api_rate`
+RATE_RANGE = f"API calls per second, a number from {MIN_RATE:g} to {MAX_RATE:g}"
 CRL_SIZE_BUDGET = 32 * 1024  # bytes of PEM; the RDS API carries the CRL inline, in the URL
 
 __all__ = [
@@ -34,8 +40,12 @@ __all__ = [
     "DEFAULT_SETTLE",
     "ENV_SERVICE_PROFILE",
     "FORMAT",
+    "MAX_RATE",
+    "MIN_RATE",
+    "RATE_RANGE",
     "ServiceProfile",
     "load",
+    "valid_rate",
 ]
 
 ENV_SERVICE_PROFILE = "RDSSSL_SERVICE_PROFILE"
@@ -67,6 +77,7 @@ class ServiceProfile:
     acl_lock_seconds: float | None = None
     acl_without_ca: str | None = None
     crlf_pem_readback: str | None = None
+    api_rate: float | None = None  # API calls/s the account allows a fleet run (not recorded)
     sequences: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -121,10 +132,19 @@ def parse(doc: Any, *, source: str) -> ServiceProfile:
                 "acl_lock_seconds"):  # fmt: skip
         if key in values and (not isinstance(values[key], int | float) or values[key] < 0):
             raise ConfigError(f"{source}: {key} must be a number of seconds >= 0")
+    if "api_rate" in values and not valid_rate(values["api_rate"]):
+        raise ConfigError(f"{source}: api_rate must be {RATE_RANGE}, not {values['api_rate']!r}")
     try:
         return ServiceProfile(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the key check above
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def valid_rate(value: object) -> bool:
+    """Whether `value` is a usable API rate (a number, not a bool, within the range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return MIN_RATE <= value <= MAX_RATE
 
 
 def load(path: Path | None = None) -> ServiceProfile:

@@ -240,6 +240,7 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
 
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # where rdsssl looks for ~/.aliyun/config.json
     monkeypatch.setattr(auth_constant, "HOME", str(tmp_path))
     for attr in (
         "environment_access_key_id",
@@ -287,11 +288,16 @@ def test_profile_is_read_from_credentials_ini(no_credentials: None, tmp_path: Pa
     assert "'nope'" in str(caught.value) and "profile-secret" not in str(caught.value)
 
 
-def test_no_region_and_no_endpoint_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_region_and_no_endpoint_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "AKID")
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
-    with pytest.raises(ConfigError, match="no region"):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no aliyun CLI config to take a region from
+    monkeypatch.delenv("ALIBABA_CLOUD_REGION_ID", raising=False)
+    with pytest.raises(ConfigError, match="no region") as caught:
         AliyunRdsApi(ApiSettings())
+    assert str(tmp_path / ".aliyun" / "config.json") in str(caught.value)
 
 
 # ------------------------------------------------------------------ retry policy
