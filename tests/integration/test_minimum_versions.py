@@ -99,13 +99,17 @@ def test_every_floor_is_pinned_and_every_pin_is_a_floor() -> None:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh virtualenv holding rdsssl[binary] at the floors (plus pytest and hypothesis)."""
+    """A fresh virtualenv holding rdsssl[binary] at the floors, plus what the tests import
+    (pytest, hypothesis, jsonschema)."""
     where = tmp_path_factory.mktemp("minimum") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
     pip = [str(where / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     install = [*pip, "install", "-q", "-c", str(CONSTRAINTS), f"{ROOT}[binary]"]
     done = subprocess.run(
-        [*install, "pytest", "hypothesis"], capture_output=True, text=True, timeout=900
+        [*install, "pytest", "hypothesis", "jsonschema"],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     yield where
