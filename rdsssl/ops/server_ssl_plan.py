@@ -42,6 +42,7 @@ __all__ = [
     "ServerDiff",
     "ServerMaterial",
     "diff_server",
+    "dns_names",
     "server_cert_status",
     "server_fingerprints",
     "server_matches",
@@ -158,7 +159,8 @@ def _issued_by(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
     return False
 
 
-def _names(cert: x509.Certificate) -> set[str]:
+def dns_names(cert: x509.Certificate) -> set[str]:
+    """The DNS names a certificate's subjectAltName holds, lower-cased."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -181,7 +183,7 @@ def server_cert_status(
         return ServerCertStatus("no-certificate", "no readable server certificate")
     if not _issued_by(cert, cas):
         return ServerCertStatus("other-issuer", "the served certificate is not from this CA")
-    missing = sorted({n.lower() for n in req.names} - _names(cert))
+    missing = sorted({n.lower() for n in req.names} - dns_names(cert))
     if missing:
         return ServerCertStatus("names-missing", f"it does not name {', '.join(missing)}")
     if renew:
