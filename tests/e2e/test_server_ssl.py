@@ -18,8 +18,6 @@ from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result, invoke
 from tests.e2e.conftest import ALICE_PASSWORD, Cloud
 
-pytestmark = pytest.mark.e2e
-
 
 def _server_ca(path: Path, cn: str = "my-db-server-ca") -> Path:
     result = invoke("ca", "init", "--ca-dir", path, "--cn", cn, "--no-passphrase")
