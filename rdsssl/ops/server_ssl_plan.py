@@ -43,6 +43,7 @@ __all__ = [
     "ServerMaterial",
     "diff_server",
     "dns_names",
+    "server_cert_fps",
     "server_cert_status",
     "server_fingerprints",
     "server_matches",
@@ -222,6 +223,8 @@ def diff_server(desired: DesiredServer, ssl: SslState, *, now: datetime) -> Serv
         elif ssl.ssl_enabled:
             code, reason = "to-cloud", "the cloud certificate replaces the custom one"
         after = "on, a cloud certificate" + (f" for {cs}" if cs else "")
+        if code == "renew-requested":
+            after = "on, a renewed cloud certificate"
         retired = served if code == "renew-requested" else frozenset()
         return ServerDiff(((("ssl", before, after, code, reason)),), on, None, retired, cs)
     cert = desired.cert
@@ -252,6 +255,11 @@ def server_fingerprints(ssl: SslState) -> dict[str, object]:
         "cert": sorted(_fps(ssl.server_cert_pem)) if ssl.ssl_enabled else [],
         "connection_string": ssl.connection_string if ssl.ssl_enabled else "",
     }
+
+
+def server_cert_fps(ssl: SslState) -> frozenset[str]:
+    """The fingerprints of the server certificate the instance reads back as serving."""
+    return _fps(ssl.server_cert_pem) if ssl.ssl_enabled else frozenset()
 
 
 def server_target(request: SslModifyRequest, retired: frozenset[str]) -> dict[str, object]:

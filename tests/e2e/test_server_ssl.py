@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def _no_key(result: Result, *files: Path) -> None:
         assert "PRIVATE KEY" not in text
 
 
+def _fp_of(pem: str) -> frozenset[str]:
+    return crypto.pem_fingerprints(pem.encode(), source="read-back")
+
+
 def _modify_params(cloud: Cloud) -> list[dict[str, str]]:
     return [dict(r.params) for r in cloud.calls("ModifyDBInstanceSSL")]
 
@@ -72,6 +77,8 @@ def test_enable_ssl_from_off_protects_the_internal_endpoint(ssl_off: Cloud) -> N
     assert proof["ok"] is True
     (internal_proof,) = [e for e in proof["endpoints"] if e["connection_string"] == internal]
     assert internal_proof["presents_expected"] and internal_proof["verified"]
+    (public_proof,) = [e for e in proof["endpoints"] if e["connection_string"] != internal]
+    assert public_proof["covered"] is False  # a cloud certificate names one endpoint
     ssl = cloud.api().describe_ssl(cloud.iid)
     assert ssl.ssl_enabled and ssl.connection_string == internal
     assert doc["server"]["fingerprint"] in crypto.pem_fingerprints(
@@ -238,6 +245,30 @@ def test_renew_cloud_if_due_is_a_no_op_outside_the_window(fresh: Cloud) -> None:
     result = fresh.cli("--json", "instance", "renew-server-cert", fresh.iid, "--if-due", "--yes")
     assert result.exit_code == 0, result.stderr
     assert result.json()["due"] is False and fresh.mutating() == []
+
+
+def test_renew_cloud_server_cert(fresh: Cloud) -> None:
+    before = fresh.api().describe_ssl(fresh.iid).server_cert_pem
+    result = fresh.cli("--json", "instance", "renew-server-cert", fresh.iid, "--yes")
+    assert result.exit_code == 0, result.stderr
+    (params,) = _modify_params(fresh)
+    assert (params["SSLEnabled"], params["CAType"]) == ("1", "aliyun")
+    after = fresh.api().describe_ssl(fresh.iid).server_cert_pem
+    assert _fp_of(after) != _fp_of(before)
+    assert result.json()["server_proof"]["ok"] is True
+    assert result.json()["plan"]["changes"][0]["code"] == "renew-requested"
+
+
+def test_a_cloud_renewal_the_service_ignores_is_not_taken_as_done(fresh: Cloud) -> None:
+    """Whether re-sending SSLEnabled=1 renews is undocumented: when the certificate stays the
+    same once the change finished, it failed (exit 5, said at once, not at the timeout)."""
+    fresh.emu.faults.switches.ssl_enable_renews = False
+    started = time.monotonic()
+    result = fresh.cli("instance", "renew-server-cert", fresh.iid, "--yes", "--timeout", "120")
+    assert result.exit_code == ExitCode.WAIT_FAILED, result.stderr
+    assert "did not renew" in result.stderr
+    assert time.monotonic() - started < 60
+    assert len(_modify_params(fresh)) == 1
 
 
 # ------------------------------------------------------------------ server CA rotation

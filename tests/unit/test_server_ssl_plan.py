@@ -6,13 +6,15 @@ from __future__ import annotations
 import sqlite3
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from rdsssl.errors import ConfigError, CryptoError, LockoutGuard, UsageError
-from rdsssl.models import AclMode, KeyType, SslModifyRequest, SslState
+from rdsssl.errors import ChangeFailed, ConfigError, CryptoError, LockoutGuard, UsageError
+from rdsssl.models import AclMode, InstanceInfo, KeyType, SslModifyRequest, SslState
 from rdsssl.ops import server_ssl
 from rdsssl.ops.apply import ApplyOptions, ApplyResult, apply
 from rdsssl.ops.clock import Clock
@@ -28,14 +30,19 @@ from rdsssl.ops.server_ssl_plan import (
     DesiredServer,
     ServerCertFromStore,
     ServerMaterial,
+    server_cert_fps,
     server_cert_status,
 )
+from rdsssl.ops.waiting import observe
 from rdsssl.pki import crypto
 from rdsssl.pki.server_certs import issue_server_cert
+from rdsssl.rds.acceptors import ssl_applied
+from rdsssl.rds.protocol import RdsApi
+from rdsssl.rds.waiters import wait_until
 from rdsssl.store.castore import CaStore
 
 from .conftest import Pki, cached_key, make_pki
-from .fakes import FakeApi, ssl_state
+from .fakes import FakeApi, FakeTime, ssl_state
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SERVER_CA = make_pki(KeyType.EC_P256, cn="server-ca", role="server-ca")
@@ -342,3 +349,45 @@ def test_server_certificates_in_a_ca_store(tmp_path: Path) -> None:
                 list(NAMES), "pgm-x", store, now=NOW, key_type=KeyType.ED25519
             )
         assert len(store.server_certs()) == 1  # refused before anything was issued
+
+
+# ------------------------------------------------------------------ the renewal's wait
+
+
+class Renewal(FakeApi):
+    """Status lag, a restart, then Running/success serving `after`."""
+
+    def __init__(self, t: FakeTime, before: str, after: str) -> None:
+        super().__init__(ssl_state(server_cert_pem=before, connection_string=CS))
+        self.t, self.before, self.after = t, before, after
+
+    def describe_ssl(self, instance_id: str) -> SslState:
+        if self.t.now < 2:
+            return self.ssl
+        status = "setting" if self.t.now < 5 else "success"
+        return replace(self.ssl, server_cert_pem=self.after, last_modify_status=status)
+
+    def describe_instance(self, instance_id: str) -> InstanceInfo:
+        return replace(self.info, status="SSL_MODIFYING" if 2 <= self.t.now < 5 else "Running")
+
+
+@pytest.mark.parametrize("renewed", [True, False])
+def test_a_renewal_the_service_ignores_fails_at_once(renewed: bool) -> None:
+    old, new = _server(role="old").cert_pem, _server(role="new").cert_pem
+    t = FakeTime()
+    api = Renewal(t, old, new if renewed else old)
+    retired = frozenset({_fp(old)})
+    request = SslModifyRequest("pgm-x", CS, ssl_enabled=True, ca_type="aliyun")
+    spec = ssl_applied(
+        read_back_matches(request, retired),
+        not_renewed=lambda ssl: bool(server_cert_fps(ssl) & retired),
+        timeout=600,
+    )
+    poll = observe(cast(RdsApi, api), "pgm-x")
+    if renewed:
+        obs = wait_until(spec, poll, sleep=t.sleep, clock=t.clock)
+        assert obs.ssl is not None and obs.ssl.server_cert_pem == new
+    else:
+        with pytest.raises(ChangeFailed, match="did not renew"):
+            wait_until(spec, poll, sleep=t.sleep, clock=t.clock)
+        assert t.now < 60  # not the 600-s timeout
