@@ -86,6 +86,22 @@ def test_enable_ssl_from_off_protects_the_internal_endpoint(ssl_off: Cloud) -> N
     )
 
 
+def test_enable_ssl_on_a_chosen_endpoint_and_a_wrong_one(ssl_off: Cloud) -> None:
+    cloud = ssl_off
+    public = _endpoints(cloud)[1].host
+    wrong = cloud.cli("instance", "enable-ssl", cloud.iid, "--connection-string", "nope.example",
+                      "--yes")  # fmt: skip
+    assert wrong.exit_code == ExitCode.BAD_INPUT and public in wrong.stderr
+    assert cloud.mutating() == []
+    result = cloud.cli("--json", "instance", "enable-ssl", cloud.iid, "--connection-string",
+                       public, "--yes")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert _modify_params(cloud)[0]["ConnectionString"] == public
+    covered = [e["connection_string"] for e in result.json()["server_proof"]["endpoints"]
+               if e["covered"]]  # fmt: skip
+    assert covered == [public]
+
+
 def test_enable_ssl_is_refused_when_ssl_is_on(fresh: Cloud) -> None:
     result = fresh.cli("instance", "enable-ssl", fresh.iid, "--yes")
     assert result.exit_code == ExitCode.BAD_INPUT, result.stderr
