@@ -191,6 +191,32 @@ def test_set_server_cert_covers_every_connection_string(fresh: Cloud, tmp_path: 
     assert len(_modify_params(fresh)) == 1  # the current certificate is kept
 
 
+def test_a_certificate_the_service_refuses_leaks_no_key(fresh: Cloud, tmp_path: Path) -> None:
+    """The emulator's clock is past the new certificate's expiry, so the service refuses it
+    (InvalidServerCertOrPrivateKey): the error, the debug log and the audit log hold no key."""
+    server_ca = _server_ca(tmp_path / "server-ca")
+    fresh.emu.clock.offset = 400 * 86400.0
+    result = fresh.cli("-vv", "--json", "instance", "set-server-cert", fresh.iid,
+                       "--server-ca-dir", server_ca, "--yes")  # fmt: skip
+    assert result.exit_code == ExitCode.API_ERROR, result.stderr
+    assert "InvalidServerCertOrPrivateKey" in result.stderr
+    assert result.json()["ok"] is False
+    _no_key(result, fresh.work / "audit.jsonl")
+    assert fresh.api().describe_ssl(fresh.iid).ca_type != "custom"
+
+
+def test_the_proof_logs_in_with_the_probe_options(fresh: Cloud, tmp_path: Path) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    result = fresh.cli(
+        "--json", "instance", "set-server-cert", fresh.iid, "--server-ca-dir", server_ca, "--yes",
+        "--probe-user", "alice", "--probe-password-env", "ALICE_PASSWORD",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    endpoints = result.json()["server_proof"]["endpoints"]
+    assert [e["verify_full"] for e in endpoints] == ["ok", "ok"]
+    assert ALICE_PASSWORD not in result.stdout + result.stderr
+
+
 def test_set_server_cert_from_ssl_off_in_one_call(ssl_off: Cloud, tmp_path: Path) -> None:
     server_ca = _server_ca(tmp_path / "server-ca")
     result = ssl_off.cli(
