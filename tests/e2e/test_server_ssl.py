@@ -242,6 +242,25 @@ def test_set_server_cert_refusals(fresh: Cloud, tmp_path: Path) -> None:
     assert fresh.mutating() == []
 
 
+def test_dry_run_and_no_wait_then_a_rerun_confirms_it(fresh: Cloud, tmp_path: Path) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    args = ("instance", "set-server-cert", fresh.iid, "--server-ca-dir", str(server_ca), "--yes")
+    dry = fresh.cli(*args, "--dry-run")
+    assert dry.exit_code == 0 and "dry run" in dry.stderr
+    assert fresh.mutating() == []
+    with CaStore.open(server_ca) as store:
+        assert store.server_certs() == []  # a dry run issues nothing
+    sent = fresh.cli(*args, "--no-wait")
+    assert sent.exit_code == 0, sent.stderr
+    rerun = fresh.cli(*args)  # confirms the earlier change from its audit line, sends nothing
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "not confirmed yet" in rerun.stderr and "up to date" in rerun.stderr
+    assert len(_modify_params(fresh)) == 1
+    lines = [json.loads(x) for x in (fresh.work / "audit.jsonl").read_text().splitlines()]
+    assert [line["outcome"] for line in lines] == ["sent", "ok"]
+    assert lines[0]["target"]["server"]["ca_type"] == "custom"
+
+
 def test_renew_custom_server_cert(fresh: Cloud, tmp_path: Path) -> None:
     server_ca = _server_ca(tmp_path / "server-ca")
     args = ("--server-ca-dir", str(server_ca), "--yes")
