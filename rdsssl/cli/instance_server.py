@@ -63,6 +63,7 @@ def _server_change(
 ) -> int:
     """Plan, confirm, change, prove (`rdsssl.ops.server_ssl_change.ServerChange`), render."""
     opts = take_mutating(kwargs)
+    skip = frozenset(kwargs.pop("skip_proof", ()))
     probe = take_probe(kwargs) if "probe_user" in kwargs else None
     api = make_api(app)
     change = InstanceChange(
@@ -71,7 +72,7 @@ def _server_change(
         on_progress=progress_reporter(app),
         on_note=app.info,
     )
-    runner = ServerChange(change, root_cert=root_cert, proof_probe=probe)
+    runner = ServerChange(change, root_cert=root_cert, proof_probe=probe, skip_proof=skip)
     server = runner.prepare(api, instance_id, lambda ssl: desired_for(api, ssl))
     preview = server.outcome.preview
     assert preview is not None
@@ -85,6 +86,7 @@ def _server_change(
     if server.proof is not None:
         for endpoint in server.proof.endpoints:
             word = "ok" if endpoint.ok else ("not covered" if not endpoint.covered else "FAILED")
+            word = "skipped" if endpoint.skipped else word
             app.info(f"{instance_id}: {endpoint.connection_string}: verify-full {word}")
     return finish(app, server.to_json(), server.outcome.error)
 
@@ -127,6 +129,12 @@ def _server_cert_options(f: Any) -> Any:
 @click.option(
     "--connection-string",
     help="The endpoint the cloud certificate protects (default: the internal one).",
+)
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
 )
 @mutating_options
 @probe_options()
@@ -176,6 +184,12 @@ def disable_ssl(instance_id: str, **kwargs: Any) -> int:
 @_id
 @click.option("--server-ca-dir", type=_DIR, required=True, help="The server CA store.")
 @_server_cert_options
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
+)
 @mutating_options
 @probe_options()
 @json_option
@@ -233,6 +247,12 @@ def set_server_cert(
     help="The renewal window of --if-due.",
 )
 @_server_cert_options
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
+)
 @mutating_options
 @probe_options()
 @json_option

@@ -68,12 +68,14 @@ def prove_change(
     *,
     root_cert: Path | None,
     probe: ProbeOptions | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> ServerProof | None:
     """After a server-side command: with SSL on, the handshake and verify-full on every
     connection string (`rdsssl.ops.server_ssl_proof`) against `root_cert` (the server CA
     store's ca.crt; None: the cloud CA from ServerCAUrl). A failure becomes the outcome's
-    `VerificationError` (exit 6). None when there is nothing to prove (an error before, a dry
-    run, --no-wait, SSL off)."""
+    `VerificationError` (exit 6). `skip`: connection strings not to try (unreachable from
+    here); skipping all of them is not a failure. None when there is nothing to prove (an
+    error before, a dry run, --no-wait, SSL off)."""
     ssl = final_state(outcome)
     if outcome.error is not None or outcome.dry_run or ssl is None or not ssl.ssl_enabled:
         return None
@@ -84,16 +86,18 @@ def prove_change(
     key = probe.key if probe is not None else None
     with server_ca_file(api, iid, root_cert) as root:
         proof = prove_server(
-            api, iid, ssl, root_cert=root, user=user, cert=cert, key=key, password=password
-        )
-    if not proof.ok:
+            api, iid, ssl, root_cert=root, user=user, cert=cert, key=key, password=password,
+            skip=skip,
+        )  # fmt: skip
+    if not proof.ok and not proof.all_skipped:
         where = str(root_cert) if root_cert is not None else "the CA from ServerCAUrl"
         outcome.error = VerificationError(
             f"{iid}: the server side reads back as asked, but the proof failed: "
             + "; ".join(proof.failures() or ["no endpoint is covered by the certificate"])
             + f". verify-full clients with sslrootcert={where} fail there: check that this CA "
             "issued the certificate (during a CA change give clients `rdsssl server-ca bundle`), "
-            "that the endpoint is reachable, then prove again with `rdsssl probe`"
+            "and that the endpoint is reachable from here (one that is not: --skip-proof NAME), "
+            "then prove again with `rdsssl probe`"
         )
     return proof
 
@@ -121,11 +125,13 @@ class ServerOutcome:
 class ServerChange:
     """A server-side command under `change`'s options. `proof_probe`: credentials for the proof
     (None: it stops at authentication, after the certificate verified). `root_cert`: the server
-    CA the proof trusts (None: the cloud CA from ServerCAUrl)."""
+    CA the proof trusts (None: the cloud CA from ServerCAUrl). `skip_proof`: connection
+    strings this host cannot reach, not tried."""
 
     change: InstanceChange
     root_cert: Path | None = None
     proof_probe: ProbeOptions | None = None
+    skip_proof: frozenset[str] = frozenset()
 
     def prepare(
         self, api: RdsApi, instance_id: str, desired_for: Callable[[SslState], DesiredSsl]
@@ -144,5 +150,7 @@ class ServerChange:
         probe = (
             self.proof_probe if self.proof_probe is not None and self.proof_probe.given else None
         )
-        server.proof = prove_change(api, server.outcome, root_cert=self.root_cert, probe=probe)
+        server.proof = prove_change(
+            api, server.outcome, root_cert=self.root_cert, probe=probe, skip=self.skip_proof
+        )
         return server

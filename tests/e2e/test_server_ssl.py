@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from rdsssl.errors import ExitCode
+from rdsssl.ops.apply import ApplyResult
+from rdsssl.ops.instance_change import InstanceOutcome
+from rdsssl.ops.plan import Plan
 from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
+from rdsssl.ops.server_ssl_change import prove_change
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result, invoke
@@ -215,6 +219,37 @@ def test_the_proof_logs_in_with_the_probe_options(fresh: Cloud, tmp_path: Path) 
     endpoints = result.json()["server_proof"]["endpoints"]
     assert [e["verify_full"] for e in endpoints] == ["ok", "ok"]
     assert ALICE_PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_failed_proof_is_exit_6_and_unreachable_endpoints_can_be_skipped(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    public = _endpoints(fresh)[1].host
+    result = fresh.cli("--json", "instance", "set-server-cert", fresh.iid, "--server-ca-dir",
+                       server_ca, "--yes", "--skip-proof", public)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    by_name = {e["connection_string"]: e for e in result.json()["server_proof"]["endpoints"]}
+    assert by_name[public]["skipped"] and by_name[public]["presented_fingerprint"] is None
+    assert f"{public}: verify-full skipped" in result.stderr
+    # the proof against a CA that did not issue the certificate: exit 6, saying what to do
+    other = _server_ca(tmp_path / "other-ca", "other-ca")
+    api = fresh.api()
+    ssl = api.describe_ssl(fresh.iid)
+    done = ApplyResult(Plan(fresh.iid, (), None), False, False, final=ssl, before=ssl)
+    outcome = InstanceOutcome(fresh.iid, "test", preview=done)
+    proof = prove_change(api, outcome, root_cert=other / "ca.crt")
+    assert proof is not None and not proof.ok
+    assert all(e.presents_expected and e.verify is not None for e in proof.endpoints)
+    assert {e.verify.outcome for e in proof.endpoints if e.verify} == {
+        ProbeOutcome.SERVER_UNTRUSTED
+    }
+    assert outcome.exit_code == ExitCode.VERIFICATION_FAILED
+    assert "server-ca bundle" in str(outcome.error) and "--skip-proof" in str(outcome.error)
+    everything = frozenset(t.host for t in _endpoints(fresh))
+    outcome = InstanceOutcome(fresh.iid, "test", preview=done)
+    skipped = prove_change(api, outcome, root_cert=other / "ca.crt", skip=everything)
+    assert skipped is not None and skipped.all_skipped and outcome.error is None
 
 
 def test_set_server_cert_from_ssl_off_in_one_call(ssl_off: Cloud, tmp_path: Path) -> None:
