@@ -8,6 +8,7 @@ import json
 import stat
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -274,7 +275,21 @@ def test_set_server_cert_refusals(fresh: Cloud, tmp_path: Path) -> None:
         "--key-type", "ed25519", "--yes",
     )  # fmt: skip
     assert bad_key.exit_code == ExitCode.USAGE  # not a choice for a server key
+    locked = tmp_path / "locked-ca"
+    made = invoke("ca", "init", "--ca-dir", locked, "--cn", "locked-ca",
+                  env={"RDSSSL_CA_PASSPHRASE": "a long passphrase 1"})  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    no_passphrase = fresh.cli(
+        "instance", "set-server-cert", fresh.iid, "--server-ca-dir", locked, "--yes"
+    )
+    assert no_passphrase.exit_code == ExitCode.BAD_INPUT, no_passphrase.stderr
     assert fresh.mutating() == []
+    unlocked = fresh.cli(
+        "instance", "set-server-cert", fresh.iid, "--server-ca-dir", locked, "--yes",
+        env={"RDSSSL_CA_PASSPHRASE": "a long passphrase 1"},
+    )  # fmt: skip
+    assert unlocked.exit_code == 0, unlocked.stderr
+    assert "a long passphrase 1" not in unlocked.stdout + unlocked.stderr
 
 
 def test_dry_run_and_no_wait_then_a_rerun_confirms_it(fresh: Cloud, tmp_path: Path) -> None:
@@ -409,3 +424,8 @@ def test_server_ca_bundle_after_ca_renew_and_refusals(tmp_path: Path) -> None:
     assert refused.exit_code == ExitCode.BAD_INPUT and "not a regular file" in refused.stderr
     missing = invoke("server-ca", "bundle", "--ca-dir", tmp_path / "nope", "--out", out)
     assert missing.exit_code == ExitCode.BAD_INPUT
+    later = datetime.now(timezone.utc) + timedelta(days=4000)  # past both CA certificates
+    expired = invoke("server-ca", "bundle", "--ca-dir", store, "--out", tmp_path / "x.crt",
+                     clock=lambda: later)  # fmt: skip
+    assert expired.exit_code == ExitCode.BAD_INPUT and "expired" in expired.stderr
+    assert not (tmp_path / "x.crt").exists()
