@@ -14,7 +14,8 @@ guard, ONE ModifyDBInstanceSSL call and a wait with evidence. What is particular
   its key is made here, recorded with the certificate in the server CA store and sent once;
 - `renew-server-cert --if-due` is for cron: nothing is read beyond the SSL state and nothing is
   sent unless the certificate is inside the window (`due`);
-- afterwards the server is proven (`rdsssl.ops.server_ssl_proof`).
+- afterwards the server is proven (`rdsssl.ops.server_ssl_proof`; the command's flow with it:
+  `rdsssl.ops.server_ssl_change`, whose `prove_change` / `server_summary` are importable here).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from rdsssl.errors import ConfigError, CryptoError, UsageError
 from rdsssl.models import KeyType, SslState
 from rdsssl.ops.plan import DesiredSsl
+from rdsssl.ops.server_ssl_change import prove_change, server_summary
 from rdsssl.ops.server_ssl_plan import (
     DEFAULT_SERVER_RENEW_BEFORE,
     SSL_CLOUD,
@@ -54,7 +56,9 @@ __all__ = [
     "due",
     "internal_connection_string",
     "prepare_custom_cert",
+    "prove_change",
     "refuse_ssl_on",
+    "server_summary",
 ]
 
 # Ed25519 server keys work over TLS 1.3 only, and many clients still speak TLS 1.2.
