@@ -60,8 +60,10 @@ def _server_change(
     kwargs: dict[str, Any],
     *,
     root_cert: Path | None,
+    next_step: str | None = None,
 ) -> int:
-    """Plan, confirm, change, prove (`rdsssl.ops.server_ssl_change.ServerChange`), render."""
+    """Plan, confirm, change, prove (`rdsssl.ops.server_ssl_change.ServerChange`), render;
+    `next_step`: a sentence for people once the change is live and proven."""
     opts = take_mutating(kwargs)
     skip = frozenset(kwargs.pop("skip_proof", ()))
     probe = take_probe(kwargs) if "probe_user" in kwargs else None
@@ -88,6 +90,8 @@ def _server_change(
             word = "ok" if endpoint.ok else ("not covered" if not endpoint.covered else "FAILED")
             word = "skipped" if endpoint.skipped else word
             app.info(f"{instance_id}: {endpoint.connection_string}: verify-full {word}")
+    if next_step and server.proof is not None and server.outcome.error is None:
+        app.info(f"{instance_id}: {next_step}")
     return finish(app, server.to_json(), server.outcome.error)
 
 
@@ -158,7 +162,8 @@ def enable_ssl(instance_id: str, connection_string: str | None, **kwargs: Any) -
             cs = server_ssl.check_connection_string(api, instance_id, connection_string)
         return server_ssl.desired_enable(ssl, instance_id, cs)
 
-    return _server_change(get_app(), instance_id, desired, kwargs, root_cert=None)
+    hint = f"clients get the server CA with: rdsssl instance server-ca {instance_id} --out FILE"
+    return _server_change(get_app(), instance_id, desired, kwargs, root_cert=None, next_step=hint)
 
 
 @instance.command("disable-ssl")

@@ -40,6 +40,7 @@ from rdsssl.ops.server_ssl_plan import (
     ServerCertFromStore,
     ServerDiff,
     diff_server,
+    issuer_warning,
     request_connection_string,
 )
 from rdsssl.pki import crl_policy, crypto
@@ -328,6 +329,9 @@ def validate(
     request = plan_.request
     if request is None or request.ssl_enabled is False:  # SSL off: nothing of the client left
         return warnings
+    issuer = issuer_warning([c.code for c in plan_.changes if c.field == "ssl"], ssl)
+    if issuer is not None:
+        warnings.append(PlanWarning("server-ca-changes", issuer))
     ca_enabled_after = (
         bool(ssl.client_ca_pem)
         if request.client_ca_enabled is None
