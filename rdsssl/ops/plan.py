@@ -16,7 +16,33 @@ from datetime import datetime, timedelta, timezone
 
 from rdsssl.errors import ConfigError
 from rdsssl.models import AclMode, InstanceInfo, SslModifyRequest, SslState
+
+__all__ = [  # the evidence functions live in rdsssl.ops.plan_evidence; kept importable here
+    "differs",
+    "fingerprints",
+    "matches_target",
+    "read_back_matches",
+    "state_fingerprints",
+    "target_fingerprints",
+]
 from rdsssl.ops import guard
+from rdsssl.ops.plan_evidence import (
+    differs,
+    fingerprints,
+    matches_target,
+    read_back_matches,
+    state_fingerprints,
+    target_fingerprints,
+)
+from rdsssl.ops.server_ssl_plan import (
+    SSL_OFF,
+    DesiredServer,
+    ServerCertFromStore,
+    ServerDiff,
+    diff_server,
+    issuer_warning,
+    request_connection_string,
+)
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile
 
@@ -56,6 +82,13 @@ class DesiredSsl:
     acl: AclMode | None = None
     replication_acl: AclMode | None = None
     disable_client_ca: bool = False
+    server: DesiredServer | None = None  # None: server SSL left as it is (`server_ssl_plan`)
+
+    @property
+    def client_part(self) -> bool:
+        """Some client CA / CRL / ACL field is asked for."""
+        fields = (self.client_ca_pem, self.crl, self.acl, self.replication_acl)
+        return self.disable_client_ca or any(f is not None for f in fields)
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,8 @@ class Plan:
     request: SslModifyRequest | None
     warnings: tuple[PlanWarning, ...] = ()
     crl_source: CrlFromStore | None = None  # a CRL to sign at apply time
+    server_source: ServerCertFromStore | None = None  # a server certificate to issue then
+    retired_server_cert: frozenset[str] = frozenset()  # must be gone afterwards (evidence)
 
     @property
     def noop(self) -> bool:
@@ -192,12 +227,25 @@ def plan(
     changes: list[Change] = []
     fields: dict[str, object] = {}
     source: CrlFromStore | None = None
+    server = ServerDiff()
+    if desired.server is not None:  # SSL itself and the server certificate (server_ssl_plan)
+        server = diff_server(desired.server, ssl, now=now)
+        for name, before, after, code, reason in server.changes:
+            changes.append(Change(name, before, after, Effect.RESTART, code, reason))
+        fields.update(server.fields)
+        if desired.server.ssl == SSL_OFF:
+            if desired.client_part:
+                raise ConfigError(
+                    "SSL off takes the client CA, CRL and ACLs with it: ask for no client "
+                    "setting together with ssl off"
+                )
+            return _plan(instance_id, ssl, changes, fields, None, server)
     observed_ca = _fps(ssl.client_ca_pem, "the instance's client CA")
     if desired.disable_client_ca:
         if observed_ca:
             changes.append(Change("client_ca", _short(observed_ca), "(disabled)", Effect.RESTART))
             fields["client_ca_enabled"] = False
-        return _plan(instance_id, ssl, changes, fields, None)
+        return _plan(instance_id, ssl, changes, fields, None, server)
     ca_pem = desired.client_ca_pem
     if ca_pem is not None:
         wanted = _fps(ca_pem, "the desired client CA")
@@ -231,7 +279,7 @@ def plan(
                 Change(name, have.value if have else "(none)", want.value, Effect.ACL_LOCK)
             )
             fields[name] = want
-    return _plan(instance_id, ssl, changes, fields, source)
+    return _plan(instance_id, ssl, changes, fields, source, server)
 
 
 def _plan(
@@ -240,15 +288,23 @@ def _plan(
     changes: list[Change],
     fields: dict[str, object],
     source: CrlFromStore | None,
+    server: ServerDiff,
 ) -> Plan:
     if not changes:
         return Plan(instance_id, (), None)
     request = SslModifyRequest(
         instance_id=instance_id,
-        connection_string=ssl.connection_string,
+        connection_string=request_connection_string(server, ssl, instance_id),
         **fields,  # type: ignore[arg-type]
     )
-    return Plan(instance_id, tuple(changes), request, crl_source=source)
+    return Plan(
+        instance_id,
+        tuple(changes),
+        request,
+        crl_source=source,
+        server_source=server.source,
+        retired_server_cert=server.retired,
+    )
 
 
 # ---------------------------------------------------------------- validating
@@ -271,8 +327,11 @@ def validate(
     (CRL size, ...)."""
     warnings: list[PlanWarning] = []
     request = plan_.request
-    if request is None:
+    if request is None or request.ssl_enabled is False:  # SSL off: nothing of the client left
         return warnings
+    issuer = issuer_warning([c.code for c in plan_.changes if c.field == "ssl"], ssl)
+    if issuer is not None:
+        warnings.append(PlanWarning("server-ca-changes", issuer))
     ca_enabled_after = (
         bool(ssl.client_ca_pem)
         if request.client_ca_enabled is None
@@ -332,8 +391,8 @@ def refuse_ssl_off(instance_id: str, ssl: SslState) -> None:
     if not ssl.ssl_enabled or not ssl.connection_string:
         raise ConfigError(
             f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): SSL must be "
-            "enabled on the instance first (the RDS console: Data Security > SSL), then run "
-            "this again; nothing was sent"
+            f"enabled on the instance first (rdsssl instance enable-ssl {instance_id}, or "
+            '`ssl = "cloud"` in rdsssl.toml), then run this again; nothing was sent'
         )
 
 
@@ -357,55 +416,6 @@ def same_plan(a: Plan, b: Plan) -> bool:
     """Whether two plans of one instance make the same change (what was shown is what is
     sent): the same fields, from the same values, to the same values."""
     return a.instance_id == b.instance_id and a.changes == b.changes
-
-
-# ---------------------------------------------------------------- fingerprints
-
-
-def fingerprints(ssl: SslState) -> dict[str, object]:
-    """The secret-free identity of an SSL configuration, for audit lines and JSON output."""
-    return {
-        "client_ca": sorted(_fps(ssl.client_ca_pem, "the instance's client CA")),
-        "crl": sorted(_fps(ssl.crl_pem, "the instance's CRL")),
-        "acl": ssl.acl.value if ssl.acl else None,
-        "replication_acl": ssl.replication_acl.value if ssl.replication_acl else None,
-    }
-
-
-def target_fingerprints(request: SslModifyRequest, before: SslState) -> dict[str, object]:
-    """`fingerprints` of the state `request` leads to from `before` (what a sent change should
-    read back as: kept in its `sent` audit line, so that a later run can confirm it)."""
-    if request.client_ca_enabled is False:
-        return {"client_ca": [], "crl": [], "acl": None, "replication_acl": None}
-    now = fingerprints(before)
-    if request.client_ca_pem is not None:
-        now["client_ca"] = sorted(_fps(request.client_ca_pem, "the client CA sent"))
-    if request.crl_pem is not None:
-        now["crl"] = sorted(_fps(request.crl_pem, "the CRL sent"))
-    if request.acl is not None:
-        now["acl"] = request.acl.value
-    if request.replication_acl is not None:
-        now["replication_acl"] = request.replication_acl.value
-    return now
-
-
-def read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
-    """The waiter's success test: the read-back equals what was sent (by fingerprint)."""
-
-    def matches(ssl: SslState) -> bool:
-        if request.client_ca_enabled is False:
-            return not (ssl.client_ca_pem or "").strip()
-        if request.client_ca_pem is not None and _fps(ssl.client_ca_pem, "ca") != _fps(
-            request.client_ca_pem, "ca"
-        ):
-            return False
-        if request.crl_pem is not None and _fps(ssl.crl_pem, "crl") != _fps(request.crl_pem, "crl"):
-            return False
-        if request.acl is not None and ssl.acl != request.acl:
-            return False
-        return request.replication_acl is None or ssl.replication_acl == request.replication_acl
-
-    return matches
 
 
 def describe_changes(plan_: Plan) -> str:

@@ -32,7 +32,15 @@ from cryptography import x509
 from rdsssl.errors import StoreError
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crl_policy, crypto
-from rdsssl.store import ca_key, ca_renewal, consistency, crl_signing, issuing, revocation
+from rdsssl.store import (
+    ca_key,
+    ca_renewal,
+    consistency,
+    crl_signing,
+    issuing,
+    revocation,
+    server_issuing,
+)
 from rdsssl.store.ca_import import CaSeed, ImportSources, read_import
 from rdsssl.store.db import Inventory
 from rdsssl.store.files import (
@@ -255,6 +263,14 @@ class CaStore:
         """Every certificate of the CA, oldest first, the current one (ca.crt) marked."""
         return ca_renewal.history(self._inv, self._ca_cert)
 
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """Every certificate of the CA (``ca_history``'s), oldest first, ca.crt last if never
+        recorded: what a trust bundle of this CA holds."""
+        certs = [c for c, _ in self._inv.ca_certs()]
+        if self._ca_fp not in {crypto.fingerprint(c) for c in certs}:
+            certs.append(self._ca_cert)
+        return certs
+
     def _ca_key(self) -> crypto.PrivateKey:
         if self._key is None:
             raise StoreError(f"the CA key of {self.path} is not loaded; unlock the store first")
@@ -328,6 +344,23 @@ class CaStore:
                 now=now,
                 allow_tls13_only=allow_tls13_only,
             )
+
+    def issue_server_cert(
+        self, *, instance_id: str, names: list[str], key_type: KeyType, days: int, now: datetime
+    ) -> server_issuing.ServerIssue:
+        """A new key and server certificate naming `names` (`rdsssl.store.server_issuing`)."""
+        key = crypto.generate_key(key_type)  # outside the lock: slow for RSA
+        with self.locked():
+            return server_issuing.issue(
+                self._inv, self.path, self._ca_cert, self._ca_key(), key,
+                instance_id=instance_id, names=names, key_type=key_type.value, days=days, now=now,
+            )  # fmt: skip
+
+    def server_certs(
+        self, *, instance_id: str | None = None
+    ) -> list[server_issuing.ServerCertRecord]:
+        """The server certificates this CA issued (`rdsssl.store.server_issuing`)."""
+        return server_issuing.records(self._inv, instance_id=instance_id)
 
     def _issuer(self) -> issuing.Issuer:
         return issuing.Issuer(self._inv, self._ca_cert, self._ca_key())
