@@ -72,6 +72,19 @@ def _crl(cloud: Cloud, tmp: Path, ca: Path) -> Path:
     return out
 
 
+def _server_ca(cloud: Cloud, tmp: Path) -> Path:
+    done = invoke("ca", "init", "--ca-dir", tmp / "server-ca", "--cn", "db-server-ca",
+                  "--no-passphrase")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    return tmp / "server-ca"
+
+
+def _ssl_off(cloud: Cloud) -> Cloud:
+    done = cloud.cli("instance", "disable-ssl", cloud.iid, "--yes")
+    assert done.exit_code == 0, done.stderr
+    return cloud
+
+
 def _disable(cloud: Cloud, tmp: Path) -> Result:
     _enabled(cloud, tmp)
     return cloud.cli("--json", "instance", "disable-client-ca", cloud.iid, "--dry-run")
@@ -202,6 +215,19 @@ CASES: dict[str, Case] = {
         "--dry-run",
     ),
     "rotate status": lambda c, t: c.cli("--json", "rotate", "status", "--ca-dir", _store(c, t)[0]),
+    "instance enable-ssl": lambda c, t: _ssl_off(c).cli(
+        "--json", "instance", "enable-ssl", c.iid, "--yes"
+    ),
+    "instance disable-ssl": lambda c, t: c.cli("--json", "instance", "disable-ssl", c.iid, "--yes"),
+    "instance set-server-cert": lambda c, t: c.cli(
+        "--json", "instance", "set-server-cert", c.iid, "--server-ca-dir", _server_ca(c, t), "--yes"
+    ),
+    "instance renew-server-cert": lambda c, t: c.cli(
+        "--json", "instance", "renew-server-cert", c.iid, "--yes"
+    ),
+    "server-ca bundle": lambda c, t: c.cli(
+        "--json", "server-ca", "bundle", "--ca-dir", _server_ca(c, t), "--out", t / "root.crt"
+    ),
     "cron install": lambda c, t: c.cli("--json", "cron", "install", "--print"),
     # the cron jobs keep their documents in RDSSSL_JSON_LOG (tests/integration/
     # test_cron_scripts.py checks that log); on stdout --json is refused with a document
