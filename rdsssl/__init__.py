@@ -93,6 +93,12 @@ _LAZY: dict[str, str] = {
     "VerificationError": "rdsssl.errors",
     "LockoutGuard": "rdsssl.errors",
     "HookFailed": "rdsssl.errors",
+    "DesiredServer": "rdsssl.ops.server_ssl_plan",
+    "ServerMaterial": "rdsssl.ops.server_ssl_plan",
+    "ServerCertFromStore": "rdsssl.ops.server_ssl_plan",
+    "prepare_custom_cert": "rdsssl.ops.server_ssl",
+    "ServerChange": "rdsssl.ops.server_ssl_change",
+    "ServerOutcome": "rdsssl.ops.server_ssl_change",
 }
 
 __all__ = [
@@ -111,6 +117,7 @@ __all__ = [
     "CrlFromStore",
     "CryptoError",
     "DesiredBuilder",
+    "DesiredServer",
     "DesiredSsl",
     "ExitCode",
     "HookFailed",
@@ -130,6 +137,10 @@ __all__ = [
     "RdsApi",
     "RdsSslError",
     "RevocationReason",
+    "ServerCertFromStore",
+    "ServerChange",
+    "ServerMaterial",
+    "ServerOutcome",
     "StalePlan",
     "StoreError",
     "Throttled",
@@ -143,6 +154,7 @@ __all__ = [
     "instance_ready",
     "load_desired_state",
     "plan",
+    "prepare_custom_cert",
     "probe",
     "probe_instance",
     "resolve",
@@ -199,6 +211,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
     from rdsssl.ops.guard import Proof
     from rdsssl.ops.plan import CrlFromStore, DesiredSsl, Plan, plan
     from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe, probe_instance
+    from rdsssl.ops.server_ssl import prepare_custom_cert
+    from rdsssl.ops.server_ssl_change import ServerChange, ServerOutcome
+    from rdsssl.ops.server_ssl_plan import DesiredServer, ServerCertFromStore, ServerMaterial
     from rdsssl.rds.acceptors import instance_ready, ssl_applied
     from rdsssl.rds.api import AliyunRdsApi
     from rdsssl.rds.protocol import RdsApi
