@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
+from rdsssl.cli.app import App
 from rdsssl.cli.common import (
     ca_dir_option,
     days_option,
@@ -33,6 +35,7 @@ from rdsssl.ops.client_issue import IssueOptions
 from rdsssl.ops.client_issue import issue as issue_client
 from rdsssl.pki import crypto
 from rdsssl.store.fsutil import atomic_write
+from rdsssl.store.records import CertLine, ListingSize
 
 __all__ = ["cert"]
 
@@ -218,25 +221,41 @@ def list_(ca_dir: Path, user: str | None, status: str) -> None:
     """
     app = get_app()
     now = app.now()
+    state = None if status == "all" else status
     with open_store(ca_dir) as store:
-        rows = [
-            r for r in store.certificates(user=user) if status == "all" or r.state(now) == status
-        ]
-    app.result({"certificates": [r.to_json(now) for r in rows]})
-    if not rows:
-        app.info("no certificates")
-        return
-    width = max(len(r.serial_hex) for r in rows)
-    cn_width = max(4, *(len(r.cn) for r in rows))
+        if app.json:
+            found = [r.to_json() for r in store.listing(now=now, user=user, state=state)]
+            app.result({"certificates": found})
+            if not found:
+                app.info("no certificates")
+            return
+        size = store.listing_size(now=now, user=user, state=state)
+        if not size.rows:
+            app.info("no certificates")
+            return
+        _write_table(app, store.listing_lines(now=now, user=user, state=state), size)
+
+
+_TABLE_BATCH = 1000  # rows per write: one stdout write per batch, not per row
+
+
+def _write_table(app: App, rows: Iterable[CertLine], size: ListingSize) -> None:
+    """The ``cert list`` table, aligned by ``size`` before the first row is read, written in
+    batches as the rows stream in."""
+    width, cn_width = size.serial_width, max(4, size.cn_width)
+    line = f"{{:<{width}}}  {{:<{cn_width}}}  {{:<7}}  {{:<20}}  {{}}".format
     app.out(
         f"{'SERIAL':<{width}}  {'CN':<{cn_width}}  {'STATUS':<7}  {'NOT AFTER':<20}  "
         "FINGERPRINT (SHA-256)"
     )
+    batch: list[str] = []
     for r in rows:
-        app.out(
-            f"{r.serial_hex:<{width}}  {r.cn:<{cn_width}}  {r.state(now):<7}  "
-            f"{iso(r.not_after):<20}  {r.fingerprint or '(unknown)'}"
-        )
+        batch.append(line(r.serial_hex, r.cn, r.state, r.not_after, r.fingerprint or "(unknown)"))
+        if len(batch) == _TABLE_BATCH:
+            app.out("\n".join(batch))
+            batch.clear()
+    if batch:
+        app.out("\n".join(batch))
 
 
 @cert.command("revoke")
