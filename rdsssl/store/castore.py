@@ -355,6 +355,17 @@ class CaStore:
         """Every inventory row (or one user's), oldest first."""
         return self._inv.all(cn=user)
 
+    def users(self, *, user: str | None = None) -> list[str]:
+        """Every CN with a certificate in the store (or just ``user`` if it has one), sorted;
+        read from an index, not by loading the rows."""
+        return self._inv.cns(cn=user)
+
+    def newest_unrevoked(self, *, user: str | None = None) -> dict[str, CertRecord]:
+        """Each user's newest certificate that is not revoked (``renewal_plan.newest`` of
+        ``certificates``), chosen by sqlite: a renewal plan of a large store loads one row
+        per user instead of every row."""
+        return self._inv.newest_unrevoked(cn=user)
+
     def listing(
         self, *, now: datetime, user: str | None = None, state: str | None = None
     ) -> Iterator[CertRow]:

@@ -290,6 +290,26 @@ class Inventory:
         shared: dict[str, str] = {}  # one string object per repeated value (issuer, key type)
         return [CertRecord._from_row(r, shared) for r in rows]  # no second list of raw rows
 
+    def newest_unrevoked(self, *, cn: str | None = None) -> dict[str, CertRecord]:
+        """Each CN's newest row that is not revoked (or that of one CN), by CN: what a renewal
+        plan starts from, chosen by sqlite instead of loading every row."""
+        where = "status <> 'revoked'" + (" AND cn = ?" if cn is not None else "")
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM certs WHERE seq IN"
+            f" (SELECT max(seq) FROM certs WHERE {where} GROUP BY cn) ORDER BY cn",
+            () if cn is None else (cn,),
+        )
+        shared: dict[str, str] = {}
+        return {r[1]: CertRecord._from_row(r, shared) for r in rows}
+
+    def cns(self, *, cn: str | None = None) -> list[str]:
+        """Every CN with a row (or just ``cn`` if it has one), sorted: read from ``certs_by_cn``
+        alone."""
+        if cn is None:
+            return [r[0] for r in self._conn.execute("SELECT DISTINCT cn FROM certs ORDER BY cn")]
+        found = self._conn.execute("SELECT 1 FROM certs WHERE cn = ? LIMIT 1", (cn,)).fetchone()
+        return [] if found is None else [cn]
+
     def _paged(self, columns: str, where: str, args: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
         """``SELECT columns, seq`` of the rows ``where`` selects, in the order they were added,
         a page at a time (keyset on ``seq``), each page its own statement: memory does not grow

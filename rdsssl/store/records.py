@@ -63,6 +63,10 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text[:-1] + "+00:00")
 
 
+_STATUSES = {s.value: s for s in CertStatus}  # a dict lookup: ~10x faster than CertStatus(v)
+_REASONS = {r.value: r for r in RevocationReason}
+
+
 def _opt_time(text: str | None) -> datetime | None:
     return None if text is None else parse_time(text)
 
@@ -194,20 +198,20 @@ class CertRecord:
     @classmethod
     def _from_row(cls, row: tuple[Any, ...], shared: dict[str, str] | None = None) -> CertRecord:
         """A record from a row of ``_COLUMNS``; values repeated across rows (issuer, key type,
-        origin) are kept once in ``shared`` when given."""
-        share = (lambda v: v) if shared is None else (lambda v: shared.setdefault(v, v))
+        origin) are kept once in ``shared`` when given (a whole store is loaded at once)."""
+        shared = {} if shared is None else shared
         return cls(
             serial=int(row[0], 16),
             cn=row[1],
             not_before=_opt_time(row[2]),
             not_after=parse_time(row[3]),
-            status=CertStatus(row[4]),
+            status=_STATUSES.get(row[4]) or CertStatus(row[4]),  # unknown: ValueError as before
             revoked_at=_opt_time(row[5]),
-            reason=None if row[6] is None else RevocationReason(row[6]),
+            reason=None if row[6] is None else _REASONS.get(row[6]) or RevocationReason(row[6]),
             fingerprint=row[7],
-            issuer_fingerprint=share(row[8]),
-            key_type=share(row[9]),
-            origin=share(row[10]),
+            issuer_fingerprint=shared.setdefault(row[8], row[8]),
+            key_type=shared.setdefault(row[9], row[9]),
+            origin=shared.setdefault(row[10], row[10]),
             created_at=parse_time(row[11]),
             cert_der=row[12],
         )

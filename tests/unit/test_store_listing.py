@@ -1,7 +1,7 @@
 """Listings and counts read by sqlite, not by loading every row: `CaStore.listing`,
-`listing_lines`, `listing_size` and the state counts of `ca show` agree with what the loaded
-records say, page after page, and a listing does not hold the inventory's read lock between
-pages."""
+`listing_lines`, `listing_size`, `users`, `newest_unrevoked` and the state counts of `ca show`
+agree with what the loaded records say, page after page, and a listing does not hold the
+inventory's read lock between pages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rdsssl.models import KeyType, RevocationReason
+from rdsssl.ops.renewal_plan import newest
 from rdsssl.store import db
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import INVENTORY
@@ -171,3 +172,17 @@ def test_rows_added_during_a_listing_come_at_its_end(
     rest = list(listing)
     assert [r.serial_hex for r in first + rest] == [r.serial_hex for r in store.certificates()]
     assert rest[-1].serial_hex == new.serial_hex
+
+
+@pytest.mark.parametrize("user", [None, "alice", "bob", "nobody"])
+def test_users_and_newest_unrevoked_agree_with_the_records(
+    store: CaStore, user: str | None
+) -> None:
+    # bob's newest certificate revoked too: his newest unrevoked one is then the middle one
+    bob = store.certificates(user="bob")
+    store.revoke(serial=bob[2].serial, now=NOW)
+    rows = store.certificates(user=user)
+    assert store.users(user=user) == sorted({r.cn for r in rows})
+    assert store.newest_unrevoked(user=user) == newest(rows)
+    if user in (None, "bob"):
+        assert store.newest_unrevoked(user=user)["bob"].serial == bob[1].serial
