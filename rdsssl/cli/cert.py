@@ -1,6 +1,8 @@
 """``rdsssl cert issue | sign | list | revoke | renew``: client certificates (local).
 
-`renew` lives in `rdsssl.cli.renew` and is registered here."""
+`renew` (`rdsssl.cli.renew`) and `needs-renewal` (`rdsssl.cli.needs_renewal`) are lazy
+sub-commands (`rdsssl.cli.lazy`): imported only when they run, so `cert issue` and `cert list`
+never load the renewal, deploy-hook and rotation modules behind them."""
 
 from __future__ import annotations
 
@@ -27,8 +29,7 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
-from rdsssl.cli.needs_renewal import needs_renewal_cmd
-from rdsssl.cli.renew import renew
+from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.ops.client_issue import IssueOptions
@@ -40,7 +41,16 @@ from rdsssl.store.records import CertLine, ListingSize
 __all__ = ["cert"]
 
 
-@click.group()
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "renew": ("rdsssl.cli.renew:renew", "Re-issue certificates inside their renewal window."),
+        "needs-renewal": (
+            "rdsssl.cli.needs_renewal:needs_renewal_cmd",
+            "Exit 0 when a certificate file needs renewal, 1 when not.",
+        ),
+    },
+)
 def cert() -> None:
     """Issue, sign, list, revoke and renew client certificates (local, no cloud access)."""
 
@@ -323,7 +333,3 @@ def revoke(
             f"certificate {record.serial_hex} ({record.cn}) was already revoked on "
             f"{iso(record.revoked_at)}; nothing changed"
         )
-
-
-cert.add_command(renew)
-cert.add_command(needs_renewal_cmd)

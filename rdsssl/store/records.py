@@ -283,6 +283,7 @@ class BuiltCrl:
     entries: int
     last_update: datetime
     next_update: datetime | None
+    fingerprint: str  # SHA-256 of the DER, as recorded (computed once, when signed)
 
 
 @dataclass(frozen=True)
