@@ -25,6 +25,7 @@ UNWANTED = (
     "rdsssl.cli.ca_renew",
     "rdsssl.cli.crl_refresh",
     "rdsssl.rds.api",
+    "importlib.metadata",  # rdsssl.__version__ is read on first use (--version), not at start-up
     "alibabacloud",
     "Tea",
     "darabonba",
