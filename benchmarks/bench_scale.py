@@ -12,10 +12,11 @@ file, and is measured by `os.wait4`: wall time and the peak RSS of that one proc
 (`ru_maxrss`). Targets at 100,000 certificates: `cert list` <= 0.5 s and <= 60 MiB, `ca show`
 <= 0.15 s, and memory independent of the store's size (compare the two sizes).
 
-`--source DIR` runs `python -m rdsssl` from another checkout (e.g. `git worktree add` of an
-older commit) so the same store is measured before and after a change.
+`--baseline DIR` also runs `python -m rdsssl` from another checkout (e.g. `git archive` of an
+older commit), interleaved with this one on the same stores: the table shows before and after.
 
-Run: `python -m benchmarks.bench_scale [--quick] [--repeat N] [--sizes 10000,100000]`.
+Run: `python -m benchmarks.bench_scale [--quick] [--repeat N] [--sizes 10000,100000]
+[--baseline DIR]`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchmarks._common import Row, fmt_seconds, machine_description, median, print_table, run
+from benchmarks._common import (
+    Row,
+    fmt_ratio,
+    fmt_seconds,
+    machine_description,
+    median,
+    print_table,
+    run,
+)
 from benchmarks.bench_restarts import rdsssl_command
 
 MIB = 1024 * 1024
@@ -153,15 +162,32 @@ TARGETS: dict[str, tuple[float | None, int | None]] = {  # at 100,000: seconds, 
 }
 
 
+def summary(samples: list[Sample]) -> tuple[float, int]:
+    """Median wall time and highest peak RSS of a command's runs."""
+    return median([s.seconds for s in samples]), max(s.max_rss for s in samples)
+
+
+def verdict(name: str, size: int, seconds: float, rss: int) -> tuple[str, bool | None]:
+    """The target of a row and whether it is met (only at 100,000 certificates)."""
+    target_s, target_rss = TARGETS.get(name, (None, None)) if size == 100_000 else (None, None)
+    wanted = [f"<= {fmt_seconds(target_s)}"] if target_s else []
+    wanted += [f"<= {target_rss // MIB} MiB"] if target_rss else []
+    if not wanted:
+        return "", None
+    met = (target_s is None or seconds <= target_s) and (target_rss is None or rss <= target_rss)
+    return ", ".join(wanted), met
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run per command")
     parser.add_argument("--repeat", type=int, help="runs per command, median (default 3)")
     parser.add_argument("--sizes", default="10000,100000", help="store sizes, comma-separated")
     parser.add_argument(
-        "--source",
+        "--baseline",
         type=Path,
-        help="run `python -m rdsssl` from this checkout instead (a before/after comparison)",
+        help="also run `python -m rdsssl` from this checkout (e.g. an older commit's tree), "
+        "interleaved with this one: the table shows before and after",
     )
     args = parser.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -169,50 +195,49 @@ def main(argv: list[str] | None = None) -> int:
     # Bytecode is cached as in an installed package (the first, untimed run of each command
     # writes it), even where the calling environment turns that off.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    if args.source is not None:
-        rdsssl = [sys.executable, "-m", "rdsssl"]
-        env["PYTHONPATH"] = str(args.source.resolve())
-    else:
-        rdsssl = rdsssl_command()
+    sides = {"after": (rdsssl_command(), env)}
+    if args.baseline is not None:
+        before_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        sides = {"before": ([sys.executable, "-m", "rdsssl"], before_env), **sides}
     print("\n".join(machine_description()))
-    print(f"- rdsssl: {' '.join(rdsssl)}" + (f" (PYTHONPATH={args.source})" if args.source else ""))
-    print(f"- {repeat} runs per command, interleaved; median time, highest peak RSS\n")
-    results: dict[tuple[str, int], list[Sample]] = {}
+    for side, (rdsssl, side_env) in sides.items():
+        path = side_env.get("PYTHONPATH")
+        print(f"- {side}: {' '.join(rdsssl)}" + (f" (PYTHONPATH={path})" if path else ""))
+    print(f"- {repeat} runs per command and side, interleaved; median time, highest peak RSS\n")
+    results: dict[tuple[str, str, int], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for size in sizes:
             root = Path(tmp) / str(size)
             make_store(root, size, rdsssl_command())  # the store is built by this checkout
-            todo = commands(rdsssl)
-            for command in todo.values():  # warm-up: bytecode and page cache
-                measure(command, cwd=root, env=env)
+            runs = [
+                (side, name, command, side_env)
+                for name in commands([])
+                for side, (rdsssl, side_env) in sides.items()
+                for command in [commands(rdsssl)[name]]
+            ]
+            for _, _, command, side_env in runs:  # warm-up: bytecode and page cache
+                measure(command, cwd=root, env=side_env)
             for _ in range(repeat):
-                for name, command in todo.items():
-                    results.setdefault((name, size), []).append(measure(command, cwd=root, env=env))
+                for side, name, command, side_env in runs:
+                    sample = measure(command, cwd=root, env=side_env)
+                    results.setdefault((side, name, size), []).append(sample)
     rows: list[Row] = []
-    for name in commands(rdsssl):
+    for name in commands([]):
         for size in sizes:
-            samples = results[(name, size)]
-            seconds = median([s.seconds for s in samples])
-            rss = max(s.max_rss for s in samples)
-            target_s, target_rss = (
-                TARGETS.get(name, (None, None)) if size == 100_000 else (None, None)
-            )
-            wanted = [f"<= {fmt_seconds(target_s)}"] if target_s else []
-            wanted += [f"<= {target_rss // MIB} MiB"] if target_rss else []
-            met = None
-            if wanted:
-                met = (target_s is None or seconds <= target_s) and (
-                    target_rss is None or rss <= target_rss
-                )
-            rows.append(
-                Row(f"{name} ({size:,} certs)", fmt_seconds(seconds), f"{rss / MIB:.0f} MiB", "",
-                    ", ".join(wanted), met)
-            )  # fmt: skip
-    print_table(rows, baseline="wall time", ours="peak RSS")
+            seconds, rss = summary(results[("after", name, size)])
+            target, met = verdict(name, size, seconds, rss)
+            now = f"{fmt_seconds(seconds)} / {rss / MIB:.0f} MiB"
+            before, ratio = "", ""
+            if "before" in sides:
+                old_seconds, old_rss = summary(results[("before", name, size)])
+                before = f"{fmt_seconds(old_seconds)} / {old_rss / MIB:.0f} MiB"
+                ratio = fmt_ratio(old_seconds, seconds)
+            rows.append(Row(f"{name} ({size:,} certs)", before, now, ratio, target, met))
+    print_table(rows, baseline="before: time / peak RSS", ours="after: time / peak RSS")
     largest = max(sizes)
     sizes_out = ", ".join(
-        f"{name} {results[(name, largest)][0].stdout_bytes / 1e6:.1f} MB"
-        for name in commands(rdsssl)
+        f"{name} {results[('after', name, largest)][0].stdout_bytes / 1e6:.1f} MB"
+        for name in commands([])
     )
     print(f"\nstdout at {largest:,} certificates: {sizes_out}")
     return 0
