@@ -16,10 +16,11 @@ The table also shows the import time of each local command under the profiler (t
 every module's own time) and how many modules it loaded.
 
 Bytecode is cached as in an installed package (one untimed round first), even where the
-calling environment sets PYTHONDONTWRITEBYTECODE. `--source DIR` runs `python -m rdsssl` from
-another checkout (e.g. an older commit's tree) for a before/after comparison.
+calling environment sets PYTHONDONTWRITEBYTECODE. `--baseline DIR` also runs each local command
+from another checkout (e.g. `git archive` of an older commit: its `rdsssl` package first on
+sys.path), interleaved with this one: a before/after table of start-up and imports.
 
-Run: `python -m benchmarks.bench_startup [--quick] [--repeat N] [--source DIR]`.
+Run: `python -m benchmarks.bench_startup [--quick] [--repeat N] [--baseline DIR]`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ UNWANTED = (
     "importlib.metadata",
 )
 LOCAL = ("cert issue", "cert list", "ca show", "crl build")
+FLOOR = "python -c pass (floor)"
+
+
+def cpu_seconds(args: list[str], *, cwd: Path) -> float:
+    """User + system CPU time of one command (its own, by wait4): on a shared machine far
+    steadier than wall time, which waits for the other tenants' processes too."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark: {' '.join(args)} failed: {stderr.decode(errors='replace')[-2000:]}")
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)
@@ -101,17 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 runs per command")
     parser.add_argument("--repeat", type=int, help="runs per command, median (default 15)")
     parser.add_argument(
-        "--source", type=Path, help="run `python -m rdsssl` from this checkout instead"
+        "--baseline", type=Path, help="also run the local commands from this checkout (before)"
     )
     args = parser.parse_args(argv)
     repeat = args.repeat or (5 if args.quick else 15)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children cache bytecode, as installed
     rdsssl = rdsssl_command()
-    if args.source is not None:
-        os.environ["PYTHONPATH"] = str(args.source.resolve())
-        rdsssl = [sys.executable, "-m", "rdsssl"]
+    before: list[str] = []
+    if args.baseline is not None:
+        boot = f"import sys; sys.path.insert(0, {str(args.baseline.resolve())!r}); "
+        before = [sys.executable, "-c", boot + "from rdsssl.cli import main; main()"]
     print("\n".join(machine_description()))
-    print(f"- rdsssl: {' '.join(rdsssl)}" + (f" (PYTHONPATH={args.source})" if args.source else ""))
+    print(f"- rdsssl: {' '.join(rdsssl)}" + (f"; before: {args.baseline}" if before else ""))
     print(f"- {repeat} runs per command, interleaved; medians\n")
     with (
         tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp,
@@ -123,28 +140,48 @@ def main(argv: list[str] | None = None) -> int:
         run([*rdsssl, "ca", "init", "--ca-dir", "ca", "--no-passphrase"], cwd=root)
         counter = iter(range(10**6))
 
-        def issue() -> list[str]:
-            n = next(counter)
-            return [*rdsssl, "cert", "issue", "--ca-dir", "ca", "--user", f"u{n}", "--out", f"o{n}"]
+        def local(cmd: list[str]) -> dict[str, Callable[[], list[str]]]:
+            def issue() -> list[str]:
+                n = next(counter)
+                return [
+                    *cmd,
+                    "cert",
+                    "issue",
+                    "--ca-dir",
+                    "ca",
+                    "--user",
+                    f"u{n}",
+                    "--out",
+                    f"o{n}",
+                ]
+
+            return {
+                "cert issue": issue,
+                "cert list": lambda: [*cmd, "cert", "list", "--ca-dir", "ca"],
+                "ca show": lambda: [*cmd, "ca", "show", "--ca-dir", "ca"],
+                "crl build": lambda: [*cmd, "crl", "build", "--ca-dir", "ca", "--out", "crl.pem"],
+            }
 
         commands: dict[str, Callable[[], list[str]]] = {
-            "python -c pass (floor)": lambda: [sys.executable, "-c", "pass"],
-            "cert issue": issue,
-            "cert list": lambda: [*rdsssl, "cert", "list", "--ca-dir", "ca"],
-            "ca show": lambda: [*rdsssl, "ca", "show", "--ca-dir", "ca"],
-            "crl build": lambda: [*rdsssl, "crl", "build", "--ca-dir", "ca", "--out", "crl.pem"],
+            FLOOR: lambda: [sys.executable, "-c", "pass"],
+            **local(rdsssl),
             "instance show": lambda: [*rdsssl, "instance", "show", iid],
         }
+        if before:
+            commands.update({f"{name} (before)": make for name, make in local(before).items()})
         for make in commands.values():  # warm-up: bytecode and page cache
             time_command(make(), cwd=root)
         times: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(repeat):
             for name, make in commands.items():
                 times[name].append(time_command(make(), cwd=root))
+                if name in LOCAL or name.endswith("(before)") or name.startswith("python"):
+                    cpu[name].append(cpu_seconds(make(), cwd=root))
         found = {name: imported(make(), root) for name, make in commands.items()}
     cloud = median(times["instance show"])
     rows: list[Row] = []
-    for name in ("python -c pass (floor)", *LOCAL):
+    for name in (FLOOR, *LOCAL):
         ours = median(times[name])
         rows.append(Row(f"start-up: {name}", fmt_seconds(cloud), fmt_seconds(ours),
                         fmt_ratio(cloud, ours)))  # fmt: skip
@@ -175,7 +212,39 @@ def main(argv: list[str] | None = None) -> int:
     for name in LOCAL:
         if found[name].unwanted:
             print(f"{name} imported: {', '.join(found[name].unwanted)}")
+    if before:
+        print()
+        print_table(before_after(times, cpu, found), baseline="before", ours="after")
+    print(f"\nCPU time (user + sys, median): python -c pass {fmt_seconds(median(cpu[FLOOR]))}")
     return 0
+
+
+def before_after(
+    times: dict[str, list[float]], cpu: dict[str, list[float]], found: dict[str, Imports]
+) -> list[Row]:
+    """Rows comparing each local command with its run from the baseline tree."""
+    rows: list[Row] = []
+    for name in LOCAL:
+        old, new = median(times[f"{name} (before)"]), median(times[name])
+        rows.append(Row(f"start-up (wall): {name}", fmt_seconds(old), fmt_seconds(new),
+                        fmt_ratio(old, new)))  # fmt: skip
+        old, new = median(cpu[f"{name} (before)"]), median(cpu[name])
+        rows.append(Row(f"start-up (CPU user+sys): {name}", fmt_seconds(old), fmt_seconds(new),
+                        fmt_ratio(old, new)))  # fmt: skip
+    for name in LOCAL:
+        old_imports, new_imports = found[f"{name} (before)"], found[name]
+        rows.append(
+            Row(f"import time (-X importtime): {name}", fmt_seconds(old_imports.seconds),
+                fmt_seconds(new_imports.seconds), fmt_ratio(old_imports.seconds,
+                                                             new_imports.seconds))
+        )  # fmt: skip
+        rows.append(Row(f"modules imported: {name}", str(old_imports.modules),
+                        str(new_imports.modules), ""))  # fmt: skip
+        rows.append(
+            Row(f"renewal/hook/rotation/metadata modules: {name}", str(len(old_imports.unwanted)),
+                str(len(new_imports.unwanted)), "", "0", not new_imports.unwanted)
+        )  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":
