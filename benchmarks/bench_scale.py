@@ -153,6 +153,7 @@ def commands(rdsssl: Sequence[str]) -> dict[str, list[str]]:
             *rdsssl, "cert", "list", "--ca-dir", "ca", "--status", "valid"
         ],
         "ca show": [*rdsssl, "ca", "show", "--ca-dir", "ca"],
+        "crl build": [*rdsssl, "crl", "build", "--ca-dir", "ca", "--out", "crl.pem"],
         "cert renew --dry-run": [
             *rdsssl, "cert", "renew", "--ca-dir", "ca", "--dry-run", "--out-root", "out"
         ],
