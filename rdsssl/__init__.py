@@ -13,7 +13,8 @@ Importing `rdsssl` is cheap: names are loaded on first use (PEP 562), and neithe
 Cloud SDK nor psycopg is imported until an `AliyunRdsApi` is built or a probe runs. The
 layers behind these names are described in docs/ARCHITECTURE.md. Every exception rdsssl
 raises on purpose is a class of `rdsssl.errors`, and each is exported here. `__version__` is the
-installed distribution's version ("0+unknown" when run from a tree that was never installed).
+installed distribution's version ("0+unknown" when run from a tree that was never installed),
+read on first use too: importlib.metadata costs every command ~30 ms of start-up otherwise.
 The library logs to `logging.getLogger("rdsssl.<layer>.<module>")` and configures nothing.
 """
 
@@ -32,8 +33,6 @@ def _version() -> str:
     except PackageNotFoundError:
         return "0+unknown"
 
-
-__version__ = _version()
 
 # A library never configures logging: records go nowhere unless the program adds a handler
 # (the `rdsssl` command installs its own, see rdsssl.cli.logs).
@@ -165,6 +164,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        version = globals()["__version__"] = _version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rdsssl' has no attribute {name!r}")
@@ -174,10 +176,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; keep in step with _LAZY
+    __version__: str
     from rdsssl.errors import (
         ApiError,
         ApiUnreachable,

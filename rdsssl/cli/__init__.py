@@ -18,7 +18,6 @@ from typing import NoReturn
 
 import click
 
-from rdsssl import __version__
 from rdsssl.cli import logs
 from rdsssl.cli.app import App, command_from_args
 from rdsssl.cli.lazy import LazyGroup
@@ -34,6 +33,17 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
+
+
+def _show_version(ctx: click.Context, value: bool) -> None:
+    """``--version`` (click.version_option's output): the installed version is read only when
+    asked, so that no command pays for importlib.metadata at start-up."""
+    if not value or ctx.resilient_parsing:
+        return
+    from rdsssl import __version__
+
+    click.echo(f"rdsssl, version {__version__}")
+    ctx.exit()
 
 
 # name -> ("module:attribute", one-line help); each module imports its heavy dependencies itself.
@@ -109,7 +119,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     help="More detail on stderr (-v: the library's log at INFO; -vv: DEBUG and tracebacks).",
 )
 @click.option("-q", "--quiet", count=True, help="Less on stderr (-q: nothing on success).")
-@click.version_option(__version__, prog_name="rdsssl")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx, value),
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,

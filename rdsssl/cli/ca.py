@@ -1,6 +1,8 @@
 """``rdsssl ca init | import | show``: the client CA store's lifecycle. The commands that
 maintain an existing CA, ``ca renew`` (cli/ca_renew.py) and ``ca passphrase``
-(cli/ca_passphrase.py), live in their own modules and are registered on the same group."""
+(cli/ca_passphrase.py), live in their own modules and are registered on the same group;
+``ca renew`` lazily (``rdsssl.cli.lazy``), so ``ca show`` does not import the rotation state it
+checks."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from pathlib import Path
 import click
 
 from rdsssl.cli.ca_passphrase import passphrase, protection_text
-from rdsssl.cli.ca_renew import renew
 from rdsssl.cli.common import (
     cert_json,
     check_days,
@@ -22,6 +23,7 @@ from rdsssl.cli.common import (
     passphrase_file_option,
     read_input,
 )
+from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import ConfigError
 from rdsssl.models import KeyType
 from rdsssl.pki import crypto
@@ -35,7 +37,15 @@ __all__ = ["ca"]
 _DEFAULT_CN = "rdsssl-client-ca"
 
 
-@click.group()
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "renew": (
+            "rdsssl.cli.ca_renew:renew",
+            "Renew the CA certificate: same subject and key, a new validity.",
+        )
+    },
+)
 def ca() -> None:
     """Create, import and show the client CA store (local, no cloud access)."""
 
@@ -287,5 +297,4 @@ def _version_line(version: CaVersion) -> str:
     )
 
 
-ca.add_command(renew)
 ca.add_command(passphrase)

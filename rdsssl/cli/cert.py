@@ -1,11 +1,14 @@
 """``rdsssl cert issue | sign | list | revoke | renew``: client certificates (local).
 
-`renew` lives in `rdsssl.cli.renew` and is registered here."""
+`renew` (`rdsssl.cli.renew`) and `needs-renewal` (`rdsssl.cli.needs_renewal`) are lazy
+sub-commands (`rdsssl.cli.lazy`): imported only when they run, so `cert issue` and `cert list`
+never load the renewal, deploy-hook and rotation modules behind them."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -28,21 +31,29 @@ from rdsssl.cli.common import (
     wait_lock_option,
     warn_truncated,
 )
-from rdsssl.cli.needs_renewal import needs_renewal_cmd
-from rdsssl.cli.renew import renew
+from rdsssl.cli.lazy import LazyGroup
 from rdsssl.errors import InputError
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.ops import batch_input
 from rdsssl.ops.client_issue import BatchOptions, ClientSpec, IssueResult, issue_many
 from rdsssl.pki import crypto
 from rdsssl.store.fsutil import atomic_write
-from rdsssl.store.records import RevokeResult
+from rdsssl.store.records import CertLine, ListingSize, RevokeResult
 from rdsssl.store.revocation import Selection
 
 __all__ = ["cert"]
 
 
-@click.group()
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "renew": ("rdsssl.cli.renew:renew", "Re-issue certificates inside their renewal window."),
+        "needs-renewal": (
+            "rdsssl.cli.needs_renewal:needs_renewal_cmd",
+            "Exit 0 when a certificate file needs renewal, 1 when not.",
+        ),
+    },
+)
 def cert() -> None:
     """Issue, sign, list, revoke and renew client certificates (local, no cloud access)."""
 
@@ -314,25 +325,41 @@ def list_(ca_dir: Path, user: str | None, status: str) -> None:
     """
     app = get_app()
     now = app.now()
+    state = None if status == "all" else status
     with open_store(ca_dir) as store:
-        rows = [
-            r for r in store.certificates(user=user) if status == "all" or r.state(now) == status
-        ]
-    app.result({"certificates": [r.to_json(now) for r in rows]})
-    if not rows:
-        app.info("no certificates")
-        return
-    width = max(len(r.serial_hex) for r in rows)
-    cn_width = max(4, *(len(r.cn) for r in rows))
+        if app.json:
+            found = [r.to_json() for r in store.listing(now=now, user=user, state=state)]
+            app.result({"certificates": found})
+            if not found:
+                app.info("no certificates")
+            return
+        size = store.listing_size(now=now, user=user, state=state)
+        if not size.rows:
+            app.info("no certificates")
+            return
+        _write_table(app, store.listing_lines(now=now, user=user, state=state), size)
+
+
+_TABLE_BATCH = 1000  # rows per write: one stdout write per batch, not per row
+
+
+def _write_table(app: App, rows: Iterable[CertLine], size: ListingSize) -> None:
+    """The ``cert list`` table, aligned by ``size`` before the first row is read, written in
+    batches as the rows stream in."""
+    width, cn_width = size.serial_width, max(4, size.cn_width)
+    line = f"{{:<{width}}}  {{:<{cn_width}}}  {{:<7}}  {{:<20}}  {{}}".format
     app.out(
         f"{'SERIAL':<{width}}  {'CN':<{cn_width}}  {'STATUS':<7}  {'NOT AFTER':<20}  "
         "FINGERPRINT (SHA-256)"
     )
-    for r in rows:
-        app.out(
-            f"{r.serial_hex:<{width}}  {r.cn:<{cn_width}}  {r.state(now):<7}  "
-            f"{iso(r.not_after):<20}  {r.fingerprint or '(unknown)'}"
-        )
+    batch: list[str] = []
+    for serial, cn, state, not_after, fingerprint in rows:
+        batch.append(line(serial, cn, state, not_after, fingerprint or "(unknown)"))
+        if len(batch) == _TABLE_BATCH:
+            app.out("\n".join(batch))
+            batch.clear()
+    if batch:
+        app.out("\n".join(batch))
 
 
 @cert.command("revoke")
@@ -442,7 +469,3 @@ def _report_revoked(app: App, result: RevokeResult, reason: RevocationReason) ->
             f"certificate {record.serial_hex} ({record.cn}) was already revoked on "
             f"{iso(record.revoked_at)}; nothing changed"
         )
-
-
-cert.add_command(renew)
-cert.add_command(needs_renewal_cmd)

@@ -107,7 +107,7 @@ def build(
             "size": size,
             "size_budget": size_budget,
             "over_budget": over,
-            "fingerprint": crypto.fingerprint(built.crl),
+            "fingerprint": built.fingerprint,
         }
     )
     app.info(

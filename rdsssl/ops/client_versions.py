@@ -61,7 +61,7 @@ def user_dirs(store: CaStore, out_root: Path, *, user: str | None = None) -> dic
     """``OUT_ROOT/<cn>`` for every CN in the store (CNs that name no directory, and directories
     ``check_user_dir`` refuses, are left out: nothing is finished or deployed through them)."""
     found: dict[str, Path] = {}
-    for cn in sorted({r.cn for r in store.certificates(user=user)}):
+    for cn in store.users(user=user):
         with contextlib.suppress(InputError):
             found[cn] = check_user_dir(user_dir(out_root, cn))
     return found

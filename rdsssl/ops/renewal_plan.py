@@ -126,7 +126,7 @@ def plan_renewal(
     """Which users need a new certificate: their newest unrevoked one is inside the window.
     With ``out_root``, a user whose ``out_root/USER`` is unsafe is skipped too."""
     window = RenewalWindow(before=before, at=at)
-    latest = newest(store.certificates(user=user))
+    latest = store.newest_unrevoked(user=user)  # = newest(store.certificates(user=user))
     inside = sorted((r for r in latest.values() if window.contains(r, now)), key=lambda r: r.cn)
     skipped = [s for s in (_unusable(r, out_root) for r in inside) if s is not None]
     inside = [r for r in inside if r.serial not in {s.record.serial for s in skipped}]

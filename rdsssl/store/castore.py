@@ -57,9 +57,12 @@ from rdsssl.store.records import (
     CaRenewal,
     CaSummary,
     CaVersion,
+    CertLine,
     CertRecord,
+    CertRow,
     IssuedCert,
     KeyRewrap,
+    ListingSize,
     RevokeResult,
     SignedCert,
     format_time,
@@ -411,6 +414,37 @@ class CaStore:
         """Every inventory row (or one user's), oldest first."""
         return self._inv.all(cn=user)
 
+    def users(self, *, user: str | None = None) -> list[str]:
+        """Every CN with a certificate in the store (or just ``user`` if it has one), sorted;
+        read from an index, not by loading the rows."""
+        return self._inv.cns(cn=user)
+
+    def newest_unrevoked(self, *, user: str | None = None) -> dict[str, CertRecord]:
+        """Each user's newest certificate that is not revoked (``renewal_plan.newest`` of
+        ``certificates``), chosen by sqlite: a renewal plan of a large store loads one row
+        per user instead of every row."""
+        return self._inv.newest_unrevoked(cn=user)
+
+    def listing(
+        self, *, now: datetime, user: str | None = None, state: str | None = None
+    ) -> Iterator[CertRow]:
+        """The rows ``cert list`` prints (every row, or one user's, or those in one state at
+        ``now``), oldest first, streamed: memory does not grow with the store
+        (``Inventory.rows``). Iterate it before the store is closed."""
+        return self._inv.rows(now=now, cn=user, state=state)
+
+    def listing_lines(
+        self, *, now: datetime, user: str | None = None, state: str | None = None
+    ) -> Iterator[CertLine]:
+        """``listing`` with only the columns the ``cert list`` table prints."""
+        return self._inv.lines(now=now, cn=user, state=state)
+
+    def listing_size(
+        self, *, now: datetime, user: str | None = None, state: str | None = None
+    ) -> ListingSize:
+        """How many rows ``listing`` would give and its longest serial and CN."""
+        return self._inv.listing_size(now=now, cn=user, state=state)
+
     def get(self, serial: int) -> CertRecord | None:
         """One row by serial."""
         return self._inv.get(serial)
@@ -429,15 +463,15 @@ class CaStore:
         return crl_signing.next_crl_number(self._inv)
 
     def summary(self, *, now: datetime) -> CaSummary:
-        """Everything ``ca show`` prints."""
-        states = [r.state(now) for r in self._inv.all()]
+        """Everything ``ca show`` prints; the certificates are counted by sqlite, not loaded."""
+        counts = self._inv.state_counts(now=now)
         return CaSummary(
             path=self.path,
             info=crypto.inspect_cert(self._ca_cert),
             key_protection=self.key_protection(),
-            valid=states.count("valid"),
-            revoked=states.count("revoked"),
-            expired=states.count("expired"),
+            valid=counts["valid"],
+            revoked=counts["revoked"],
+            expired=counts["expired"],
             next_crl_number=self.next_crl_number(),
             last_crl=self._inv.last_crl(),
             history=tuple(self.ca_history()),

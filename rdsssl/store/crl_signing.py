@@ -99,6 +99,7 @@ def sign(
             entries=len(crl),
             last_update=crl.last_update_utc,
             next_update=crl.next_update_utc,
+            fingerprint=crypto.fingerprint(crl),
         )
         inv.add_crl(
             CrlRecord(
@@ -106,7 +107,7 @@ def sign(
                 built.last_update,
                 built.next_update,
                 built.entries,
-                crypto.fingerprint(crl),
+                built.fingerprint,
                 len(pem),
             )
         )

@@ -5,6 +5,11 @@ are stored and printed in (``format_time``/``parse_time``: ISO 8601 UTC, seconds
 
 Kept apart from the sqlite access (``rdsssl.store.db``) so that readers of results (the ops
 and CLI layers) depend on plain frozen dataclasses, not on the inventory.
+
+Listings (``cert list``) read ``CertRow``: a row as the text it is stored and printed in, with
+its state at the listing's time computed by sqlite. A store of 100,000 certificates is listed
+as a stream of these without parsing a timestamp or building a ``CertRecord`` for any of them;
+``CertRecord.to_json`` goes through ``CertRow.to_json``, so both give one JSON shape.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -25,10 +30,13 @@ __all__ = [
     "CaRenewal",
     "CaSummary",
     "CaVersion",
+    "CertLine",
     "CertRecord",
+    "CertRow",
     "CrlRecord",
     "IssuedCert",
     "KeyRewrap",
+    "ListingSize",
     "RevokeResult",
     "SignedCert",
     "format_time",
@@ -55,13 +63,66 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text[:-1] + "+00:00")
 
 
+_STATUSES = {s.value: s for s in CertStatus}  # a dict lookup: ~10x faster than CertStatus(v)
+_REASONS = {r.value: r for r in RevocationReason}
+
+
 def _opt_time(text: str | None) -> datetime | None:
     return None if text is None else parse_time(text)
 
 
-@dataclass(frozen=True)
+class CertRow(NamedTuple):
+    """One inventory row for a listing: the stored text (timestamps in ``format_time``'s form,
+    the serial in lowercase hex) and its state at the listing's time."""
+
+    serial_hex: str
+    cn: str
+    state: str  # valid | revoked | expired
+    not_before: str | None
+    not_after: str
+    revoked_at: str | None
+    reason: str | None
+    fingerprint: str
+    issuer_fingerprint: str
+    key_type: str
+    origin: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of a certificate in every ``--json`` document."""
+        return {
+            "serial": self.serial_hex,
+            "cn": self.cn,
+            "status": self.state,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "revoked_at": self.revoked_at,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+            "issuer_fingerprint": self.issuer_fingerprint,
+            "key_type": self.key_type,
+            "origin": self.origin,
+        }
+
+
+# The five columns of a row the ``cert list`` table prints, with ``CertRow``'s meaning:
+# (serial_hex, cn, state, not_after, fingerprint). A plain tuple: building a NamedTuple per row
+# costs a listing of 100,000 rows ~60 ms, a quarter of its time.
+CertLine = tuple[str, str, str, str, str]
+
+
+class ListingSize(NamedTuple):
+    """How many rows a listing has and the widths of its two variable columns (a table is
+    aligned before its first row is read)."""
+
+    rows: int
+    serial_width: int
+    cn_width: int
+
+
+@dataclass(frozen=True, slots=True)
 class CertRecord:
-    """One inventory row. ``status`` is what was recorded; ``state(now)`` adds "expired"."""
+    """One inventory row. ``status`` is what was recorded; ``state(now)`` adds "expired".
+    Slotted: renewal runs hold every row of the store at once."""
 
     serial: int
     cn: str
@@ -89,20 +150,24 @@ class CertRecord:
         return "expired" if self.not_after <= now else "valid"
 
     def to_json(self, now: datetime) -> dict[str, Any]:
-        """The JSON shape of a certificate in every ``--json`` document."""
-        return {
-            "serial": self.serial_hex,
-            "cn": self.cn,
-            "status": self.state(now),
-            "not_before": None if self.not_before is None else format_time(self.not_before),
-            "not_after": format_time(self.not_after),
-            "revoked_at": None if self.revoked_at is None else format_time(self.revoked_at),
-            "reason": None if self.reason is None else self.reason.value,
-            "fingerprint": self.fingerprint,
-            "issuer_fingerprint": self.issuer_fingerprint,
-            "key_type": self.key_type,
-            "origin": self.origin,
-        }
+        """The JSON shape of a certificate in every ``--json`` document (``CertRow.to_json``)."""
+        return self.listed(now).to_json()
+
+    def listed(self, now: datetime) -> CertRow:
+        """This row as a listing at ``now`` shows it."""
+        return CertRow(
+            serial_hex=self.serial_hex,
+            cn=self.cn,
+            state=self.state(now),
+            not_before=None if self.not_before is None else format_time(self.not_before),
+            not_after=format_time(self.not_after),
+            revoked_at=None if self.revoked_at is None else format_time(self.revoked_at),
+            reason=None if self.reason is None else self.reason.value,
+            fingerprint=self.fingerprint,
+            issuer_fingerprint=self.issuer_fingerprint,
+            key_type=self.key_type,
+            origin=self.origin,
+        )
 
     @classmethod
     def for_cert(
@@ -127,19 +192,22 @@ class CertRecord:
         )
 
     @classmethod
-    def _from_row(cls, row: tuple[Any, ...]) -> CertRecord:
+    def _from_row(cls, row: tuple[Any, ...], shared: dict[str, str] | None = None) -> CertRecord:
+        """A record from a row of ``_COLUMNS``; values repeated across rows (issuer, key type,
+        origin) are kept once in ``shared`` when given (a whole store is loaded at once)."""
+        shared = {} if shared is None else shared
         return cls(
             serial=int(row[0], 16),
             cn=row[1],
             not_before=_opt_time(row[2]),
             not_after=parse_time(row[3]),
-            status=CertStatus(row[4]),
+            status=_STATUSES.get(row[4]) or CertStatus(row[4]),  # unknown: ValueError as before
             revoked_at=_opt_time(row[5]),
-            reason=None if row[6] is None else RevocationReason(row[6]),
+            reason=None if row[6] is None else _REASONS.get(row[6]) or RevocationReason(row[6]),
             fingerprint=row[7],
-            issuer_fingerprint=row[8],
-            key_type=row[9],
-            origin=row[10],
+            issuer_fingerprint=shared.setdefault(row[8], row[8]),
+            key_type=shared.setdefault(row[9], row[9]),
+            origin=shared.setdefault(row[10], row[10]),
             created_at=parse_time(row[11]),
             cert_der=row[12],
         )
@@ -211,6 +279,7 @@ class BuiltCrl:
     entries: int
     last_update: datetime
     next_update: datetime | None
+    fingerprint: str  # SHA-256 of the DER, as recorded (computed once, when signed)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from cryptography.x509.oid import NameOID
 
+from rdsssl.cli import cert as cert_cli
 from tests.cli.helpers import invoke, issue, mode, snapshot
 
 
@@ -271,6 +272,37 @@ def test_list_computes_valid_revoked_and_expired(ca_dir: Path, tmp_path: Path) -
     assert any(
         a["serial"] in line and "expired" in line and a["fingerprint"] in line for line in lines[1:]
     )
+
+
+def test_list_table_is_aligned_across_batches_in_insertion_order(
+    ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cert_cli, "_TABLE_BATCH", 2)  # five rows: three writes
+    users = ["al", "bob", "a-much-longer-user", "al", "di"]
+    issued = [issue(ca_dir, u, tmp_path / f"{n}") for n, u in enumerate(users)]
+    later = datetime.now(timezone.utc) + timedelta(days=400)  # the default 365 days are over
+    human = invoke("cert", "list", "--ca-dir", ca_dir, clock=lambda: later)
+    assert human.exit_code == 0, human.stderr
+    header, *lines = human.stdout.splitlines()
+    assert [line.split() for line in lines] == [
+        [c["serial"], c["cn"], "expired", c["not_after"], c["fingerprint"]] for c in issued
+    ]
+    for label in ("CN", "STATUS", "NOT AFTER", "FINGERPRINT"):  # every row under its heading
+        column = header.index(label)
+        assert all(line[column - 1] == " " and line[column] != " " for line in lines)
+    only_al = invoke("cert", "list", "--ca-dir", ca_dir, "--user", "al").stdout.splitlines()
+    assert only_al[0].startswith("SERIAL") and len(only_al) == 3
+    assert (
+        only_al[0].index("STATUS")
+        == len(max(issued[0]["serial"], issued[3]["serial"], key=len)) + 8
+    )
+
+
+def test_list_filtered_to_nothing_says_so(ca_dir: Path, tmp_path: Path) -> None:
+    issue(ca_dir, "alice", tmp_path / "a")
+    result = invoke("cert", "list", "--ca-dir", ca_dir, "--status", "revoked")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "no certificates" in result.stderr
 
 
 def test_list_of_an_empty_store(ca_dir: Path) -> None:

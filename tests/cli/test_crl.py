@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from rdsssl.pki import crypto, inspection
 from tests.cli.helpers import invoke, issue, mode
 
 
@@ -62,6 +68,28 @@ def test_build_and_show_a_crl_with_the_revoked_serial(ca_dir: Path, tmp_path: Pa
         )
         assert (check.returncode == 0) is expect_ok, check.stdout + check.stderr
     assert bob["serial"] not in info["revoked_serials"]
+
+
+def test_build_fingerprints_the_crl_once_and_reports_what_it_recorded(
+    ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crl_fingerprints: list[str] = []
+    real = inspection.fingerprint
+
+    def counting(obj: x509.Certificate | x509.CertificateRevocationList) -> str:
+        found = real(obj)
+        if isinstance(obj, x509.CertificateRevocationList):
+            crl_fingerprints.append(found)
+        return found
+
+    monkeypatch.setattr(crypto, "fingerprint", counting)
+    out = tmp_path / "crl.pem"
+    doc = invoke("--json", "crl", "build", "--ca-dir", ca_dir, "--out", out).json()
+    assert len(crl_fingerprints) == 1
+    der = x509.load_pem_x509_crl(out.read_bytes()).public_bytes(Encoding.DER)
+    assert doc["fingerprint"] == crl_fingerprints[0] == hashlib.sha256(der).hexdigest()
+    shown = invoke("--json", "ca", "show", "--ca-dir", ca_dir).json()
+    assert shown["last_crl"]["fingerprint"] == doc["fingerprint"]
 
 
 def test_crl_numbers_increase_and_are_shown_by_ca_show(ca_dir: Path, tmp_path: Path) -> None:
