@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -194,6 +195,13 @@ def read_input(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: is a directory, expected {what}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def read_input_or_stdin(path: Path, what: str) -> bytes:
+    """`read_input`, or stdin's bytes when the path is `-` (a users or serials file)."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    return read_input(path, what)
 
 
 def resolve_passphrase(
