@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,6 +152,22 @@ class App:
         self._pending = data
         self.command = _command_path()
 
+    def stream_result(self, data: dict[str, Any], key: str, items: Iterable[dict[str, Any]]) -> int:
+        """Under --json, write the document now with `items` as the list under `key`, streamed
+        (a listing of 100,000 certificates is never held in memory); returns how many. Call it
+        only once everything that could fail before the first item has passed: the document
+        says exit code 0, and an error while streaming leaves it cut short (not valid JSON)
+        with the error on stderr and a non-zero exit. The text is what `--json` /
+        `--json-lines` print for the same document built whole."""
+        if not self.json:
+            return 0
+        if self._pending is not None or self._emitted:
+            raise RuntimeError("a command tried to print a second JSON document")
+        self._emitted = True
+        self.command = _command_path()
+        head = jsondoc.envelope(data, exit_code=0, now=self.now(), command=self.command)
+        return jsondoc.stream(head, key, items, compact=self.json_lines, write=_stdout_write)
+
     def emit_now(self, data: dict[str, Any]) -> None:
         """Write the document at once, for a command that runs on after it (`emulator serve`
         announces itself, then serves until stopped); exit code 0 so far."""
@@ -239,6 +255,10 @@ class App:
             }
             self._emit({"error": error}, exit_code=exc.exit_code)
         return exc.exit_code
+
+
+def _stdout_write(text: str) -> None:
+    click.echo(text, nl=False)
 
 
 def _command_path() -> str:

@@ -160,9 +160,8 @@ def list_(ca_dir: Path, user: str | None, status: str) -> None:
     state = None if status == "all" else status
     with open_store(ca_dir) as store:
         if app.json:
-            found = [r.to_json() for r in store.listing(now=now, user=user, state=state)]
-            app.result({"certificates": found})
-            if not found:
+            rows = (r.to_json() for r in store.listing(now=now, user=user, state=state))
+            if not app.stream_result({}, "certificates", rows):
                 app.info("no certificates")
             return
         size = store.listing_size(now=now, user=user, state=state)

@@ -17,10 +17,11 @@ a document has that shape. A command whose result covers several instances lists
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ENVELOPE_KEYS", "SCHEMA_VERSION", "dumps", "envelope", "error_object"]
+__all__ = ["ENVELOPE_KEYS", "SCHEMA_VERSION", "dumps", "envelope", "error_object", "stream"]
 
 SCHEMA_VERSION = 1
 ENVELOPE_KEYS = frozenset({"schema_version", "generated_at", "command", "ok", "exit_code"})
@@ -51,3 +52,44 @@ def dumps(document: dict[str, Any], *, compact: bool) -> str:
     if compact:
         return json.dumps(document, separators=(",", ":"))
     return json.dumps(document, indent=2)
+
+
+_BATCH = 500  # list items per write
+
+
+def _item_compact(item: dict[str, Any]) -> str:
+    return dumps(item, compact=True)
+
+
+def _item_indented(item: dict[str, Any]) -> str:
+    return "\n    " + json.dumps(item, indent=2).replace("\n", "\n    ")
+
+
+def stream(
+    head: dict[str, Any],
+    key: str,
+    items: Iterable[dict[str, Any]],
+    *,
+    compact: bool,
+    write: Callable[[str], None],
+) -> int:
+    """Write `{**head, key: [*items]}` exactly as `dumps` would, the items as they come;
+    returns how many. (json has no incremental writer for one list inside an object, so the
+    brackets and separators are written here; each item is `json.dumps`'d.)"""
+    if compact:
+        opening = dumps(head, compact=True)[:-1] + f",{json.dumps(key)}:["
+        item_text, closing = _item_compact, "]}\n"
+    else:
+        opening = dumps(head, compact=False)[:-2] + f",\n  {json.dumps(key)}: ["
+        item_text, closing = _item_indented, "\n  ]\n}\n"
+    count, batch = 0, [opening]
+    for item in items:
+        batch.append(("," if count else "") + item_text(item))
+        count += 1
+        if len(batch) >= _BATCH:
+            write("".join(batch))
+            batch = []
+    if not count and not compact:
+        closing = "]\n}\n"
+    write("".join(batch) + closing)
+    return count
