@@ -84,15 +84,27 @@ def _append(log: Path, document: str) -> None:
         get_app().warn(f"cannot append to RDSSSL_JSON_LOG={log}: {exc.strerror or exc}")
 
 
-def findings_rows(document: str) -> list[tuple[str, str, str]]:
-    """The rows of the human table from a fleet command's JSON document: each instance or
-    store that failed, and every finding that is not ok."""
-    try:
-        doc: dict[str, Any] = json.loads(document)
-    except ValueError:
-        return []
+def findings_rows(documents: str) -> list[tuple[str, str, str]]:
+    """The rows of the human table from the job's JSON documents (one per line, one per
+    command): each instance or store that failed, every finding that is not ok, and a
+    command that failed as a whole."""
     rows: list[tuple[str, str, str]] = []
-    for entry in [*doc.get("instances", []), *doc.get("stores", [])]:
+    for line in documents.splitlines():
+        try:
+            doc: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        rows += _document_rows(doc)
+    return rows
+
+
+def _document_rows(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    entries = [*doc.get("instances", []), *doc.get("stores", [])]
+    if not entries and doc.get("error"):  # a one-instance command, or a command that failed
+        name = str(doc.get("instance") or doc.get("command", ""))
+        return [(name, "error", str(doc["error"].get("message", "")))]
+    for entry in entries:
         name = str(entry.get("instance", ""))
         if not entry.get("ok", True):
             rows.append((name, "error", str(entry.get("error", {}).get("message", ""))))

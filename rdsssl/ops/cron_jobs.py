@@ -58,12 +58,18 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 @dataclass(frozen=True)
 class Job:
-    """One cron job: its lock name and how its rdsssl command line is built from the
-    environment (a `ConfigError` when something required is missing)."""
+    """One cron job: its lock name and how its rdsssl command lines are built from the
+    environment (a `ConfigError` when something required is missing). Most jobs run one
+    command; `renew` runs one per thing it renews (client certificates, then each instance's
+    server certificate), in order, under the one lock."""
 
     name: str
     lock_name: str
-    argv: Callable[[Mapping[str, str]], list[str]]
+    commands: Callable[[Mapping[str, str]], list[list[str]]]
+
+    def argv(self, env: Mapping[str, str]) -> list[str]:
+        """The first command line (the only one of most jobs)."""
+        return self.commands(env)[0]
 
 
 @dataclass(frozen=True)
@@ -216,9 +222,31 @@ def _selects(env: Mapping[str, str]) -> bool:
     )
 
 
+def _renew_commands(env: Mapping[str, str]) -> list[list[str]]:
+    """`cert renew` when RDSSSL_CA_DIR is set, then `instance renew-server-cert ID --if-due`
+    for each of RDSSSL_SERVER_INSTANCES (cloud certificates, or custom ones from
+    RDSSSL_SERVER_CA_DIR): the renew job renews whatever certificate is inside its window."""
+    servers = _words(env, "RDSSSL_SERVER_INSTANCES")
+    if not env.get("RDSSSL_CA_DIR") and not servers:
+        raise ConfigError(
+            "renew: set RDSSSL_CA_DIR to the CA store (client certificates) and/or "
+            "RDSSSL_SERVER_INSTANCES (server certificates)"
+        )
+    commands = [_renew_argv(env)] if env.get("RDSSSL_CA_DIR") else []
+    for instance_id in servers:
+        args = ["instance", "renew-server-cert", instance_id, "--if-due", "--yes"]
+        for name, flag in (
+            ("RDSSSL_SERVER_CA_DIR", "--server-ca-dir"),
+            ("RDSSSL_SERVER_RENEW_BEFORE", "--before"),
+            ("RDSSSL_SERVER_DAYS", "--days"),
+            ("RDSSSL_PASSPHRASE_FILE", "--passphrase-file"),
+        ):
+            args += _opt(env, name, flag)
+        commands.append(args)
+    return commands
+
+
 def _renew_argv(env: Mapping[str, str]) -> list[str]:
-    if not env.get("RDSSSL_CA_DIR"):
-        raise ConfigError("renew: set RDSSSL_CA_DIR to the CA store")
     if not env.get("RDSSSL_OUT_ROOT"):
         raise ConfigError("renew: set RDSSSL_OUT_ROOT (client files go to OUT_ROOT/USER/)")
     args = ["cert", "renew", "--ca-dir", env["RDSSSL_CA_DIR"], "--out-root", env["RDSSSL_OUT_ROOT"]]
@@ -269,9 +297,9 @@ def _check_argv(env: Mapping[str, str]) -> list[str]:
 
 
 JOBS: dict[str, Job] = {
-    "renew": Job("renew", "renew-client-certs", _renew_argv),
-    "refresh-crl": Job("refresh-crl", "refresh-crl", _refresh_crl_argv),
-    "check": Job("check", "check", _check_argv),
+    "renew": Job("renew", "renew-client-certs", _renew_commands),
+    "refresh-crl": Job("refresh-crl", "refresh-crl", lambda env: [_refresh_crl_argv(env)]),
+    "check": Job("check", "check", lambda env: [_check_argv(env)]),
 }
 
 
@@ -283,25 +311,41 @@ def job_environment(env_file: Path | None, base: Mapping[str, str] | None = None
     return env
 
 
+def worst(codes: list[int]) -> int:
+    """The exit code of several commands, the fleet rule: any error beats "needs action" (10),
+    which beats success; among errors the highest wins."""
+    errors = [c for c in codes if c not in (0, 10)]
+    return max(errors) if errors else max(codes, default=0)
+
+
 def run_job(job: Job, env: Mapping[str, str], *, as_json: bool) -> JobRun:
-    """Check the configuration, take the lock, run the child (`--quiet`, `--json` when a JSON
-    log is kept) with ``env`` as its environment; its stderr is ours (the cron mail), its
-    stdout is returned. SIGTERM is passed on to the child, whose own handler then reports."""
-    argv = job.argv(env)
+    """Check the configuration, take the lock, run each child (`--quiet`, `--json-lines` when a
+    JSON log is kept: one document per command and line) with ``env`` as its environment, one
+    after the other; their stderr is ours (the cron mail), their stdout is returned, the exit
+    code is the worst. SIGTERM is passed on to the child running, whose own handler reports."""
+    commands = job.commands(env)
     flags = ["--quiet", *(["--json-lines"] if as_json else [])]
+    runs: list[JobRun] = []
     with job_lock(lock_dir(env), job.lock_name) as fd:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "rdsssl", *flags, *argv],
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
-        try:
-            out, _ = child.communicate()
-        except KeyboardInterrupt as exc:
-            if type(exc).__name__ == "Terminated":
-                child.send_signal(signal.SIGTERM)
-            child.wait()
-            raise
+        for argv in commands:
+            runs.append(_child(flags, argv, env, fd))
+    return JobRun(worst([r.exit_code for r in runs]), "".join(r.stdout for r in runs))
+
+
+def _child(flags: list[str], argv: list[str], env: Mapping[str, str], fd: int) -> JobRun:
+    """One `python -m rdsssl` child holding the job's lock (inherited `fd`)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rdsssl", *flags, *argv],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        pass_fds=(fd,),
+    )
+    try:
+        out, _ = child.communicate()
+    except KeyboardInterrupt as exc:
+        if type(exc).__name__ == "Terminated":
+            child.send_signal(signal.SIGTERM)
+        child.wait()
+        raise
     return JobRun(child.returncode, out.decode("utf-8", errors="replace"))

@@ -94,6 +94,37 @@ def test_secrets_reach_the_child_through_its_environment_never_its_argv() -> Non
     assert check[0] == "check" and check[-3:] == ["--", "pgm-a", "pgm-b"]
 
 
+def test_the_renew_job_renews_server_certificates_after_the_client_ones() -> None:
+    env = {
+        "RDSSSL_CA_DIR": "/srv/ca",
+        "RDSSSL_OUT_ROOT": "/srv/out",
+        "RDSSSL_SERVER_INSTANCES": "pgm-a pgm-b",
+        "RDSSSL_SERVER_CA_DIR": "/srv/server-ca",
+        "RDSSSL_SERVER_RENEW_BEFORE": "45d",
+    }
+    commands = cron_jobs.JOBS["renew"].commands(env)
+    assert [c[:3] for c in commands] == [
+        ["cert", "renew", "--ca-dir"],
+        ["instance", "renew-server-cert", "pgm-a"],
+        ["instance", "renew-server-cert", "pgm-b"],
+    ]
+    for command in commands[1:]:
+        assert {"--if-due", "--yes"} <= set(command)
+        assert command[command.index("--server-ca-dir") + 1] == "/srv/server-ca"
+        assert command[command.index("--before") + 1] == "45d"
+    only_servers = cron_jobs.JOBS["renew"].commands({"RDSSSL_SERVER_INSTANCES": "pgm-a"})
+    assert [c[:2] for c in only_servers] == [["instance", "renew-server-cert"]]
+    with pytest.raises(ConfigError, match="RDSSSL_SERVER_INSTANCES"):
+        cron_jobs.JOBS["renew"].commands({})
+
+
+@pytest.mark.parametrize(
+    ("codes", "worst"), [([0, 0], 0), ([0, 10], 10), ([10, 1], 1), ([3, 6, 10], 6), ([], 0)]
+)
+def test_a_job_of_several_commands_exits_with_the_worst(codes: list[int], worst: int) -> None:
+    assert cron_jobs.worst(codes) == worst
+
+
 def test_lock_dir_defaults_follow_the_state_dir() -> None:
     assert cron_jobs.lock_dir({"HOME": "/h"}) == Path("/h/.local/state/rdsssl/locks")
     assert cron_jobs.lock_dir({"HOME": "/h", "XDG_STATE_HOME": "/x"}) == Path("/x/rdsssl/locks")

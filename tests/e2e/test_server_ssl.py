@@ -5,7 +5,10 @@ HTTP, real PostgreSQL), with every refusal and the server key kept out of every 
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -436,3 +439,32 @@ def test_server_ca_bundle_after_ca_renew_and_refusals(tmp_path: Path) -> None:
                      clock=lambda: later)  # fmt: skip
     assert expired.exit_code == ExitCode.BAD_INPUT and "expired" in expired.stderr
     assert not (tmp_path / "x.crt").exists()
+
+
+def test_the_cron_renew_job_renews_a_server_certificate_inside_its_window(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    short = fresh.cli("instance", "set-server-cert", fresh.iid, "--server-ca-dir", server_ca,
+                      "--days", "20", "--yes")  # fmt: skip
+    assert short.exit_code == 0, short.stderr
+    first = fresh.api().describe_ssl(fresh.iid).server_cert_pem
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        **fresh.env,
+        "RDSSSL_SERVER_INSTANCES": fresh.iid,
+        "RDSSSL_SERVER_CA_DIR": str(server_ca),
+        "RDSSSL_LOCK_DIR": str(tmp_path),
+    }
+    job = [str(Path(sys.executable).parent / "rdsssl"), "cron", "renew"]
+    renewed = subprocess.run(job, env=env, capture_output=True, text=True, timeout=300)
+    assert (renewed.returncode, renewed.stdout) == (0, ""), renewed.stderr
+    second = fresh.api().describe_ssl(fresh.iid).server_cert_pem
+    assert _fp_of(second) != _fp_of(first)
+    for target in _endpoints(fresh):
+        assert _login(target, server_ca / "ca.crt") is ProbeOutcome.OK
+    calls = len(_modify_params(fresh))
+    again = subprocess.run(job, env=env, capture_output=True, text=True, timeout=300)
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    assert len(_modify_params(fresh)) == calls  # 365 days left: not due, nothing sent
