@@ -291,7 +291,6 @@ def renew_server_cert(
             app.result(
                 {
                     "instance": instance_id,
-                    "ok": True,
                     "status": "not-due",
                     "due": False,
                     "reason": verdict.reason,

@@ -60,6 +60,7 @@ class ProgressBoard:
                     redirect_stderr=False,
                 )
                 self._live.start()
+                self._live.refresh()  # the first line now, not at the next tick
             else:
                 self._live.update(self._render(), refresh=True)  # type: ignore[arg-type]
 

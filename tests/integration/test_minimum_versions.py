@@ -106,7 +106,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     pip = [str(where / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     install = [*pip, "install", "-q", "-c", str(CONSTRAINTS), f"{ROOT}[binary]"]
     done = subprocess.run(
-        [*install, "pytest", "hypothesis", "jsonschema"],
+        # jsonschema before 4.18 (no `referencing`): referencing needs a typing-extensions
+        # newer than rich 10.0 allows, without saying so
+        [*install, "pytest", "hypothesis", "jsonschema<4.18"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -179,16 +181,18 @@ class Tty(io.StringIO):
 out, err = Tty(), Tty()
 sys.stdout, sys.stderr = out, err
 print_results(App(interactive=False), ["instance", "status"], [["pgm-floor1", "refreshed"]])
-progress_reporter(App(interactive=False), "pgm-floor1")(Progress("restart", "busy", 3.0, 2.0))
+app = App(interactive=False)
+progress_reporter(app, "pgm-floor1")(Progress("restart", "busy", 3.0, 2.0))
+app.end_progress()
 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 print(repr(out.getvalue()), repr(err.getvalue()))
 """
 
 
 def test_the_terminal_output_works_at_the_floors(venv: Path, tmp_path: Path) -> None:
-    """rich only draws on a terminal (the results table, the waiting status line), which no
-    other test has: the two rdsssl functions that use it, with a stdout and stderr that say
-    they are terminals."""
+    """rich only draws on a terminal (the results table, the live progress lines), which only
+    the pty test has: the two rdsssl functions that use it, with a stdout and stderr that say
+    they are terminals; the cursor is given back when the progress ends."""
     done = subprocess.run(
         [str(venv / "bin" / "python"), "-c", TERMINAL],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -196,3 +200,4 @@ def test_the_terminal_output_works_at_the_floors(venv: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert "pgm-floor1" in done.stdout and "refreshed" in done.stdout  # the table
     assert "pgm-floor1: restart: busy - 3s elapsed, next check in 2s" in done.stdout
+    assert "\\x1b[?25h" in done.stdout  # the cursor shown again
