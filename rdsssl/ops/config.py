@@ -227,7 +227,8 @@ def _ssl_values(table: Mapping[str, Any], where: str, base: Path) -> dict[str, A
 
 def _check_ssl(own: Mapping[str, Any], merged: Mapping[str, Any], where: str) -> None:
     """The server SSL rules on one instance once defaults are merged (module docstring)."""
-    mode, server_ca = merged.get("ssl"), merged.get("server_ca_dir")
+    mode = merged.get("ssl")
+    server_ca: Path | None = merged.get("server_ca_dir")
     if mode == "custom" and server_ca is None:
         raise ConfigError(
             f'{where}: ssl = "custom" needs server_ca_dir, the server CA store its certificate '
@@ -239,8 +240,8 @@ def _check_ssl(own: Mapping[str, Any], merged: Mapping[str, Any], where: str) ->
             f'{where}: server_ca_dir is only used with ssl = "custom" (ssl is '
             f'{mode!r}): set ssl = "custom" or drop server_ca_dir'
         )
-    client_ca = merged.get("ca_dir")
-    if mode == "custom" and client_ca is not None and _same_dir(server_ca, client_ca):
+    client_ca: Path | None = merged.get("ca_dir")
+    if mode == "custom" and server_ca and client_ca and _same_dir(server_ca, client_ca):
         raise ConfigError(
             f"{where}: server_ca_dir and ca_dir are the same store ({server_ca}): the server "
             "CA must be a store of its own (rdsssl ca init --ca-dir server-ca ...)"
