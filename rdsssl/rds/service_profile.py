@@ -14,6 +14,11 @@ replays the same file with `rdsssl emulator serve --profile FILE`). It is read f
 apply (a client CA or CRL change restarts for about 3 minutes, an ACL change locks the instance
 for about 1 minute) and the unknowns keep their unhelpful answer (no bundle, a status lag of up
 to `DEFAULT_SETTLE` seconds).
+
+`one_call_ssl_setup` is the one answer assumed helpful by default: turning SSL on together
+with the client CA, CRL and ACLs in ONE ModifyDBInstanceSSL call (one restart) is what the
+documentation's Terraform acceptance test sends (docs/aliyun-rds-ssl-api.md §1.3). A profile
+that records `false` makes `apply` switch SSL on first, then send the rest (two calls).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class ServiceProfile:
     acl_lock_seconds: float | None = None
     acl_without_ca: str | None = None
     crlf_pem_readback: str | None = None
+    one_call_ssl_setup: bool = True  # SSL on + client CA + CRL + ACL accepted in one call
     sequences: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -121,6 +127,8 @@ def parse(doc: Any, *, source: str) -> ServiceProfile:
                 "acl_lock_seconds"):  # fmt: skip
         if key in values and (not isinstance(values[key], int | float) or values[key] < 0):
             raise ConfigError(f"{source}: {key} must be a number of seconds >= 0")
+    if "one_call_ssl_setup" in values and not isinstance(values["one_call_ssl_setup"], bool):
+        raise ConfigError(f"{source}: one_call_ssl_setup must be true or false")
     try:
         return ServiceProfile(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the key check above
