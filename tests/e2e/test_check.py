@@ -5,7 +5,7 @@ textfile, read back by tests/unit/promtext.py (prometheus_client's parser, promt
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import KeyType
+from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
 from tests.unit.promtext import labels, read_metrics
@@ -194,3 +195,33 @@ def test_crl_refresh_records_its_last_success_and_a_failure_leaves_it(
     assert failed.exit_code == 4, failed.stderr
     assert read_metrics(recorded.read_text())["rdsssl_last_success_timestamp_seconds"] == family
     assert not prom.exists()  # FILE itself is check's
+
+
+def test_the_server_certificate_expiry_follows_the_emulator_clock(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The cloud certificate (one year) watched as the emulator's clock runs towards its end:
+    valid, then a warning inside 30 days, critical inside 7, then expired; the gauge holds the
+    certificate's own notAfter throughout."""
+    iid = cloud.emu.instance_ids[0]
+    ssl = cloud.api.describe_ssl(iid)
+    leaf = crypto.load_certificates(ssl.server_cert_pem.encode(), source="ServerCert")[0]
+    not_after = leaf.not_valid_after_utc
+    prom = tmp_path / "rdsssl.prom"
+    seen: dict[int, list[dict[str, str]]] = {}
+    for days in (0, 340, 360, 370):
+        cloud.emu.clock.advance(days * 86400 - cloud.emu.clock.offset)
+        at = datetime.now(timezone.utc) + timedelta(days=days)
+        result = cloud.cli("--json", "check", iid, "--prometheus", prom, clock=at)
+        assert result.exit_code in (0, 10), result.stderr
+        seen[days] = [f for f in _findings(result.json(), iid) if f["check"] == "server_cert"]
+        gauge = read_metrics(prom.read_text())[
+            "rdsssl_server_certificate_expiration_timestamp_seconds"
+        ].samples
+        assert gauge == {labels(rds_instance=iid, region=cloud.emu.region): not_after.timestamp()}
+    by_code = {days: {f["code"]: f for f in found} for days, found in seen.items()}
+    assert by_code[0]["valid"]["severity"] == "ok"
+    soon = by_code[340]["expires-soon"]
+    assert soon["severity"] == "warning" and f"renew-server-cert {iid}" in soon["msg"]
+    assert by_code[360]["expires-soon"]["severity"] == "critical"
+    assert by_code[370]["expired"]["severity"] == "critical"
