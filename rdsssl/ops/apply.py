@@ -148,7 +148,8 @@ def apply(
         earlier = audit.pending(instance_id)
         pending = str(earlier.get("request_id") or "?") if earlier else None
         confirmed = waiting.settle_pending(audit, now) if earlier and not dry_run else False
-        info, ssl, notes = waiting.until_ready(dry_run=dry_run)
+        server_change = desired.server is not None  # may start from SSL off
+        info, ssl, notes = waiting.until_ready(dry_run=dry_run, ssl_off_ok=server_change)
         the_plan = plan(
             desired, ssl, instance_id=instance_id, now=now, restart_margin=options.restart_margin
         )
@@ -207,6 +208,17 @@ def apply(
             request = replace(the_plan.request, crl_enabled=True, crl_pem=pem)
             extra = validated(replace(the_plan, request=request))
             the_plan = replace(the_plan, request=request, warnings=tuple(warnings + extra))
+        if the_plan.server_source is not None:  # issued only now, like the CRL
+            assert the_plan.request is not None
+            material = the_plan.server_source.build()
+            request = replace(
+                the_plan.request,
+                ssl_enabled=True,
+                ca_type="custom",
+                server_cert_pem=material.cert_pem,
+                server_key_pem=material.key_pem,
+            )
+            the_plan = replace(the_plan, request=request)
         request_id, seen = waiting.send(the_plan, ssl, audit)
     try:
         final = (

@@ -10,7 +10,10 @@ A change is a *tightening* when some client that logs in today might be refused 
   replacing a CA by its same-key renewal (`ca renew`) drops nothing, since every certificate
   of the old one chains to the new one;
 - the client CA is switched off while an ACL needs certificates: certificate-only logins
-  (`cert`) then need a password nobody may have.
+  (`cert`) then need a password nobody may have;
+- server SSL is switched off (`disable-ssl`) while a client CA or an ACL needing certificates
+  is configured: they go with it, and every client that connects with a certificate (or
+  `sslmode=verify-*`) is refused. No probe can prove that harmless: `--force` only.
 
 A tightening is refused (`LockoutGuard`, exit 6, nothing sent) unless `--force` or a proof:
 a probe certificate that will work under the *target* configuration. The proof is checked
@@ -107,7 +110,7 @@ def target_of(
 ) -> Target:
     """The configuration after `request` (None: unchanged). `fresh_crl_revoked`: the serials a
     CRL signed at apply time will list (a CRL requirement rather than a fixed PEM)."""
-    if request is not None and request.client_ca_enabled is False:
+    if request is not None and (request.client_ca_enabled is False or request.ssl_enabled is False):
         return Target((), frozenset(), None, None, client_ca_enabled=False)
     ca_pem = before.client_ca_pem
     crl_pem = before.crl_pem
@@ -126,6 +129,8 @@ def need_for(request: SslModifyRequest | None, before: SslState, target: Target)
     """Why this change could lock users out, or None when it cannot."""
     if request is None:
         return None
+    if request.ssl_enabled is False:
+        return _ssl_off_need(before)
     codes: list[str] = []
     reasons: list[str] = []
     for code, label, want, have in (
@@ -166,6 +171,22 @@ def need_for(request: SslModifyRequest | None, before: SslState, target: Target)
     if not codes:
         return None
     return Need(tuple(codes), "; ".join(reasons))
+
+
+def _ssl_off_need(before: SslState) -> Need | None:
+    """Switching SSL off while client certificates are in use (see the module docstring)."""
+    needing = [m.value for m in (before.acl, before.replication_acl) if m in CERT_ACLS]
+    if not before.client_ca_pem and not needing:
+        return None
+    what = "a client CA" if before.client_ca_pem else ""
+    if needing:
+        what += (" and " if what else "") + f"an ACL needing certificates ({needing[0]})"
+    reason = (
+        f"SSL is switched off while {what} is configured: they go with it and every "
+        "certificate login is refused. Switch client certificates off first (rdsssl instance "
+        "disable-client-ca ID, after moving clients to passwords), or pass --force"
+    )
+    return Need(("ssl-disabled",), reason, provable=False)
 
 
 def _chains(

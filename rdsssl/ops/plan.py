@@ -17,6 +17,17 @@ from datetime import datetime, timedelta, timezone
 from rdsssl.errors import ConfigError
 from rdsssl.models import AclMode, InstanceInfo, SslModifyRequest, SslState
 from rdsssl.ops import guard
+from rdsssl.ops.server_ssl_plan import (
+    SSL_OFF,
+    DesiredServer,
+    ServerCertFromStore,
+    ServerDiff,
+    diff_server,
+    request_connection_string,
+    server_fingerprints,
+    server_matches,
+    server_target,
+)
 from rdsssl.pki import crl_policy, crypto
 from rdsssl.rds import service_profile
 
@@ -56,6 +67,13 @@ class DesiredSsl:
     acl: AclMode | None = None
     replication_acl: AclMode | None = None
     disable_client_ca: bool = False
+    server: DesiredServer | None = None  # None: server SSL left as it is (`server_ssl_plan`)
+
+    @property
+    def client_part(self) -> bool:
+        """Some client CA / CRL / ACL field is asked for."""
+        fields = (self.client_ca_pem, self.crl, self.acl, self.replication_acl)
+        return self.disable_client_ca or any(f is not None for f in fields)
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,8 @@ class Plan:
     request: SslModifyRequest | None
     warnings: tuple[PlanWarning, ...] = ()
     crl_source: CrlFromStore | None = None  # a CRL to sign at apply time
+    server_source: ServerCertFromStore | None = None  # a server certificate to issue then
+    retired_server_cert: frozenset[str] = frozenset()  # must be gone afterwards (evidence)
 
     @property
     def noop(self) -> bool:
@@ -192,12 +212,25 @@ def plan(
     changes: list[Change] = []
     fields: dict[str, object] = {}
     source: CrlFromStore | None = None
+    server = ServerDiff()
+    if desired.server is not None:  # SSL itself and the server certificate (server_ssl_plan)
+        server = diff_server(desired.server, ssl, now=now)
+        for name, before, after, code, reason in server.changes:
+            changes.append(Change(name, before, after, Effect.RESTART, code, reason))
+        fields.update(server.fields)
+        if desired.server.ssl == SSL_OFF:
+            if desired.client_part:
+                raise ConfigError(
+                    "SSL off takes the client CA, CRL and ACLs with it: ask for no client "
+                    "setting together with ssl off"
+                )
+            return _plan(instance_id, ssl, changes, fields, None, server)
     observed_ca = _fps(ssl.client_ca_pem, "the instance's client CA")
     if desired.disable_client_ca:
         if observed_ca:
             changes.append(Change("client_ca", _short(observed_ca), "(disabled)", Effect.RESTART))
             fields["client_ca_enabled"] = False
-        return _plan(instance_id, ssl, changes, fields, None)
+        return _plan(instance_id, ssl, changes, fields, None, server)
     ca_pem = desired.client_ca_pem
     if ca_pem is not None:
         wanted = _fps(ca_pem, "the desired client CA")
@@ -231,7 +264,7 @@ def plan(
                 Change(name, have.value if have else "(none)", want.value, Effect.ACL_LOCK)
             )
             fields[name] = want
-    return _plan(instance_id, ssl, changes, fields, source)
+    return _plan(instance_id, ssl, changes, fields, source, server)
 
 
 def _plan(
@@ -240,15 +273,23 @@ def _plan(
     changes: list[Change],
     fields: dict[str, object],
     source: CrlFromStore | None,
+    server: ServerDiff,
 ) -> Plan:
     if not changes:
         return Plan(instance_id, (), None)
     request = SslModifyRequest(
         instance_id=instance_id,
-        connection_string=ssl.connection_string,
+        connection_string=request_connection_string(server, ssl, instance_id),
         **fields,  # type: ignore[arg-type]
     )
-    return Plan(instance_id, tuple(changes), request, crl_source=source)
+    return Plan(
+        instance_id,
+        tuple(changes),
+        request,
+        crl_source=source,
+        server_source=server.source,
+        retired_server_cert=server.retired,
+    )
 
 
 # ---------------------------------------------------------------- validating
@@ -271,7 +312,7 @@ def validate(
     (CRL size, ...)."""
     warnings: list[PlanWarning] = []
     request = plan_.request
-    if request is None:
+    if request is None or request.ssl_enabled is False:  # SSL off: nothing of the client left
         return warnings
     ca_enabled_after = (
         bool(ssl.client_ca_pem)
@@ -331,9 +372,9 @@ def refuse_ssl_off(instance_id: str, ssl: SslState) -> None:
     ACLs ride on it, and ModifyDBInstanceSSL needs a ConnectionString it then does not have."""
     if not ssl.ssl_enabled or not ssl.connection_string:
         raise ConfigError(
-            f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): SSL must be "
-            "enabled on the instance first (the RDS console: Data Security > SSL), then run "
-            "this again; nothing was sent"
+            f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): enable it "
+            f'first (rdsssl instance enable-ssl {instance_id}, or `ssl = "cloud"` in '
+            "rdsssl.toml), then run this again; nothing was sent"
         )
 
 
@@ -363,7 +404,8 @@ def same_plan(a: Plan, b: Plan) -> bool:
 
 
 def fingerprints(ssl: SslState) -> dict[str, object]:
-    """The secret-free identity of an SSL configuration, for audit lines and JSON output."""
+    """The secret-free identity of the client side of an SSL configuration, for JSON output
+    and plan files (`state_fingerprints` adds the server side)."""
     return {
         "client_ca": sorted(_fps(ssl.client_ca_pem, "the instance's client CA")),
         "crl": sorted(_fps(ssl.crl_pem, "the instance's CRL")),
@@ -372,12 +414,48 @@ def fingerprints(ssl: SslState) -> dict[str, object]:
     }
 
 
-def target_fingerprints(request: SslModifyRequest, before: SslState) -> dict[str, object]:
+def state_fingerprints(ssl: SslState) -> dict[str, object]:
+    """`fingerprints` and the server side (`server`): what audit lines and waits compare."""
+    return {**fingerprints(ssl), "server": server_fingerprints(ssl)}
+
+
+def matches_target(ssl: SslState, target: dict[str, object]) -> bool:
+    """The read-back fits a `target_fingerprints` document on every key it has (an audit line
+    written before the server side was recorded has no `server` key)."""
+    now = state_fingerprints(ssl)
+    for key, want in target.items():
+        if key == "server":
+            if not (isinstance(want, dict) and server_matches(ssl, want)):
+                return False
+        elif now.get(key) != want:
+            return False
+    return True
+
+
+def differs(ssl: SslState, reference: dict[str, object]) -> bool:
+    """The read-back is not the state `reference` (`state_fingerprints`, possibly of an older
+    audit line with fewer keys) describes; True for an empty reference."""
+    if not reference:
+        return True
+    now = state_fingerprints(ssl)
+    return any(now.get(key) != value for key, value in reference.items())
+
+
+def target_fingerprints(
+    request: SslModifyRequest, before: SslState, retired: frozenset[str] = frozenset()
+) -> dict[str, object]:
     """`fingerprints` of the state `request` leads to from `before` (what a sent change should
-    read back as: kept in its `sent` audit line, so that a later run can confirm it)."""
+    read back as: kept in its `sent` audit line, so that a later run can confirm it), with a
+    `server` part when the request changes the server side (`server_ssl_plan.server_target`)."""
+    if request.ssl_enabled is False:
+        return {"client_ca": [], "crl": [], "acl": None, "replication_acl": None} | {
+            "server": server_target(request, retired)
+        }
     if request.client_ca_enabled is False:
         return {"client_ca": [], "crl": [], "acl": None, "replication_acl": None}
     now = fingerprints(before)
+    if request.ssl_enabled is not None:
+        now["server"] = server_target(request, retired)
     if request.client_ca_pem is not None:
         now["client_ca"] = sorted(_fps(request.client_ca_pem, "the client CA sent"))
     if request.crl_pem is not None:
@@ -389,10 +467,18 @@ def target_fingerprints(request: SslModifyRequest, before: SslState) -> dict[str
     return now
 
 
-def read_back_matches(request: SslModifyRequest) -> Callable[[SslState], bool]:
-    """The waiter's success test: the read-back equals what was sent (by fingerprint)."""
+def read_back_matches(
+    request: SslModifyRequest, retired: frozenset[str] = frozenset()
+) -> Callable[[SslState], bool]:
+    """The waiter's success test: the read-back equals what was sent (by fingerprint); for the
+    server side, `retired` certificates must be gone (a renewal's evidence)."""
+    server = server_target(request, retired) if request.ssl_enabled is not None else None
 
     def matches(ssl: SslState) -> bool:
+        if server is not None and not server_matches(ssl, server):
+            return False
+        if request.ssl_enabled is False:
+            return True
         if request.client_ca_enabled is False:
             return not (ssl.client_ca_pem or "").strip()
         if request.client_ca_pem is not None and _fps(ssl.client_ca_pem, "ca") != _fps(

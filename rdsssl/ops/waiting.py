@@ -20,9 +20,11 @@ from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.clock import Clock
 from rdsssl.ops.plan import (
     Plan,
-    fingerprints,
+    differs,
+    matches_target,
     read_back_matches,
     refuse_ssl_off,
+    state_fingerprints,
     target_fingerprints,
 )
 from rdsssl.rds import service_profile
@@ -87,9 +89,12 @@ class Waiting:
             seen_transition=seen,
         )
 
-    def until_ready(self, *, dry_run: bool) -> tuple[InstanceInfo, SslState, tuple[str, ...]]:
+    def until_ready(
+        self, *, dry_run: bool, ssl_off_ok: bool = False
+    ) -> tuple[InstanceInfo, SslState, tuple[str, ...]]:
         """Read the instance; wait first when another change is under way (not on a dry run);
-        refuse a locked instance (locks last until expiry, a full disk, ... are resolved)."""
+        refuse a locked instance (locks last until expiry, a full disk, ... are resolved), and
+        one with SSL off unless the change is about server SSL itself (`ssl_off_ok`)."""
         info = self.api.describe_instance(self.instance_id)
         ssl = self.api.describe_ssl(self.instance_id)
         notes: tuple[str, ...] = ()
@@ -98,7 +103,8 @@ class Waiting:
             self._wait(instance_ready())
             info = self.api.describe_instance(self.instance_id)
             ssl = self.api.describe_ssl(self.instance_id)
-        refuse_ssl_off(self.instance_id, ssl)
+        if not ssl_off_ok:
+            refuse_ssl_off(self.instance_id, ssl)
         if info.lock_mode and info.lock_mode != "Unlock":
             raise ApiError(
                 f"{self.instance_id} is locked ({info.lock_mode}); unlock it first",
@@ -116,13 +122,15 @@ class Waiting:
         **extra: Any,
     ) -> None:
         if outcome in ("sent", "interrupted") and the_plan.request is not None:
-            extra["target"] = target_fingerprints(the_plan.request, before)  # for a re-run
+            extra["target"] = target_fingerprints(  # for a re-run
+                the_plan.request, before, the_plan.retired_server_cert
+            )
         audit.record(
             instance=self.instance_id,
             action="modify-ssl:" + ",".join(c.field for c in the_plan.changes),
             outcome=outcome,
             request_id=request_id,
-            before=fingerprints(before),
+            before=state_fingerprints(before),
             **extra,
         )
 
@@ -136,7 +144,7 @@ class Waiting:
         progress (after an error, the re-read may have waited it out)."""
         request = the_plan.request
         assert request is not None
-        matches = read_back_matches(request)
+        matches = read_back_matches(request, the_plan.retired_server_cert)
         fields = ",".join(c.field for c in the_plan.changes)
         for attempt in range(1, MODIFY_ATTEMPTS + 1):
             log.info(
@@ -223,9 +231,9 @@ class Waiting:
                     obs = self._wait(instance_ready())
                     after = obs.ssl or self.api.describe_ssl(self.instance_id)
                     return ("seen" if matches(after) else "other"), after
-                if matches(ssl) and fingerprints(ssl) != before:
+                if matches(ssl) and differs(ssl, before):
                     return "shown", ssl
-                if fingerprints(ssl) != before:
+                if differs(ssl, before):
                     return "other", ssl
             if self.clock.monotonic() >= deadline:
                 return "quiet", None
@@ -235,7 +243,7 @@ class Waiting:
         """After a failed Modify: did the service take the change anyway? True: taken and seen
         in progress; False: taken, its values read back; None: the instance stayed as it was
         for the whole settle period, so it was not taken. Another change: `PlanChanged`."""
-        verdict, _ = self._watch(matches, fingerprints(before))
+        verdict, _ = self._watch(matches, state_fingerprints(before))
         if verdict == "other":
             raise PlanChanged(
                 f"{self.instance_id}: another change ran on the instance while this one was "
@@ -248,9 +256,9 @@ class Waiting:
         nothing more); `PlanChanged` when the instance holds something else than what the plan
         was made against; False when it is unchanged (send again)."""
         ssl = self.api.describe_ssl(self.instance_id)
-        if matches(ssl) and fingerprints(ssl) != fingerprints(before):
+        if matches(ssl) and differs(ssl, state_fingerprints(before)):
             return True
-        if fingerprints(ssl) != fingerprints(before):
+        if differs(ssl, state_fingerprints(before)):
             raise PlanChanged(
                 f"{self.instance_id} changed while this change was being sent; nothing more "
                 "was sent. Run the command again to see the new plan"
@@ -271,7 +279,7 @@ class Waiting:
         before = line.get("before") if isinstance(line.get("before"), dict) else {}
 
         def matches(ssl: SslState) -> bool:
-            return fingerprints(ssl) == target
+            return matches_target(ssl, target)
 
         def record(outcome: str, detail: str, after: SslState | None = None) -> None:
             audit.record(
@@ -280,7 +288,7 @@ class Waiting:
                 outcome=outcome,
                 request_id=str(rid) if rid else None,
                 before=before,
-                after=fingerprints(after) if after is not None else {},
+                after=state_fingerprints(after) if after is not None else {},
                 detail=detail,
                 now=now,
             )
@@ -308,7 +316,7 @@ class Waiting:
         assert request is not None
         stale_failure = before.last_modify_status == "failed"  # an earlier change's verdict
         spec = ssl_applied(
-            read_back_matches(request),
+            read_back_matches(request, the_plan.retired_server_cert),
             stale_failure=stale_failure,
             expected=self.profile.expected(restarts=request.restarts),
             settle=self.settle,
@@ -328,6 +336,6 @@ class Waiting:
             before,
             "ok",
             request_id,
-            after=fingerprints(obs.ssl) if obs.ssl else {},
+            after=state_fingerprints(obs.ssl) if obs.ssl else {},
         )
         return obs.ssl

@@ -32,7 +32,15 @@ from cryptography import x509
 from rdsssl.errors import StoreError
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.pki import crl_policy, crypto
-from rdsssl.store import ca_key, ca_renewal, consistency, crl_signing, issuing, revocation
+from rdsssl.store import (
+    ca_key,
+    ca_renewal,
+    consistency,
+    crl_signing,
+    issuing,
+    revocation,
+    server_issuing,
+)
 from rdsssl.store.ca_import import CaSeed, ImportSources, read_import
 from rdsssl.store.db import Inventory
 from rdsssl.store.files import (
@@ -316,6 +324,23 @@ class CaStore:
                 now=now,
                 allow_tls13_only=allow_tls13_only,
             )
+
+    def issue_server_cert(
+        self, *, instance_id: str, names: list[str], key_type: KeyType, days: int, now: datetime
+    ) -> server_issuing.ServerIssue:
+        """A new key and server certificate naming `names` (`rdsssl.store.server_issuing`)."""
+        key = crypto.generate_key(key_type)  # outside the lock: slow for RSA
+        with self.locked():
+            return server_issuing.issue(
+                self._inv, self.path, self._ca_cert, self._ca_key(), key,
+                instance_id=instance_id, names=names, key_type=key_type.value, days=days, now=now,
+            )  # fmt: skip
+
+    def server_certs(
+        self, *, instance_id: str | None = None
+    ) -> list[server_issuing.ServerCertRecord]:
+        """The server certificates this CA issued (`rdsssl.store.server_issuing`)."""
+        return server_issuing.records(self._inv, instance_id=instance_id)
 
     def _issuer(self) -> issuing.Issuer:
         return issuing.Issuer(self._inv, self._ca_cert, self._ca_key())

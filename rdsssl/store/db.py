@@ -167,6 +167,12 @@ class Inventory:
             raise _unusable(path, exc) from None
         return cls(conn, path)
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The sqlite connection, for the store modules that keep their own tables
+        (``rdsssl.store.server_issuing``); writes go inside ``transaction()``."""
+        return self._conn
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._conn.close()
