@@ -179,7 +179,7 @@ def plan_cmd(
     """
     app = get_app()
     targets, builder = _targets(app, path, None, rate=rate)
-    apply_fleet.plan_all(targets, builder, concurrency=concurrency)
+    apply_fleet.plan_all(targets, builder, concurrency=concurrency, profile=app.service_profile())
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
         _show(outcome, echo=app.out)
@@ -270,7 +270,9 @@ def apply_cmd(
         )
     assert path is not None
     targets, builder = _targets(app, path, passphrase_file, rate=rate)
-    apply_fleet.plan_all(targets, builder, audit=opts.audit, concurrency=concurrency)
+    apply_fleet.plan_all(
+        targets, builder, audit=opts.audit, concurrency=concurrency, profile=app.service_profile()
+    )
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
         _show(outcome, echo=app.info)

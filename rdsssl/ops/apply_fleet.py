@@ -12,6 +12,16 @@ requirement then), and before the workers of the apply phase start, `sign_up_fro
 the calling thread every CRL the confirmed plans need (one per CA store: `DesiredBuilder`
 caches it, and a store that cannot be unlocked fails only the instances that need it).
 
+Server SSL (`ssl = "cloud" | "custom"`, `rdsssl.ops.desired.DesiredBuilder.server_with`): on
+an instance with SSL off, SSL, the client CA, the CRL and the ACLs go in ONE call (one restart),
+as Terraform's acceptance test sends them. A service profile recording
+`one_call_ssl_setup: false` splits that into the fewest calls: SSL alone first (its own wait;
+`InstanceOutcome.first`), then the rest, re-planned against the instance with SSL on and
+required to be exactly the rest of the plan shown. A custom certificate is issued up front with
+the CRLs (`sign_up_front`), and the probe after the change verifies the server with the
+server CA (`server_ca_dir/ca.crt`) unless `--probe-root-cert` names another. A cloud
+certificate covers one connection string: the plan says which ones it leaves uncovered.
+
 A saved plan (`rdsssl.ops.plan_file`) replaces the planning phase with `recheck_all`: each
 instance is re-read (and the CA store of a planned CRL re-read) and refused as a stale plan when
 it no longer holds what the plan was made against; the others get the recorded plan as the one
@@ -24,14 +34,19 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from rdsssl.errors import ExitCode, RdsSslError
+from rdsssl.errors import ExitCode, PlanChanged, RdsSslError
 from rdsssl.models import InstanceSpec
 from rdsssl.ops import fleet, plan_file
 from rdsssl.ops.apply import ApplyOptions, ApplyResult
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.desired import DesiredBuilder, ServerTarget
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
+from rdsssl.ops.plan import DesiredSsl, Plan, PlanWarning, describe_changes
+from rdsssl.ops.probe_options import ProbeOptions
+from rdsssl.ops.server_ssl_plan import SSL_CLOUD, SSL_CUSTOM
+from rdsssl.rds import service_profile
 from rdsssl.rds.protocol import RdsApi
+from rdsssl.store.files import CA_CERT
 
 __all__ = [
     "Target",
@@ -52,6 +67,7 @@ class Target:
     outcome: InstanceOutcome
     api: RdsApi
     spec: InstanceSpec | None = None
+    server: ServerTarget | None = None  # with `ssl` in the entry: its connection strings
 
 
 def _run_each(
@@ -83,16 +99,89 @@ def plan_all(
     *,
     audit: AuditLog | None = None,
     concurrency: int = fleet.DEFAULT_CONCURRENCY,
+    profile: service_profile.ServiceProfile | None = None,
 ) -> None:
-    """Every target's `DesiredSsl` and plan (Describe calls only, nothing signed)."""
+    """Every target's `DesiredSsl` and plan (Describe calls only, nothing signed or issued).
+    `profile` (None: $RDSSSL_SERVICE_PROFILE, else the documented answers) says whether SSL
+    can be set up with the client CA in one call."""
     previewer = InstanceChange(ApplyOptions(audit=audit))
+    one_call = (profile or service_profile.load()).one_call_ssl_setup
 
     def plan_one(target: Target, _sleep: Callable[[float], None]) -> None:
         assert target.spec is not None
-        target.outcome.desired = builder.for_spec(target.spec)
-        previewer.preview(target.api, target.outcome)
+        outcome = target.outcome
+        desired = builder.for_spec(target.spec)
+        desired, target.server = builder.server_with(
+            desired, target.spec, target.api, outcome.instance_id
+        )
+        outcome.desired = desired
+        previewer.preview(target.api, outcome)
+        if not one_call and _sets_up_ssl(outcome):
+            assert desired.server is not None
+            first = InstanceOutcome(
+                outcome.instance_id, outcome.source, DesiredSsl(server=desired.server)
+            )
+            outcome.first = previewer.preview(target.api, first)
+            _warn(outcome, PlanWarning("two-calls", _TWO_CALLS))
+        uncovered = _uncovered(target)
+        if uncovered:
+            _warn(
+                outcome,
+                PlanWarning("cloud-certificate-one-endpoint", _one_endpoint(target, uncovered)),
+            )
 
     _run_each(targets, plan_one, concurrency=concurrency)
+
+
+_TWO_CALLS = (
+    "the service profile says SSL cannot be switched on together with the client CA "
+    "(one_call_ssl_setup: false): SSL first, then the client CA, CRL and ACLs, two calls and "
+    "two restarts"
+)
+
+
+def _ssl_changes(plan_: Plan) -> tuple[bool, bool]:
+    """(the plan changes the server side, it changes something else too)."""
+    server = any(c.field == "ssl" for c in plan_.changes)
+    return server, any(c.field != "ssl" for c in plan_.changes)
+
+
+def _sets_up_ssl(outcome: InstanceOutcome) -> bool:
+    """The plan switches SSL on from off together with client settings."""
+    preview = outcome.preview
+    if preview is None or preview.before is None or preview.before.ssl_enabled:
+        return False
+    server, client = _ssl_changes(preview.plan)
+    return server and client
+
+
+def _uncovered(target: Target) -> tuple[str, ...]:
+    """The connection strings a cloud certificate the plan asks for will not cover."""
+    preview, spec, server = target.outcome.preview, target.spec, target.server
+    if preview is None or spec is None or server is None or spec.ssl != SSL_CLOUD:
+        return ()
+    if not _ssl_changes(preview.plan)[0] or preview.plan.request is None:
+        return ()
+    protected = preview.plan.request.connection_string
+    return tuple(n for n in server.endpoints if n != protected)
+
+
+def _one_endpoint(target: Target, uncovered: tuple[str, ...]) -> str:
+    assert target.outcome.preview is not None and target.outcome.preview.plan.request is not None
+    protected = target.outcome.preview.plan.request.connection_string
+    return (
+        f"the cloud certificate covers {protected} only: clients of {', '.join(uncovered)} "
+        'cannot use sslmode=verify-full there; ssl = "custom" (a certificate from your server '
+        "CA naming every connection string) covers them all"
+    )
+
+
+def _warn(outcome: InstanceOutcome, warning: PlanWarning) -> None:
+    """Add `warning` to the plan shown (and, later, to the plan applied)."""
+    preview = outcome.preview
+    assert preview is not None
+    plan_ = preview.plan
+    outcome.preview = replace(preview, plan=replace(plan_, warnings=(*plan_.warnings, warning)))
 
 
 def recheck_all(
@@ -123,11 +212,13 @@ def sign_up_front(targets: Sequence[Target]) -> None:
     """Sign, in this thread, the CRL every planned change needs (see the module docstring)."""
     for target in targets:
         preview = target.outcome.preview
-        source = preview.plan.crl_source if preview is not None else None
-        if source is None or target.outcome.error is not None:
+        if preview is None or target.outcome.error is not None:
             continue
         try:
-            source.build()
+            if preview.plan.crl_source is not None:
+                preview.plan.crl_source.build()
+            if preview.plan.server_source is not None:  # issued once: the builder keeps it
+                preview.plan.server_source.build()
         except Exception as exc:  # this instance fails; the others carry on
             target.outcome.error = exc
 
@@ -143,10 +234,65 @@ def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency:
 
     def apply_one(target: Target, sleep: Callable[[float], None]) -> None:
         if target.outcome.error is None:
-            worker = replace(change, clock=change.clock.sleeping(sleep))
-            worker.apply_one(target.api, target.outcome)
+            probe = _probe_for(change.probe, target)
+            worker = replace(change, clock=change.clock.sleeping(sleep), probe=probe)
+            if target.outcome.first is None:
+                worker.apply_one(target.api, target.outcome)
+            else:
+                _in_two_calls(worker, target)
+            _keep_warnings(target.outcome)
 
     _run_each(todo, apply_one, concurrency=concurrency)
+
+
+def _probe_for(probe: ProbeOptions | None, target: Target) -> ProbeOptions | None:
+    """The probe of one instance: under `ssl = "custom"` the server is verified with the
+    server CA of the entry, unless a root certificate was given."""
+    spec = target.spec
+    if probe is None or not probe.given or probe.root_cert is not None or spec is None:
+        return probe
+    if spec.ssl != SSL_CUSTOM or spec.server_ca_dir is None:
+        return probe
+    return replace(probe, root_cert=spec.server_ca_dir / CA_CERT)
+
+
+def _in_two_calls(worker: InstanceChange, target: Target) -> None:
+    """SSL first (its own wait; no login probe: no client CA is there yet to log in with),
+    then the rest, which must be exactly the rest of the plan shown."""
+    outcome, first = target.outcome, target.outcome.first
+    assert first is not None and outcome.preview is not None
+    replace(worker, probe=None).apply_one(target.api, first)
+    if first.error is not None:
+        outcome.error = first.error
+        return
+    shown = outcome.preview.plan
+    rest = replace(shown, changes=tuple(c for c in shown.changes if c.field != "ssl"))
+    outcome.preview = replace(outcome.preview, plan=rest)
+    try:
+        worker.apply_one(target.api, outcome)
+    except PlanChanged as exc:
+        raise PlanChanged(
+            f"{outcome.instance_id}: SSL is on now (first call), but the rest no longer "
+            f"matches the plan shown ({describe_changes(rest)}): {exc}"
+        ) from None
+
+
+def _keep_warnings(outcome: InstanceOutcome) -> None:
+    """The plan applied carries the warnings of the plan shown that apply cannot know of (the
+    two calls, the endpoints a cloud certificate leaves uncovered)."""
+    if outcome.result is None or outcome.preview is None:
+        return
+    ours = [w for w in outcome.preview.plan.warnings if w.code in _FLEET_WARNINGS]
+    have = {w.code for w in outcome.result.plan.warnings}
+    extra = tuple(w for w in ours if w.code not in have)
+    if extra:
+        plan_ = outcome.result.plan
+        outcome.result = replace(
+            outcome.result, plan=replace(plan_, warnings=(*plan_.warnings, *extra))
+        )
+
+
+_FLEET_WARNINGS = frozenset({"two-calls", "cloud-certificate-one-endpoint"})
 
 
 def summary(outcomes: Sequence[InstanceOutcome]) -> dict[str, int]:

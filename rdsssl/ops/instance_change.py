@@ -71,6 +71,7 @@ class InstanceOutcome:
     revoked: ProbeResult | None = None
     error: BaseException | None = None
     dry_run: bool | None = None
+    first: InstanceOutcome | None = None  # a first call of its own (SSL on, then the rest)
 
     @property
     def exit_code(self) -> int:
@@ -126,6 +127,8 @@ class InstanceOutcome:
         }
         if self.dry_run is not None:
             doc["dry_run"] = self.dry_run
+        if self.first is not None:
+            doc["first_call"] = self.first.to_json()
         if self.revoked is not None:
             doc["revoked_probe"] = {
                 "user": self.revoked.user,
