@@ -266,15 +266,20 @@ def _in_two_calls(worker: InstanceChange, target: Target) -> None:
         outcome.error = first.error
         return
     shown = outcome.preview.plan
-    rest = replace(shown, changes=tuple(c for c in shown.changes if c.field != "ssl"))
-    outcome.preview = replace(outcome.preview, plan=rest)
-    try:
-        worker.apply_one(target.api, outcome)
-    except PlanChanged as exc:
-        raise PlanChanged(
-            f"{outcome.instance_id}: SSL is on now (first call), but the rest no longer "
-            f"matches the plan shown ({describe_changes(rest)}): {exc}"
-        ) from None
+    rest = [(c.field, c.after) for c in shown.changes if c.field != "ssl"]
+    warnings = shown.warnings
+    worker.preview(target.api, outcome)  # re-planned against SSL on (Describe calls only)
+    assert outcome.preview is not None
+    now = outcome.preview.plan
+    if [(c.field, c.after) for c in now.changes] != rest:  # `before` may read differently now
+        outcome.error = PlanChanged(
+            f"{outcome.instance_id}: SSL is on now (first call), but the rest is no longer "
+            f"the plan shown: it needs {describe_changes(now)}. Nothing more was sent; run "
+            "the command again to see the new plan"
+        )
+        return
+    outcome.preview = replace(outcome.preview, plan=replace(now, warnings=warnings))
+    worker.apply_one(target.api, outcome)
 
 
 def _keep_warnings(outcome: InstanceOutcome) -> None:

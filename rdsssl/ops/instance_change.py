@@ -143,6 +143,14 @@ def _ignore(_: str) -> None:
     return None
 
 
+def _ssl_was_off(outcome: InstanceOutcome) -> bool:
+    """The plan shown switches SSL on: nobody logs in with SSL (let alone a certificate) today,
+    so the lockout guard's live probe is a plain login (the probe user and password work); the
+    certificate is checked against the target locally, and proven by the probe afterwards."""
+    preview = outcome.preview
+    return preview is not None and preview.before is not None and not preview.before.ssl_enabled
+
+
 @dataclass(frozen=True)
 class InstanceChange:
     """The one-instance use case under `options`. `probe`: the certificate that proves a
@@ -229,7 +237,10 @@ class InstanceChange:
         proof = None
         if probe is not None and probe.given:
             assert probe.user is not None
-            proof = Proof(probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe))
+            mode = "disable" if _ssl_was_off(outcome) else "verify-full"
+            proof = Proof(
+                probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe, sslmode=mode)
+            )
         result = applying.apply(
             api,
             iid,
