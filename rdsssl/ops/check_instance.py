@@ -53,6 +53,7 @@ def check_instance(
     iid = info.instance_id
     found = _state_findings(info, ssl)
     if not ssl.ssl_enabled:
+        found.extend(_drift_findings(drift, drift_source))
         return InstanceReport(iid, tuple(found), region=info.region)
     server_found, server_after = _server_findings(iid, ssl, now, thresholds)
     found.extend(server_found)

@@ -225,3 +225,30 @@ def test_the_server_certificate_expiry_follows_the_emulator_clock(
     assert soon["severity"] == "warning" and f"renew-server-cert {iid}" in soon["msg"]
     assert by_code[360]["expires-soon"]["severity"] == "critical"
     assert by_code[370]["expired"]["severity"] == "critical"
+
+
+def test_an_instance_with_ssl_off_and_the_file_s_ssl_key(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    """SSL off is critical and says how to switch it on; with `ssl = "cloud"` in the file the
+    drift also lists SSL coming on; without it, no drift is planned (no endpoint to name)."""
+    iid = cloud.emu.instance_ids[0]
+    cloud.emu.set_ssl_enabled(iid, False)
+    path = tmp_path / "rdsssl.toml"
+    path.write_text(f'[defaults]\nca_dir = "{ca_dir}"\n[[instances]]\nid = "{iid}"\n')
+    start = len(cloud.emu.requests)
+    plain = cloud.cli("--json", "check", "-f", path)
+    assert plain.exit_code == 10, plain.stderr
+    codes = [f["code"] for f in _findings(plain.json(), iid)]
+    assert codes == ["ssl-off"]
+    (off,) = _findings(plain.json(), iid)
+    assert off["severity"] == "critical" and f"rdsssl instance enable-ssl {iid}" in off["msg"]
+    path.write_text(path.read_text() + 'ssl = "cloud"\n')
+    wanted = cloud.cli("--json", "check", "-f", path)
+    assert wanted.exit_code == 10, wanted.stderr
+    (drift,) = [f for f in _findings(wanted.json(), iid) if f["check"] == "drift"]
+    assert "ssl: off -> on, a cloud certificate" in drift["msg"]
+    assert "client_ca: (none) ->" in drift["msg"]
+    assert {r.action for r in cloud.emu.requests[start:]} <= READ_ONLY | {
+        "DescribeDBInstanceNetInfo"
+    }
