@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crl": ("rdsssl.cli.crl:crl", "Build and show CRLs (local); refresh them on instances."),
     "emulator": ("rdsssl.cli.emulator:emulator", "Run the local RDS OpenAPI emulator."),
     "instance": ("rdsssl.cli.instance:instance", "Show and change an instance's SSL settings."),
+    "server-ca": ("rdsssl.cli.server_ca:server_ca", "Server CA bundle for clients' sslrootcert."),
     "probe": ("rdsssl.cli.probe:probe_cmd", "Connect with a client certificate and classify."),
     "plan": ("rdsssl.cli.apply:plan_cmd", "Show what `apply` would change (desired-state file)."),
     "apply": ("rdsssl.cli.apply:apply_cmd", "Make instances match a desired-state file."),

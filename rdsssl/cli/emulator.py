@@ -72,6 +72,12 @@ def emulator() -> None:
 @click.option("--engine-version", metavar="V", help="EngineVersion to report, e.g. 11.0.")
 @click.option("--access-key-id", metavar="ID", help="Fixed key id (default: made up per run).")
 @click.option("--access-key-secret", metavar="SECRET", help="Fixed key secret (default: made up).")
+@click.option(
+    "--ssl/--no-ssl",
+    default=True,
+    show_default=True,
+    help="Create the instances with SSL on (a cloud certificate) or off, as new RDS instances.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault RNG.")
 @click.option(
     "--json",
@@ -95,6 +101,7 @@ def serve(
     engine_version: str | None,
     access_key_id: str | None,
     access_key_secret: str | None,
+    ssl: bool,
     seed: int,
 ) -> None:
     """Serve until SIGINT/SIGTERM; prints the endpoint, the key pair and the instances.
@@ -111,7 +118,7 @@ def serve(
         port=port, instances=instances, restart_seconds=restart_seconds,
         acl_lock_seconds=acl_lock_seconds, state_dir=state_dir, backend=backend, env=env,
         env_file=env_file, engine_version=engine_version, access_key_id=access_key_id,
-        access_key_secret=access_key_secret, seed=seed, json=app.json, profile=profile,
+        access_key_secret=access_key_secret, seed=seed, json=app.json, profile=profile, ssl=ssl,
     )  # fmt: skip
     try:
         run_serve(opts)

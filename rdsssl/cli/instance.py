@@ -401,3 +401,7 @@ def wait(instance_id: str, timeout: float, grace: float) -> None:
             "elapsed": round(elapsed, 1),
         }
     )
+
+
+# The server side (enable-ssl, disable-ssl, set-server-cert, renew-server-cert) registers itself.
+from rdsssl.cli import instance_server  # noqa: E402, F401

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine-version", help="EngineVersion to report, e.g. 11.0")
     p.add_argument("--access-key-id")
     p.add_argument("--access-key-secret")
+    p.add_argument(
+        "--no-ssl", dest="ssl", action="store_false", help="create the instances with SSL off"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     ns = p.parse_args(args)

@@ -3,6 +3,13 @@
 One handler per action, about ten lines each (moto's responses.py). Value formats follow
 docs/aliyun-rds-ssl-api.md §2-§3: strings for flags (`on`/`off`, `0`/`1`), `""` for unset
 fields, list wrappers such as `Items.DBInstance[]`, times as yyyy-MM-ddTHH:mm:ssZ (UTC).
+
+DescribeDBInstanceSSL reads the server certificate itself: `SSLExpireTime` is its notAfter
+(cloud or custom), `SSLCreateTime` its notBefore. `RequireUpdate` is "1" when a cloud
+certificate expires within `REQUIRE_UPDATE_DAYS` (30) by the emulator's clock, or has
+expired, with `RequireUpdateItem` / `RequireUpdateReason` saying so; a custom certificate
+never sets it (its renewal is the owner's job), and `ServerCAUrl` is "" for one, since its CA
+is not the cloud's.
 """
 
 from __future__ import annotations
@@ -10,11 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography import x509
 
+from rdsssl.emulator.cloudca import REQUIRE_UPDATE_DAYS
 from rdsssl.emulator.errors import api_error
 from rdsssl.emulator.faults import Switches
 from rdsssl.emulator.instances import Instance, accounts_of
@@ -162,11 +170,25 @@ def _pem(ctx: ActionContext, text: str) -> str:
     return text.replace("\r\n", "\n") if ctx.switches.crlf_pem_readback == "normalized" else text
 
 
+def _require_update(cert: x509.Certificate, now: datetime) -> tuple[str, str, str]:
+    """(RequireUpdate, RequireUpdateItem, RequireUpdateReason) of a cloud certificate."""
+    end = cert.not_valid_after_utc
+    if end <= now:
+        return "1", "ServerCert", f"the cloud certificate expired on {_time(end)}"
+    if end - now <= timedelta(days=REQUIRE_UPDATE_DAYS):
+        reason = f"the cloud certificate expires on {_time(end)}, within {REQUIRE_UPDATE_DAYS} days"
+        return "1", "ServerCert", reason
+    return "0", "", ""
+
+
 def describe_ssl(ctx: ActionContext, p: Mapping[str, str]) -> Json:
     inst = ctx.state.get(p.get("DBInstanceId"))
     ssl = inst.ssl
     on = ssl.enabled
     cert = x509.load_pem_x509_certificate(ssl.server_cert_pem.encode()) if on else None
+    update = ("0", "", "")
+    if cert is not None and ssl.ca_type == "aliyun":
+        update = _require_update(cert, ctx.state.now())
     acl, replication_acl = ssl.acl, ssl.replication_acl
     if on and not ssl.client_ca_pem:  # RDS reads back prefer/prefer here (Terraform's tests)
         acl = replication_acl = ctx.switches.acl_without_ca
@@ -178,9 +200,9 @@ def describe_ssl(ctx: ActionContext, p: Mapping[str, str]) -> Json:
         "ServerCAUrl": ctx.server_ca_url if on and ssl.ca_type == "aliyun" else "",
         "SSLCreateTime": _time(cert.not_valid_before_utc) if cert else "",
         "SSLExpireTime": _time(cert.not_valid_after_utc) if cert else "",
-        "RequireUpdate": "0",
-        "RequireUpdateItem": "",
-        "RequireUpdateReason": "",
+        "RequireUpdate": update[0],
+        "RequireUpdateItem": update[1],
+        "RequireUpdateReason": update[2],
         "ClientCACert": _pem(ctx, ssl.client_ca_pem),
         "ClientCACertExpireTime": "",
         "ClientCertRevocationList": _pem(ctx, ssl.crl_pem),

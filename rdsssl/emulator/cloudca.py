@@ -1,9 +1,14 @@
-"""The emulator's own "cloud" CA: it issues every instance's server certificate.
+"""The emulator's own "cloud" CA: it issues every instance's cloud server certificate.
 
 On RDS the cloud CA is Alibaba's and clients download it from `ServerCAUrl`; here it is a
 local CA served at `/_emulator/server-ca.pem`, so `sslmode=verify-full` works end to end.
-Server certificates carry the instance's connection strings plus `localhost` and
-`127.0.0.1` as SANs: clients connect to 127.0.0.1 and still verify the host name.
+A cloud certificate names the ONE connection string SSL protects (the ModifyDBInstanceSSL
+`ConnectionString`), as on RDS: a verify-full client of the instance's other endpoint fails,
+which is why custom certificates exist. It also names `localhost` and `127.0.0.1`, which no
+real endpoint has, so a client connecting to 127.0.0.1 can still verify a host name.
+A cloud certificate is valid for one year (`SERVER_DAYS`, the console's documentation of the
+cloud certificate); `DescribeDBInstanceSSL` answers `RequireUpdate=1` from
+`REQUIRE_UPDATE_DAYS` before its end, by the emulator's clock.
 With a state directory the CA persists, so a pinned server CA survives a `serve` restart.
 """
 
@@ -21,10 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CloudCa", "ServerCert"]
+__all__ = ["REQUIRE_UPDATE_DAYS", "SERVER_DAYS", "CloudCa", "ServerCert"]
 
 CA_DAYS = 3650
-SERVER_DAYS = 365  # RDS cloud certificates are valid for one year (SDK RequireUpdate comment)
+SERVER_DAYS = 365  # RDS cloud certificates are valid for one year
+REQUIRE_UPDATE_DAYS = 30  # RequireUpdate=1 this close to the end (the service gives no number)
 _BACKDATE = timedelta(minutes=5)  # tolerate small clock differences between client and server
 
 
@@ -117,14 +123,25 @@ class CloudCa:
         return ca
 
     def issue_server_cert(
-        self, *, hostnames: Sequence[str], now: datetime, days: int = SERVER_DAYS
+        self,
+        *,
+        hostnames: Sequence[str],
+        now: datetime,
+        days: int = SERVER_DAYS,
+        valid_from: datetime | None = None,
     ) -> ServerCert:
-        """A server certificate for `hostnames` + localhost + 127.0.0.1 (CN = first name)."""
+        """A server certificate for `hostnames` + localhost + 127.0.0.1 (CN = first name),
+        valid `days` from `now`.
+
+        `valid_from` (default `now`) starts the validity: the emulator passes the wall clock,
+        so a certificate issued after its clock was moved forward still verifies for real
+        clients, whose clock was not.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [x509.DNSName(h) for h in (*hostnames, "localhost")]
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         cn = hostnames[0] if hostnames else "localhost"
-        not_before = (now - _BACKDATE).replace(microsecond=0)
+        not_before = (min(now, valid_from or now) - _BACKDATE).replace(microsecond=0)
         not_after = min(now + timedelta(days=days), self.cert.not_valid_after_utc).replace(
             microsecond=0
         )

@@ -88,6 +88,16 @@ class Switches:
     tls_max_version: str | None = "TLSv1.2"  # ssl_max_protocol_version; None: PostgreSQL's
     acl_without_ca: str = "prefer"  # ACL / ReplicationACL read back with SSL on, no client CA
     crlf_pem_readback: str = "exact"  # "normalized": PEMs sent with CRLF read back with LF
+    # The call that turns SSL on may also carry ClientCAEnabled=1 / CRL / ACL (Terraform's
+    # acceptance test sends them together); False: IncorrectDBSslStatus, SSL alone first.
+    one_call_ssl_setup: bool = True
+    # SSLEnabled=1 re-sent (CAType aliyun) on an instance whose cloud certificate protects the
+    # same connection string issues a new cloud certificate (Terraform's "Update" implies it);
+    # False: the call is accepted and restarts, and the certificate stays as it was.
+    ssl_enable_renews: bool = True
+    # SSLEnabled=0 keeps the client CA, CRL and ACLs (read back, not in force) and SSL turned
+    # on again brings them back; False: they are cleared with SSL, as the console implies.
+    ssl_off_keeps_client_ca: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch from JSON-ish input; ValueError naming the switch if it is wrong."""
@@ -175,6 +185,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tls_max_version": _choice((*TLS_VERSIONS, None)),
     "acl_without_ca": _choice(ACLS_WITHOUT_CA),
     "crlf_pem_readback": _choice(PEM_READBACKS),
+    "one_call_ssl_setup": _bool,
+    "ssl_enable_renews": _bool,
+    "ssl_off_keeps_client_ca": _bool,
 }
 # Every switch has its check: a field without one could not be set from JSON or a profile.
 assert set(_CHECKS) == {f.name for f in fields(Switches)}

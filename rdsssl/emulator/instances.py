@@ -54,7 +54,6 @@ class Instance:
     connection_string: str
     public_connection_string: str
     backend: PgBackend = field(repr=False)
-    aliyun_cert: tuple[str, str] = field(repr=False)  # the cloud server cert and key
     ssl: SslSettings = field(repr=False)
     created: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
@@ -107,6 +106,10 @@ class OffsetClock:
 
     def __call__(self) -> float:
         return self._base() + self.offset
+
+    def wall(self) -> float:
+        """The time without the offset (what real clients' clocks say)."""
+        return self._base()
 
     def advance(self, seconds: float) -> None:
         """Move emulated time forward (a pending restart completes on the next read or tick)."""

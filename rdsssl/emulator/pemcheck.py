@@ -15,8 +15,10 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
@@ -135,14 +137,52 @@ def check_crl(
     return crls
 
 
-def check_server_cert(cert_text: str, key_text: str) -> None:
-    """A custom ServerCert/ServerKey pair: both parse, the key is unencrypted and matches."""
+def check_server_cert(cert_text: str, key_text: str, *, now: datetime) -> x509.Certificate:
+    """A custom ServerCert/ServerKey pair, or InvalidServerCertOrPrivateKey saying why.
+
+    ServerCert holds the server certificate, optionally followed by its chain: only
+    CERTIFICATE blocks, all parsing (DescribeDBInstanceSSL reads ServerCert back, so a key
+    pasted into it would be handed to every reader). The first certificate must not have
+    expired at `now` (the emulator's clock) and must match ServerKey, one unencrypted key
+    (PostgreSQL cannot prompt for a passphrase on restart). Returns the first certificate.
+    """
     try:
-        cert = x509.load_pem_x509_certificate(cert_text.encode())
+        blocks = parse_blocks(cert_text)
+    except ValueError as e:
+        raise api_error("InvalidServerCertOrPrivateKey", f"ServerCert: {e}") from None
+    certs = []
+    for b in blocks:
+        if b.label != "CERTIFICATE":
+            raise api_error(
+                "InvalidServerCertOrPrivateKey",
+                f"ServerCert block {b.index} is {b.label}, not CERTIFICATE",
+            )
+        try:
+            certs.append(x509.load_der_x509_certificate(b.der))
+        except ValueError:
+            raise api_error(
+                "InvalidServerCertOrPrivateKey", f"ServerCert block {b.index} does not parse"
+            ) from None
+    cert = certs[0]
+    if cert.not_valid_after_utc <= now:
+        raise api_error(
+            "InvalidServerCertOrPrivateKey",
+            f"the server certificate expired on {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+        )
+    if "ENCRYPTED" in key_text:
+        raise api_error(
+            "InvalidServerCertOrPrivateKey",
+            "ServerKey is encrypted; send the key without a passphrase",
+        )
+    try:
         key = serialization.load_pem_private_key(key_text.encode(), password=None)
-    except (ValueError, TypeError) as e:
-        raise api_error("InvalidServerCertOrPrivateKey", str(e).splitlines()[0]) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # never the parser's text: it could quote part of the key
+        raise api_error(
+            "InvalidServerCertOrPrivateKey", "ServerKey is not an unencrypted PEM private key"
+        ) from None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
     if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
         raise api_error("InvalidServerCertOrPrivateKey", "the key does not match the certificate")
+    return cert

@@ -8,7 +8,9 @@ answer to each unknown (docs/aliyun-rds-ssl-api.md, "Review of the emulator"):
   where it says nothing (no status lag, multi-CA bundles accepted, ACL-only changes reload).
 - `pessimistic`: every plausible unhelpful answer at once (the change shows late, then early,
   bundles refused, the other busy code, ACL changes restart, an 8 KB URL limit, CRLF PEMs
-  read back normalised). A client correct under both is correct under any mix of them.
+  read back normalised, SSL must be turned on alone before the client CA, and re-sending
+  SSLEnabled=1 does not renew the cloud certificate). A client correct under both is correct
+  under any mix of them.
 - a file recorded on a real account (`rdsssl service-profile record` writes it): the format
   below, version 1. Missing optional keys take the documented answer; unknown keys are
   refused, so a typo cannot silently fall back to a default.
@@ -20,7 +22,14 @@ answer to each unknown (docs/aliyun-rds-ssl-api.md, "Review of the emulator"):
      "tls_max_version": "TLSv1.2", "status_lag_seconds": 3.0,
      "early_readback_seconds": 2.0, "restart_seconds": 180.0, "acl_lock_seconds": 60.0,
      "acl_without_ca": "prefer", "crlf_pem_readback": "normalized",
+     "one_call_ssl_setup": false, "ssl_enable_renews": false,
      "sequences": {"ca_change": [...], "acl_change": [...]}}
+
+`ssl_enable_renews` false is the pessimistic answer because it fails silently: the renewal
+call is accepted, restarts the instance and ends `success`, with the old certificate still
+served. A client that does not compare the certificate before and after reports a renewal
+that never happened (an unexpected renewal, the other answer, keeps verify-full clients
+working: same cloud CA, same name).
 
 The two built-ins are written in the same format and parsed by the same code, so they
 cannot drift from what a file can say. `region`, `engine_version`, `recorded_at` and
@@ -75,6 +84,8 @@ class Profile:
     early_readback_seconds: float
     acl_without_ca: str
     crlf_pem_readback: str
+    one_call_ssl_setup: bool
+    ssl_enable_renews: bool
     restart_seconds: float | None = None  # a CA/CRL change's length; None: the caller's
     acl_lock_seconds: float | None = None  # an ACL-only change's length; None: the caller's
     region: str | None = None
@@ -102,6 +113,8 @@ class Profile:
             tls_max_version=self.tls_max_version,
             acl_without_ca=self.acl_without_ca,
             crlf_pem_readback=self.crlf_pem_readback,
+            one_call_ssl_setup=self.one_call_ssl_setup,
+            ssl_enable_renews=self.ssl_enable_renews,
         )
 
     def timings(
@@ -143,6 +156,8 @@ class Profile:
             "acl_lock_seconds": self.acl_lock_seconds,
             "acl_without_ca": self.acl_without_ca,
             "crlf_pem_readback": self.crlf_pem_readback,
+            "one_call_ssl_setup": self.one_call_ssl_setup,
+            "ssl_enable_renews": self.ssl_enable_renews,
             "sequences": {k: list(v) for k, v in self.sequences.items()},
         }
 
@@ -213,6 +228,8 @@ _KEYS: dict[str, Check | None] = {
     "acl_lock_seconds": _optional_seconds,
     "acl_without_ca": _switch("acl_without_ca"),
     "crlf_pem_readback": _switch("crlf_pem_readback"),
+    "one_call_ssl_setup": _switch("one_call_ssl_setup"),
+    "ssl_enable_renews": _switch("ssl_enable_renews"),
     "sequences": _sequences,
 }
 
@@ -230,6 +247,8 @@ _DOCUMENTED_DOC: dict[str, Any] = {
     "early_readback_seconds": 0.0,
     "acl_without_ca": "prefer",
     "crlf_pem_readback": "exact",
+    "one_call_ssl_setup": True,  # Terraform's acceptance test sends it all in one call
+    "ssl_enable_renews": True,  # Terraform's "Update" re-sends SSLEnabled=1 to renew
 }
 _PESSIMISTIC_DOC: dict[str, Any] = {
     **_DOCUMENTED_DOC,
@@ -241,6 +260,8 @@ _PESSIMISTIC_DOC: dict[str, Any] = {
     "status_lag_seconds": 3.0,
     "early_readback_seconds": 2.0,
     "crlf_pem_readback": "normalized",
+    "one_call_ssl_setup": False,
+    "ssl_enable_renews": False,  # the silent failure (module docstring)
 }
 
 

@@ -50,6 +50,7 @@ class ServeOptions:
     seed: int = 0
     json: bool = False
     profile: str = "documented"  # a built-in name or a profile file
+    ssl: bool = True  # False: instances start with SSL off, as new RDS instances do
 
 
 def describe(emu: Emulator) -> dict[str, Any]:
@@ -65,6 +66,7 @@ def describe(emu: Emulator) -> dict[str, Any]:
                 "connection_string": inst.connection_string,
                 "engine_version": inst.engine_version,
                 "region": inst.region,
+                "ssl": "on" if inst.ssl.enabled else "off",
             }
         )
     return {
@@ -110,7 +112,8 @@ def _human(doc: dict[str, Any]) -> str:
     ]
     for i in doc["instances"]:
         where = f"{i['host']}:{i['port']}" if doc["backend"] == "pg" else "(state only)"
-        lines.append(f"    {i['id']}  {where}  PostgreSQL {i['engine_version']}")
+        ssl = "" if i["ssl"] == "on" else "  (SSL off)"
+        lines.append(f"    {i['id']}  {where}  PostgreSQL {i['engine_version']}{ssl}")
     lines.append("Stop with Ctrl+C (SIGINT) or SIGTERM; every PostgreSQL started is stopped.")
     return "\n".join(lines)
 
@@ -166,6 +169,7 @@ def serve(
             engine_version=opts.engine_version,
             port=opts.port,
             profile=profile,
+            ssl=opts.ssl,
         ) as emu:
             doc = describe(emu)
             lines = env_lines(emu)

@@ -2,20 +2,39 @@
 
 The order of the checks follows docs/aliyun-rds-ssl-api.md §9 from the ACL values onwards
 (the instance-level checks before it live in state.py): parameter values, ACL values,
-verify-full on PostgreSQL < 12, ACL/CRL without the client CA, then PEM contents.
-Decisions where the real service is undocumented ([U] in the docs), chosen to expose client
-bugs rather than hide them:
+verify-full on PostgreSQL < 12, the one-call setup switch, ACL/CRL without the client CA,
+then PEM contents (client CA, CRL, then a custom server certificate).
+The server certificate:
+- `CAType=custom`: ServerCert/ServerKey are required and checked (pemcheck.check_server_cert:
+  parse, not expired by the emulator's clock, key unencrypted and matching), else
+  `InvalidServerCertOrPrivateKey`; PostgreSQL then serves exactly that certificate.
+- `CAType=aliyun` (or SSL turned on without CAType): a cloud certificate for the request's
+  `ConnectionString` only. The current one is kept while SSL stays on, aliyun, for the same
+  connection string; otherwise (SSL turned on, custom -> aliyun, another connection string)
+  a new one is issued.
+- `SSLEnabled=0`: SSL off; the client CA, CRL and ACLs are cleared with it (the console
+  implies as much; the service does not say). Turning SSL on again starts with no client CA.
+  The switch `ssl_off_keeps_client_ca` keeps them instead, dormant: read back, not in force
+  (PostgreSQL runs `ssl = off` with the default rules), and in force again once SSL is on.
+Decisions where the real service is undocumented ([U] in the docs), each a switch where it
+matters to a client (faults.Switches), chosen to expose client bugs rather than hide them:
+- re-sending `SSLEnabled=1` (+ `CAType=aliyun`) while SSL is on renews the cloud certificate
+  (`ssl_enable_renews`, True; Terraform's "Update" implies it): a new key, a new year, a
+  restart. With the switch off the call is accepted, restarts, and changes nothing;
+- the call that turns SSL on may also set the client CA, CRL and ACLs (`one_call_ssl_setup`,
+  True, as Terraform's acceptance test sends); off: `IncorrectDBSslStatus`, SSL alone first;
 - a PEM without its enable flag (ClientCACert without ClientCAEnabled=1) is ignored;
 - replacing the client CA keeps the configured CRL (PostgreSQL then rejects the new CA's
   users with `unknown ca`, docs §4 R3) unless the same call sends a new one;
-- SSLEnabled=1 without CAType means `aliyun`, and does not renew the cloud certificate;
+- SSLEnabled=1 without CAType means `aliyun` when SSL was off, the current type when on;
 - a call that changes no SSL field and sends no ACL still runs a full restart cycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cryptography import x509
 
@@ -30,9 +49,11 @@ from rdsssl.emulator.pemcheck import (
 )
 from rdsssl.emulator.pg import PgSslConfig
 
-__all__ = ["ACL_MODES", "SslChange", "SslSettings", "plan_ssl_change"]
+__all__ = ["ACL_MODES", "CloudIssuer", "SslChange", "SslSettings", "plan_ssl_change"]
 
 ACL_MODES: tuple[str, ...] = ("cert", "prefer", "verify-ca", "verify-full")
+# connection string -> (certificate PEM, unencrypted key PEM) from the emulator's cloud CA
+CloudIssuer = Callable[[str], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -61,14 +82,16 @@ class SslSettings:
         )
 
     def to_pg(self, *, tls_max_version: str | None = None) -> PgSslConfig:
-        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap)."""
+        """The configuration the PostgreSQL backend runs (`tls_max_version`: the TLS cap).
+        With SSL off, a client CA kept in the block is not in force."""
+        on = self.enabled
         return PgSslConfig(
             server_cert_pem=self.server_cert_pem.encode(),
             server_key_pem=self.server_key_pem.encode(),
-            client_ca_pem=self.client_ca_pem.encode() or None,
-            crl_pem=self.crl_pem.encode() or None,
-            acl=self.acl or None,
-            replication_acl=self.replication_acl or None,
+            client_ca_pem=(on and self.client_ca_pem.encode()) or None,
+            crl_pem=(on and self.crl_pem.encode()) or None,
+            acl=(on and self.acl) or None,
+            replication_acl=(on and self.replication_acl) or None,
             ssl_enabled=self.enabled,
             tls_max_version=tls_max_version,
         )
@@ -103,12 +126,14 @@ def plan_ssl_change(
     params: Mapping[str, str],
     *,
     major_version: int,
-    aliyun_cert: tuple[str, str],
+    issue_cloud_cert: CloudIssuer,
+    now: datetime,
     switches: Switches,
 ) -> SslChange:
     """Validate a ModifyDBInstanceSSL request against `current`; EmulatorError if refused.
 
-    `aliyun_cert` is the instance's cloud certificate and key, used when CAType=aliyun.
+    `issue_cloud_cert` makes a new cloud certificate when one is needed (module docstring);
+    `now` is the emulator's clock, for the expiry of a custom certificate.
     The caller has already checked the instance (exists, unlocked, Running, engine, storage)
     and that ConnectionString names one of its endpoints.
     """
@@ -132,6 +157,13 @@ def plan_ssl_change(
         )
 
     ssl_on = current.enabled if ssl_flag is None else ssl_flag
+    turning_on = ssl_on and not current.enabled
+    if turning_on and not switches.one_call_ssl_setup and (ca_flag or crl_flag or acl or repl):
+        raise api_error(
+            "IncorrectDBSslStatus",
+            "SSL is off: turn it on first (SSLEnabled=1, CAType), then set the client CA, "
+            "CRL and ACLs in another call",
+        )
     if ca_flag and not ssl_on:
         raise api_error("IncorrectDBSslStatus", "enable SSL before the client CA")
     ca_on = ssl_on and (bool(current.client_ca_pem) if ca_flag is None else ca_flag)
@@ -160,6 +192,7 @@ def plan_ssl_change(
         check_crl(pem, cas or _current_cas(client_ca), check_issuer=switches.crl_issuer_check)
         crl = pem
 
+    connection_string = params.get("ConnectionString", "")
     new_type = ca_type or (current.ca_type if current.enabled else "aliyun")
     cert, key = current.server_cert_pem, current.server_key_pem
     if ssl_on and ca_type == "custom":
@@ -168,20 +201,35 @@ def plan_ssl_change(
             raise api_error(
                 "InvalidServerCertOrPrivateKey", "ServerCert and ServerKey are required for custom"
             )
-        check_server_cert(cert, key)
-    elif new_type == "aliyun":
-        cert, key = aliyun_cert
+        check_server_cert(cert, key, now=now)
+    elif ssl_on and new_type == "aliyun":
+        kept = (
+            current.enabled
+            and current.ca_type == "aliyun"
+            and current.connection_string == connection_string
+        )
+        renew = kept and ssl_flag is True and switches.ssl_enable_renews
+        if not kept or renew:
+            cert, key = issue_cloud_cert(connection_string)
 
+    acls = (
+        (acl or current.acl or "prefer", repl or current.replication_acl or "prefer")
+        if ca_on
+        else ("", "")
+    )
+    if not ssl_on and switches.ssl_off_keeps_client_ca:  # dormant (module docstring)
+        client_ca, crl = current.client_ca_pem, current.crl_pem
+        acls = (current.acl, current.replication_acl)
     target = SslSettings(
         enabled=ssl_on,
         ca_type=new_type,
-        connection_string=params.get("ConnectionString", ""),
+        connection_string=connection_string,
         server_cert_pem=cert,
         server_key_pem=key,
         client_ca_pem=client_ca,
         crl_pem=crl,
-        acl=(acl or current.acl or "prefer") if ca_on else "",
-        replication_acl=(repl or current.replication_acl or "prefer") if ca_on else "",
+        acl=acls[0],
+        replication_acl=acls[1],
     )
     ssl_changed = target.restart_fields() != current.restart_fields()
     return SslChange(target=target, restart=ssl_changed or (acl is None and repl is None))

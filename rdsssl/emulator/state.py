@@ -26,7 +26,9 @@ import secrets
 import string
 import threading
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 
+from rdsssl.emulator.cloudca import CloudCa
 from rdsssl.emulator.errors import CATALOGUE, EmulatorError, api_error
 from rdsssl.emulator.faults import Switches
 from rdsssl.emulator.instances import (
@@ -34,6 +36,7 @@ from rdsssl.emulator.instances import (
     Account,
     Clock,
     Instance,
+    OffsetClock,
     PendingChange,
     validate_account,
 )
@@ -65,8 +68,10 @@ class EmulatorState:
         switches: Switches | None = None,
         restart_seconds: float = 0.3,
         acl_lock_seconds: float = 0.2,
+        cloud_ca: CloudCa | None = None,
     ) -> None:
         self.clock = clock
+        self.cloud_ca = cloud_ca  # made on first use when none is given
         self.switches = switches or Switches()
         self.restart_seconds = restart_seconds
         self.acl_lock_seconds = acl_lock_seconds
@@ -80,6 +85,25 @@ class EmulatorState:
     def new_id() -> str:
         """A fresh instance id: `pgm-` and 16 random lowercase letters and digits."""
         return "pgm-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+    def now(self) -> datetime:
+        """The emulator's clock as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
+
+    def issue_cloud_cert(self, connection_string: str) -> tuple[str, str]:
+        """A new cloud certificate (and key) for `connection_string` alone, valid a year
+        from the emulator's clock and from the wall clock's now (cloudca.py)."""
+        with self.lock:
+            if self.cloud_ca is None:
+                self.cloud_ca = CloudCa.create(now=self.now())
+            ca = self.cloud_ca
+        wall = self.clock.wall() if isinstance(self.clock, OffsetClock) else self.clock()
+        cert = ca.issue_server_cert(
+            hostnames=[connection_string],
+            now=self.now(),
+            valid_from=datetime.fromtimestamp(wall, timezone.utc),
+        )
+        return cert.cert_pem.decode(), cert.key_pem.decode()
 
     def pg_config(self, ssl: SslSettings) -> PgSslConfig:
         """What PostgreSQL runs for `ssl` under the current switches (the TLS cap)."""
@@ -233,7 +257,8 @@ class EmulatorState:
                 inst.ssl,
                 params,
                 major_version=inst.major_version,
-                aliyun_cert=inst.aliyun_cert,
+                issue_cloud_cert=self.issue_cloud_cert,
+                now=self.now(),
                 switches=self.switches,
             )
             restart = change.restart or sw.restart_on_acl_change
@@ -295,16 +320,19 @@ class EmulatorState:
         """Turn SSL off or on out of band, as in the console (a control-route helper).
 
         Off: no server certificate, client CA, CRL and ACLs cleared, PostgreSQL with
-        `ssl = off`. On: the cloud certificate for the main connection string, no client CA;
-        an instance that already has SSL on is left as it is. PostgreSQL reloads (`ssl` is a
-        reloadable setting); the change counters do not move. Refused while a change runs.
+        `ssl = off`. On: a new cloud certificate for the main connection string, no client
+        CA; an instance that already has SSL on is left as it is. PostgreSQL reloads (`ssl`
+        is a reloadable setting); the change counters do not move. Refused while a change runs.
         """
         with self.lock:
             inst = self._get(instance_id)
             self._check_operable(inst)
             if on == inst.ssl.enabled:
                 return
-            cert, key = inst.aliyun_cert
+            if on:
+                cert, key = self.issue_cloud_cert(inst.connection_string)
+            else:
+                cert, key = inst.ssl.server_cert_pem, inst.ssl.server_key_pem
             target = SslSettings(
                 enabled=on,
                 ca_type="aliyun",

@@ -372,9 +372,9 @@ def refuse_ssl_off(instance_id: str, ssl: SslState) -> None:
     ACLs ride on it, and ModifyDBInstanceSSL needs a ConnectionString it then does not have."""
     if not ssl.ssl_enabled or not ssl.connection_string:
         raise ConfigError(
-            f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): enable it "
-            f'first (rdsssl instance enable-ssl {instance_id}, or `ssl = "cloud"` in '
-            "rdsssl.toml), then run this again; nothing was sent"
+            f"SSL is off on {instance_id} (SSLEnabled off, no ConnectionString): SSL must be "
+            f"enabled on the instance first (rdsssl instance enable-ssl {instance_id}, or "
+            '`ssl = "cloud"` in rdsssl.toml), then run this again; nothing was sent'
         )
 
 

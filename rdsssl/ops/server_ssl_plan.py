@@ -42,6 +42,8 @@ __all__ = [
     "ServerDiff",
     "ServerMaterial",
     "diff_server",
+    "dns_names",
+    "server_cert_fps",
     "server_cert_status",
     "server_fingerprints",
     "server_matches",
@@ -158,7 +160,8 @@ def _issued_by(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
     return False
 
 
-def _names(cert: x509.Certificate) -> set[str]:
+def dns_names(cert: x509.Certificate) -> set[str]:
+    """The DNS names a certificate's subjectAltName holds, lower-cased."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -181,7 +184,7 @@ def server_cert_status(
         return ServerCertStatus("no-certificate", "no readable server certificate")
     if not _issued_by(cert, cas):
         return ServerCertStatus("other-issuer", "the served certificate is not from this CA")
-    missing = sorted({n.lower() for n in req.names} - _names(cert))
+    missing = sorted({n.lower() for n in req.names} - dns_names(cert))
     if missing:
         return ServerCertStatus("names-missing", f"it does not name {', '.join(missing)}")
     if renew:
@@ -220,6 +223,8 @@ def diff_server(desired: DesiredServer, ssl: SslState, *, now: datetime) -> Serv
         elif ssl.ssl_enabled:
             code, reason = "to-cloud", "the cloud certificate replaces the custom one"
         after = "on, a cloud certificate" + (f" for {cs}" if cs else "")
+        if code == "renew-requested":
+            after = "on, a renewed cloud certificate"
         retired = served if code == "renew-requested" else frozenset()
         return ServerDiff(((("ssl", before, after, code, reason)),), on, None, retired, cs)
     cert = desired.cert
@@ -250,6 +255,11 @@ def server_fingerprints(ssl: SslState) -> dict[str, object]:
         "cert": sorted(_fps(ssl.server_cert_pem)) if ssl.ssl_enabled else [],
         "connection_string": ssl.connection_string if ssl.ssl_enabled else "",
     }
+
+
+def server_cert_fps(ssl: SslState) -> frozenset[str]:
+    """The fingerprints of the server certificate the instance reads back as serving."""
+    return _fps(ssl.server_cert_pem) if ssl.ssl_enabled else frozenset()
 
 
 def server_target(request: SslModifyRequest, retired: frozenset[str]) -> dict[str, object]:

@@ -27,6 +27,7 @@ from rdsssl.ops.plan import (
     state_fingerprints,
     target_fingerprints,
 )
+from rdsssl.ops.server_ssl_plan import server_cert_fps
 from rdsssl.rds import service_profile
 from rdsssl.rds.acceptors import instance_ready, ssl_applied
 from rdsssl.rds.protocol import RdsApi
@@ -315,12 +316,14 @@ class Waiting:
         request = the_plan.request
         assert request is not None
         stale_failure = before.last_modify_status == "failed"  # an earlier change's verdict
+        retired = the_plan.retired_server_cert
         spec = ssl_applied(
             read_back_matches(request, the_plan.retired_server_cert),
             stale_failure=stale_failure,
             expected=self.profile.expected(restarts=request.restarts),
             settle=self.settle,
             dense=self.profile.dense_interval(restarts=request.restarts, cap=DENSE),
+            not_renewed=(lambda ssl: bool(server_cert_fps(ssl) & retired)) if retired else None,
         )
         try:
             obs = self._wait(spec, seen=seen)

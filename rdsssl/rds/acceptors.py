@@ -43,13 +43,17 @@ def ssl_applied(
     expected: float | None = None,
     settle: float = 10.0,
     dense: float | None = None,
+    not_renewed: Callable[[SslState], bool] | None = None,
 ) -> WaiterSpec:
     """After ModifyDBInstanceSSL: the change counts as applied only with evidence. It was seen
     in progress (a status other than Running, or LastModifyStatus `setting`) and then finished:
     Running, `success` and `matches(read-back)` (the caller's comparison of CA / CRL
     fingerprints and ACLs with what was sent). If progress was never seen, the finished state
     must hold on every poll for `settle` seconds: the service may show a change late (status
-    lag), or show its new values before the restart that applies them (early read-back)."""
+    lag), or show its new values before the restart that applies them (early read-back).
+    `not_renewed(read-back)`: for a server certificate renewal, true while the certificate
+    served before is still served; a change that went through and finished that way failed
+    (the service did not renew), instead of waiting for the timeout."""
 
     def done(ssl: SslState) -> bool:
         return ssl.last_modify_status == MODIFY_SUCCESS and matches(ssl)
@@ -57,18 +61,36 @@ def ssl_applied(
     def applied(obs: Observation) -> bool:
         return settled(obs) and obs.ssl is not None and done(obs.ssl)
 
+    def stale(ssl: SslState) -> bool:
+        return (
+            not_renewed is not None
+            and ssl.last_modify_status == MODIFY_SUCCESS
+            and (not_renewed(ssl))
+        )
+
+    def finished_unrenewed(obs: Observation) -> bool:
+        return settled(obs) and obs.ssl is not None and stale(obs.ssl)
+
+    rows = [
+        *_terminal(stale_failure),
+        Acceptor(
+            "success", applied, "the SSL configuration reads back as sent", needs_transition=True
+        ),
+    ]
+    if not_renewed is not None:
+        rows.append(
+            Acceptor(
+                "failure",
+                finished_unrenewed,
+                "the change finished, but the server certificate is still the one served "
+                "before: the service did not renew it",
+                needs_transition=True,
+            )
+        )
     return WaiterSpec(
         "SslApplied",
-        (
-            *_terminal(stale_failure),
-            Acceptor(
-                "success",
-                applied,
-                "the SSL configuration reads back as sent",
-                needs_transition=True,
-            ),
-        ),
-        confirm=done,
+        tuple(rows),
+        confirm=lambda ssl: done(ssl) or stale(ssl),
         timeout=timeout,
         expected=expected,
         settle=settle,

@@ -263,6 +263,14 @@ class CaStore:
         """Every certificate of the CA, oldest first, the current one (ca.crt) marked."""
         return ca_renewal.history(self._inv, self._ca_cert)
 
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """Every certificate of the CA (``ca_history``'s), oldest first, ca.crt last if never
+        recorded: what a trust bundle of this CA holds."""
+        certs = [c for c, _ in self._inv.ca_certs()]
+        if self._ca_fp not in {crypto.fingerprint(c) for c in certs}:
+            certs.append(self._ca_cert)
+        return certs
+
     def _ca_key(self) -> crypto.PrivateKey:
         if self._key is None:
             raise StoreError(f"the CA key of {self.path} is not loaded; unlock the store first")

@@ -443,6 +443,8 @@ def test_the_builtin_profiles() -> None:
         busy_code="InvalideStatus.Format",
         url_limit=8192,
         crlf_pem_readback="normalized",
+        one_call_ssl_setup=False,
+        ssl_enable_renews=False,
     )
     assert (DOCUMENTED.restart_seconds, PESSIMISTIC.acl_lock_seconds) == (None, None)
 
@@ -465,6 +467,8 @@ RECORDED = {
     "acl_lock_seconds": 55,
     "acl_without_ca": "",
     "crlf_pem_readback": "normalized",
+    "one_call_ssl_setup": False,
+    "ssl_enable_renews": True,
     "sequences": {"ca_change": [{"t": 0, "status": "Running"}], "acl_change": []},
 }
 
@@ -493,6 +497,7 @@ def test_a_profile_file_round_trips(tmp_path: Path) -> None:
         16384,
         None,
     )
+    assert (switches.one_call_ssl_setup, switches.ssl_enable_renews) == (False, True)
 
 
 def test_missing_optional_keys_take_the_documented_answers(tmp_path: Path) -> None:
@@ -516,6 +521,8 @@ def test_missing_optional_keys_take_the_documented_answers(tmp_path: Path) -> No
         ({**RECORDED, "status_lag_seconds": -1}, "status_lag_seconds: expected a finite number"),
         ({**RECORDED, "tls_max_version": "TLSv1.4"}, "tls_max_version: expected one of"),
         ({**RECORDED, "crlf_pem_readback": "lf"}, "crlf_pem_readback: expected one of"),
+        ({**RECORDED, "ssl_enable_renews": "yes"}, "ssl_enable_renews: expected true or false"),
+        ({**RECORDED, "one_call_ssl_setup": 1}, "one_call_ssl_setup: expected true or false"),
         ({**RECORDED, "url_limit_bytes": 0}, "url_limit_bytes: expected a positive number"),
         ({**RECORDED, "not_found_http_status": 200}, "not_found_http_status: expected an HTTP"),
         ({**RECORDED, "sequences": []}, "sequences: expected an object of lists"),

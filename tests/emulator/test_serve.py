@@ -134,6 +134,22 @@ def test_python_m_emulator_json_with_state_only_instances(servers: list[Server])
     assert server.stop(signal.SIGINT) == 0
 
 
+def test_serve_no_ssl_creates_instances_with_ssl_off(servers: list[Server]) -> None:
+    server = Server(
+        "-m", "rdsssl", "emulator", "serve", "--backend", "none", "--instances", "2", "--no-ssl",
+        "--json",
+    )  # fmt: skip
+    servers.append(server)
+    doc = json.loads(server.read_until("}"))
+    assert [i["ssl"] for i in doc["instances"]] == ["off", "off"]
+    conn = http.client.HTTPConnection(doc["endpoint"].removeprefix("http://"), timeout=10)
+    conn.request("GET", "/_emulator/instances")
+    listed = json.loads(conn.getresponse().read())["instances"]
+    conn.close()
+    assert {i["SSLEnabled"] for i in listed} == {"off"}
+    assert server.stop(signal.SIGTERM) == 0
+
+
 def test_a_taken_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     from rdsssl.cli import run
     from rdsssl.emulator.server import Emulator

@@ -53,7 +53,6 @@ def _instance(state: EmulatorState, backend: NullBackend, version: str = "15.0")
         connection_string=f"{iid}.pg",
         public_connection_string=f"{iid}o.pg",
         backend=backend,
-        aliyun_cert=(ssl.server_cert_pem, ssl.server_key_pem),
         ssl=ssl,
     )
     backend.start(ssl.to_pg())

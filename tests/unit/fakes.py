@@ -77,6 +77,7 @@ class FakeApi:
         self.describe_calls = 0
         self.fail_modify: list[ApiError] = []  # raised before the change is taken
         self.fail_after: list[ApiError] = []  # raised after the change was taken
+        self.cloud_cert_pem = ""  # what SSLEnabled=1 with CAType=aliyun serves
 
     def describe_instance(self, instance_id: str) -> InstanceInfo:
         self.describe_calls += 1
@@ -105,6 +106,15 @@ class FakeApi:
         if self.fail_modify:
             raise self.fail_modify.pop(0)
         changes: dict[str, object] = {}
+        if request.ssl_enabled is False:  # SSL off takes the client side with it
+            changes.update(
+                ssl_enabled=False, ca_type="", connection_string="", server_cert_pem="",
+                client_ca_pem=None, crl_pem=None, acl=None, replication_acl=None,
+            )  # fmt: skip
+        elif request.ssl_enabled:
+            changes.update(ssl_enabled=True, connection_string=request.connection_string)
+            changes["ca_type"] = request.ca_type or "aliyun"
+            changes["server_cert_pem"] = request.server_cert_pem or self.cloud_cert_pem
         if request.client_ca_enabled is False:
             changes.update(client_ca_pem=None, crl_pem=None, acl=None, replication_acl=None)
         if request.client_ca_pem is not None:
