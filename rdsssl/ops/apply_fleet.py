@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from rdsssl.errors import ExitCode, PlanChanged, RdsSslError
+from rdsssl.errors import ApiError, ExitCode, PlanChanged, RdsSslError
 from rdsssl.models import InstanceSpec
 from rdsssl.ops import fleet, plan_file
 from rdsssl.ops.apply import ApplyOptions, ApplyResult
@@ -43,6 +43,7 @@ from rdsssl.ops.desired import DesiredBuilder, ServerTarget
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
 from rdsssl.ops.plan import DesiredSsl, Plan, PlanWarning, describe_changes
 from rdsssl.ops.probe_options import ProbeOptions
+from rdsssl.ops.server_ssl import prove_change
 from rdsssl.ops.server_ssl_plan import SSL_CLOUD, SSL_CUSTOM
 from rdsssl.rds import service_profile
 from rdsssl.rds.protocol import RdsApi
@@ -237,7 +238,11 @@ def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency:
             probe = _probe_for(change.probe, target)
             worker = replace(change, clock=change.clock.sleeping(sleep), probe=probe)
             if target.outcome.first is None:
-                worker.apply_one(target.api, target.outcome)
+                try:
+                    worker.apply_one(target.api, target.outcome)
+                except ApiError as exc:
+                    raise _one_call_refused(target.outcome, exc) from None
+                _prove_server(target, target.outcome, probe)
             else:
                 _in_two_calls(worker, target)
             _keep_warnings(target.outcome)
@@ -256,12 +261,30 @@ def _probe_for(probe: ProbeOptions | None, target: Target) -> ProbeOptions | Non
     return replace(probe, root_cert=spec.server_ca_dir / CA_CERT)
 
 
+def _one_call_refused(outcome: InstanceOutcome, exc: ApiError) -> ApiError:
+    """A service that refuses SSL and the client CA in one call (IncorrectDBSslStatus on the
+    call that sets SSL up): say how to record that, so the next run takes two calls."""
+    if exc.code != "IncorrectDBSslStatus" or not _sets_up_ssl(outcome):
+        return exc
+    return ApiError(
+        f"{exc.raw_message}. This service does not take SSL with the client CA in one call: "
+        'record it in the service profile ("one_call_ssl_setup": false, --service-profile '
+        "or RDSSSL_SERVICE_PROFILE) and apply again: SSL first, then the rest",
+        action=exc.action,
+        code=exc.code,
+        request_id=exc.request_id,
+        http_status=exc.http_status,
+        retryable=exc.retryable,
+    )
+
+
 def _in_two_calls(worker: InstanceChange, target: Target) -> None:
     """SSL first (its own wait; no login probe: no client CA is there yet to log in with),
     then the rest, which must be exactly the rest of the plan shown."""
     outcome, first = target.outcome, target.outcome.first
     assert first is not None and outcome.preview is not None
     replace(worker, probe=None).apply_one(target.api, first)
+    _prove_server(target, first, None)  # no client CA yet: a TLS proof, no login
     if first.error is not None:
         outcome.error = first.error
         return
@@ -280,6 +303,24 @@ def _in_two_calls(worker: InstanceChange, target: Target) -> None:
         return
     outcome.preview = replace(outcome.preview, plan=replace(now, warnings=warnings))
     worker.apply_one(target.api, outcome)
+    _prove_server(target, outcome, worker.probe)
+
+
+def _prove_server(target: Target, outcome: InstanceOutcome, probe: ProbeOptions | None) -> None:
+    """After a change of the server side: the certificate each connection string presents is
+    the one read back, and verify-full gets past it (`rdsssl.ops.server_ssl.prove_change`;
+    custom: every connection string, with the server CA; cloud: the one it covers, with the CA
+    from ServerCAUrl). A failure is the outcome's `VerificationError`."""
+    result, spec = outcome.result, target.spec
+    if result is None or not result.applied or spec is None or outcome.error is not None:
+        return
+    if not any(c.field == "ssl" for c in result.plan.changes):
+        return
+    root = None
+    if spec.ssl == SSL_CUSTOM and spec.server_ca_dir is not None:
+        root = probe.root_cert if probe is not None and probe.root_cert else None
+        root = root or spec.server_ca_dir / CA_CERT
+    outcome.server_proof = prove_change(target.api, outcome, root_cert=root, probe=probe)
 
 
 def _keep_warnings(outcome: InstanceOutcome) -> None:

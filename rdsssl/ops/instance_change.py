@@ -29,6 +29,7 @@ from rdsssl.ops.guard import Proof
 from rdsssl.ops.plan import DesiredSsl, fingerprints, guard_reason
 from rdsssl.ops.probe import ProbeOutcome, ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
+from rdsssl.ops.server_ssl_proof import ServerProof
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import Progress
 
@@ -72,6 +73,7 @@ class InstanceOutcome:
     error: BaseException | None = None
     dry_run: bool | None = None
     first: InstanceOutcome | None = None  # a first call of its own (SSL on, then the rest)
+    server_proof: ServerProof | None = None  # after a server-side change (server_ssl_proof)
 
     @property
     def exit_code(self) -> int:
@@ -129,6 +131,8 @@ class InstanceOutcome:
             doc["dry_run"] = self.dry_run
         if self.first is not None:
             doc["first_call"] = self.first.to_json()
+        if self.server_proof is not None:
+            doc["server_proof"] = self.server_proof.to_json()
         if self.revoked is not None:
             doc["revoked_probe"] = {
                 "user": self.revoked.user,

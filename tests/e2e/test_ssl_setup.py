@@ -84,6 +84,10 @@ def test_cloud_ssl_client_ca_crl_and_acl_in_one_call(fresh: Cloud, tmp_path: Pat
     assert f"covers {internal} only" in result.stderr and public in result.stderr
     ssl = fresh.api().describe_ssl(iid)
     assert ssl.ssl_enabled and ssl.ca_type == "aliyun" and ssl.connection_string == internal
+    proof = done["server_proof"]  # the handshake and verify-full, by rdsssl itself
+    assert proof["ok"] is True
+    covered = {e["connection_string"]: e["covered"] for e in proof["endpoints"]}
+    assert covered == {internal: True, public: False}  # a cloud certificate covers one
 
     server_ca = tmp_path / "cloud-ca.pem"
     got = fresh.cli("instance", "server-ca", iid, "--out", server_ca)
@@ -119,6 +123,9 @@ def test_custom_ssl_in_one_call_verifies_on_every_connection_string(
     assert params["ACL"] == "cert"
     (done,) = result.json()["instances"]
     assert done["verification"]["outcome"] == "ok"  # verified with server-ca/ca.crt
+    proof = done["server_proof"]
+    assert proof["ok"] is True and proof["root_cert"] == str(server_ca / "ca.crt")
+    assert {e["connection_string"] for e in proof["endpoints"] if e["ok"]} == set(_endpoints(fresh))
     key_pem = params["ServerKey"].strip()
     for text in (result.stdout, result.stderr, (fresh.work / "audit.jsonl").read_text()):
         assert key_pem not in text and "PRIVATE KEY" not in text  # the key is never shown
@@ -138,6 +145,7 @@ def test_a_profile_without_one_call_setup_takes_two_calls_ssl_first(
     iid = fresh.iid
     ca, alice = _ssl_off_with_alice(fresh, tmp_path)
     toml = _toml(tmp_path / "rdsssl.toml", iid, ca, ssl="cloud")
+    fresh.emu.faults.switches.one_call_ssl_setup = False  # this service refuses one call
     profile = json.loads(fresh.emu.service_profile_file.read_text())
     profile["one_call_ssl_setup"] = False
     recorded = tmp_path / "profile.json"
@@ -156,10 +164,26 @@ def test_a_profile_without_one_call_setup_takes_two_calls_ssl_first(
     assert second.params["ClientCAEnabled"] == "1" and second.params["ACL"] == "cert"
     (done,) = result.json()["instances"]
     assert done["first_call"]["status"] == "changed"
+    assert done["first_call"]["server_proof"]["ok"] is True  # its own wait and proof
     assert done["first_call"]["request_id"] == first.request_id
     assert done["request_id"] == second.request_id
     assert done["status"] == "changed" and done["verification"]["outcome"] == "ok"
     assert "two-calls" in done["plan"]["warning_codes"]
+
+
+def test_a_service_refusing_one_call_without_the_profile_saying_so_changes_nothing(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    """The documented answer (one call) meets a service that refuses it: the call fails as a
+    whole, nothing changes, and the error names the service's answer."""
+    ca, alice = _ssl_off_with_alice(fresh, tmp_path)
+    fresh.emu.faults.switches.one_call_ssl_setup = False
+    toml = _toml(tmp_path / "rdsssl.toml", fresh.iid, ca, ssl="cloud")
+    result = fresh.cli("apply", "-f", toml, "--yes", *alice)
+    assert result.exit_code == 4, result.stderr
+    assert "IncorrectDBSslStatus" in result.stderr
+    assert '"one_call_ssl_setup": false' in result.stderr  # how to record it
+    assert not fresh.api().describe_ssl(fresh.iid).ssl_enabled
 
 
 def test_ssl_off_without_ssl_in_the_file_is_refused_saying_how(
