@@ -201,8 +201,8 @@ def test_the_server_certificate_expiry_follows_the_emulator_clock(
     cloud: Cloud, tmp_path: Path
 ) -> None:
     """The cloud certificate (one year) watched as the emulator's clock runs towards its end:
-    valid, then a warning inside 30 days, critical inside 7, then expired; the gauge holds the
-    certificate's own notAfter throughout."""
+    valid, then a warning inside 30 days (and RequireUpdate), critical inside 7, then expired;
+    the gauge holds the certificate's own notAfter throughout."""
     iid = cloud.emu.instance_ids[0]
     ssl = cloud.api.describe_ssl(iid)
     leaf = crypto.load_certificates(ssl.server_cert_pem.encode(), source="ServerCert")[0]
@@ -221,6 +221,10 @@ def test_the_server_certificate_expiry_follows_the_emulator_clock(
         assert gauge == {labels(rds_instance=iid, region=cloud.emu.region): not_after.timestamp()}
     by_code = {days: {f["code"]: f for f in found} for days, found in seen.items()}
     assert by_code[0]["valid"]["severity"] == "ok"
+    assert "server-cert-update-required" not in by_code[0]
+    for days in (340, 360, 370):  # RDS flags it too, 30 days before its end (the emulator's)
+        flag = by_code[days]["server-cert-update-required"]
+        assert flag["severity"] == "warning" and f"renew-server-cert {iid}" in flag["msg"]
     soon = by_code[340]["expires-soon"]
     assert soon["severity"] == "warning" and f"renew-server-cert {iid}" in soon["msg"]
     assert by_code[360]["expires-soon"]["severity"] == "critical"
