@@ -279,11 +279,12 @@ def _one_call_refused(outcome: InstanceOutcome, exc: ApiError) -> ApiError:
 
 
 def _in_two_calls(worker: InstanceChange, target: Target) -> None:
-    """SSL first (its own wait; no login probe: no client CA is there yet to log in with),
-    then the rest, which must be exactly the rest of the plan shown."""
+    """SSL first (its own wait, even under --no-wait; no login probe: no client CA is there yet
+    to log in with), then the rest, which must be exactly the rest of the plan shown."""
     outcome, first = target.outcome, target.outcome.first
     assert first is not None and outcome.preview is not None
-    replace(worker, probe=None).apply_one(target.api, first)
+    waited = replace(worker.options, wait=True)  # the rest needs SSL on: --no-wait or not
+    replace(worker, options=waited, probe=None).apply_one(target.api, first)
     _prove_server(target, first, None)  # no client CA yet: a TLS proof, no login
     if first.error is not None:
         outcome.error = first.error

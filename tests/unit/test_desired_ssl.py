@@ -6,6 +6,7 @@ profile asks for, the endpoints a cloud certificate leaves uncovered, and the pr
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,11 @@ import pytest
 from rdsssl.errors import ConfigError, InputError
 from rdsssl.models import AclMode, InstanceSpec, KeyType, NetInfo, SslModifyRequest
 from rdsssl.ops import apply_fleet, plan_file
+from rdsssl.ops.apply import ApplyOptions
+from rdsssl.ops.audit import AuditLog
+from rdsssl.ops.clock import Clock
 from rdsssl.ops.desired import DesiredBuilder
-from rdsssl.ops.instance_change import InstanceOutcome
+from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
 from rdsssl.ops.plan import DesiredSsl
 from rdsssl.ops.server_ssl_plan import ServerCertFromStore
 from rdsssl.rds import service_profile
@@ -207,3 +211,30 @@ def test_the_profile_key_defaults_to_one_call_and_must_be_a_boolean() -> None:
 def test_desired_ssl_without_server_is_today_s_behaviour(client_ca: Path) -> None:
     desired = DesiredBuilder(now=NOW).for_spec(_spec(client_ca))
     assert isinstance(desired, DesiredSsl) and desired.server is None
+
+
+def test_two_calls_send_ssl_first_then_exactly_the_rest_even_without_wait(
+    client_ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proved: list[str] = []
+
+    def no_network(api: object, outcome: InstanceOutcome, **_: object) -> None:
+        proved.append(outcome.instance_id)  # the TLS proof itself: tests/e2e/test_ssl_setup.py
+
+    monkeypatch.setattr(apply_fleet, "prove_change", no_network)
+    api = _off()
+    target = _planned(client_ca, service_profile.ServiceProfile(one_call_ssl_setup=False), api)
+    options = ApplyOptions(audit=AuditLog(tmp_path / "audit.jsonl"), settle=0, wait=False)
+    change = InstanceChange(replace(options, force=True), clock=Clock().at(NOW))
+    apply_fleet.apply_all(change, [target], concurrency=1)
+    assert target.outcome.error is None, target.outcome.error
+    first, second = api.modify_calls
+    assert first.ssl_enabled and first.ca_type == "aliyun" and first.connection_string == INTERNAL
+    assert first.client_ca_pem is None and first.acl is None and first.crl_pem is None
+    assert second.ssl_enabled is None and second.ca_type is None  # never re-sent
+    assert second.client_ca_pem and second.crl_pem and second.acl is AclMode.CERT
+    assert target.outcome.first is not None and target.outcome.first.result is not None
+    assert target.outcome.first.result.final is not None  # the first call was waited for
+    assert proved == ["pgm-x"]  # the first call's proof (the second is not waited: --no-wait)
+    assert target.outcome.result is not None
+    assert "two-calls" in {w.code for w in target.outcome.result.plan.warnings}
