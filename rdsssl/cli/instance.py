@@ -320,6 +320,11 @@ def server_ca(instance_id: str, out_file: Path) -> None:
     app = get_app()
     api = make_api(app)
     ssl = api.describe_ssl(instance_id)
+    if not ssl.server_ca_url and ssl.ssl_enabled and ssl.ca_type == "custom":
+        raise CryptoError(
+            f"{instance_id} serves a custom certificate, so the service has no CA to give: "
+            "clients trust your server CA (its ca.crt, or `rdsssl server-ca bundle`)"
+        )
     if not ssl.server_ca_url:
         raise CryptoError(f"{instance_id} reports no ServerCAUrl (is SSL enabled?)")
     pem = api.server_ca_pem(ssl.server_ca_url)

@@ -42,6 +42,7 @@ from rdsssl.models import KeyType, SslState
 from rdsssl.ops import server_ssl
 from rdsssl.ops.instance_change import InstanceChange
 from rdsssl.ops.plan import DesiredSsl
+from rdsssl.ops.server_ssl_change import ServerChange, server_summary
 from rdsssl.ops.server_ssl_plan import DEFAULT_SERVER_RENEW_BEFORE, ServerCertFromStore
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
@@ -59,41 +60,39 @@ def _server_change(
     kwargs: dict[str, Any],
     *,
     root_cert: Path | None,
+    next_step: str | None = None,
 ) -> int:
-    """Plan, confirm, change, prove (see the module docstring). `desired_for` sees the SSL
-    state first, so refusals ("SSL is already on") come before any plan is shown."""
-    opts, probe = take_mutating(kwargs), take_probe(kwargs)
+    """Plan, confirm, change, prove (`rdsssl.ops.server_ssl_change.ServerChange`), render;
+    `next_step`: a sentence for people once the change is live and proven."""
+    opts = take_mutating(kwargs)
+    skip = frozenset(kwargs.pop("skip_proof", ()))
+    probe = take_probe(kwargs) if "probe_user" in kwargs else None
     api = make_api(app)
     change = InstanceChange(
         opts.apply_options(app.service_profile()),
-        probe=None,  # the server proof below uses the probe options, not the client probe
+        probe=None,  # the proof afterwards uses the probe options (ServerChange)
         on_progress=progress_reporter(app),
         on_note=app.info,
     )
-    if not opts.dry_run:  # the refusals below read the instance as it is, not as it was
-        change.confirm_earlier(api, instance_id)
-    desired = desired_for(api, api.describe_ssl(instance_id))
-    outcome = change.prepare(api, instance_id, desired)
-    assert outcome.preview is not None
-    if not confirm_plan(app, outcome.preview.plan, opts):
+    runner = ServerChange(change, root_cert=root_cert, proof_probe=probe, skip_proof=skip)
+    server = runner.prepare(api, instance_id, lambda ssl: desired_for(api, ssl))
+    preview = server.outcome.preview
+    assert preview is not None
+    if not confirm_plan(app, preview.plan, opts):
         raise click.Abort()
-    if outcome.guard and not outcome.preview.plan.noop:
+    if server.outcome.guard and not preview.plan.noop:
         note = "skipped (--force)" if opts.force else "refused without --force"
-        app.info(f"  lockout guard: {outcome.guard}; {note}")
-    change.complete(api, outcome)
-    _report(app, outcome)
-    proof = server_ssl.prove_change(
-        api, outcome, root_cert=root_cert, probe=probe if probe.given else None
-    )
-    final = server_ssl.final_state(outcome)
-    if proof is not None:
-        for endpoint in proof.endpoints:
+        app.info(f"  lockout guard: {server.outcome.guard}; {note}")
+    runner.complete(api, server)
+    _report(app, server.outcome)
+    if server.proof is not None:
+        for endpoint in server.proof.endpoints:
             word = "ok" if endpoint.ok else ("not covered" if not endpoint.covered else "FAILED")
+            word = "skipped" if endpoint.skipped else word
             app.info(f"{instance_id}: {endpoint.connection_string}: verify-full {word}")
-    doc = outcome.to_json()
-    doc["server"] = server_ssl.server_summary(final) if final is not None else None
-    doc["server_proof"] = proof.to_json() if proof is not None else None
-    return finish(app, doc, outcome.error)
+    if next_step and server.proof is not None and server.outcome.error is None:
+        app.info(f"{instance_id}: {next_step}")
+    return finish(app, server.to_json(), server.outcome.error)
 
 
 def _open_server_ca(
@@ -135,6 +134,12 @@ def _server_cert_options(f: Any) -> Any:
     "--connection-string",
     help="The endpoint the cloud certificate protects (default: the internal one).",
 )
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
+)
 @mutating_options
 @probe_options()
 @json_option
@@ -150,11 +155,15 @@ def enable_ssl(instance_id: str, connection_string: str | None, **kwargs: Any) -
     """
 
     def desired(api: RdsApi, ssl: SslState) -> DesiredSsl:
-        server_ssl.desired_enable(ssl, instance_id, "-")  # refused before any other read
-        cs = connection_string or server_ssl.internal_connection_string(api, instance_id)
+        server_ssl.refuse_ssl_on(ssl, instance_id)  # before any other read
+        if connection_string is None:
+            cs = server_ssl.internal_connection_string(api, instance_id)
+        else:
+            cs = server_ssl.check_connection_string(api, instance_id, connection_string)
         return server_ssl.desired_enable(ssl, instance_id, cs)
 
-    return _server_change(get_app(), instance_id, desired, kwargs, root_cert=None)
+    hint = f"clients get the server CA with: rdsssl instance server-ca {instance_id} --out FILE"
+    return _server_change(get_app(), instance_id, desired, kwargs, root_cert=None, next_step=hint)
 
 
 @instance.command("disable-ssl")
@@ -170,8 +179,6 @@ def disable_ssl(instance_id: str, **kwargs: Any) -> int:
     Example:
       rdsssl instance disable-ssl pgm-bp1example
     """
-    for name in ("probe_user", "probe_cert", "probe_key", "probe_root_cert", "probe_password_env"):
-        kwargs.setdefault(name, None)
     return _server_change(
         get_app(), instance_id, lambda api, ssl: server_ssl.desired_disable(), kwargs,
         root_cert=None,
@@ -182,6 +189,12 @@ def disable_ssl(instance_id: str, **kwargs: Any) -> int:
 @_id
 @click.option("--server-ca-dir", type=_DIR, required=True, help="The server CA store.")
 @_server_cert_options
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
+)
 @mutating_options
 @probe_options()
 @json_option
@@ -239,6 +252,12 @@ def set_server_cert(
     help="The renewal window of --if-due.",
 )
 @_server_cert_options
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
+)
 @mutating_options
 @probe_options()
 @json_option
@@ -276,7 +295,7 @@ def renew_server_cert(
                     "status": "not-due",
                     "due": False,
                     "reason": verdict.reason,
-                    "server": server_ssl.server_summary(ssl),
+                    "server": server_summary(ssl),
                 }
             )
             return 0

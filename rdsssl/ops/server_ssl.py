@@ -14,7 +14,8 @@ guard, ONE ModifyDBInstanceSSL call and a wait with evidence. What is particular
   its key is made here, recorded with the certificate in the server CA store and sent once;
 - `renew-server-cert --if-due` is for cron: nothing is read beyond the SSL state and nothing is
   sent unless the certificate is inside the window (`due`);
-- afterwards the server is proven (`rdsssl.ops.server_ssl_proof`).
+- afterwards the server is proven (`rdsssl.ops.server_ssl_proof`; the command's flow with it:
+  `rdsssl.ops.server_ssl_change`, whose `prove_change` / `server_summary` are importable here).
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from rdsssl.errors import ConfigError, CryptoError, UsageError, VerificationError
+from rdsssl.errors import ConfigError, CryptoError, UsageError
 from rdsssl.models import KeyType, SslState
-from rdsssl.ops.instance_change import InstanceOutcome
 from rdsssl.ops.plan import DesiredSsl
-from rdsssl.ops.probe import server_ca_file
-from rdsssl.ops.probe_options import ProbeOptions
+from rdsssl.ops.server_ssl_change import prove_change, server_summary
 from rdsssl.ops.server_ssl_plan import (
     DEFAULT_SERVER_RENEW_BEFORE,
     SSL_CLOUD,
@@ -38,9 +36,7 @@ from rdsssl.ops.server_ssl_plan import (
     DesiredServer,
     ServerCertFromStore,
     ServerMaterial,
-    dns_names,
 )
-from rdsssl.ops.server_ssl_proof import DEFAULT_PROOF_USER, ServerProof, prove_server
 from rdsssl.pki import crypto
 from rdsssl.pki.server_certs import DEFAULT_SERVER_DAYS
 from rdsssl.rds.protocol import RdsApi
@@ -50,6 +46,7 @@ __all__ = [
     "DEFAULT_SERVER_DAYS",
     "SERVER_KEY_TYPES",
     "Due",
+    "check_connection_string",
     "connection_strings",
     "custom_cert_requirement",
     "desired_disable",
@@ -60,6 +57,7 @@ __all__ = [
     "internal_connection_string",
     "prepare_custom_cert",
     "prove_change",
+    "refuse_ssl_on",
     "server_summary",
 ]
 
@@ -82,6 +80,18 @@ def connection_strings(api: RdsApi, instance_id: str) -> list[str]:
     if not names:
         raise ConfigError(f"{instance_id} reports no connection string to name")
     return list(dict.fromkeys(names))
+
+
+def check_connection_string(api: RdsApi, instance_id: str, connection_string: str) -> str:
+    """`connection_string` when it is one of the instance's endpoints; ConfigError (exit 3,
+    before any call that changes something) naming the ones it has otherwise."""
+    names = connection_strings(api, instance_id)
+    if connection_string not in names:
+        raise ConfigError(
+            f"{connection_string!r} is not a connection string of {instance_id}; it has: "
+            f"{', '.join(names)}"
+        )
+    return connection_string
 
 
 def internal_connection_string(api: RdsApi, instance_id: str) -> str:
@@ -150,14 +160,20 @@ def custom_cert_requirement(
 # ---------------------------------------------------------------- the commands' desired states
 
 
-def desired_enable(ssl: SslState, instance_id: str, connection_string: str) -> DesiredSsl:
-    """`enable-ssl`: SSL on with the cloud certificate; refused when SSL is on already."""
+def refuse_ssl_on(ssl: SslState, instance_id: str) -> None:
+    """`enable-ssl` on an instance that has SSL on: ConfigError saying how to renew instead
+    (re-sending SSLEnabled=1 may renew the certificate clients pin)."""
     if ssl.ssl_enabled:
         raise ConfigError(
             f"SSL is already on for {instance_id} ({ssl.ca_type} certificate on "
             f"{ssl.connection_string}); nothing was sent. To renew its certificate: rdsssl "
             f"instance renew-server-cert {instance_id}"
         )
+
+
+def desired_enable(ssl: SslState, instance_id: str, connection_string: str) -> DesiredSsl:
+    """`enable-ssl`: SSL on with the cloud certificate; refused when SSL is on already."""
+    refuse_ssl_on(ssl, instance_id)
     return DesiredSsl(server=DesiredServer(SSL_CLOUD, connection_string=connection_string))
 
 
@@ -233,76 +249,3 @@ def desired_renew(
         return DesiredSsl(server=DesiredServer(SSL_CLOUD, connection_string=cs, renew=True))
     server = DesiredServer(SSL_CUSTOM, requirement, connection_string=cs, renew=True)
     return DesiredSsl(server=server)
-
-
-# ---------------------------------------------------------------- after the change
-
-
-def server_summary(ssl: SslState) -> dict[str, object]:
-    """The server side of a read-back, secret-free (for JSON output and messages)."""
-    doc: dict[str, object] = {
-        "ssl_enabled": ssl.ssl_enabled,
-        "ca_type": ssl.ca_type or None,
-        "connection_string": ssl.connection_string or None,
-        "fingerprint": None,
-        "not_after": None,
-        "names": [],
-    }
-    if ssl.ssl_enabled and ssl.server_cert_pem.strip():
-        try:
-            cert = crypto.load_certificates(ssl.server_cert_pem.encode(), source="ServerCert")[0]
-        except CryptoError:
-            return doc
-        info = crypto.inspect_cert(cert)
-        doc.update(
-            fingerprint=info.fingerprint,
-            not_after=info.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            names=sorted(dns_names(cert)),
-        )
-    return doc
-
-
-def final_state(outcome: InstanceOutcome) -> SslState | None:
-    """What the instance holds after the command: the read-back after the wait, or, when
-    nothing was to be done, what the plan was made against (None: unknown, e.g. --no-wait)."""
-    if outcome.result is not None:
-        return outcome.result.final
-    if outcome.preview is not None and outcome.preview.plan.noop:
-        return outcome.preview.final
-    return None
-
-
-def prove_change(
-    api: RdsApi,
-    outcome: InstanceOutcome,
-    *,
-    root_cert: Path | None,
-    probe: ProbeOptions | None = None,
-) -> ServerProof | None:
-    """After a server-side command: with SSL on, the handshake and verify-full on every
-    connection string (`rdsssl.ops.server_ssl_proof`) against `root_cert` (the server CA
-    store's ca.crt; None: the cloud CA from ServerCAUrl). A failure becomes the outcome's
-    `VerificationError` (exit 6). None when there is nothing to prove (an error before, a dry
-    run, --no-wait, SSL off)."""
-    ssl = final_state(outcome)
-    if outcome.error is not None or outcome.dry_run or ssl is None or not ssl.ssl_enabled:
-        return None
-    iid = outcome.instance_id
-    user = (probe.user if probe is not None else None) or DEFAULT_PROOF_USER
-    password = probe.password() if probe is not None else None
-    cert = probe.cert if probe is not None else None
-    key = probe.key if probe is not None else None
-    with server_ca_file(api, iid, root_cert) as root:
-        proof = prove_server(
-            api, iid, ssl, root_cert=root, user=user, cert=cert, key=key, password=password
-        )
-    if not proof.ok:
-        where = str(root_cert) if root_cert is not None else "the CA from ServerCAUrl"
-        outcome.error = VerificationError(
-            f"{iid}: the server side reads back as asked, but the proof failed: "
-            + "; ".join(proof.failures() or ["no endpoint is covered by the certificate"])
-            + f". verify-full clients with sslrootcert={where} fail there: check that this CA "
-            "issued the certificate (during a CA change give clients `rdsssl server-ca bundle`), "
-            "that the endpoint is reachable, then prove again with `rdsssl probe`"
-        )
-    return proof

@@ -43,6 +43,7 @@ __all__ = [
     "ServerMaterial",
     "diff_server",
     "dns_names",
+    "issuer_warning",
     "server_cert_fps",
     "server_cert_status",
     "server_fingerprints",
@@ -242,6 +243,23 @@ def diff_server(desired: DesiredServer, ssl: SslState, *, now: datetime) -> Serv
     after = f"on, a new custom certificate ({status.reason})"
     change = ("ssl", before, after, status.code, status.reason)
     return ServerDiff((change,), {}, cert, served, cs)
+
+
+# Change codes after which the server presents a certificate of ANOTHER CA than today.
+_NEW_ISSUER = frozenset({"to-cloud", "cloud-certificate", "other-issuer"})
+
+
+def issuer_warning(codes: list[str], ssl: SslState) -> str | None:
+    """For people: the server will present a certificate of another CA than today (clients
+    that verify the server must trust the new CA first), or None."""
+    if not ssl.ssl_enabled or not _NEW_ISSUER.intersection(codes):
+        return None
+    return (
+        "the server will present a certificate of another CA than today: clients with "
+        "sslmode=verify-ca / verify-full must trust the new CA BEFORE this change (for a "
+        "custom CA: rdsssl server-ca bundle --ca-dir OLD --ca-dir NEW; for the cloud CA: "
+        "rdsssl instance server-ca ID after the change), or they are refused"
+    )
 
 
 # ---------------------------------------------------------------- evidence

@@ -13,7 +13,9 @@ its IP address used to connect, as `rdsssl.ops.probe.probe_target` does):
    only sends after the certificate verified.
 
 A cloud certificate covers the connection string it was requested for only, so the other
-endpoints are reported (`covered=False`) but not required. Any required endpoint that fails
+endpoints are reported (`covered=False`) but not required. An endpoint this host cannot reach
+(a public address outside the instance's IP whitelist, say) can be skipped by name (`skip`):
+it is reported as `skipped`, never as proven. Any other required endpoint that fails
 makes the proof fail (`VerificationError`, exit 6, with what to do).
 """
 
@@ -76,6 +78,7 @@ class EndpointProof:
     handshake_error: str | None
     verify: ProbeResult | None
     expected: frozenset[str]
+    skipped: bool = False  # named by the caller: not tried
 
     @property
     def presents_expected(self) -> bool:
@@ -108,6 +111,7 @@ class EndpointProof:
         return {
             "connection_string": self.connection_string,
             "covered": self.covered,
+            "skipped": self.skipped,
             "presented_fingerprint": self.presented,
             "presents_expected": self.presents_expected,
             "verify_full": verify.outcome.value if verify else None,
@@ -126,14 +130,21 @@ class ServerProof:
 
     @property
     def ok(self) -> bool:
+        required = [e for e in self.endpoints if e.covered and not e.skipped]
+        return bool(required) and all(e.ok for e in required)
+
+    @property
+    def all_skipped(self) -> bool:
+        """Every endpoint the certificate names was skipped by the caller (nothing proven,
+        nothing failed)."""
         covered = [e for e in self.endpoints if e.covered]
-        return bool(covered) and all(e.ok for e in covered)
+        return bool(covered) and all(e.skipped for e in covered)
 
     def failures(self) -> list[str]:
         return [
             f"{e.connection_string}: {e.problem()}"
             for e in self.endpoints
-            if e.covered and not e.ok
+            if e.covered and not e.skipped and not e.ok
         ]
 
     def to_json(self) -> dict[str, object]:
@@ -160,6 +171,7 @@ def prove_server(
     key: Path | None = None,
     password: str | None = None,
     timeout: float = 10.0,
+    skip: frozenset[str] = frozenset(),
 ) -> ServerProof:
     """Handshake and verify-full on every connection string against `ssl_state` (the read-back
     after the change); an endpoint counts as required when the served certificate names it."""
@@ -171,6 +183,11 @@ def prove_server(
             continue
         target = ProbeTarget(net.connection_string, net.port, net.ip_address or None)
         covered = net.connection_string.lower() in named
+        if net.connection_string in skip:
+            endpoints.append(
+                EndpointProof(net.connection_string, covered, None, "skipped", None, expected, True)
+            )
+            continue
         presented: str | None = None
         error: str | None = None
         try:

@@ -8,12 +8,17 @@ import json
 import stat
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from rdsssl.errors import ExitCode
+from rdsssl.ops.apply import ApplyResult
+from rdsssl.ops.instance_change import InstanceOutcome
+from rdsssl.ops.plan import Plan
 from rdsssl.ops.probe import ProbeOutcome, ProbeTarget, probe
+from rdsssl.ops.server_ssl_change import prove_change
 from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from tests.cli.helpers import Result, invoke
@@ -73,6 +78,7 @@ def test_enable_ssl_from_off_protects_the_internal_endpoint(ssl_off: Cloud) -> N
     assert "ServerKey" not in params and "ClientCAEnabled" not in params
     doc = result.json()
     assert doc["server"]["ssl_enabled"] is True and doc["server"]["ca_type"] == "aliyun"
+    assert f"rdsssl instance server-ca {cloud.iid}" in result.stderr
     proof = doc["server_proof"]
     assert proof["ok"] is True
     (internal_proof,) = [e for e in proof["endpoints"] if e["connection_string"] == internal]
@@ -84,6 +90,22 @@ def test_enable_ssl_from_off_protects_the_internal_endpoint(ssl_off: Cloud) -> N
     assert doc["server"]["fingerprint"] in crypto.pem_fingerprints(
         ssl.server_cert_pem.encode(), source="read-back"
     )
+
+
+def test_enable_ssl_on_a_chosen_endpoint_and_a_wrong_one(ssl_off: Cloud) -> None:
+    cloud = ssl_off
+    public = _endpoints(cloud)[1].host
+    wrong = cloud.cli("instance", "enable-ssl", cloud.iid, "--connection-string", "nope.example",
+                      "--yes")  # fmt: skip
+    assert wrong.exit_code == ExitCode.BAD_INPUT and public in wrong.stderr
+    assert cloud.mutating() == []
+    result = cloud.cli("--json", "instance", "enable-ssl", cloud.iid, "--connection-string",
+                       public, "--yes")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert _modify_params(cloud)[0]["ConnectionString"] == public
+    covered = [e["connection_string"] for e in result.json()["server_proof"]["endpoints"]
+               if e["covered"]]  # fmt: skip
+    assert covered == [public]
 
 
 def test_enable_ssl_is_refused_when_ssl_is_on(fresh: Cloud) -> None:
@@ -175,6 +197,63 @@ def test_set_server_cert_covers_every_connection_string(fresh: Cloud, tmp_path: 
     assert len(_modify_params(fresh)) == 1  # the current certificate is kept
 
 
+def test_a_certificate_the_service_refuses_leaks_no_key(fresh: Cloud, tmp_path: Path) -> None:
+    """The emulator's clock is past the new certificate's expiry, so the service refuses it
+    (InvalidServerCertOrPrivateKey): the error, the debug log and the audit log hold no key."""
+    server_ca = _server_ca(tmp_path / "server-ca")
+    fresh.emu.clock.offset = 400 * 86400.0
+    result = fresh.cli("-vv", "--json", "instance", "set-server-cert", fresh.iid,
+                       "--server-ca-dir", server_ca, "--yes")  # fmt: skip
+    assert result.exit_code == ExitCode.API_ERROR, result.stderr
+    assert "InvalidServerCertOrPrivateKey" in result.stderr
+    assert result.json()["ok"] is False
+    _no_key(result, fresh.work / "audit.jsonl")
+    assert fresh.api().describe_ssl(fresh.iid).ca_type != "custom"
+
+
+def test_the_proof_logs_in_with_the_probe_options(fresh: Cloud, tmp_path: Path) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    result = fresh.cli(
+        "--json", "instance", "set-server-cert", fresh.iid, "--server-ca-dir", server_ca, "--yes",
+        "--probe-user", "alice", "--probe-password-env", "ALICE_PASSWORD",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    endpoints = result.json()["server_proof"]["endpoints"]
+    assert [e["verify_full"] for e in endpoints] == ["ok", "ok"]
+    assert ALICE_PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_failed_proof_is_exit_6_and_unreachable_endpoints_can_be_skipped(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    public = _endpoints(fresh)[1].host
+    result = fresh.cli("--json", "instance", "set-server-cert", fresh.iid, "--server-ca-dir",
+                       server_ca, "--yes", "--skip-proof", public)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    by_name = {e["connection_string"]: e for e in result.json()["server_proof"]["endpoints"]}
+    assert by_name[public]["skipped"] and by_name[public]["presented_fingerprint"] is None
+    assert f"{public}: verify-full skipped" in result.stderr
+    # the proof against a CA that did not issue the certificate: exit 6, saying what to do
+    other = _server_ca(tmp_path / "other-ca", "other-ca")
+    api = fresh.api()
+    ssl = api.describe_ssl(fresh.iid)
+    done = ApplyResult(Plan(fresh.iid, (), None), False, False, final=ssl, before=ssl)
+    outcome = InstanceOutcome(fresh.iid, "test", preview=done)
+    proof = prove_change(api, outcome, root_cert=other / "ca.crt")
+    assert proof is not None and not proof.ok
+    assert all(e.presents_expected and e.verify is not None for e in proof.endpoints)
+    assert {e.verify.outcome for e in proof.endpoints if e.verify} == {
+        ProbeOutcome.SERVER_UNTRUSTED
+    }
+    assert outcome.exit_code == ExitCode.VERIFICATION_FAILED
+    assert "server-ca bundle" in str(outcome.error) and "--skip-proof" in str(outcome.error)
+    everything = frozenset(t.host for t in _endpoints(fresh))
+    outcome = InstanceOutcome(fresh.iid, "test", preview=done)
+    skipped = prove_change(api, outcome, root_cert=other / "ca.crt", skip=everything)
+    assert skipped is not None and skipped.all_skipped and outcome.error is None
+
+
 def test_set_server_cert_from_ssl_off_in_one_call(ssl_off: Cloud, tmp_path: Path) -> None:
     server_ca = _server_ca(tmp_path / "server-ca")
     result = ssl_off.cli(
@@ -197,7 +276,40 @@ def test_set_server_cert_refusals(fresh: Cloud, tmp_path: Path) -> None:
         "--key-type", "ed25519", "--yes",
     )  # fmt: skip
     assert bad_key.exit_code == ExitCode.USAGE  # not a choice for a server key
+    locked = tmp_path / "locked-ca"
+    made = invoke("ca", "init", "--ca-dir", locked, "--cn", "locked-ca",
+                  env={"RDSSSL_CA_PASSPHRASE": "a long passphrase 1"})  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    no_passphrase = fresh.cli(
+        "instance", "set-server-cert", fresh.iid, "--server-ca-dir", locked, "--yes"
+    )
+    assert no_passphrase.exit_code == ExitCode.BAD_INPUT, no_passphrase.stderr
     assert fresh.mutating() == []
+    unlocked = fresh.cli(
+        "instance", "set-server-cert", fresh.iid, "--server-ca-dir", locked, "--yes",
+        env={"RDSSSL_CA_PASSPHRASE": "a long passphrase 1"},
+    )  # fmt: skip
+    assert unlocked.exit_code == 0, unlocked.stderr
+    assert "a long passphrase 1" not in unlocked.stdout + unlocked.stderr
+
+
+def test_dry_run_and_no_wait_then_a_rerun_confirms_it(fresh: Cloud, tmp_path: Path) -> None:
+    server_ca = _server_ca(tmp_path / "server-ca")
+    args = ("instance", "set-server-cert", fresh.iid, "--server-ca-dir", str(server_ca), "--yes")
+    dry = fresh.cli(*args, "--dry-run")
+    assert dry.exit_code == 0 and "dry run" in dry.stderr
+    assert fresh.mutating() == []
+    with CaStore.open(server_ca) as store:
+        assert store.server_certs() == []  # a dry run issues nothing
+    sent = fresh.cli(*args, "--no-wait")
+    assert sent.exit_code == 0, sent.stderr
+    rerun = fresh.cli(*args)  # confirms the earlier change from its audit line, sends nothing
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "not confirmed yet" in rerun.stderr and "up to date" in rerun.stderr
+    assert len(_modify_params(fresh)) == 1
+    lines = [json.loads(x) for x in (fresh.work / "audit.jsonl").read_text().splitlines()]
+    assert [line["outcome"] for line in lines] == ["sent", "ok"]
+    assert lines[0]["target"]["server"]["ca_type"] == "custom"
 
 
 def test_renew_custom_server_cert(fresh: Cloud, tmp_path: Path) -> None:
@@ -291,7 +403,7 @@ def test_server_ca_rotation_with_an_overlap_bundle(fresh: Cloud, tmp_path: Path)
         assert _login(target, bundle) is ProbeOutcome.OK
     rotated = fresh.cli("instance", "set-server-cert", fresh.iid, "--server-ca-dir", new, "--yes")
     assert rotated.exit_code == 0, rotated.stderr
-    assert "other-issuer" not in rotated.stdout
+    assert "another CA than today" in rotated.stderr  # the plan says: clients first
     for target in _endpoints(fresh):
         assert _login(target, bundle) is ProbeOutcome.OK
         assert _login(target, old / "ca.crt") is ProbeOutcome.SERVER_UNTRUSTED
@@ -313,3 +425,8 @@ def test_server_ca_bundle_after_ca_renew_and_refusals(tmp_path: Path) -> None:
     assert refused.exit_code == ExitCode.BAD_INPUT and "not a regular file" in refused.stderr
     missing = invoke("server-ca", "bundle", "--ca-dir", tmp_path / "nope", "--out", out)
     assert missing.exit_code == ExitCode.BAD_INPUT
+    later = datetime.now(timezone.utc) + timedelta(days=4000)  # past both CA certificates
+    expired = invoke("server-ca", "bundle", "--ca-dir", store, "--out", tmp_path / "x.crt",
+                     clock=lambda: later)  # fmt: skip
+    assert expired.exit_code == ExitCode.BAD_INPUT and "expired" in expired.stderr
+    assert not (tmp_path / "x.crt").exists()

@@ -302,6 +302,21 @@ def test_enable_on_an_instance_with_ssl_off_and_refusals() -> None:
         server_ssl.desired_renew(ssl_state(), "pgm-x", _requirement(Builds(_server())))
 
 
+def test_a_new_server_ca_is_warned_about() -> None:
+    cloud = ssl_state(server_cert_pem=_server(OTHER_CA, role="cloud").cert_pem)
+    to_custom = _apply(
+        FakeApi(cloud),
+        server_ssl.desired_set_cert(_requirement(Builds(_server())), CS),
+        dry_run=True,
+    )
+    assert [w.code for w in to_custom.plan.warnings] == ["server-ca-changes"]
+    custom = ssl_state(ca_type="custom", server_cert_pem=_server(days=10).cert_pem)
+    renewal = server_ssl.desired_renew(custom, "pgm-x", _requirement(Builds(_server(role="n"))))
+    assert _apply(FakeApi(custom), renewal, dry_run=True).plan.warnings == ()  # same CA
+    from_off = _apply(FakeApi(OFF), server_ssl.desired_enable(OFF, "pgm-x", CS), dry_run=True)
+    assert from_off.plan.warnings == ()  # nobody verifies a server that has no SSL
+
+
 def test_due() -> None:
     soon = ssl_state(server_cert_pem=_server(days=10).cert_pem)
     later = ssl_state(server_cert_pem=_server(days=300).cert_pem)
