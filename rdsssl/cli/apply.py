@@ -232,6 +232,13 @@ def _save(
 @_file_option(required=False)
 @mutating_options
 @probe_options()
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="After a server SSL change, do not try this endpoint in the proof (unreachable from "
+    "here); repeatable.",
+)
 @passphrase_file_option
 @pacing_options
 @json_option
@@ -241,6 +248,7 @@ def apply_cmd(
     passphrase_file: Path | None,
     concurrency: int,
     rate: float,
+    skip_proof: tuple[str, ...],
     **kwargs: Any,
 ) -> int:
     """Make every instance of the desired-state file match it, or apply a saved plan.
@@ -280,7 +288,9 @@ def apply_cmd(
     asks = todo and not opts.dry_run and not opts.yes and app.interactive
     if asks and not click.confirm(f"Apply the changes to {todo} instance(s)?", err=True):
         raise click.Abort()
-    return _run_and_report(app, opts, probe, targets, {}, concurrency=concurrency)
+    return _run_and_report(
+        app, opts, probe, targets, {}, concurrency=concurrency, skip_proof=frozenset(skip_proof)
+    )
 
 
 def _apply_saved(
@@ -323,11 +333,15 @@ def _run_and_report(
     extra: dict[str, Any],
     *,
     concurrency: int,
+    skip_proof: frozenset[str] = frozenset(),
 ) -> int:
     """Apply the confirmed plans (not on a dry run), then the summary and the document."""
     if not opts.dry_run:
         apply_fleet.apply_all(
-            change_for(app, opts, probe, fleet=True), targets, concurrency=concurrency
+            change_for(app, opts, probe, fleet=True),
+            targets,
+            concurrency=concurrency,
+            skip_proof=skip_proof,
         )
     outcomes = [t.outcome for t in targets]
     summary = apply_fleet.summary(outcomes)

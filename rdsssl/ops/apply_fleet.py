@@ -224,9 +224,16 @@ def sign_up_front(targets: Sequence[Target]) -> None:
             target.outcome.error = exc
 
 
-def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency: int) -> None:
+def apply_all(
+    change: InstanceChange,
+    targets: Sequence[Target],
+    *,
+    concurrency: int,
+    skip_proof: frozenset[str] = frozenset(),
+) -> None:
     """The change on every target that needs one, after `sign_up_front`; the audit log is
-    checked writable first (exit 3 before any instance is touched)."""
+    checked writable first (exit 3 before any instance is touched). `skip_proof`: connection
+    strings the server proof does not try (unreachable from here)."""
     todo = [t for t in targets if t.outcome.error is None and t.outcome.needs_run]
     if not todo:
         return
@@ -242,9 +249,9 @@ def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency:
                     worker.apply_one(target.api, target.outcome)
                 except ApiError as exc:
                     raise _one_call_refused(target.outcome, exc) from None
-                _prove_server(target, target.outcome, probe)
+                _prove_server(target, target.outcome, probe, skip_proof)
             else:
-                _in_two_calls(worker, target)
+                _in_two_calls(worker, target, skip_proof)
             _keep_warnings(target.outcome)
 
     _run_each(todo, apply_one, concurrency=concurrency)
@@ -278,14 +285,14 @@ def _one_call_refused(outcome: InstanceOutcome, exc: ApiError) -> ApiError:
     )
 
 
-def _in_two_calls(worker: InstanceChange, target: Target) -> None:
+def _in_two_calls(worker: InstanceChange, target: Target, skip: frozenset[str]) -> None:
     """SSL first (its own wait, even under --no-wait; no login probe: no client CA is there yet
     to log in with), then the rest, which must be exactly the rest of the plan shown."""
     outcome, first = target.outcome, target.outcome.first
     assert first is not None and outcome.preview is not None
     waited = replace(worker.options, wait=True)  # the rest needs SSL on: --no-wait or not
     replace(worker, options=waited, probe=None).apply_one(target.api, first)
-    _prove_server(target, first, None)  # no client CA yet: a TLS proof, no login
+    _prove_server(target, first, None, skip)  # no client CA yet: a TLS proof, no login
     if first.error is not None:
         outcome.error = first.error
         return
@@ -304,10 +311,15 @@ def _in_two_calls(worker: InstanceChange, target: Target) -> None:
         return
     outcome.preview = replace(outcome.preview, plan=replace(now, warnings=warnings))
     worker.apply_one(target.api, outcome)
-    _prove_server(target, outcome, worker.probe)
+    _prove_server(target, outcome, worker.probe, skip)
 
 
-def _prove_server(target: Target, outcome: InstanceOutcome, probe: ProbeOptions | None) -> None:
+def _prove_server(
+    target: Target,
+    outcome: InstanceOutcome,
+    probe: ProbeOptions | None,
+    skip: frozenset[str] = frozenset(),
+) -> None:
     """After a change of the server side: the certificate each connection string presents is
     the one read back, and verify-full gets past it (`rdsssl.ops.server_ssl.prove_change`;
     custom: every connection string, with the server CA; cloud: the one it covers, with the CA
@@ -321,7 +333,7 @@ def _prove_server(target: Target, outcome: InstanceOutcome, probe: ProbeOptions 
     if spec.ssl == SSL_CUSTOM and spec.server_ca_dir is not None:
         root = probe.root_cert if probe is not None and probe.root_cert else None
         root = root or spec.server_ca_dir / CA_CERT
-    outcome.server_proof = prove_change(target.api, outcome, root_cert=root, probe=probe)
+    outcome.server_proof = prove_change(target.api, outcome, root_cert=root, probe=probe, skip=skip)
 
 
 def _keep_warnings(outcome: InstanceOutcome) -> None:

@@ -195,3 +195,22 @@ def test_ssl_off_without_ssl_in_the_file_is_refused_saying_how(
     assert result.exit_code == 3, result.stderr
     assert 'ssl = "cloud"' in result.stderr and "nothing was sent" in result.stderr
     assert fresh.mutating() == []
+
+
+def test_an_endpoint_unreachable_from_here_is_skipped_not_proven(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    ca, alice = _ssl_off_with_alice(fresh, tmp_path)
+    server_ca = tmp_path / "server-ca"
+    made = invoke("ca", "init", "--ca-dir", server_ca, "--cn", "my-db-server-ca", "--no-passphrase")
+    assert made.exit_code == 0, made.stderr
+    toml = _toml(
+        tmp_path / "rdsssl.toml", fresh.iid, ca, ssl="custom", server_ca_dir=str(server_ca)
+    )
+    internal, public = _endpoints(fresh)
+    result = fresh.cli("--json", "apply", "-f", toml, "--yes", *alice, "--skip-proof", public)
+    assert result.exit_code == 0, result.stderr
+    (done,) = result.json()["instances"]
+    by_name = {e["connection_string"]: e for e in done["server_proof"]["endpoints"]}
+    assert by_name[public]["skipped"] is True and by_name[public]["ok"] is False
+    assert by_name[internal]["ok"] is True and done["server_proof"]["ok"] is True
