@@ -10,17 +10,12 @@ and `failure` sums them up with the highest exit code.
 Nothing prompts from a worker thread: planning never unlocks a CA key (a CRL is only a
 requirement then), and before the workers of the apply phase start, `sign_up_front` signs in
 the calling thread every CRL the confirmed plans need (one per CA store: `DesiredBuilder`
-caches it, and a store that cannot be unlocked fails only the instances that need it).
+caches it, and a store that cannot be unlocked fails only the instances that need it), and
+issues every custom server certificate they need (one per instance, kept by the builder).
 
-Server SSL (`ssl = "cloud" | "custom"`, `rdsssl.ops.desired.DesiredBuilder.server_with`): on
-an instance with SSL off, SSL, the client CA, the CRL and the ACLs go in ONE call (one restart),
-as Terraform's acceptance test sends them. A service profile recording
-`one_call_ssl_setup: false` splits that into the fewest calls: SSL alone first (its own wait;
-`InstanceOutcome.first`), then the rest, re-planned against the instance with SSL on and
-required to be exactly the rest of the plan shown. A custom certificate is issued up front with
-the CRLs (`sign_up_front`), and the probe after the change verifies the server with the
-server CA (`server_ca_dir/ca.crt`) unless `--probe-root-cert` names another. A cloud
-certificate covers one connection string: the plan says which ones it leaves uncovered.
+Server SSL (`ssl = "cloud" | "custom"` in an entry): `DesiredBuilder.server_with` adds the
+server part to the entry's `DesiredSsl`; `rdsssl.ops.fleet_ssl` plans and applies what is
+particular to it (one call from SSL off, or two when the service profile says so; the proof).
 
 A saved plan (`rdsssl.ops.plan_file`) replaces the planning phase with `recheck_all`: each
 instance is re-read (and the CA store of a planned CRL re-read) and refused as a stale plan when
@@ -34,20 +29,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from rdsssl.errors import ApiError, ExitCode, PlanChanged, RdsSslError
+from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.models import InstanceSpec
-from rdsssl.ops import fleet, plan_file
+from rdsssl.ops import fleet, fleet_ssl, plan_file
 from rdsssl.ops.apply import ApplyOptions, ApplyResult
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.desired import DesiredBuilder, ServerTarget
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
-from rdsssl.ops.plan import DesiredSsl, Plan, PlanWarning, describe_changes
-from rdsssl.ops.probe_options import ProbeOptions
-from rdsssl.ops.server_ssl import prove_change
-from rdsssl.ops.server_ssl_plan import SSL_CLOUD, SSL_CUSTOM
 from rdsssl.rds import service_profile
 from rdsssl.rds.protocol import RdsApi
-from rdsssl.store.files import CA_CERT
 
 __all__ = [
     "Target",
@@ -117,72 +107,9 @@ def plan_all(
         )
         outcome.desired = desired
         previewer.preview(target.api, outcome)
-        if not one_call and _sets_up_ssl(outcome):
-            assert desired.server is not None
-            first = InstanceOutcome(
-                outcome.instance_id, outcome.source, DesiredSsl(server=desired.server)
-            )
-            outcome.first = previewer.preview(target.api, first)
-            _warn(outcome, PlanWarning("two-calls", _TWO_CALLS))
-        uncovered = _uncovered(target)
-        if uncovered:
-            _warn(
-                outcome,
-                PlanWarning("cloud-certificate-one-endpoint", _one_endpoint(target, uncovered)),
-            )
+        fleet_ssl.plan_server(previewer, target.api, outcome, target.spec, target.server, one_call)
 
     _run_each(targets, plan_one, concurrency=concurrency)
-
-
-_TWO_CALLS = (
-    "the service profile says SSL cannot be switched on together with the client CA "
-    "(one_call_ssl_setup: false): SSL first, then the client CA, CRL and ACLs, two calls and "
-    "two restarts"
-)
-
-
-def _ssl_changes(plan_: Plan) -> tuple[bool, bool]:
-    """(the plan changes the server side, it changes something else too)."""
-    server = any(c.field == "ssl" for c in plan_.changes)
-    return server, any(c.field != "ssl" for c in plan_.changes)
-
-
-def _sets_up_ssl(outcome: InstanceOutcome) -> bool:
-    """The plan switches SSL on from off together with client settings."""
-    preview = outcome.preview
-    if preview is None or preview.before is None or preview.before.ssl_enabled:
-        return False
-    server, client = _ssl_changes(preview.plan)
-    return server and client
-
-
-def _uncovered(target: Target) -> tuple[str, ...]:
-    """The connection strings a cloud certificate the plan asks for will not cover."""
-    preview, spec, server = target.outcome.preview, target.spec, target.server
-    if preview is None or spec is None or server is None or spec.ssl != SSL_CLOUD:
-        return ()
-    if not _ssl_changes(preview.plan)[0] or preview.plan.request is None:
-        return ()
-    protected = preview.plan.request.connection_string
-    return tuple(n for n in server.endpoints if n != protected)
-
-
-def _one_endpoint(target: Target, uncovered: tuple[str, ...]) -> str:
-    assert target.outcome.preview is not None and target.outcome.preview.plan.request is not None
-    protected = target.outcome.preview.plan.request.connection_string
-    return (
-        f"the cloud certificate covers {protected} only: clients of {', '.join(uncovered)} "
-        'cannot use sslmode=verify-full there; ssl = "custom" (a certificate from your server '
-        "CA naming every connection string) covers them all"
-    )
-
-
-def _warn(outcome: InstanceOutcome, warning: PlanWarning) -> None:
-    """Add `warning` to the plan shown (and, later, to the plan applied)."""
-    preview = outcome.preview
-    assert preview is not None
-    plan_ = preview.plan
-    outcome.preview = replace(preview, plan=replace(plan_, warnings=(*plan_.warnings, warning)))
 
 
 def recheck_all(
@@ -210,7 +137,8 @@ def recheck_all(
 
 
 def sign_up_front(targets: Sequence[Target]) -> None:
-    """Sign, in this thread, the CRL every planned change needs (see the module docstring)."""
+    """Sign, in this thread, the CRL and issue the custom server certificate every planned
+    change needs (see the module docstring)."""
     for target in targets:
         preview = target.outcome.preview
         if preview is None or target.outcome.error is not None:
@@ -242,116 +170,11 @@ def apply_all(
 
     def apply_one(target: Target, sleep: Callable[[float], None]) -> None:
         if target.outcome.error is None:
-            probe = _probe_for(change.probe, target)
+            probe = fleet_ssl.probe_for(change.probe, target.spec)
             worker = replace(change, clock=change.clock.sleeping(sleep), probe=probe)
-            if target.outcome.first is None:
-                try:
-                    worker.apply_one(target.api, target.outcome)
-                except ApiError as exc:
-                    raise _one_call_refused(target.outcome, exc) from None
-                _prove_server(target, target.outcome, probe, skip_proof)
-            else:
-                _in_two_calls(worker, target, skip_proof)
-            _keep_warnings(target.outcome)
+            fleet_ssl.apply_server(worker, target.api, target.outcome, target.spec, skip_proof)
 
     _run_each(todo, apply_one, concurrency=concurrency)
-
-
-def _probe_for(probe: ProbeOptions | None, target: Target) -> ProbeOptions | None:
-    """The probe of one instance: under `ssl = "custom"` the server is verified with the
-    server CA of the entry, unless a root certificate was given."""
-    spec = target.spec
-    if probe is None or not probe.given or probe.root_cert is not None or spec is None:
-        return probe
-    if spec.ssl != SSL_CUSTOM or spec.server_ca_dir is None:
-        return probe
-    return replace(probe, root_cert=spec.server_ca_dir / CA_CERT)
-
-
-def _one_call_refused(outcome: InstanceOutcome, exc: ApiError) -> ApiError:
-    """A service that refuses SSL and the client CA in one call (IncorrectDBSslStatus on the
-    call that sets SSL up): say how to record that, so the next run takes two calls."""
-    if exc.code != "IncorrectDBSslStatus" or not _sets_up_ssl(outcome):
-        return exc
-    return ApiError(
-        f"{exc.raw_message}. This service does not take SSL with the client CA in one call: "
-        'record it in the service profile ("one_call_ssl_setup": false, --service-profile '
-        "or RDSSSL_SERVICE_PROFILE) and apply again: SSL first, then the rest",
-        action=exc.action,
-        code=exc.code,
-        request_id=exc.request_id,
-        http_status=exc.http_status,
-        retryable=exc.retryable,
-    )
-
-
-def _in_two_calls(worker: InstanceChange, target: Target, skip: frozenset[str]) -> None:
-    """SSL first (its own wait, even under --no-wait; no login probe: no client CA is there yet
-    to log in with), then the rest, which must be exactly the rest of the plan shown."""
-    outcome, first = target.outcome, target.outcome.first
-    assert first is not None and outcome.preview is not None
-    waited = replace(worker.options, wait=True)  # the rest needs SSL on: --no-wait or not
-    replace(worker, options=waited, probe=None).apply_one(target.api, first)
-    _prove_server(target, first, None, skip)  # no client CA yet: a TLS proof, no login
-    if first.error is not None:
-        outcome.error = first.error
-        return
-    shown = outcome.preview.plan
-    rest = [(c.field, c.after) for c in shown.changes if c.field != "ssl"]
-    warnings = shown.warnings
-    worker.preview(target.api, outcome)  # re-planned against SSL on (Describe calls only)
-    assert outcome.preview is not None
-    now = outcome.preview.plan
-    if [(c.field, c.after) for c in now.changes] != rest:  # `before` may read differently now
-        outcome.error = PlanChanged(
-            f"{outcome.instance_id}: SSL is on now (first call), but the rest is no longer "
-            f"the plan shown: it needs {describe_changes(now)}. Nothing more was sent; run "
-            "the command again to see the new plan"
-        )
-        return
-    outcome.preview = replace(outcome.preview, plan=replace(now, warnings=warnings))
-    worker.apply_one(target.api, outcome)
-    _prove_server(target, outcome, worker.probe, skip)
-
-
-def _prove_server(
-    target: Target,
-    outcome: InstanceOutcome,
-    probe: ProbeOptions | None,
-    skip: frozenset[str] = frozenset(),
-) -> None:
-    """After a change of the server side: the certificate each connection string presents is
-    the one read back, and verify-full gets past it (`rdsssl.ops.server_ssl.prove_change`;
-    custom: every connection string, with the server CA; cloud: the one it covers, with the CA
-    from ServerCAUrl). A failure is the outcome's `VerificationError`."""
-    result, spec = outcome.result, target.spec
-    if result is None or not result.applied or spec is None or outcome.error is not None:
-        return
-    if not any(c.field == "ssl" for c in result.plan.changes):
-        return
-    root = None
-    if spec.ssl == SSL_CUSTOM and spec.server_ca_dir is not None:
-        root = probe.root_cert if probe is not None and probe.root_cert else None
-        root = root or spec.server_ca_dir / CA_CERT
-    outcome.server_proof = prove_change(target.api, outcome, root_cert=root, probe=probe, skip=skip)
-
-
-def _keep_warnings(outcome: InstanceOutcome) -> None:
-    """The plan applied carries the warnings of the plan shown that apply cannot know of (the
-    two calls, the endpoints a cloud certificate leaves uncovered)."""
-    if outcome.result is None or outcome.preview is None:
-        return
-    ours = [w for w in outcome.preview.plan.warnings if w.code in _FLEET_WARNINGS]
-    have = {w.code for w in outcome.result.plan.warnings}
-    extra = tuple(w for w in ours if w.code not in have)
-    if extra:
-        plan_ = outcome.result.plan
-        outcome.result = replace(
-            outcome.result, plan=replace(plan_, warnings=(*plan_.warnings, *extra))
-        )
-
-
-_FLEET_WARNINGS = frozenset({"two-calls", "cloud-certificate-one-endpoint"})
 
 
 def summary(outcomes: Sequence[InstanceOutcome]) -> dict[str, int]:

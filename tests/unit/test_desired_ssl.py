@@ -13,7 +13,7 @@ import pytest
 
 from rdsssl.errors import ConfigError, InputError
 from rdsssl.models import AclMode, InstanceSpec, KeyType, NetInfo, SslModifyRequest
-from rdsssl.ops import apply_fleet, plan_file
+from rdsssl.ops import apply_fleet, fleet_ssl, plan_file
 from rdsssl.ops.apply import ApplyOptions
 from rdsssl.ops.audit import AuditLog
 from rdsssl.ops.clock import Clock
@@ -221,7 +221,7 @@ def test_two_calls_send_ssl_first_then_exactly_the_rest_even_without_wait(
     def no_network(api: object, outcome: InstanceOutcome, **_: object) -> None:
         proved.append(outcome.instance_id)  # the TLS proof itself: tests/e2e/test_ssl_setup.py
 
-    monkeypatch.setattr(apply_fleet, "prove_change", no_network)
+    monkeypatch.setattr(fleet_ssl, "prove_change", no_network)
     api = _off()
     target = _planned(client_ca, service_profile.ServiceProfile(one_call_ssl_setup=False), api)
     options = ApplyOptions(audit=AuditLog(tmp_path / "audit.jsonl"), settle=0, wait=False)
