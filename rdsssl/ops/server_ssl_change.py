@@ -138,6 +138,8 @@ class ServerChange:
     ) -> ServerOutcome:
         """Confirm an earlier change (not on a dry run), build the desired state from the SSL
         state as it is now (refusals raise here, nothing sent), then the plan to show."""
+        if self.proof_probe is not None and self.proof_probe.given:
+            self.proof_probe.password()  # a missing variable stops now, not after the change
         if not self.change.options.dry_run:
             self.change.confirm_earlier(api, instance_id)
         desired = desired_for(api.describe_ssl(instance_id))

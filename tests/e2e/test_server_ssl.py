@@ -213,6 +213,12 @@ def test_a_certificate_the_service_refuses_leaks_no_key(fresh: Cloud, tmp_path: 
 
 def test_the_proof_logs_in_with_the_probe_options(fresh: Cloud, tmp_path: Path) -> None:
     server_ca = _server_ca(tmp_path / "server-ca")
+    unset = fresh.cli(
+        "instance", "set-server-cert", fresh.iid, "--server-ca-dir", server_ca, "--yes",
+        "--probe-user", "alice", "--probe-password-env", "NO_SUCH_VARIABLE",
+    )  # fmt: skip
+    assert unset.exit_code == ExitCode.BAD_INPUT and "NO_SUCH_VARIABLE" in unset.stderr
+    assert fresh.mutating() == []  # refused before anything was sent
     result = fresh.cli(
         "--json", "instance", "set-server-cert", fresh.iid, "--server-ca-dir", server_ca, "--yes",
         "--probe-user", "alice", "--probe-password-env", "ALICE_PASSWORD",
