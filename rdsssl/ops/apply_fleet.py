@@ -160,12 +160,15 @@ def apply_all(
     skip_proof: frozenset[str] = frozenset(),
 ) -> None:
     """The change on every target that needs one, after `sign_up_front`; the audit log is
-    checked writable first (exit 3 before any instance is touched). `skip_proof`: connection
+    checked writable and the probe's password variable set first (exit 3 before any instance
+    is touched). `skip_proof`: connection
     strings the server proof does not try (unreachable from here)."""
     todo = [t for t in targets if t.outcome.error is None and t.outcome.needs_run]
     if not todo:
         return
     change.options.audit_log.check_writable()
+    if change.probe is not None and change.probe.given:
+        change.probe.password()  # a missing variable stops now (exit 3), not after a change
     sign_up_front(todo)
 
     def apply_one(target: Target, sleep: Callable[[float], None]) -> None:

@@ -214,3 +214,16 @@ def test_an_endpoint_unreachable_from_here_is_skipped_not_proven(
     by_name = {e["connection_string"]: e for e in done["server_proof"]["endpoints"]}
     assert by_name[public]["skipped"] is True and by_name[public]["ok"] is False
     assert by_name[internal]["ok"] is True and done["server_proof"]["ok"] is True
+
+
+def test_a_missing_probe_password_variable_stops_before_anything_is_sent(
+    fresh: Cloud, tmp_path: Path
+) -> None:
+    ca, alice = _ssl_off_with_alice(fresh, tmp_path)
+    toml = tmp_path / "rdsssl.toml"  # no ACL: no tightening, so no guard probe before
+    toml.write_text(f'[[instances]]\nid = "{fresh.iid}"\nca_dir = "{ca}"\nssl = "cloud"\n')
+    probe = [a if a != "ALICE_PASSWORD" else "NO_SUCH_VARIABLE" for a in alice]
+    result = fresh.cli("apply", "-f", toml, "--yes", *probe)
+    assert result.exit_code == 3, result.stderr
+    assert "NO_SUCH_VARIABLE" in result.stderr
+    assert fresh.mutating() == []
