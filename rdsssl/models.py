@@ -249,7 +249,9 @@ class InstanceSpec:
 
     Exactly one of `id` / `tags` is set; exactly one of `ca_dir` / `ca_bundle` (paths are
     absolute, resolved against the file's directory). `crl` implies `ca_dir`. An ACL of None
-    leaves the instance's ACL as it is. `source` names the entry for messages, e.g.
+    leaves the instance's ACL as it is. `ssl`: "cloud" (the cloud certificate, CAType=aliyun)
+    or "custom" (a server certificate from the server CA store `server_ca_dir`); None leaves
+    the instance's server SSL as it is. `source` names the entry for messages, e.g.
     "rdsssl.toml: instances[2] (id pgm-x)".
     """
 
@@ -262,6 +264,8 @@ class InstanceSpec:
     acl: AclMode | None
     replication_acl: AclMode | None
     source: str
+    ssl: str | None = None  # "cloud" | "custom" | None (leave server SSL alone)
+    server_ca_dir: Path | None = None  # the server CA store of ssl = "custom"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -189,7 +189,7 @@ def plan_cmd(
     """
     app = get_app()
     targets, builder, apis = _targets(app, path, None, rate=rate)
-    apply_fleet.plan_all(targets, builder, concurrency=concurrency)
+    apply_fleet.plan_all(targets, builder, concurrency=concurrency, profile=app.service_profile())
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
         _show(outcome, echo=app.out)
@@ -243,6 +243,13 @@ def _save(
 @_file_option(required=False)
 @mutating_options
 @probe_options()
+@click.option(
+    "--skip-proof",
+    multiple=True,
+    metavar="CONNECTION_STRING",
+    help="After a server SSL change, do not try this endpoint in the proof (unreachable from "
+    "here); repeatable.",
+)
 @passphrase_file_option
 @pacing_options
 @json_option
@@ -252,6 +259,7 @@ def apply_cmd(
     passphrase_file: Path | None,
     concurrency: int,
     rate: float | None,
+    skip_proof: tuple[str, ...],
     **kwargs: Any,
 ) -> int:
     """Make every instance of the desired-state file match it, or apply a saved plan.
@@ -281,7 +289,9 @@ def apply_cmd(
         )
     assert path is not None
     targets, builder, apis = _targets(app, path, passphrase_file, rate=rate)
-    apply_fleet.plan_all(targets, builder, audit=opts.audit, concurrency=concurrency)
+    apply_fleet.plan_all(
+        targets, builder, audit=opts.audit, concurrency=concurrency, profile=app.service_profile()
+    )
     outcomes = [t.outcome for t in targets]
     for outcome in outcomes:
         _show(outcome, echo=app.info)
@@ -289,7 +299,16 @@ def apply_cmd(
     asks = todo and not opts.dry_run and not opts.yes and app.interactive
     if asks and not click.confirm(f"Apply the changes to {todo} instance(s)?", err=True):
         raise click.Abort()
-    return _run_and_report(app, opts, probe, targets, apis, {}, concurrency=concurrency)
+    return _run_and_report(
+        app,
+        opts,
+        probe,
+        targets,
+        apis,
+        {},
+        concurrency=concurrency,
+        skip_proof=frozenset(skip_proof),
+    )
 
 
 def _apply_saved(
@@ -333,11 +352,15 @@ def _run_and_report(
     extra: dict[str, Any],
     *,
     concurrency: int,
+    skip_proof: frozenset[str] = frozenset(),
 ) -> int:
     """Apply the confirmed plans (not on a dry run), then the summary and the document."""
     if not opts.dry_run:
         apply_fleet.apply_all(
-            change_for(app, opts, probe, fleet=True), targets, concurrency=concurrency
+            change_for(app, opts, probe, fleet=True),
+            targets,
+            concurrency=concurrency,
+            skip_proof=skip_proof,
         )
     outcomes = [t.outcome for t in targets]
     summary = apply_fleet.summary(outcomes)

@@ -218,12 +218,19 @@ def plan_lines(plan: Plan) -> list[str]:
     """The human rendering of a plan: one line per change, then its cost."""
     if plan.noop:
         return [f"{plan.instance_id}: up to date, nothing to change"]
-    lines = [f"{plan.instance_id}: {len(plan.changes)} change(s), one ModifyDBInstanceSSL call:"]
+    calls = "two ModifyDBInstanceSSL calls" if _two_calls(plan) else "one ModifyDBInstanceSSL call"
+    lines = [f"{plan.instance_id}: {len(plan.changes)} change(s), {calls}:"]
     for change in plan.changes:
         lines.append(f"  {change.field}: {change.before} -> {change.after}")
     lines.append(f"  effect: {_EFFECT_TEXT[plan.effect.value]}")
     lines.extend(f"  warning: {w}" for w in plan.warnings)
     return lines
+
+
+def _two_calls(plan: Plan) -> bool:
+    """SSL is switched on in a call of its own (`rdsssl.ops.apply_fleet`, a service profile
+    with `one_call_ssl_setup: false`)."""
+    return any(w.code == "two-calls" for w in plan.warnings)
 
 
 def confirm_plan(app: App, plan: Plan, opts: MutatingOptions) -> bool:

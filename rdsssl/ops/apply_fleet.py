@@ -10,7 +10,12 @@ and `failure` sums them up with the highest exit code.
 Nothing prompts from a worker thread: planning never unlocks a CA key (a CRL is only a
 requirement then), and before the workers of the apply phase start, `sign_up_front` signs in
 the calling thread every CRL the confirmed plans need (one per CA store: `DesiredBuilder`
-caches it, and a store that cannot be unlocked fails only the instances that need it).
+caches it, and a store that cannot be unlocked fails only the instances that need it), and
+issues every custom server certificate they need (one per instance, kept by the builder).
+
+Server SSL (`ssl = "cloud" | "custom"` in an entry): `DesiredBuilder.server_with` adds the
+server part to the entry's `DesiredSsl`; `rdsssl.ops.fleet_ssl` plans and applies what is
+particular to it (one call from SSL off, or two when the service profile says so; the proof).
 
 A saved plan (`rdsssl.ops.plan_file`) replaces the planning phase with `recheck_all`: each
 instance is re-read (and the CA store of a planned CRL re-read) and refused as a stale plan when
@@ -26,11 +31,12 @@ from dataclasses import dataclass, replace
 
 from rdsssl.errors import ExitCode, RdsSslError
 from rdsssl.models import InstanceSpec
-from rdsssl.ops import fleet, plan_file
+from rdsssl.ops import fleet, fleet_ssl, plan_file
 from rdsssl.ops.apply import ApplyOptions, ApplyResult
 from rdsssl.ops.audit import AuditLog
-from rdsssl.ops.desired import DesiredBuilder
+from rdsssl.ops.desired import DesiredBuilder, ServerTarget
 from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
+from rdsssl.rds import service_profile
 from rdsssl.rds.protocol import RdsApi
 
 __all__ = [
@@ -52,6 +58,7 @@ class Target:
     outcome: InstanceOutcome
     api: RdsApi
     spec: InstanceSpec | None = None
+    server: ServerTarget | None = None  # with `ssl` in the entry: its connection strings
 
 
 def _run_each(
@@ -83,14 +90,24 @@ def plan_all(
     *,
     audit: AuditLog | None = None,
     concurrency: int = fleet.DEFAULT_CONCURRENCY,
+    profile: service_profile.ServiceProfile | None = None,
 ) -> None:
-    """Every target's `DesiredSsl` and plan (Describe calls only, nothing signed)."""
+    """Every target's `DesiredSsl` and plan (Describe calls only, nothing signed or issued).
+    `profile` (None: $RDSSSL_SERVICE_PROFILE, else the documented answers) says whether SSL
+    can be set up with the client CA in one call."""
     previewer = InstanceChange(ApplyOptions(audit=audit))
+    one_call = (profile or service_profile.load()).one_call_ssl_setup
 
     def plan_one(target: Target, _sleep: Callable[[float], None]) -> None:
         assert target.spec is not None
-        target.outcome.desired = builder.for_spec(target.spec)
-        previewer.preview(target.api, target.outcome)
+        outcome = target.outcome
+        desired = builder.for_spec(target.spec)
+        desired, target.server = builder.server_with(
+            desired, target.spec, target.api, outcome.instance_id
+        )
+        outcome.desired = desired
+        previewer.preview(target.api, outcome)
+        fleet_ssl.plan_server(previewer, target.api, outcome, target.spec, target.server, one_call)
 
     _run_each(targets, plan_one, concurrency=concurrency)
 
@@ -120,31 +137,45 @@ def recheck_all(
 
 
 def sign_up_front(targets: Sequence[Target]) -> None:
-    """Sign, in this thread, the CRL every planned change needs (see the module docstring)."""
+    """Sign, in this thread, the CRL and issue the custom server certificate every planned
+    change needs (see the module docstring)."""
     for target in targets:
         preview = target.outcome.preview
-        source = preview.plan.crl_source if preview is not None else None
-        if source is None or target.outcome.error is not None:
+        if preview is None or target.outcome.error is not None:
             continue
         try:
-            source.build()
+            if preview.plan.crl_source is not None:
+                preview.plan.crl_source.build()
+            if preview.plan.server_source is not None:  # issued once: the builder keeps it
+                preview.plan.server_source.build()
         except Exception as exc:  # this instance fails; the others carry on
             target.outcome.error = exc
 
 
-def apply_all(change: InstanceChange, targets: Sequence[Target], *, concurrency: int) -> None:
+def apply_all(
+    change: InstanceChange,
+    targets: Sequence[Target],
+    *,
+    concurrency: int,
+    skip_proof: frozenset[str] = frozenset(),
+) -> None:
     """The change on every target that needs one, after `sign_up_front`; the audit log is
-    checked writable first (exit 3 before any instance is touched)."""
+    checked writable and the probe's password variable set first (exit 3 before any instance
+    is touched). `skip_proof`: connection
+    strings the server proof does not try (unreachable from here)."""
     todo = [t for t in targets if t.outcome.error is None and t.outcome.needs_run]
     if not todo:
         return
     change.options.audit_log.check_writable()
+    if change.probe is not None and change.probe.given:
+        change.probe.password()  # a missing variable stops now (exit 3), not after a change
     sign_up_front(todo)
 
     def apply_one(target: Target, sleep: Callable[[float], None]) -> None:
         if target.outcome.error is None:
-            worker = replace(change, clock=change.clock.sleeping(sleep))
-            worker.apply_one(target.api, target.outcome)
+            probe = fleet_ssl.probe_for(change.probe, target.spec)
+            worker = replace(change, clock=change.clock.sleeping(sleep), probe=probe)
+            fleet_ssl.apply_server(worker, target.api, target.outcome, target.spec, skip_proof)
 
     _run_each(todo, apply_one, concurrency=concurrency)
 

@@ -53,6 +53,9 @@ class Code(str, enum.Enum):
     LAST_CHANGE_FAILED = "last-change-failed"
     SSL_OFF = "ssl-off"
     SERVER_CERT_UPDATE = "server-cert-update-required"  # RequireUpdate
+    SERVER_CERT_UNREADABLE = "server-cert-unreadable"  # ServerCert is not a certificate
+    SERVER_CERT_UNKNOWN = "server-cert-unknown"  # SSL on, yet no ServerCert nor SSLExpireTime
+    SERVER_CERT_NAME = "server-cert-name-mismatch"  # it does not name the protected endpoint
     NO_CLIENT_CA = "no-client-ca"
     EXPIRED = "expired"  # a CA, certificate or CRL (nextUpdate) is past its end
     EXPIRES_SOON = "expires-soon"  # within the warning or critical threshold

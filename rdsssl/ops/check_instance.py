@@ -2,10 +2,15 @@
 
 The client CA's expiry, the CRL on the instance (present, covering every CA of the bundle,
 nextUpdate far enough away: the one CRL policy, `rdsssl.pki.crl_policy`), revocations in the
-local CA stores not yet on the instance's CRL, the server certificate (RequireUpdate,
-SSLExpireTime), a failed last SSL change, and drift from a desired-state file. A revoked
-certificate that the instance still accepts is critical, as is a CA without a CRL (its users
-are refused: docs/postgres-client-cert-behaviour.md R3/R4).
+local CA stores not yet on the instance's CRL, the server certificate, a failed last SSL
+change, and drift from a desired-state file. A revoked certificate that the instance still
+accepts is critical, as is a CA without a CRL (its users are refused:
+docs/postgres-client-cert-behaviour.md R3/R4).
+
+The server certificate is judged from the certificate itself (ServerCert: its notAfter, and
+whether it names the connection string SSL protects, which `sslmode=verify-full` checks) and
+from what RDS says about it (SSLExpireTime, RequireUpdate), with the thresholds of the client
+certificates. The earlier of notAfter and SSLExpireTime counts: either end breaks clients.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import datetime
 
 from cryptography import x509
 
+from rdsssl.errors import CryptoError
 from rdsssl.models import InstanceInfo, SslState
 from rdsssl.ops.check_findings import (
     DEFAULT_THRESHOLDS,
@@ -28,6 +34,7 @@ from rdsssl.ops.check_findings import (
 from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.plan import Plan
 from rdsssl.pki import crl_policy, crl_verdict, crypto
+from rdsssl.pki.hostnames import names_host
 
 __all__ = ["check_instance"]
 
@@ -46,9 +53,10 @@ def check_instance(
     iid = info.instance_id
     found = _state_findings(info, ssl)
     if not ssl.ssl_enabled:
+        found.extend(_drift_findings(drift, drift_source))
         return InstanceReport(iid, tuple(found), region=info.region)
-    server_after = ssl.ssl_expire_time
-    found.extend(_server_findings(ssl, now, thresholds))
+    server_found, server_after = _server_findings(iid, ssl, now, thresholds)
+    found.extend(server_found)
     if not ssl.client_ca_pem:
         found.append(
             Finding(
@@ -121,8 +129,9 @@ def _state_findings(info: InstanceInfo, ssl: SslState) -> list[Finding]:
             Finding(
                 "ssl",
                 Severity.CRITICAL,
-                "SSL is off on the instance, so client certificates cannot work: enable SSL in "
-                "the RDS console (rdsssl never switches it, to keep the server certificate)",
+                "SSL is off on the instance, so client certificates cannot work: enable it "
+                f'(rdsssl instance enable-ssl {info.instance_id}, or ssl = "cloud" | '
+                '"custom" in rdsssl.toml, then rdsssl apply -f rdsssl.toml)',
                 Code.SSL_OFF,
             )
         )
@@ -142,31 +151,77 @@ def _client_ca_action(iid: str, ca: x509.Certificate, stores: Sequence[StoreCrl]
     )
 
 
-def _server_findings(ssl: SslState, now: datetime, th: Thresholds) -> list[Finding]:
+def _server_action(iid: str, ssl: SslState) -> str:
+    """How to renew the server certificate of this kind (custom: from the server CA)."""
+    if ssl.ca_type == "custom":
+        return (
+            f"renew it before then (rdsssl instance renew-server-cert {iid}: a new certificate "
+            "from the server CA, one restart; clients keep verifying with the server CA)"
+        )
+    return (
+        f"renew it before then (rdsssl instance renew-server-cert {iid}, or in the RDS "
+        f"console); clients that pin the server CA need the new one (rdsssl instance server-ca "
+        f"{iid})"
+    )
+
+
+def _server_findings(
+    iid: str, ssl: SslState, now: datetime, th: Thresholds
+) -> tuple[list[Finding], datetime | None]:
+    """The server certificate's findings (module docstring) and its effective end."""
     found: list[Finding] = []
+    action = _server_action(iid, ssl)
     if ssl.require_update:
         found.append(
             Finding(
                 "server_cert",
                 Severity.WARNING,
-                "RDS flags the server certificate for an update (RequireUpdate): renew it in "
-                "the RDS console; clients that pin the server CA need the new one",
+                "RDS flags the server certificate for an update (RequireUpdate): "
+                + action.replace(" before then", ""),
                 Code.SERVER_CERT_UPDATE,
             )
         )
-    if ssl.ssl_expire_time is not None:
-        found.append(
-            expiry(
-                "server_cert",
-                "the server certificate",
-                ssl.ssl_expire_time,
-                now,
-                warn=th.warn,
-                critical=th.critical,
-                action="renew it in the RDS console before then",
-            )
+    leaf = _server_leaf(iid, ssl.server_cert_pem, found)
+    ends = [ssl.ssl_expire_time] if ssl.ssl_expire_time is not None else []
+    if leaf is not None:
+        ends.append(leaf.not_valid_after_utc)
+    if not ends:
+        message = (
+            "SSL is on, but DescribeDBInstanceSSL shows neither the server certificate nor "
+            "SSLExpireTime: its expiry cannot be watched; check the instance in the RDS console"
         )
-    return found
+        found.append(Finding("server_cert", Severity.WARNING, message, Code.SERVER_CERT_UNKNOWN))
+        return found, None
+    kind = "custom" if ssl.ca_type == "custom" else "cloud"
+    ends_at = min(ends)
+    what = f"the server certificate ({kind})"
+    found.append(
+        expiry("server_cert", what, ends_at, now, warn=th.warn, critical=th.critical, action=action)
+    )
+    endpoint = ssl.connection_string
+    if leaf is not None and endpoint and not names_host(leaf, endpoint):
+        message = (
+            f"the server certificate does not name {endpoint}, the connection string SSL "
+            f"protects: clients with sslmode=verify-full are refused there; "
+            + action.replace("renew it before then", "replace it")
+        )
+        found.append(Finding("server_cert", Severity.WARNING, message, Code.SERVER_CERT_NAME))
+    return found, ends_at
+
+
+def _server_leaf(iid: str, pem: str, found: list[Finding]) -> x509.Certificate | None:
+    """The first certificate of ServerCert (the server's own), or None; an unreadable one adds
+    a finding (the expiry then rests on SSLExpireTime alone)."""
+    if not pem.strip():
+        return None
+    try:
+        return crypto.load_certificates(pem.encode(), source=f"{iid}'s ServerCert")[0]
+    except CryptoError as exc:
+        message = (
+            f"the server certificate cannot be read ({exc}); its expiry rests on SSLExpireTime"
+        )
+        found.append(Finding("server_cert", Severity.WARNING, message, Code.SERVER_CERT_UNREADABLE))
+        return None
 
 
 def _crl_findings(

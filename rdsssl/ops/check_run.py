@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rdsssl.errors import ExitCode, UsageError
-from rdsssl.models import CertStatus
+from rdsssl.models import CertStatus, InstanceSpec, SslState
 from rdsssl.ops import fleet
 from rdsssl.ops import plan as planning
 from rdsssl.ops.check_findings import (
@@ -106,7 +106,7 @@ class Checker:
         if spec is not None:
             if spec.ca_dir is not None and spec.crl and spec.ca_dir.resolve() not in dirs:
                 dirs.append(spec.ca_dir.resolve())
-            drift = planning.plan(self.builder.for_spec(spec), ssl, instance_id=iid, now=self.now)
+            drift = self._drift(spec, ssl, iid)
         stores: list[StoreCrl] = [store_crl(self.builder, d) for d in dirs]
         return check_instance(
             info,
@@ -117,6 +117,16 @@ class Checker:
             drift=drift,
             drift_source=self.drift_source,
         )
+
+    def _drift(self, spec: InstanceSpec, ssl: SslState, iid: str) -> Plan | None:
+        """What `apply -f` would change, server SSL included (`ssl` in the entry); None for an
+        instance with SSL off that the entry does not switch on (the ssl-off finding says
+        what to do, and a plan for it cannot name an endpoint)."""
+        if not ssl.ssl_enabled and spec.ssl is None:
+            return None
+        assert self.api is not None
+        desired, _ = self.builder.server_with(self.builder.for_spec(spec), spec, self.api, iid)
+        return planning.plan(desired, ssl, instance_id=iid, now=self.now)
 
     def store(self, ca_dir: Path) -> StoreReport:
         """The local checks of one CA store (reading only: no key, no lock)."""

@@ -10,6 +10,9 @@ crl = true                      # needs ca_dir: the CRL is built from the CA sto
 acl = "verify-full"             # cert | prefer | verify-ca | verify-full
 replication_acl = "verify-full"
 
+ssl = "cloud"                   # optional: cloud | custom (unset: server SSL left as it is)
+# server_ca_dir = "server-ca"   # the server CA store that ssl = "custom" issues from
+
 [[instances]]
 id = "pgm-bp1example"           # or: tags = { env = "prod" }
 acl = "cert"                    # any [defaults] key can be overridden
@@ -21,6 +24,13 @@ when known) and the key. Relative paths resolve against the file's directory. An
 that sets `ca_dir` or `ca_bundle` replaces the default's CA source (whichever it was); within
 one table the two are mutually exclusive, and every instance must end up with exactly one.
 Whether the paths exist is checked when they are used (opening the store), not here.
+
+Server SSL (`ssl`, `server_ca_dir`: `_ssl_values`, `_check_ssl`) is opt-in: without `ssl` an
+instance's server SSL is never touched, as before the key existed. `ssl = "custom"` needs a
+`server_ca_dir` (here or in [defaults]), which must be a store of its own, not the client CA's
+`ca_dir` (one CA for both would let a client certificate's key pass for the server). An
+instance that sets `server_ca_dir` itself must mean `ssl = "custom"`; one in [defaults] only
+serves the instances that do.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ INSTANCE_KEYS = DEFAULT_KEYS | {"id", "tags"}
 TOP_KEYS = frozenset({"rate", "defaults", "instances"})
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACLS = ", ".join(mode.value for mode in AclMode)
+SSL_KEYS = frozenset({"ssl", "server_ca_dir"})  # server SSL, in [defaults] and [[instances]]
+SSL_MODES = ("cloud", "custom")
 
 
 def load_desired_state(path: Path) -> DesiredState:
@@ -69,8 +81,9 @@ def parse_desired_state(doc: Mapping[str, Any], path: Path) -> DesiredState:
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{path}: [defaults] must be a table")
-    _unknown(defaults, DEFAULT_KEYS, str(path), "defaults")
+    _unknown(defaults, DEFAULT_KEYS | SSL_KEYS, str(path), "defaults")
     base_values = _values(defaults, f"{path}: defaults", base)
+    base_values.update(_ssl_values(defaults, f"{path}: defaults", base))
     entries = doc.get("instances")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(
@@ -83,7 +96,7 @@ def parse_desired_state(doc: Mapping[str, Any], path: Path) -> DesiredState:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where}: must be a table ([[instances]])")
         where += _label(entry)
-        _unknown(entry, INSTANCE_KEYS, where, None)
+        _unknown(entry, INSTANCE_KEYS | SSL_KEYS, where, None)
         spec = _instance(entry, base_values, where, base)
         if spec.id is not None:
             if spec.id in seen_ids:
@@ -181,6 +194,7 @@ def _instance(
                 raise ConfigError(f"{where}: tags.{key} must be a non-empty string")
             tags[key] = value
     own = _values(entry, where, base)
+    own.update(_ssl_values(entry, where, base))
     merged = {**defaults, **own}
     if "ca_dir" in own or "ca_bundle" in own:  # the instance's CA source replaces the default's
         for key in ("ca_dir", "ca_bundle"):
@@ -197,6 +211,7 @@ def _instance(
             f"{where}: crl = true needs ca_dir (the CRL is built from the CA store); "
             "with ca_bundle set crl = false"
         )
+    _check_ssl(own, merged, where)
     return InstanceSpec(
         id=ident,
         tags=tags,
@@ -207,7 +222,52 @@ def _instance(
         acl=merged.get("acl"),
         replication_acl=merged.get("replication_acl"),
         source=where,
+        ssl=merged.get("ssl"),
+        server_ca_dir=merged.get("server_ca_dir"),
     )
+
+
+def _ssl_values(table: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    """Type-check the server SSL keys of one table (`ssl`, `server_ca_dir`)."""
+    out: dict[str, Any] = {}
+    if "ssl" in table:
+        value = _string(table["ssl"], "ssl", where)
+        if value not in SSL_MODES:
+            raise ConfigError(
+                f'{where}: ssl = {value!r} is not one of {", ".join(SSL_MODES)} ("cloud": the '
+                'RDS cloud certificate; "custom": a certificate from server_ca_dir)'
+            )
+        out["ssl"] = value
+    if "server_ca_dir" in table:
+        out["server_ca_dir"] = _path(_string(table["server_ca_dir"], "server_ca_dir", where), base)
+    return out
+
+
+def _check_ssl(own: Mapping[str, Any], merged: Mapping[str, Any], where: str) -> None:
+    """The server SSL rules on one instance once defaults are merged (module docstring)."""
+    mode = merged.get("ssl")
+    server_ca: Path | None = merged.get("server_ca_dir")
+    if mode == "custom" and server_ca is None:
+        raise ConfigError(
+            f'{where}: ssl = "custom" needs server_ca_dir, the server CA store its certificate '
+            "is issued from (rdsssl ca init --ca-dir server-ca --cn my-db-server-ca), here or "
+            "in [defaults]"
+        )
+    if "server_ca_dir" in own and mode != "custom":
+        raise ConfigError(
+            f'{where}: server_ca_dir is only used with ssl = "custom" (ssl is '
+            f'{mode!r}): set ssl = "custom" or drop server_ca_dir'
+        )
+    client_ca: Path | None = merged.get("ca_dir")
+    if mode == "custom" and server_ca and client_ca and _same_dir(server_ca, client_ca):
+        raise ConfigError(
+            f"{where}: server_ca_dir and ca_dir are the same store ({server_ca}): the server "
+            "CA must be a store of its own (rdsssl ca init --ca-dir server-ca ...)"
+        )
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 def _string(value: object, key: str, where: str) -> str:

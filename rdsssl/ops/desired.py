@@ -10,6 +10,15 @@ A CRL is only a requirement here (`CrlFromStore`): the service signs one only wh
 instance's CRL is not current, so `plan` and dry runs never touch the store's CRL number. One
 `DesiredBuilder` signs at most one CRL per CA store, however many instances share it, and is
 safe to use from several threads (a concurrent fleet run).
+
+Server SSL (`ssl = "cloud" | "custom"`, `server_with`) needs the instance: its SSL state (SSL
+off: the call names the internal connection string, as `rdsssl instance enable-ssl` does) and
+its connection strings (a custom certificate names every one of them; a cloud certificate
+covers one, which `apply` then says). Like a CRL, a custom certificate is a requirement
+(`ServerCertFromStore`): the one served is kept while current, else one is issued by the
+server CA store when the change is applied, at most once per instance and run
+(`prepare_custom_cert`), so a plan never touches the store. Without `ssl` nothing of the
+server side is read or planned.
 """
 
 from __future__ import annotations
@@ -17,18 +26,26 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from rdsssl.errors import ConfigError, InputError, RdsSslError
 from rdsssl.models import DesiredState, InstanceSpec
 from rdsssl.ops.plan import DEFAULT_MIN_CRL_REMAINING, CrlFromStore, DesiredSsl
+from rdsssl.ops.server_ssl import connection_strings, prepare_custom_cert
+from rdsssl.ops.server_ssl_plan import (
+    SSL_CLOUD,
+    SSL_CUSTOM,
+    DesiredServer,
+    ServerCertFromStore,
+    ServerMaterial,
+)
 from rdsssl.pki import crypto
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.store.castore import CaStore
 
-__all__ = ["DesiredBuilder", "Unlock", "desired_ssl", "env_unlock", "resolve"]
+__all__ = ["DesiredBuilder", "ServerTarget", "Unlock", "desired_ssl", "env_unlock", "resolve"]
 
 PASSPHRASE_ENV = "RDSSSL_CA_PASSPHRASE"
 
@@ -51,6 +68,15 @@ class _StoreView:
     revoked: frozenset[int]
 
 
+@dataclass(frozen=True)
+class ServerTarget:
+    """What `server_with` found out: the instance's connection strings (internal first) and
+    whether SSL was off when read (the call then names `endpoints[0]`)."""
+
+    endpoints: tuple[str, ...]
+    ssl_was_off: bool
+
+
 @dataclass
 class DesiredBuilder:
     """Builds `DesiredSsl` for specs, caching per CA store (reads, and the one CRL signed).
@@ -67,6 +93,7 @@ class DesiredBuilder:
     _views: dict[Path, _StoreView] = field(default_factory=dict, repr=False)
     _crls: dict[Path, str] = field(default_factory=dict, repr=False)
     _failed: dict[Path, RdsSslError] = field(default_factory=dict, repr=False)
+    _server: dict[tuple[Path, str], ServerMaterial] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def for_spec(self, spec: InstanceSpec) -> DesiredSsl:
@@ -87,6 +114,59 @@ class DesiredBuilder:
                 replication_acl=spec.replication_acl,
             )
         raise ConfigError(f"{spec.source}: no CA: set ca_dir or ca_bundle")
+
+    def server_with(
+        self, desired: DesiredSsl, spec: InstanceSpec, api: RdsApi, instance_id: str
+    ) -> tuple[DesiredSsl, ServerTarget | None]:
+        """`desired` with the server part of `spec` (unchanged without `ssl`): two Describe
+        calls (the SSL state, the connection strings), nothing signed or issued."""
+        if spec.ssl is None:
+            return desired, None
+        ssl = api.describe_ssl(instance_id)
+        names = tuple(connection_strings(api, instance_id))
+        endpoint = None if ssl.ssl_enabled else names[0]  # SSL on: the endpoint it protects
+        if spec.ssl == SSL_CLOUD:
+            server = DesiredServer(SSL_CLOUD, connection_string=endpoint)
+        elif spec.ssl == SSL_CUSTOM:
+            if spec.server_ca_dir is None:  # the config loader refuses this already
+                raise ConfigError(f'{spec.source}: ssl = "custom" needs server_ca_dir')
+            cert = self.server_cert(spec.server_ca_dir, instance_id, names)
+            server = DesiredServer(SSL_CUSTOM, cert, connection_string=endpoint)
+        else:
+            raise ConfigError(f"{spec.source}: ssl = {spec.ssl!r} is not cloud or custom")
+        target = ServerTarget(names, not ssl.ssl_enabled)
+        return replace(desired, server=server), target
+
+    def server_cert(
+        self, server_ca_dir: Path, instance_id: str, names: tuple[str, ...]
+    ) -> ServerCertFromStore:
+        """The custom certificate requirement of one instance: served certificates of this
+        server CA naming every connection string are kept; otherwise `build()` issues one
+        (once per instance and run; the key stays in the store's history)."""
+        return ServerCertFromStore(
+            ca_pem=self._view(server_ca_dir).ca_pem,
+            names=names,
+            build=lambda: self._issue_server(server_ca_dir, instance_id, names),
+        )
+
+    def _issue_server(
+        self, server_ca_dir: Path, instance_id: str, names: tuple[str, ...]
+    ) -> ServerMaterial:
+        key = (server_ca_dir.resolve(), instance_id)
+        with self._lock:
+            if key[0] in self._failed:
+                raise self._failed[key[0]]
+            if key not in self._server:
+                try:
+                    with CaStore.open(server_ca_dir, wait_lock=self.wait_lock) as store:
+                        self.unlock(store)
+                        self._server[key] = prepare_custom_cert(
+                            list(names), instance_id, store, now=self.now
+                        )
+                except RdsSslError as exc:
+                    self._failed[key[0]] = exc
+                    raise
+            return self._server[key]
 
     def crl_from_store(self, ca_dir: Path) -> CrlFromStore:
         """The CRL requirement of a CA store: list its revocations, signed only when needed."""

@@ -29,6 +29,7 @@ from rdsssl.ops.guard import Proof
 from rdsssl.ops.plan import DesiredSsl, fingerprints, guard_reason
 from rdsssl.ops.probe import ProbeOutcome, ProbeResult
 from rdsssl.ops.probe_options import ProbeOptions, run_probe
+from rdsssl.ops.server_ssl_proof import ServerProof
 from rdsssl.rds.protocol import RdsApi
 from rdsssl.rds.waiters import Progress
 
@@ -71,6 +72,8 @@ class InstanceOutcome:
     revoked: ProbeResult | None = None
     error: BaseException | None = None
     dry_run: bool | None = None
+    first: InstanceOutcome | None = None  # a first call of its own (SSL on, then the rest)
+    server_proof: ServerProof | None = None  # after a server-side change (server_ssl_proof)
 
     @property
     def exit_code(self) -> int:
@@ -127,6 +130,10 @@ class InstanceOutcome:
         }
         if self.dry_run is not None:
             doc["dry_run"] = self.dry_run
+        if self.first is not None:
+            doc["first_call"] = self.first.to_json()
+        if self.server_proof is not None:
+            doc["server_proof"] = self.server_proof.to_json()
         if self.revoked is not None:
             doc["revoked_probe"] = {
                 "user": self.revoked.user,
@@ -139,6 +146,14 @@ class InstanceOutcome:
 
 def _ignore(_: str) -> None:
     return None
+
+
+def _ssl_was_off(outcome: InstanceOutcome) -> bool:
+    """The plan shown switches SSL on: nobody logs in with SSL (let alone a certificate) today,
+    so the lockout guard's live probe is a plain login (the probe user and password work); the
+    certificate is checked against the target locally, and proven by the probe afterwards."""
+    preview = outcome.preview
+    return preview is not None and preview.before is not None and not preview.before.ssl_enabled
 
 
 @dataclass(frozen=True)
@@ -227,7 +242,10 @@ class InstanceChange:
         proof = None
         if probe is not None and probe.given:
             assert probe.user is not None
-            proof = Proof(probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe))
+            mode = "disable" if _ssl_was_off(outcome) else "verify-full"
+            proof = Proof(
+                probe.user, probe.cert, probe.key, lambda: run_probe(api, iid, probe, sslmode=mode)
+            )
         result = applying.apply(
             api,
             iid,

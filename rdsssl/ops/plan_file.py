@@ -206,6 +206,11 @@ def planned_instance(
     preview = outcome.preview
     assert preview is not None and preview.before is not None
     plan, before = preview.plan, preview.before
+    if any(change.field == "ssl" for change in plan.changes):
+        raise InputError(
+            f"{outcome.instance_id}: a plan file does not carry server SSL changes (ssl = ... "
+            "in the desired-state file); apply them with rdsssl apply -f FILE"
+        )
     crl = None
     if plan.crl_source is not None:
         assert spec.ca_dir is not None  # a CRL from a store comes only with ca_dir

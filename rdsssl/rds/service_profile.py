@@ -18,6 +18,11 @@ to `DEFAULT_SETTLE` seconds).
 One key is not recorded but written by hand: `api_rate`, the API calls per second a fleet run
 may make (what the account's throttling allows); `--rate` and a desired-state file's `rate`
 beat it (`rdsssl.ops.rate`).
+
+`one_call_ssl_setup` is the one answer assumed helpful by default: turning SSL on together
+with the client CA, CRL and ACLs in ONE ModifyDBInstanceSSL call (one restart) is what the
+documentation's Terraform acceptance test sends (docs/aliyun-rds-ssl-api.md §1.3). A profile
+that records `false` makes `apply` switch SSL on first, then send the rest (two calls).
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class ServiceProfile:
     acl_without_ca: str | None = None
     crlf_pem_readback: str | None = None
     api_rate: float | None = None  # API calls/s the account allows a fleet run (not recorded)
+    one_call_ssl_setup: bool = True  # SSL on + client CA + CRL + ACL accepted in one call
     sequences: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -134,6 +140,8 @@ def parse(doc: Any, *, source: str) -> ServiceProfile:
             raise ConfigError(f"{source}: {key} must be a number of seconds >= 0")
     if "api_rate" in values and not valid_rate(values["api_rate"]):
         raise ConfigError(f"{source}: api_rate must be {RATE_RANGE}, not {values['api_rate']!r}")
+    if "one_call_ssl_setup" in values and not isinstance(values["one_call_ssl_setup"], bool):
+        raise ConfigError(f"{source}: one_call_ssl_setup must be true or false")
     try:
         return ServiceProfile(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the key check above

@@ -5,7 +5,7 @@ textfile, read back by tests/unit/promtext.py (prometheus_client's parser, promt
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from rdsssl.emulator.server import Emulator
 from rdsssl.models import KeyType
+from rdsssl.pki import crypto
 from rdsssl.store.castore import CaStore
 from tests.e2e.test_crl_refresh import RESTART_SECONDS, Cloud, cloud_for, make_store
 from tests.unit.promtext import labels, read_metrics
@@ -257,3 +258,64 @@ def test_nagios_unknown_when_an_instance_cannot_be_checked_or_nothing_is_selecte
     for args in (("check", "--nagios"), ("--json", "check", "--ca-dir", ca_dir, "--nagios")):
         refused = cloud.cli(*args)
         assert refused.exit_code == 3 and refused.stdout.startswith("RDSSSL UNKNOWN - ")
+
+
+def test_the_server_certificate_expiry_follows_the_emulator_clock(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The cloud certificate (one year) watched as the emulator's clock runs towards its end:
+    valid, then a warning inside 30 days (and RequireUpdate), critical inside 7, then expired;
+    the gauge holds the certificate's own notAfter throughout."""
+    iid = cloud.emu.instance_ids[0]
+    ssl = cloud.api.describe_ssl(iid)
+    leaf = crypto.load_certificates(ssl.server_cert_pem.encode(), source="ServerCert")[0]
+    not_after = leaf.not_valid_after_utc
+    prom = tmp_path / "rdsssl.prom"
+    seen: dict[int, list[dict[str, str]]] = {}
+    for days in (0, 340, 360, 370):
+        cloud.emu.clock.advance(days * 86400 - cloud.emu.clock.offset)
+        at = datetime.now(timezone.utc) + timedelta(days=days)
+        result = cloud.cli("--json", "check", iid, "--prometheus", prom, clock=at)
+        assert result.exit_code in (0, 10), result.stderr
+        seen[days] = [f for f in _findings(result.json(), iid) if f["check"] == "server_cert"]
+        gauge = read_metrics(prom.read_text())[
+            "rdsssl_server_certificate_expiration_timestamp_seconds"
+        ].samples
+        assert gauge == {labels(rds_instance=iid, region=cloud.emu.region): not_after.timestamp()}
+    by_code = {days: {f["code"]: f for f in found} for days, found in seen.items()}
+    assert by_code[0]["valid"]["severity"] == "ok"
+    assert "server-cert-update-required" not in by_code[0]
+    for days in (340, 360, 370):  # RDS flags it too, 30 days before its end (the emulator's)
+        flag = by_code[days]["server-cert-update-required"]
+        assert flag["severity"] == "warning" and f"renew-server-cert {iid}" in flag["msg"]
+    soon = by_code[340]["expires-soon"]
+    assert soon["severity"] == "warning" and f"renew-server-cert {iid}" in soon["msg"]
+    assert by_code[360]["expires-soon"]["severity"] == "critical"
+    assert by_code[370]["expired"]["severity"] == "critical"
+
+
+def test_an_instance_with_ssl_off_and_the_file_s_ssl_key(
+    cloud: Cloud, ca_dir: Path, tmp_path: Path
+) -> None:
+    """SSL off is critical and says how to switch it on; with `ssl = "cloud"` in the file the
+    drift also lists SSL coming on; without it, no drift is planned (no endpoint to name)."""
+    iid = cloud.emu.instance_ids[0]
+    cloud.emu.set_ssl_enabled(iid, False)
+    path = tmp_path / "rdsssl.toml"
+    path.write_text(f'[defaults]\nca_dir = "{ca_dir}"\n[[instances]]\nid = "{iid}"\n')
+    start = len(cloud.emu.requests)
+    plain = cloud.cli("--json", "check", "-f", path)
+    assert plain.exit_code == 10, plain.stderr
+    codes = [f["code"] for f in _findings(plain.json(), iid)]
+    assert codes == ["ssl-off"]
+    (off,) = _findings(plain.json(), iid)
+    assert off["severity"] == "critical" and f"rdsssl instance enable-ssl {iid}" in off["msg"]
+    path.write_text(path.read_text() + 'ssl = "cloud"\n')
+    wanted = cloud.cli("--json", "check", "-f", path)
+    assert wanted.exit_code == 10, wanted.stderr
+    (drift,) = [f for f in _findings(wanted.json(), iid) if f["check"] == "drift"]
+    assert "ssl: off -> on, a cloud certificate" in drift["msg"]
+    assert "client_ca: (none) ->" in drift["msg"]
+    assert {r.action for r in cloud.emu.requests[start:]} <= READ_ONLY | {
+        "DescribeDBInstanceNetInfo"
+    }

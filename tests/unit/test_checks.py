@@ -38,6 +38,8 @@ from rdsssl.ops.crl_refresh import StoreCrl
 from rdsssl.ops.plan import Change, CrlFromStore, Effect, Plan
 from rdsssl.ops.renewal_plan import RenewalPlan
 from rdsssl.pki import crypto
+from rdsssl.pki.hostnames import names_host
+from rdsssl.pki.server_certs import issue_server_cert
 from rdsssl.store.castore import CaStore
 from rdsssl.store.records import CertRecord
 
@@ -47,6 +49,7 @@ from .promtext import labels, read_metrics
 CA = make_pki(KeyType.EC_P256, cn="root-ca1", days=3650)
 CA2 = make_pki(KeyType.EC_P256, cn="root-ca2", days=3650, role="ca2")
 SOON_CA = make_pki(KeyType.EC_P256, cn="short-ca", days=20, role="short")
+SERVER_CA = make_pki(KeyType.EC_P256, cn="db-server-ca", days=3650, role="server-ca")
 
 
 def _pem(*pkis: Pki) -> str:
@@ -222,6 +225,68 @@ def test_server_certificate_require_update_and_expiry() -> None:
     assert soon.server_cert_not_after == NOW + timedelta(days=5)
 
 
+def _server_pem(names: list[str], days: int) -> str:
+    leaf = make_pki(KeyType.EC_P256, cn="leaf", role="server-leaf").key.public_key()
+    issued = issue_server_cert(SERVER_CA.cert, SERVER_CA.key, leaf, names=names, now=NOW, days=days)
+    return crypto.cert_pem(issued.cert).decode() + _pem(SERVER_CA)  # leaf first, then its CA
+
+
+def test_the_server_certificate_itself_counts_when_it_ends_before_ssl_expire_time() -> None:
+    pem = _server_pem(["pgm-x.pg.rds.aliyuncs.com", "pgm-x-pub.example"], days=20)
+    ssl = _ssl(ca_type="custom", server_cert_pem=pem, ssl_expire_time=NOW + timedelta(days=365))
+    report = check_instance(INFO, ssl, now=NOW)
+    (finding,) = _by_check(report, "server_cert")
+    assert finding.severity is Severity.WARNING and finding.code.value == "expires-soon"
+    assert "the server certificate (custom) expires in 20 days" in finding.message
+    assert "rdsssl instance renew-server-cert pgm-x" in finding.message
+    assert report.server_cert_not_after == NOW + timedelta(days=20)  # the earlier end
+    near = check_instance(INFO, ssl, now=NOW + timedelta(days=15))
+    assert _by_check(near, "server_cert")[0].severity is Severity.CRITICAL  # under 7 days
+    late = _ssl(server_cert_pem=_server_pem(["pgm-x.pg.rds.aliyuncs.com"], days=300))
+    late = dataclasses.replace(late, ssl_expire_time=NOW + timedelta(days=3))
+    assert check_instance(INFO, late, now=NOW).server_cert_not_after == NOW + timedelta(days=3)
+
+
+def test_a_server_certificate_that_does_not_name_the_endpoint_is_a_warning() -> None:
+    pem = _server_pem(["pgm-x-pub.example"], days=300)
+    report = check_instance(INFO, _ssl(server_cert_pem=pem), now=NOW)
+    assert _codes(report, "server_cert") == ["valid", "server-cert-name-mismatch"]
+    (mismatch,) = [f for f in report.findings if f.code.value == "server-cert-name-mismatch"]
+    assert mismatch.severity is Severity.WARNING
+    assert "does not name pgm-x.pg.rds.aliyuncs.com" in mismatch.message
+    assert "verify-full" in mismatch.message
+    wildcard = _server_pem(["*.pg.rds.aliyuncs.com"], days=300)
+    assert _codes(check_instance(INFO, _ssl(server_cert_pem=wildcard), now=NOW), "server_cert") == [
+        "valid"
+    ]
+
+
+def test_an_unreadable_or_missing_server_certificate() -> None:
+    garbage = _ssl(
+        server_cert_pem="-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+    )
+    report = check_instance(INFO, garbage, now=NOW)
+    assert _codes(report, "server_cert") == ["server-cert-unreadable", "valid"]
+    assert report.server_cert_not_after == NOW + timedelta(days=365)  # SSLExpireTime alone
+    unknown = check_instance(INFO, _ssl(ssl_expire_time=None), now=NOW)
+    assert _codes(unknown, "server_cert") == ["server-cert-unknown"]
+    assert unknown.server_cert_not_after is None
+    assert _by_check(unknown, "server_cert")[0].severity is Severity.WARNING
+
+
+def test_require_update_says_how_to_renew_by_kind() -> None:
+    cloud = check_instance(INFO, _ssl(require_update=True), now=NOW)
+    (flag,) = [f for f in cloud.findings if f.code.value == "server-cert-update-required"]
+    assert "rdsssl instance renew-server-cert pgm-x" in flag.message
+    assert "rdsssl instance server-ca pgm-x" in flag.message  # cloud: clients need the new CA
+    pem = _server_pem(["pgm-x.pg.rds.aliyuncs.com"], days=300)
+    custom = check_instance(
+        INFO, _ssl(require_update=True, ca_type="custom", server_cert_pem=pem), now=NOW
+    )
+    (flag,) = [f for f in custom.findings if f.code.value == "server-cert-update-required"]
+    assert "from the server CA" in flag.message and "server-ca pgm-x" not in flag.message
+
+
 def test_failed_last_change_ssl_off_and_no_client_ca() -> None:
     failed = check_instance(
         INFO, _ssl(last_modify_status="failed", modify_status_reason="bad CRL"), now=NOW
@@ -230,6 +295,7 @@ def test_failed_last_change_ssl_off_and_no_client_ca() -> None:
     assert finding.severity is Severity.WARNING and "bad CRL" in finding.message
     off = check_instance(INFO, _ssl(ssl_enabled=False), now=NOW)
     assert off.severity is Severity.CRITICAL and "SSL is off" in off.findings[-1].message
+    assert "rdsssl instance enable-ssl pgm-x" in off.findings[-1].message
     bare = check_instance(INFO, _ssl(client_ca_pem=None, crl_pem=None), now=NOW)
     assert _by_check(bare, "client_ca")[0].severity is Severity.WARNING
     assert bare.client_ca_not_after is None
@@ -476,3 +542,34 @@ def test_run_checks_counts_a_store_named_twice_once_and_exports_its_valid_certif
         )
     }  # not bob (revoked), not carol (expired)
     assert expired.record.not_after < NOW
+
+
+def test_the_server_certificate_gauge_is_the_certificate_s_own_end() -> None:
+    pem = _server_pem(["pgm-x.pg.rds.aliyuncs.com"], days=40)
+    report = check_instance(INFO, _ssl(ca_type="custom", server_cert_pem=pem), now=NOW)
+    metrics = read_metrics(prometheus_text([InstanceSample("pgm-x", "", report)], [], now=NOW))
+    assert metrics["rdsssl_server_certificate_expiration_timestamp_seconds"].samples == {
+        labels(rds_instance="pgm-x", region="cn-hangzhou"): (NOW + timedelta(days=40)).timestamp()
+    }
+    off = check_instance(INFO, _ssl(ssl_enabled=False), now=NOW)  # no certificate: no sample
+    metrics = read_metrics(prometheus_text([InstanceSample("pgm-x", "", off)], [], now=NOW))
+    assert "rdsssl_server_certificate_expiration_timestamp_seconds" not in metrics or not (
+        metrics["rdsssl_server_certificate_expiration_timestamp_seconds"].samples
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "host", "named"),
+    [
+        (["db.example"], "DB.example.", True),
+        (["*.example"], "db.example", True),
+        (["*.example"], "a.db.example", False),
+        (["*.example"], "example", False),
+        (["10.0.0.5"], "10.0.0.5", True),
+        (["10.0.0.5"], "10.0.0.6", False),
+    ],
+)
+def test_names_host_follows_verify_full(names: list[str], host: str, named: bool) -> None:
+    pem = _server_pem(names, days=30)
+    cert = crypto.load_certificates(pem.encode(), source="test")[0]
+    assert names_host(cert, host) is named

@@ -151,3 +151,82 @@ def test_missing_file_is_a_config_error_with_exit_code_3(tmp_path: Path) -> None
         load_desired_state(tmp_path / "nope.toml")
     assert "nope.toml" in str(caught.value)
     assert caught.value.exit_code is ExitCode.BAD_INPUT
+
+
+# ---------------------------------------------------------------- server SSL (ssl, server_ca_dir)
+
+
+def test_ssl_is_unset_by_default_so_server_ssl_is_left_alone(tmp_path: Path) -> None:
+    (spec,) = load_desired_state(
+        write(tmp_path, '[[instances]]\nid = "a"\nca_dir = "ca"\n')
+    ).instances
+    assert spec.ssl is None and spec.server_ca_dir is None
+
+
+def test_ssl_and_server_ca_dir_from_defaults_resolve_like_ca_dir(tmp_path: Path) -> None:
+    text = """
+[defaults]
+ca_dir = "ca"
+ssl = "custom"
+server_ca_dir = "server-ca"
+[[instances]]
+id = "pgm-a"
+[[instances]]
+id = "pgm-b"
+ssl = "cloud"
+"""
+    first, second = load_desired_state(write(tmp_path, text)).instances
+    assert first.ssl == "custom"
+    assert first.server_ca_dir == tmp_path.resolve() / "server-ca"  # relative to the file
+    assert second.ssl == "cloud"  # overridden; the default's server_ca_dir is not its business
+    assert second.server_ca_dir == tmp_path.resolve() / "server-ca"
+
+
+def test_an_instance_server_ca_dir_may_be_absolute(tmp_path: Path) -> None:
+    text = '[[instances]]\nid = "a"\nca_dir = "ca"\nssl = "custom"\nserver_ca_dir = "/srv/sca"\n'
+    (spec,) = load_desired_state(write(tmp_path, text)).instances
+    assert spec.server_ca_dir == Path("/srv/sca")
+
+
+def test_a_bad_ssl_value_names_the_entry_and_the_choices(tmp_path: Path) -> None:
+    message = error_for(tmp_path, '[[instances]]\nid = "pgm-a"\nca_dir = "ca"\nssl = "aliyun"\n')
+    assert "instances[1] (id pgm-a)" in message
+    assert "ssl = 'aliyun'" in message and "cloud, custom" in message
+
+
+def test_ssl_must_be_a_string(tmp_path: Path) -> None:
+    message = error_for(tmp_path, '[defaults]\nssl = true\n[[instances]]\nid = "a"\nca_dir = "c"\n')
+    assert "defaults" in message and "ssl must be a non-empty string" in message
+
+
+def test_custom_ssl_needs_a_server_ca_dir(tmp_path: Path) -> None:
+    message = error_for(
+        tmp_path, '[defaults]\nca_dir = "ca"\n[[instances]]\nid = "pgm-a"\nssl = "custom"\n'
+    )
+    assert "instances[1] (id pgm-a)" in message
+    assert 'ssl = "custom" needs server_ca_dir' in message and "rdsssl ca init" in message
+
+
+@pytest.mark.parametrize("ssl_line", ["", 'ssl = "cloud"\n'])
+def test_an_instance_server_ca_dir_without_custom_ssl_is_refused(
+    tmp_path: Path, ssl_line: str
+) -> None:
+    text = f'[[instances]]\nid = "pgm-a"\nca_dir = "ca"\n{ssl_line}server_ca_dir = "sca"\n'
+    message = error_for(tmp_path, text)
+    assert "instances[1] (id pgm-a)" in message
+    assert 'server_ca_dir is only used with ssl = "custom"' in message
+
+
+def test_the_server_ca_must_not_be_the_client_ca_store(tmp_path: Path) -> None:
+    text = (
+        '[defaults]\nca_dir = "ca"\n[[instances]]\ntags = { env = "prod" }\n'
+        'ssl = "custom"\nserver_ca_dir = "./ca"\n'
+    )
+    message = error_for(tmp_path, text)
+    assert "instances[1] (tags env=prod)" in message
+    assert "server_ca_dir and ca_dir are the same store" in message
+
+
+def test_unknown_keys_list_the_ssl_keys(tmp_path: Path) -> None:
+    message = error_for(tmp_path, '[[instances]]\nid = "a"\nca_dir = "c"\nsslmode = "cloud"\n')
+    assert "'sslmode'" in message and "server_ca_dir" in message and "ssl" in message
