@@ -14,7 +14,7 @@ import pytest
 
 from rdsssl.models import KeyType, RevocationReason
 from rdsssl.ops.renewal_plan import newest
-from rdsssl.store import db
+from rdsssl.store import listing as listing_queries
 from rdsssl.store.castore import CaStore
 from rdsssl.store.files import INVENTORY
 from rdsssl.store.records import CertRecord, ListingSize
@@ -57,7 +57,9 @@ def expected(
 def test_listing_pages_agree_with_the_records(
     store: CaStore, monkeypatch: pytest.MonkeyPatch, user: str | None, state: str | None
 ) -> None:
-    monkeypatch.setattr(db, "_LISTING_PAGE", 3)  # ten rows: four pages, the last one short
+    monkeypatch.setattr(
+        listing_queries, "_LISTING_PAGE", 3
+    )  # ten rows: four pages, the last one short
     later = NOW + timedelta(days=20)
     want = expected(store, later, user, state)
     rows = list(store.listing(now=later, user=user, state=state))
@@ -75,7 +77,9 @@ def test_listing_pages_agree_with_the_records(
 def test_a_page_boundary_on_the_last_row_ends_the_listing(
     store: CaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "_LISTING_PAGE", 5)  # ten rows: two full pages, then an empty one
+    monkeypatch.setattr(
+        listing_queries, "_LISTING_PAGE", 5
+    )  # ten rows: two full pages, then an empty one
     assert len(list(store.listing(now=NOW))) == 10
 
 
@@ -112,7 +116,7 @@ def test_state_counts_agree_with_the_records_with_and_without_the_index(store: C
         store._inv._conn.execute("DROP INDEX certs_by_state")  # a store made before the index
         assert not store._inv._has_state_index()
         assert counts(store, now) == want
-        store._inv._conn.execute(db._STATE_INDEX)
+        store._inv._conn.execute(listing_queries.STATE_INDEX)
     assert counts(store, NOW + timedelta(days=20)) == {"valid": 7, "revoked": 2, "expired": 1}
 
 
@@ -147,7 +151,7 @@ def test_an_older_store_gets_the_state_index_on_its_next_write_not_on_a_read(
 def test_a_listing_does_not_hold_the_read_lock_between_pages(
     store: CaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "_LISTING_PAGE", 4)
+    monkeypatch.setattr(listing_queries, "_LISTING_PAGE", 4)
     listing = store.listing(now=NOW)
     first = [next(listing) for _ in range(5)]  # into the second page: as a paused pager would
     writer = sqlite3.connect(store.path / INVENTORY, timeout=0, isolation_level=None)
@@ -163,7 +167,7 @@ def test_a_listing_does_not_hold_the_read_lock_between_pages(
 def test_rows_added_during_a_listing_come_at_its_end(
     store: CaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "_LISTING_PAGE", 4)
+    monkeypatch.setattr(listing_queries, "_LISTING_PAGE", 4)
     listing = store.listing(now=NOW)
     first = [next(listing) for _ in range(4)]
     new = store.issue(user="erin", key_type=KeyType.EC_P256, days=30, now=NOW).record
