@@ -31,6 +31,7 @@ from rdsssl.cli.cloud import (
     plan_lines,
     probe_options,
     progress_reporter,
+    skip_proof_option,
     take_mutating,
     take_probe,
 )
@@ -243,13 +244,7 @@ def _save(
 @_file_option(required=False)
 @mutating_options
 @probe_options()
-@click.option(
-    "--skip-proof",
-    multiple=True,
-    metavar="CONNECTION_STRING",
-    help="After a server SSL change, do not try this endpoint in the proof (unreachable from "
-    "here); repeatable.",
-)
+@skip_proof_option
 @passphrase_file_option
 @pacing_options
 @json_option

@@ -39,6 +39,7 @@ __all__ = [
     "plan_lines",
     "probe_options",
     "progress_reporter",
+    "skip_proof_option",
     "take_mutating",
     "take_probe",
 ]
@@ -145,6 +146,18 @@ def take_mutating(kwargs: dict[str, Any]) -> MutatingOptions:
         settle=kwargs.pop("settle"),
         restart_margin=kwargs.pop("restart_margin"),
     )
+
+
+def skip_proof_option(f: F) -> F:
+    """``--skip-proof CS`` (repeatable): an endpoint the server-side proof does not try because
+    it is unreachable from here; reported as skipped, never as proven."""
+    return click.option(
+        "--skip-proof",
+        multiple=True,
+        metavar="CONNECTION_STRING",
+        help="After a server SSL change, do not try this endpoint in the proof (unreachable "
+        "from here; reported as skipped); repeatable.",
+    )(f)
 
 
 def probe_options(prefix: str = "--probe-") -> Callable[[F], F]:

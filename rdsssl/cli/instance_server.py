@@ -25,6 +25,7 @@ from rdsssl.cli.cloud import (
     mutating_options,
     probe_options,
     progress_reporter,
+    skip_proof_option,
     take_mutating,
     take_probe,
 )
@@ -134,12 +135,7 @@ def _server_cert_options(f: Any) -> Any:
     "--connection-string",
     help="The endpoint the cloud certificate protects (default: the internal one).",
 )
-@click.option(
-    "--skip-proof",
-    multiple=True,
-    metavar="CONNECTION_STRING",
-    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
-)
+@skip_proof_option
 @mutating_options
 @probe_options()
 @json_option
@@ -189,12 +185,7 @@ def disable_ssl(instance_id: str, **kwargs: Any) -> int:
 @_id
 @click.option("--server-ca-dir", type=_DIR, required=True, help="The server CA store.")
 @_server_cert_options
-@click.option(
-    "--skip-proof",
-    multiple=True,
-    metavar="CONNECTION_STRING",
-    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
-)
+@skip_proof_option
 @mutating_options
 @probe_options()
 @json_option
@@ -252,12 +243,7 @@ def set_server_cert(
     help="The renewal window of --if-due.",
 )
 @_server_cert_options
-@click.option(
-    "--skip-proof",
-    multiple=True,
-    metavar="CONNECTION_STRING",
-    help="Do not try this endpoint in the proof (unreachable from here); repeatable.",
-)
+@skip_proof_option
 @mutating_options
 @probe_options()
 @json_option
