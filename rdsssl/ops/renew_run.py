@@ -208,14 +208,18 @@ def _work_pending(opts: RenewOptions) -> bool:
         resumed = finish_interrupted(
             store, out_root=opts.out_root, user=opts.user, fmt=opts.fmt, dry_run=True
         )
-        plan = plan_renewal(
-            store, now=opts.now, before=opts.before, at=opts.at, user=opts.user,
-            out_root=opts.out_root,
-        )  # fmt: skip
-        if not opts.force:
-            plan = tls12_skips(plan, opts.key_type)
+        plan = _plan(store, opts)
         dirs = user_dirs(store, opts.out_root, user=opts.user)
     return bool(plan.due or resumed or hook_pending(dirs))
+
+
+def _plan(store: CaStore, opts: RenewOptions) -> RenewalPlan:
+    """What is due (keys that would fail over TLS 1.2 skipped unless ``force``)."""
+    plan = plan_renewal(
+        store, now=opts.now, before=opts.before, at=opts.at, user=opts.user,
+        out_root=opts.out_root,
+    )  # fmt: skip
+    return plan if opts.force else tls12_skips(plan, opts.key_type)
 
 
 def _post_env(opts: RenewOptions, renewed: Sequence[str]) -> dict[str, str]:
@@ -239,12 +243,7 @@ def _renew(
             p12_passphrase=opts.p12_passphrase,
             dry_run=opts.dry_run,
         )
-        plan = plan_renewal(
-            store, now=opts.now, before=opts.before, at=opts.at, user=opts.user,
-            out_root=opts.out_root,
-        )  # fmt: skip
-        if not opts.force:
-            plan = tls12_skips(plan, opts.key_type)
+        plan = _plan(store, opts)
         dirs = user_dirs(store, opts.out_root, user=opts.user)
         if plan.due:
             window.check_days(opts.days)
