@@ -225,7 +225,8 @@ class App:
         text = "terminated" if terminated else "interrupted"
         if pending:
             sent = ", ".join(
-                f"{iid} (RequestId {rid})" if rid else iid for iid, rid in sorted(pending.items())
+                f"{iid} (RequestId {rid})" if rid else f"{iid} (interrupted during the call)"
+                for iid, rid in sorted(pending.items())
             )
             text += (
                 f"; change sent to {sent}, not yet confirmed: re-run the same command to confirm"

@@ -144,7 +144,8 @@ def apply(
         audit.check_writable()  # never make a change the log cannot record
     waiting = Waiting.of(api, instance_id, options, clock, on_progress)
     held = instance_lock(instance_id) if options.lock and not dry_run else contextlib.nullcontext()
-    with held:
+    with waiting.interrupt_recorded(audit) as accepted, contextlib.ExitStack() as locked:
+        locked.enter_context(held)
         earlier = audit.pending(instance_id)
         pending = str(earlier.get("request_id") or "?") if earlier else None
         confirmed = waiting.settle_pending(audit, now) if earlier and not dry_run else False
@@ -219,17 +220,11 @@ def apply(
                 server_key_pem=material.key_pem,
             )
             the_plan = replace(the_plan, request=request)
-        request_id, seen = waiting.send(the_plan, ssl, audit)
-    try:
+        request_id, seen = waiting.send(the_plan, ssl, audit, accepted)
+        locked.close()  # the lock is held from the read to the call, not through the wait
         final = (
             waiting.confirm(the_plan, ssl, request_id, audit, seen=seen) if options.wait else None
         )
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM after the call: its `sent` line stays valid
-        waiting.record(
-            audit, the_plan, ssl, "interrupted", request_id,
-            detail="the wait was interrupted; run again to confirm",
-        )  # fmt: skip
-        raise
     return ApplyResult(
         the_plan,
         True,

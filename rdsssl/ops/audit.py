@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +22,10 @@ from rdsssl.store.paths import state_dir
 
 ENV_AUDIT_LOG = "RDSSSL_AUDIT_LOG"
 
-_UNCONFIRMED: dict[str, str] = {}  # instance -> request id of a change sent, not yet confirmed
-_UNCONFIRMED_LOCK = threading.Lock()
+# instance -> request id of a change sent, not yet confirmed. Each use is ONE dict operation,
+# atomic under the GIL, and deliberately lock-free: an interrupt landing inside a `with lock:`
+# can leave the lock held, and the interrupt's own audit line would then wait on it forever.
+_UNCONFIRMED: dict[str, str] = {}
 
 
 def default_path() -> Path:
@@ -39,22 +40,19 @@ def default_path() -> Path:
 def unconfirmed() -> dict[str, str]:
     """Changes this process sent and has not seen through (instance -> request id): what an
     interrupted run must tell the operator to confirm by running again."""
-    with _UNCONFIRMED_LOCK:
-        return dict(_UNCONFIRMED)
+    return _UNCONFIRMED.copy()
 
 
 def forget_unconfirmed() -> None:
     """Start a new run's bookkeeping (the CLI calls it once per command it runs)."""
-    with _UNCONFIRMED_LOCK:
-        _UNCONFIRMED.clear()
+    _UNCONFIRMED.clear()
 
 
 def _mark(instance: str, request_id: str | None, outcome: str) -> None:
-    with _UNCONFIRMED_LOCK:
-        if outcome in ("sent", "interrupted"):
-            _UNCONFIRMED[instance] = request_id or ""
-        else:
-            _UNCONFIRMED.pop(instance, None)
+    if outcome in ("sent", "interrupted"):
+        _UNCONFIRMED[instance] = request_id or ""
+    else:
+        _UNCONFIRMED.pop(instance, None)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ earlier run sent and never confirmed. Every call and outcome gets its audit line
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,22 @@ def observe(api: RdsApi, instance_id: str) -> Reads:
         ssl=lambda: api.describe_ssl(instance_id),
         instance=lambda: api.describe_instance(instance_id),
     )
+
+
+@dataclass
+class Accepted:
+    """The change this run has put in flight (`Waiting.interrupt_recorded`): set just before
+    the call, its request id as soon as the service has taken it."""
+
+    plan: Plan | None = None
+    before: SslState | None = None
+    request_id: str | None = None
+
+    def sending(self, the_plan: Plan, before: SslState) -> None:
+        self.plan, self.before = the_plan, before
+
+    def taken(self, request_id: str) -> None:
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -135,8 +152,35 @@ class Waiting:
             **extra,
         )
 
-    def send(self, the_plan: Plan, before: SslState, audit: AuditLog) -> tuple[str, bool]:
+    @contextlib.contextmanager
+    def interrupt_recorded(self, audit: AuditLog) -> Iterator[Accepted]:
+        """Around `send` and `confirm`: an interrupt (Ctrl-C, SIGTERM) at ANY moment after the
+        service accepted the change -- while its `sent` line is being written, on the way to
+        the wait, or during it -- leaves an `interrupted` line with the request id, so the
+        change stays unconfirmed on record and the next run confirms it before planning."""
+        accepted = Accepted()
+        try:
+            yield accepted
+        except KeyboardInterrupt:
+            if accepted.plan is not None and accepted.before is not None:
+                detail = (
+                    "the wait was interrupted; run again to confirm"
+                    if accepted.request_id
+                    else "interrupted during the call, which the service may have taken; "
+                    "run again to confirm"
+                )
+                self.record(
+                    audit, accepted.plan, accepted.before, "interrupted", accepted.request_id,
+                    detail=detail,
+                )  # fmt: skip
+            raise
+
+    def send(
+        self, the_plan: Plan, before: SslState, audit: AuditLog, accepted: Accepted | None = None
+    ) -> tuple[str, bool]:
         """The one Modify call; its `sent` audit line is on disk before anything else happens.
+        `accepted` (from `interrupt_recorded`) holds the change from just before the call and
+        its request id from the moment the service has taken it, before that line is written.
 
         After ANY failed call (throttling and busy answers included) the instance is re-read
         before anything is sent again, and a change that shows up is never sent twice: one
@@ -155,7 +199,11 @@ class Waiting:
                 attempt,
             )
             try:
+                if accepted is not None:
+                    accepted.sending(the_plan, before)
                 request_id = self.api.modify_ssl(request)
+                if accepted is not None:
+                    accepted.taken(request_id)
             except ApiError as exc:
                 log.info(
                     "%s: ModifyDBInstanceSSL failed: %s (%s)",
@@ -177,6 +225,8 @@ class Waiting:
                 if taken is not None:
                     log.info("%s: the change was taken despite the error", self.instance_id)
                     request_id = exc.request_id or "(accepted before the error)"
+                    if accepted is not None:
+                        accepted.taken(request_id)
                     self.record(
                         audit,
                         the_plan,
@@ -199,6 +249,8 @@ class Waiting:
                 self.clock.sleep(2.0 * attempt)
                 if self._check_unchanged(before, matches):
                     request_id = exc.request_id or "(accepted before the error)"
+                    if accepted is not None:
+                        accepted.taken(request_id)
                     self.record(
                         audit, the_plan, before, "sent", request_id,
                         detail=f"taken despite {exc.code or type(exc).__name__}",
