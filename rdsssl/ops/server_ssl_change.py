@@ -20,9 +20,9 @@ from rdsssl.ops.instance_change import InstanceChange, InstanceOutcome
 from rdsssl.ops.plan import DesiredSsl
 from rdsssl.ops.probe import server_ca_file
 from rdsssl.ops.probe_options import ProbeOptions
-from rdsssl.ops.server_ssl_plan import dns_names
 from rdsssl.ops.server_ssl_proof import DEFAULT_PROOF_USER, ServerProof, prove_server
 from rdsssl.pki import crypto
+from rdsssl.pki.hostnames import dns_names
 from rdsssl.rds.protocol import RdsApi
 
 __all__ = ["ServerChange", "ServerOutcome", "final_state", "prove_change", "server_summary"]

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from rdsssl.errors import ConfigError, CryptoError
 from rdsssl.models import SslModifyRequest, SslState
 from rdsssl.pki import crypto
+from rdsssl.pki.hostnames import names_host
 
 __all__ = [
     "DEFAULT_SERVER_RENEW_BEFORE",
@@ -42,7 +43,6 @@ __all__ = [
     "ServerDiff",
     "ServerMaterial",
     "diff_server",
-    "dns_names",
     "issuer_warning",
     "server_cert_fps",
     "server_cert_status",
@@ -161,15 +161,6 @@ def _issued_by(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
     return False
 
 
-def dns_names(cert: x509.Certificate) -> set[str]:
-    """The DNS names a certificate's subjectAltName holds, lower-cased."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return set()
-    return {n.lower() for n in san.get_values_for_type(x509.DNSName)}
-
-
 def server_cert_status(
     ssl: SslState, req: ServerCertFromStore, *, now: datetime, renew: bool = False
 ) -> ServerCertStatus:
@@ -185,7 +176,7 @@ def server_cert_status(
         return ServerCertStatus("no-certificate", "no readable server certificate")
     if not _issued_by(cert, cas):
         return ServerCertStatus("other-issuer", "the served certificate is not from this CA")
-    missing = sorted({n.lower() for n in req.names} - dns_names(cert))
+    missing = sorted(n for n in req.names if not names_host(cert, n))
     if missing:
         return ServerCertStatus("names-missing", f"it does not name {', '.join(missing)}")
     if renew:

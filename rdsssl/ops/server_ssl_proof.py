@@ -30,8 +30,8 @@ from pathlib import Path
 
 from rdsssl.models import SslState
 from rdsssl.ops.probe import ProbeOutcome, ProbeResult, ProbeTarget, probe
-from rdsssl.ops.server_ssl_plan import dns_names
 from rdsssl.pki import crypto
+from rdsssl.pki.hostnames import names_host
 from rdsssl.rds.protocol import RdsApi
 
 __all__ = ["EndpointProof", "ServerProof", "presented_fingerprint", "prove_server"]
@@ -155,11 +155,6 @@ class ServerProof:
         }
 
 
-def _names(pem: str) -> set[str]:
-    certs = crypto.load_certificates(pem.encode(), source="the server certificate")
-    return dns_names(certs[0])
-
-
 def prove_server(
     api: RdsApi,
     instance_id: str,
@@ -176,13 +171,15 @@ def prove_server(
     """Handshake and verify-full on every connection string against `ssl_state` (the read-back
     after the change); an endpoint counts as required when the served certificate names it."""
     expected = crypto.pem_fingerprints(ssl_state.server_cert_pem.encode(), source="ServerCert")
-    named = _names(ssl_state.server_cert_pem)
+    served = crypto.load_certificates(
+        ssl_state.server_cert_pem.encode(), source="the server certificate"
+    )[0]
     endpoints: list[EndpointProof] = []
     for net in api.describe_net_info(instance_id):
         if net.connection_string_type != "Normal" or not net.connection_string:
             continue
         target = ProbeTarget(net.connection_string, net.port, net.ip_address or None)
-        covered = net.connection_string.lower() in named
+        covered = names_host(served, net.connection_string)  # as verify-full decides
         if net.connection_string in skip:
             endpoints.append(
                 EndpointProof(net.connection_string, covered, None, "skipped", None, expected, True)

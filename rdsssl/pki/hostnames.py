@@ -12,7 +12,17 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-__all__ = ["names_host"]
+__all__ = ["dns_names", "names_host"]
+
+
+def dns_names(cert: x509.Certificate) -> set[str]:
+    """The DNS names a certificate's subjectAltName holds, lower-cased (what it was issued
+    for; `names_host` is the question libpq asks of them)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {n.lower() for n in san.get_values_for_type(x509.DNSName)}
 
 
 def names_host(cert: x509.Certificate, host: str) -> bool:

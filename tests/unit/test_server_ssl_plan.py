@@ -177,6 +177,10 @@ def test_custom_material_is_sent_and_never_shown() -> None:
         (lambda: _server().cert_pem, "custom", True, "current"),
         (lambda: _server(OTHER_CA).cert_pem, "custom", True, "other-issuer"),
         (lambda: _server(names=NAMES[:1]).cert_pem, "custom", True, "names-missing"),
+        # names are judged as verify-full judges them: a wildcard covers one left-most label
+        (lambda: _server(names=("*.pg.rds.aliyuncs.com",)).cert_pem, "custom", True, "current"),
+        (lambda: _server(names=("*.rds.aliyuncs.com",)).cert_pem, "custom", True, "names-missing"),
+        (lambda: _server(names=tuple(map(str.upper, NAMES))).cert_pem, "custom", True, "current"),
         (lambda: _server(days=10).cert_pem, "custom", True, "renewal-window"),
         (lambda: _server().cert_pem, "aliyun", True, "cloud-certificate"),
         (lambda: "", "", False, "ssl-off"),
