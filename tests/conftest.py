@@ -19,6 +19,7 @@ A missing PostgreSQL is an error, never a skip.
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,13 @@ from rdsssl.emulator.pg import PgCluster, PgNotFound, PgSslConfig
 from rdsssl.emulator.pg_install import find_pg_bin
 from rdsssl.emulator.pg_os import make_scratch_dir
 from tests.pgtls import ClusterFactory, ServerPki, make_server_pki
+
+# A suite started in the background by a non-interactive shell (`scripts/test &`, some CI
+# runners) inherits SIGINT ignored, and so would every `rdsssl` it starts: Python keeps an
+# ignored SIGINT ignored, and the tests that press Ctrl-C on a run would wait for nothing. A
+# handler here (reset to the default on exec) gives every child the ordinary Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Every test carries the marker of its area, so `scripts/test -m unit` runs in seconds:
 # unit (no server, no network), emulator (the emulator and its PostgreSQL), e2e (the CLI
