@@ -157,7 +157,9 @@ class Waiting:
         """Around `send` and `confirm`: an interrupt (Ctrl-C, SIGTERM) at ANY moment after the
         service accepted the change -- while its `sent` line is being written, on the way to
         the wait, or during it -- leaves an `interrupted` line with the request id, so the
-        change stays unconfirmed on record and the next run confirms it before planning."""
+        change stays unconfirmed on record and the next run confirms it before planning. One
+        during the call itself leaves the line without a request id (the service may have
+        taken the change; the next run watches for it). Before the call: no line."""
         accepted = Accepted()
         try:
             yield accepted
