@@ -191,6 +191,7 @@ class Waiting:
         progress (after an error, the re-read may have waited it out)."""
         request = the_plan.request
         assert request is not None
+        accepted = accepted or Accepted()
         matches = read_back_matches(request, the_plan.retired_server_cert)
         fields = ",".join(c.field for c in the_plan.changes)
         for attempt in range(1, MODIFY_ATTEMPTS + 1):
@@ -201,11 +202,9 @@ class Waiting:
                 attempt,
             )
             try:
-                if accepted is not None:
-                    accepted.sending(the_plan, before)
+                accepted.sending(the_plan, before)
                 request_id = self.api.modify_ssl(request)
-                if accepted is not None:
-                    accepted.taken(request_id)
+                accepted.taken(request_id)
             except ApiError as exc:
                 log.info(
                     "%s: ModifyDBInstanceSSL failed: %s (%s)",
@@ -227,8 +226,7 @@ class Waiting:
                 if taken is not None:
                     log.info("%s: the change was taken despite the error", self.instance_id)
                     request_id = exc.request_id or "(accepted before the error)"
-                    if accepted is not None:
-                        accepted.taken(request_id)
+                    accepted.taken(request_id)
                     self.record(
                         audit,
                         the_plan,
@@ -251,8 +249,7 @@ class Waiting:
                 self.clock.sleep(2.0 * attempt)
                 if self._check_unchanged(before, matches):
                     request_id = exc.request_id or "(accepted before the error)"
-                    if accepted is not None:
-                        accepted.taken(request_id)
+                    accepted.taken(request_id)
                     self.record(
                         audit, the_plan, before, "sent", request_id,
                         detail=f"taken despite {exc.code or type(exc).__name__}",
